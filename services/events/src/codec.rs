@@ -1,0 +1,303 @@
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::model::{DecisionStatus, Event, InventoryDecision, OrderPlaced};
+use crate::SCHEMA_VERSION;
+
+/// Why a record could not be turned into an [`Event`]. The `Display` text is what goes
+/// into the DLQ reason header; [`DecodeError::kind`] is a stable label for metrics.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("missing field `{0}`")]
+    MissingField(String),
+    #[error("wrong type: {0}")]
+    WrongType(String),
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    #[error("unknown schema_version {0} (this build reads {SCHEMA_VERSION})")]
+    UnknownSchemaVersion(String),
+    #[error("invalid event: {0}")]
+    Invalid(String),
+}
+
+impl DecodeError {
+    /// A short, stable label (used as a metric label and in logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::NotJson(_) => "not_json",
+            DecodeError::NotAnObject => "not_an_object",
+            DecodeError::MissingField(_) => "missing_field",
+            DecodeError::WrongType(_) => "wrong_type",
+            DecodeError::UnknownType(_) => "unknown_type",
+            DecodeError::UnknownSchemaVersion(_) => "unknown_schema_version",
+            DecodeError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// Serialize an event to its JSON record value.
+pub fn encode(event: &Event) -> Vec<u8> {
+    // Serializing these plain structs cannot fail: no maps with non-string keys, no
+    // fallible Serialize impls. Fall back to an empty object rather than panic.
+    serde_json::to_vec(event).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// Parse and validate a record value.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let obj = value.as_object().ok_or(DecodeError::NotAnObject)?;
+
+    let type_name = match obj.get("type") {
+        None => return Err(DecodeError::MissingField("type".into())),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(DecodeError::WrongType(format!(
+                "`type` must be a string, got {other}"
+            )))
+        }
+    };
+    match obj.get("schema_version") {
+        None => return Err(DecodeError::MissingField("schema_version".into())),
+        Some(Value::Number(n)) if n.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
+        Some(Value::Number(n)) => return Err(DecodeError::UnknownSchemaVersion(n.to_string())),
+        Some(other) => {
+            return Err(DecodeError::WrongType(format!(
+                "`schema_version` must be a number, got {other}"
+            )))
+        }
+    }
+
+    let mut fields = obj.clone();
+    fields.remove("type");
+    let fields = Value::Object(fields);
+    let event = match type_name.as_str() {
+        "OrderPlaced" => Event::OrderPlaced(from_value::<OrderPlaced>(fields)?),
+        "InventoryReserved" => Event::InventoryReserved(from_value::<InventoryDecision>(fields)?),
+        "InventoryFailed" => Event::InventoryFailed(from_value::<InventoryDecision>(fields)?),
+        other => return Err(DecodeError::UnknownType(other.to_string())),
+    };
+    validate(&event)?;
+    Ok(event)
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, DecodeError> {
+    serde_json::from_value(v).map_err(|e| {
+        let msg = e.to_string();
+        if let Some(rest) = msg.strip_prefix("missing field `") {
+            DecodeError::MissingField(rest.trim_end_matches('`').to_string())
+        } else if msg.starts_with("unknown field") {
+            DecodeError::Invalid(msg)
+        } else {
+            DecodeError::WrongType(msg)
+        }
+    })
+}
+
+fn validate(event: &Event) -> Result<(), DecodeError> {
+    let (item, qty, user) = match event {
+        Event::OrderPlaced(o) => (&o.item, o.qty, &o.user_id),
+        Event::InventoryReserved(d) | Event::InventoryFailed(d) => (&d.item, d.qty, &d.user_id),
+    };
+    if item.trim().is_empty() {
+        return Err(DecodeError::Invalid("`item` is empty".into()));
+    }
+    if qty == 0 {
+        return Err(DecodeError::Invalid("`qty` must be at least 1".into()));
+    }
+    if user.trim().is_empty() {
+        return Err(DecodeError::Invalid("`user_id` is empty".into()));
+    }
+    match event {
+        Event::OrderPlaced(_) => {}
+        Event::InventoryReserved(d) => {
+            if d.status != DecisionStatus::Reserved {
+                return Err(DecodeError::Invalid(
+                    "InventoryReserved must have status `reserved`".into(),
+                ));
+            }
+        }
+        Event::InventoryFailed(d) => {
+            if d.status != DecisionStatus::Failed {
+                return Err(DecodeError::Invalid(
+                    "InventoryFailed must have status `failed`".into(),
+                ));
+            }
+            if d.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                return Err(DecodeError::Invalid(
+                    "InventoryFailed needs a `reason`".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use serde_json::json;
+
+    fn order() -> OrderPlaced {
+        OrderPlaced::new(
+            "burger",
+            2,
+            "u-1",
+            Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
+        )
+    }
+
+    fn order_json() -> Value {
+        serde_json::from_slice(&encode(&Event::OrderPlaced(order()))).unwrap()
+    }
+
+    fn decode_value(v: Value) -> Result<Event, DecodeError> {
+        decode(&serde_json::to_vec(&v).unwrap())
+    }
+
+    #[test]
+    fn order_round_trips_with_contract_fields() {
+        let o = order();
+        let bytes = encode(&Event::OrderPlaced(o.clone()));
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["type"], "OrderPlaced");
+        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["ts"], "2026-11-22T10:00:00.000Z");
+        for f in ["event_id", "order_id", "item", "qty", "user_id"] {
+            assert!(v.get(f).is_some(), "missing {f}");
+        }
+        assert_eq!(decode(&bytes).unwrap(), Event::OrderPlaced(o));
+    }
+
+    #[test]
+    fn decisions_round_trip_and_carry_status() {
+        let o = order();
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 1).unwrap();
+        let ok = o.decide(None, at).into_event();
+        let bad = o.decide(Some("out of stock".into()), at).into_event();
+        let okv: Value = serde_json::from_slice(&encode(&ok)).unwrap();
+        let badv: Value = serde_json::from_slice(&encode(&bad)).unwrap();
+        assert_eq!(
+            (okv["type"].as_str(), okv["status"].as_str()),
+            (Some("InventoryReserved"), Some("reserved"))
+        );
+        assert!(okv.get("reason").is_none());
+        assert_eq!(
+            (badv["type"].as_str(), badv["reason"].as_str()),
+            (Some("InventoryFailed"), Some("out of stock"))
+        );
+        assert_eq!(okv["decided_at"], "2026-11-22T10:00:01.000Z");
+        assert_eq!(decode(&encode(&ok)).unwrap(), ok);
+        assert_eq!(decode(&encode(&bad)).unwrap(), bad);
+    }
+
+    #[test]
+    fn bad_json_is_not_json() {
+        assert_eq!(decode(b"{not json").unwrap_err().kind(), "not_json");
+        assert_eq!(decode(b"").unwrap_err().kind(), "not_json");
+        assert_eq!(decode(b"[1,2]").unwrap_err(), DecodeError::NotAnObject);
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        for field in [
+            "type",
+            "schema_version",
+            "order_id",
+            "item",
+            "qty",
+            "user_id",
+            "ts",
+            "event_id",
+        ] {
+            let mut v = order_json();
+            v.as_object_mut().unwrap().remove(field);
+            assert_eq!(
+                decode_value(v).unwrap_err(),
+                DecodeError::MissingField(field.into()),
+                "{field}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_types_are_rejected() {
+        for (field, bad) in [
+            ("qty", json!("two")),
+            ("qty", json!(-1)),
+            ("qty", json!(1.5)),
+            ("item", json!(42)),
+            ("order_id", json!("not-a-uuid")),
+            ("ts", json!("yesterday")),
+            ("type", json!(7)),
+            ("schema_version", json!("1")),
+        ] {
+            let mut v = order_json();
+            v[field] = bad.clone();
+            assert_eq!(
+                decode_value(v).unwrap_err().kind(),
+                "wrong_type",
+                "{field}={bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_version_and_type_are_rejected() {
+        let mut v = order_json();
+        v["schema_version"] = json!(2);
+        assert_eq!(
+            decode_value(v).unwrap_err(),
+            DecodeError::UnknownSchemaVersion("2".into())
+        );
+        let mut v = order_json();
+        v["type"] = json!("OrderShipped");
+        assert_eq!(
+            decode_value(v).unwrap_err(),
+            DecodeError::UnknownType("OrderShipped".into())
+        );
+    }
+
+    #[test]
+    fn semantic_validation() {
+        let mut v = order_json();
+        v["qty"] = json!(0);
+        assert_eq!(decode_value(v).unwrap_err().kind(), "invalid");
+        let mut v = order_json();
+        v["item"] = json!("  ");
+        assert_eq!(decode_value(v).unwrap_err().kind(), "invalid");
+        let mut v = order_json();
+        v["surprise"] = json!(1);
+        assert_eq!(decode_value(v).unwrap_err().kind(), "invalid");
+
+        let at = Utc::now();
+        let mut failed: Value =
+            serde_json::from_slice(&encode(&order().decide(Some("x".into()), at).into_event()))
+                .unwrap();
+        failed.as_object_mut().unwrap().remove("reason");
+        assert_eq!(decode_value(failed).unwrap_err().kind(), "invalid");
+        let mut mismatched: Value =
+            serde_json::from_slice(&encode(&order().decide(None, at).into_event())).unwrap();
+        mismatched["status"] = json!("failed");
+        assert_eq!(decode_value(mismatched).unwrap_err().kind(), "invalid");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn any_valid_order_round_trips(item in "[a-z]{1,12}", qty in 1u32..10_000, user in "[a-z0-9-]{1,16}", ms in 0i64..4_000_000_000_000) {
+            let ts = chrono::DateTime::from_timestamp_millis(ms).unwrap();
+            let e = Event::OrderPlaced(OrderPlaced::new(item, qty, user, ts));
+            proptest::prop_assert_eq!(decode(&encode(&e)).unwrap(), e);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The orderflow event contract, shared by every service and tool.
+//!
+//! One JSON object per Kafka record. Every event carries `type`, `schema_version`,
+//! `event_id`, `order_id`, `item`, `qty`, `user_id` and `ts` (the order's event time,
+//! RFC 3339 with milliseconds). Inventory decisions add `status`, `reason` (failures only)
+//! and `decided_at`.
+//!
+//! ## Keys and partitions
+//! Records on `orders` are keyed by **item**. Kafka sends every record with the same key to
+//! the same partition and a consumer group gives each partition to exactly one member, so
+//! the stock of one item is only ever decided by one inventory replica at a time: two
+//! replicas can never both reserve the last unit of an item (no oversell), and the orders
+//! of one item are decided in the order they were placed.
+//!
+//! Decisions on `inventory-events` are keyed by item too and written to the **same
+//! partition number** as the order they decide (see [`decision_partition`]). Partition `p`
+//! of `inventory-events` is then the changelog of the stock ledger for exactly the items of
+//! partition `p` of `orders`, which is what lets an inventory replica rebuild the ledger for
+//! the partitions it is assigned, and lets analytics read recorded decisions instead of
+//! re-deciding them.
+
+mod codec;
+mod model;
+
+pub use codec::{decode, encode, DecodeError};
+pub use model::{DecisionStatus, Event, InventoryDecision, OrderPlaced};
+
+/// Topic of `OrderPlaced` events.
+pub const TOPIC_ORDERS: &str = "orders";
+/// Topic of `InventoryReserved` / `InventoryFailed` events.
+pub const TOPIC_INVENTORY_EVENTS: &str = "inventory-events";
+/// Records that failed to decode or validate, with the reason in [`HEADER_DLQ_REASON`].
+pub const TOPIC_DLQ: &str = "orderflow.dlq";
+/// All topics orderflow owns, in the order they are created.
+pub const ALL_TOPICS: [&str; 3] = [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS, TOPIC_DLQ];
+/// Partitions per topic (DESIGN.md).
+pub const PARTITIONS: i32 = 3;
+/// Retention of every topic: 7 days.
+pub const RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Consumer group of inventory-service.
+pub const GROUP_INVENTORY: &str = "inventory";
+/// Consumer group of analytics-service.
+pub const GROUP_ANALYTICS: &str = "analytics";
+
+/// The schema version this build writes and the only one it accepts.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// DLQ header: why the record was rejected.
+pub const HEADER_DLQ_REASON: &str = "orderflow.dlq.reason";
+/// DLQ header: topic the rejected record came from.
+pub const HEADER_DLQ_TOPIC: &str = "orderflow.dlq.topic";
+/// DLQ header: partition the rejected record came from.
+pub const HEADER_DLQ_PARTITION: &str = "orderflow.dlq.partition";
+/// DLQ header: offset of the rejected record.
+pub const HEADER_DLQ_OFFSET: &str = "orderflow.dlq.offset";
+
+/// The record key of any event about `item` (see the module docs for why it is the item).
+pub fn record_key(item: &str) -> &[u8] {
+    item.as_bytes()
+}
+
+/// The `inventory-events` partition a decision about an order read from `orders`
+/// partition `order_partition` is written to: the same number, so that each
+/// `inventory-events` partition is the ledger changelog of one `orders` partition.
+pub fn decision_partition(order_partition: i32) -> i32 {
+    order_partition
+}
+
+/// The campus menu: items order-service picks from for bulk orders and inventory-service
+/// stocks by default (`INITIAL_STOCK` overrides the quantities and may add items).
+pub const DEFAULT_ITEMS: [&str; 8] = [
+    "burger", "pizza", "salad", "sushi", "taco", "ramen", "curry", "wrap",
+];
+/// Default initial stock of each item in [`DEFAULT_ITEMS`].
+pub const DEFAULT_STOCK_PER_ITEM: u64 = 2000;

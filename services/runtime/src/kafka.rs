@@ -1,0 +1,101 @@
+//! Kafka client settings shared by every producer, consumer and admin client.
+
+use rdkafka::ClientConfig;
+
+use crate::config::env_or;
+
+/// Default bootstrap servers (DESIGN.md).
+pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
+
+/// Connection settings read from the environment:
+/// - `KAFKA_BOOTSTRAP` (default `127.0.0.1:9092`)
+/// - `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`,
+///   `KAFKA_SASL_PASSWORD`, `KAFKA_SSL_CA_LOCATION` (all optional, passed to librdkafka)
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub bootstrap: String,
+    extra: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    pub fn new(bootstrap: impl Into<String>) -> Self {
+        Self {
+            bootstrap: bootstrap.into(),
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn from_env() -> Self {
+        let mut cfg = Self::new(env_or("KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP));
+        for (var, prop) in [
+            ("KAFKA_SECURITY_PROTOCOL", "security.protocol"),
+            ("KAFKA_SASL_MECHANISM", "sasl.mechanism"),
+            ("KAFKA_SASL_USERNAME", "sasl.username"),
+            ("KAFKA_SASL_PASSWORD", "sasl.password"),
+            ("KAFKA_SSL_CA_LOCATION", "ssl.ca.location"),
+        ] {
+            if let Ok(v) = std::env::var(var) {
+                if !v.is_empty() {
+                    cfg.extra.push((prop.to_string(), v));
+                }
+            }
+        }
+        cfg
+    }
+
+    /// Settings common to every client.
+    pub fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap)
+            .set("socket.keepalive.enable", "true")
+            .set("reconnect.backoff.max.ms", "2000");
+        for (k, v) in &self.extra {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// A producer that never loses or duplicates an acknowledged record:
+    /// idempotence on (acks=all, retries, ordering per partition kept).
+    pub fn producer(&self, client_id: &str) -> ClientConfig {
+        let mut c = self.client();
+        c.set("client.id", client_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("message.timeout.ms", "60000")
+            .set("compression.type", "lz4");
+        c
+    }
+
+    /// A group consumer that commits only what the service has finished with: no auto
+    /// commit, start from the earliest record when the group has no committed offset.
+    pub fn consumer(&self, group: &str, client_id: &str) -> ClientConfig {
+        let mut c = self.client();
+        c.set("group.id", group)
+            .set("client.id", client_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("partition.assignment.strategy", "range");
+        c
+    }
+
+    /// A consumer outside any group (explicit `assign`, no commits): for reading a topic
+    /// to rebuild state, or for tools. librdkafka needs a group.id even when it is unused.
+    pub fn reader(&self, client_id: &str) -> ClientConfig {
+        let mut c = self.client();
+        c.set("group.id", format!("{client_id}-reader"))
+            .set("client.id", client_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("isolation.level", "read_committed");
+        c
+    }
+}

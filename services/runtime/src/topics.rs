@@ -1,0 +1,90 @@
+//! Creating orderflow's topics at start-up (locally; in Kubernetes Strimzi's KafkaTopic
+//! resources own them and this finds them already there).
+
+use std::time::{Duration, Instant};
+
+use orderflow_events::{ALL_TOPICS, PARTITIONS, RETENTION_MS};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+use thiserror::Error;
+
+use crate::kafka::KafkaConfig;
+
+#[derive(Debug, Error)]
+pub enum TopicError {
+    #[error("Kafka at {bootstrap} did not answer within {secs}s: {last}")]
+    Unreachable {
+        bootstrap: String,
+        secs: u64,
+        last: String,
+    },
+    #[error("creating topic {topic} failed: {reason}")]
+    Create { topic: String, reason: String },
+    #[error("Kafka client error: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// Number of partitions of `topic`, or `None` when the topic does not exist.
+pub fn partition_count(
+    kafka: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<i32>, TopicError> {
+    let consumer: BaseConsumer = kafka.reader("orderflow-metadata").create()?;
+    let md = consumer.fetch_metadata(Some(topic), timeout)?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len() as i32)
+        .filter(|n| *n > 0))
+}
+
+/// Wait until the broker answers a metadata request, up to `timeout`.
+pub fn wait_for_broker(kafka: &KafkaConfig, timeout: Duration) -> Result<(), TopicError> {
+    let consumer: BaseConsumer = kafka.reader("orderflow-probe").create()?;
+    let start = Instant::now();
+    loop {
+        match consumer.fetch_metadata(None, Duration::from_secs(2)) {
+            Ok(_) => return Ok(()),
+            Err(e) if start.elapsed() >= timeout => {
+                return Err(TopicError::Unreachable {
+                    bootstrap: kafka.bootstrap.clone(),
+                    secs: timeout.as_secs(),
+                    last: e.to_string(),
+                })
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// Create every orderflow topic that does not exist yet (3 partitions, 7-day retention).
+/// Existing topics are left as they are.
+pub async fn ensure_topics(kafka: &KafkaConfig) -> Result<(), TopicError> {
+    let admin: AdminClient<DefaultClientContext> = kafka.client().create()?;
+    let retention = RETENTION_MS.to_string();
+    let new: Vec<NewTopic> = ALL_TOPICS
+        .iter()
+        .map(|t| {
+            NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(-1))
+                .set("retention.ms", &retention)
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(new.iter(), &opts).await? {
+        match result {
+            Ok(topic) => tracing::info!(%topic, partitions = PARTITIONS, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(TopicError::Create {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
