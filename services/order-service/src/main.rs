@@ -1,1 +1,53 @@
-fn main() {}
+//! order-service: HTTP order intake -> topic `orders`.
+//!
+//! Environment (defaults in brackets):
+//! - `KAFKA_BOOTSTRAP` [127.0.0.1:9092]: Kafka bootstrap servers
+//! - `HTTP_ADDR` [0.0.0.0:8080]: listen address (`:8080` works too)
+//! - `BULK_MAX` [5000000]: largest `count` accepted by `POST /orders/bulk`
+//! - `LOG_FORMAT` [text]: `json` for one JSON object per log line; `RUST_LOG` filters
+//!
+//! Routes: `POST /orders`, `POST /orders/bulk`, `GET /stats`, `/healthz`, `/readyz`, `/metrics`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use order_service::{api, publisher::KafkaPublisher, AppMetrics};
+use orderflow_runtime::{
+    config, http::OpsServer, shutdown, telemetry, topics, Health, KafkaConfig,
+};
+use prometheus_client::registry::Registry;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init("order-service");
+    let kafka = KafkaConfig::from_env();
+    let addr = config::http_addr("0.0.0.0:8080")?;
+    let bulk_max: u64 = config::env_parse("BULK_MAX", 5_000_000)?;
+    let token = shutdown::on_signal();
+
+    let mut registry = Registry::default();
+    let metrics = AppMetrics::register(&mut registry);
+    let health = Health::new();
+
+    let publisher = Arc::new(KafkaPublisher::new(&kafka).context("creating the Kafka producer")?);
+    tokio::spawn(order_service::publisher::watch_readiness(
+        publisher.clone(),
+        health.clone(),
+        token.clone(),
+    ));
+    // Locally the topics are created here; under Strimzi they already exist (KafkaTopic CRs).
+    let k = kafka.clone();
+    tokio::spawn(async move {
+        if let Err(e) = topics::ensure_topics(&k).await {
+            tracing::warn!(error = %e, "could not ensure topics (they may be managed elsewhere)");
+        }
+    });
+
+    let app = api::router(api::AppState::new(publisher.clone(), metrics, bulk_max));
+    OpsServer::new(health, registry)
+        .serve(addr, app, token)
+        .await?;
+    publisher.flush();
+    tracing::info!("order-service stopped");
+    Ok(())
+}

@@ -1,0 +1,485 @@
+//! The HTTP API: `POST /orders`, `POST /orders/bulk`, `GET /stats`.
+//! Every error is a JSON body `{"error": "..."}` naming the problem.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use orderflow_events::{OrderPlaced, DEFAULT_ITEMS};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::bulk::BulkPlan;
+use crate::publisher::{BulkOutcome, PublishError, Publisher};
+use crate::AppMetrics;
+
+/// Largest quantity one order may ask for.
+pub const MAX_QTY: u32 = 1000;
+const MAX_NAME_LEN: usize = 64;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrder {
+    pub item: String,
+    pub qty: u32,
+    pub user_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    pub count: u64,
+    /// Items to draw from (default: the whole menu).
+    #[serde(default)]
+    pub items: Option<Vec<String>>,
+    /// Spread the orders' event times evenly over the past N minutes (default 0: now).
+    #[serde(default)]
+    pub spread_minutes: Option<u32>,
+    /// Seed for the item/quantity/user draws (default: random).
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Stats {
+    pub published_total: u64,
+    pub publish_failures_total: u64,
+    pub rejected_requests_total: u64,
+    pub bulk_runs: u64,
+    pub last_bulk: Option<BulkOutcome>,
+}
+
+pub struct AppState<P> {
+    publisher: Arc<P>,
+    metrics: AppMetrics,
+    bulk_max: u64,
+    bulk: Arc<Mutex<(u64, Option<BulkOutcome>)>>,
+}
+
+impl<P> Clone for AppState<P> {
+    fn clone(&self) -> Self {
+        Self {
+            publisher: self.publisher.clone(),
+            metrics: self.metrics.clone(),
+            bulk_max: self.bulk_max,
+            bulk: self.bulk.clone(),
+        }
+    }
+}
+
+impl<P: Publisher> AppState<P> {
+    pub fn new(publisher: Arc<P>, metrics: AppMetrics, bulk_max: u64) -> Self {
+        Self {
+            publisher,
+            metrics,
+            bulk_max,
+            bulk: Arc::new(Mutex::new((0, None))),
+        }
+    }
+}
+
+pub fn router<P: Publisher>(state: AppState<P>) -> Router {
+    Router::new()
+        .route("/orders", post(place_order::<P>))
+        .route("/orders/bulk", post(place_bulk::<P>))
+        .route("/stats", get(stats::<P>))
+        .with_state(state)
+}
+
+/// A request the API refuses or could not serve.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"error": self.message}))).into_response()
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
+/// Parse a JSON body ourselves so that every refusal is a JSON error naming the problem.
+fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.to_ascii_lowercase().starts_with("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type must be application/json (got {:?})", ct),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid request body: {e}")))
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.trim().is_empty() {
+        return Err(ApiError::bad(format!("`{field}` must not be empty")));
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(ApiError::bad(format!(
+            "`{field}` is longer than {MAX_NAME_LEN} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Validate a single order request.
+pub fn validate_order(o: &NewOrder) -> Result<(), ApiError> {
+    check_name("item", &o.item)?;
+    check_name("user_id", &o.user_id)?;
+    if o.qty == 0 || o.qty > MAX_QTY {
+        return Err(ApiError::bad(format!(
+            "`qty` must be between 1 and {MAX_QTY} (got {})",
+            o.qty
+        )));
+    }
+    Ok(())
+}
+
+/// Validate a bulk request; returns the items to draw from.
+pub fn validate_bulk(r: &BulkRequest, bulk_max: u64) -> Result<Vec<String>, ApiError> {
+    if r.count == 0 || r.count > bulk_max {
+        return Err(ApiError::bad(format!(
+            "`count` must be between 1 and {bulk_max} (got {})",
+            r.count
+        )));
+    }
+    let items = match &r.items {
+        None => DEFAULT_ITEMS.iter().map(|s| s.to_string()).collect(),
+        Some(items) if items.is_empty() => {
+            return Err(ApiError::bad("`items` must not be empty when given"))
+        }
+        Some(items) => items.clone(),
+    };
+    for item in &items {
+        check_name("items[]", item)?;
+    }
+    if r.spread_minutes.unwrap_or(0) > 7 * 24 * 60 {
+        return Err(ApiError::bad(
+            "`spread_minutes` must be at most 10080 (the 7-day retention)",
+        ));
+    }
+    Ok(items)
+}
+
+async fn place_order<P: Publisher>(
+    State(s): State<AppState<P>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let req: NewOrder = parse_json(&headers, &body)?;
+        validate_order(&req)?;
+        let order = OrderPlaced::new(req.item, req.qty, req.user_id, Utc::now());
+        let order_id = order.order_id;
+        let started = std::time::Instant::now();
+        match s.publisher.publish(order).await {
+            Ok(()) => {
+                s.metrics.published.inc();
+                s.metrics
+                    .publish_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                tracing::debug!(%order_id, "order published");
+                Ok(order_id)
+            }
+            Err(e) => {
+                s.metrics.publish_failures.inc();
+                Err(ApiError::from(e))
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(order_id) => (StatusCode::ACCEPTED, Json(json!({"order_id": order_id}))).into_response(),
+        Err(e) => reject(&s.metrics, e),
+    }
+}
+
+fn reject(metrics: &AppMetrics, e: ApiError) -> Response {
+    if e.status.is_client_error() {
+        metrics.rejected_requests.inc();
+    }
+    tracing::info!(status = e.status.as_u16(), error = %e.message, "request refused");
+    e.into_response()
+}
+
+async fn place_bulk<P: Publisher>(
+    State(s): State<AppState<P>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let req: BulkRequest = parse_json(&headers, &body)?;
+        let items = validate_bulk(&req, s.bulk_max)?;
+        let seed = req.seed.unwrap_or_else(rand::random);
+        let plan = BulkPlan::new(
+            req.count,
+            items,
+            req.spread_minutes.unwrap_or(0),
+            Utc::now(),
+            seed,
+        );
+        tracing::info!(count = req.count, "bulk publish started");
+        match s.publisher.publish_bulk(plan).await {
+            Ok(outcome) => {
+                s.metrics.published.inc_by(outcome.published);
+                tracing::info!(
+                    published = outcome.published,
+                    elapsed_ms = outcome.elapsed_ms,
+                    events_per_sec = outcome.events_per_sec,
+                    "bulk publish done"
+                );
+                if let Ok(mut b) = s.bulk.lock() {
+                    b.0 += 1;
+                    b.1 = Some(outcome.clone());
+                }
+                Ok(outcome)
+            }
+            Err(e) => {
+                if let PublishError::Partial {
+                    attempted, failed, ..
+                } = &e
+                {
+                    s.metrics.published.inc_by(attempted - failed);
+                    s.metrics.publish_failures.inc_by(*failed);
+                }
+                Err(ApiError::from(e))
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(outcome) => (StatusCode::OK, Json(outcome)).into_response(),
+        Err(e) => reject(&s.metrics, e),
+    }
+}
+
+async fn stats<P: Publisher>(State(s): State<AppState<P>>) -> Json<Stats> {
+    let (bulk_runs, last_bulk) = s
+        .bulk
+        .lock()
+        .map(|b| (b.0, b.1.clone()))
+        .unwrap_or_default();
+    Json(Stats {
+        published_total: s.metrics.published.get(),
+        publish_failures_total: s.metrics.publish_failures.get(),
+        rejected_requests_total: s.metrics.rejected_requests.get(),
+        bulk_runs,
+        last_bulk,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    /// Records what it was asked to publish; fails when told to.
+    #[derive(Default)]
+    struct FakePublisher {
+        published: Mutex<Vec<OrderPlaced>>,
+        fail: bool,
+    }
+
+    impl Publisher for FakePublisher {
+        async fn publish(&self, order: OrderPlaced) -> Result<(), PublishError> {
+            if self.fail {
+                return Err(PublishError::NotAcknowledged("broker down".into()));
+            }
+            self.published.lock().unwrap().push(order);
+            Ok(())
+        }
+        async fn publish_bulk(&self, mut plan: BulkPlan) -> Result<BulkOutcome, PublishError> {
+            let n = plan.count();
+            let mut v = self.published.lock().unwrap();
+            for i in 0..n {
+                v.push(plan.order(i));
+            }
+            Ok(BulkOutcome::new(n, Duration::from_millis(10)))
+        }
+    }
+
+    async fn call(
+        app: Router,
+        method: &str,
+        path: &str,
+        ct: &str,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, ct)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    fn app(p: Arc<FakePublisher>) -> Router {
+        router(AppState::new(p, AppMetrics::default(), 1000))
+    }
+
+    #[tokio::test]
+    async fn accepted_order_is_published() {
+        let p = Arc::new(FakePublisher::default());
+        let (code, body) = call(
+            app(p.clone()),
+            "POST",
+            "/orders",
+            "application/json",
+            r#"{"item":"pizza","qty":2,"user_id":"u1"}"#,
+        )
+        .await;
+        assert_eq!(code, StatusCode::ACCEPTED);
+        let published = p.published.lock().unwrap();
+        assert_eq!(published.len(), 1);
+        assert_eq!(body["order_id"], published[0].order_id.to_string());
+        assert_eq!((published[0].item.as_str(), published[0].qty), ("pizza", 2));
+    }
+
+    #[tokio::test]
+    async fn bad_requests_are_json_4xx_and_publish_nothing() {
+        let p = Arc::new(FakePublisher::default());
+        for (ct, body, status, needle) in [
+            ("application/json", "{nope", 400, "invalid request body"),
+            (
+                "application/json",
+                r#"{"item":"pizza","qty":"2","user_id":"u"}"#,
+                400,
+                "invalid type",
+            ),
+            (
+                "application/json",
+                r#"{"item":"pizza","qty":0,"user_id":"u"}"#,
+                400,
+                "qty",
+            ),
+            (
+                "application/json",
+                r#"{"item":"pizza","qty":100000,"user_id":"u"}"#,
+                400,
+                "qty",
+            ),
+            (
+                "application/json",
+                r#"{"item":"","qty":1,"user_id":"u"}"#,
+                400,
+                "item",
+            ),
+            (
+                "application/json",
+                r#"{"qty":1,"user_id":"u"}"#,
+                400,
+                "missing field `item`",
+            ),
+            (
+                "text/plain",
+                r#"{"item":"pizza","qty":1,"user_id":"u"}"#,
+                415,
+                "Content-Type",
+            ),
+        ] {
+            let (code, json) = call(app(p.clone()), "POST", "/orders", ct, body).await;
+            assert_eq!(code.as_u16(), status, "{body}");
+            let msg = json["error"].as_str().unwrap_or_default();
+            assert!(msg.contains(needle), "{body}: {msg}");
+        }
+        assert!(p.published.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn broker_failure_is_503() {
+        let p = Arc::new(FakePublisher {
+            fail: true,
+            ..Default::default()
+        });
+        let (code, json) = call(
+            app(p),
+            "POST",
+            "/orders",
+            "application/json",
+            r#"{"item":"pizza","qty":1,"user_id":"u"}"#,
+        )
+        .await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(json["error"].as_str().unwrap().contains("broker down"));
+    }
+
+    #[tokio::test]
+    async fn bulk_publishes_count_and_reports_in_stats() {
+        let p = Arc::new(FakePublisher::default());
+        let state = AppState::new(p.clone(), AppMetrics::default(), 1000);
+        let (code, body) = call(
+            router(state.clone()),
+            "POST",
+            "/orders/bulk",
+            "application/json",
+            r#"{"count":250,"items":["a","b"]}"#,
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(body["published"], 250);
+        assert!(body["events_per_sec"].as_f64().unwrap() > 0.0);
+        assert!(p
+            .published
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|o| o.item == "a" || o.item == "b"));
+        let (code, stats) = call(router(state), "GET", "/stats", "application/json", "").await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(
+            (
+                stats["published_total"].as_u64(),
+                stats["bulk_runs"].as_u64()
+            ),
+            (Some(250), Some(1))
+        );
+        let (code, _) = call(
+            app(p.clone()),
+            "POST",
+            "/orders/bulk",
+            "application/json",
+            r#"{"count":1001}"#,
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+    }
+}

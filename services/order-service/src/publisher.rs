@@ -1,0 +1,209 @@
+//! Publishing OrderPlaced records to `orders` and waiting for Kafka's acknowledgement.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use orderflow_events::{encode, record_key, Event, OrderPlaced, TOPIC_ORDERS};
+use orderflow_runtime::{Health, KafkaConfig};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Serialize;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+use crate::bulk::BulkPlan;
+
+/// How many bulk records may wait for their acknowledgement at once.
+const BULK_WINDOW: usize = 200_000;
+
+#[derive(Debug, Error)]
+pub enum PublishError {
+    #[error("Kafka did not acknowledge the record: {0}")]
+    NotAcknowledged(String),
+    #[error("{failed} of {attempted} records were not acknowledged by Kafka (first error: {first_error})")]
+    Partial {
+        attempted: u64,
+        failed: u64,
+        first_error: String,
+    },
+}
+
+/// What a bulk run achieved.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BulkOutcome {
+    pub published: u64,
+    pub elapsed_ms: u64,
+    pub events_per_sec: f64,
+}
+
+impl BulkOutcome {
+    pub fn new(published: u64, elapsed: Duration) -> Self {
+        let secs = elapsed.as_secs_f64();
+        let events_per_sec = if secs > 0.0 {
+            (published as f64 / secs).round()
+        } else {
+            published as f64
+        };
+        Self {
+            published,
+            elapsed_ms: elapsed.as_millis() as u64,
+            events_per_sec,
+        }
+    }
+}
+
+/// Where orders go. The Kafka implementation is [`KafkaPublisher`]; tests use a fake.
+pub trait Publisher: Send + Sync + 'static {
+    /// Publish one order; resolves once the broker acknowledged it.
+    fn publish(&self, order: OrderPlaced) -> impl Future<Output = Result<(), PublishError>> + Send;
+    /// Publish every order of `plan`; resolves once all were acknowledged (or failed).
+    fn publish_bulk(
+        &self,
+        plan: BulkPlan,
+    ) -> impl Future<Output = Result<BulkOutcome, PublishError>> + Send;
+}
+
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+}
+
+impl KafkaPublisher {
+    pub fn new(kafka: &KafkaConfig) -> Result<Self, KafkaError> {
+        let timeout_ms: u64 =
+            orderflow_runtime::env_parse("PUBLISH_TIMEOUT_MS", 15_000).unwrap_or(15_000);
+        let producer = kafka
+            .producer("order-service")
+            .set("message.timeout.ms", timeout_ms.to_string())
+            .create()?;
+        Ok(Self { producer })
+    }
+
+    pub fn flush(&self) {
+        if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
+            tracing::warn!(error = %e, "flush on shutdown failed");
+        }
+    }
+
+    fn enqueue(&self, order: &OrderPlaced) -> Result<DeliveryFuture, KafkaError> {
+        let ts = order.ts.timestamp_millis();
+        let key = record_key(&order.item).to_vec();
+        let payload = encode(&Event::OrderPlaced(order.clone()));
+        let mut record = FutureRecord::to(TOPIC_ORDERS)
+            .key(&key)
+            .payload(&payload)
+            .timestamp(ts);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(f) => return Ok(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+}
+
+fn delivery_error(
+    result: Result<
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+        futures::channel::oneshot::Canceled,
+    >,
+) -> Option<String> {
+    match result {
+        Ok(Ok(_)) => None,
+        Ok(Err((e, _))) => Some(e.to_string()),
+        Err(_) => Some("producer dropped the record".into()),
+    }
+}
+
+impl Publisher for KafkaPublisher {
+    async fn publish(&self, order: OrderPlaced) -> Result<(), PublishError> {
+        let fut = self
+            .enqueue(&order)
+            .map_err(|e| PublishError::NotAcknowledged(e.to_string()))?;
+        match delivery_error(fut.await) {
+            None => Ok(()),
+            Some(e) => Err(PublishError::NotAcknowledged(e)),
+        }
+    }
+
+    async fn publish_bulk(&self, mut plan: BulkPlan) -> Result<BulkOutcome, PublishError> {
+        let start = Instant::now();
+        let count = plan.count();
+        let mut inflight = FuturesUnordered::new();
+        let (mut acked, mut failed, mut first_error) = (0u64, 0u64, None::<String>);
+        let mut tally = |err: Option<String>| match err {
+            None => acked += 1,
+            Some(e) => {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+        };
+        for i in 0..count {
+            match self.enqueue(&plan.order(i)) {
+                Ok(f) => inflight.push(f),
+                Err(e) => tally(Some(e.to_string())),
+            }
+            while inflight.len() >= BULK_WINDOW {
+                if let Some(r) = inflight.next().await {
+                    tally(delivery_error(r));
+                }
+            }
+            if i % 10_000 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        while let Some(r) = inflight.next().await {
+            tally(delivery_error(r));
+        }
+        if failed > 0 {
+            return Err(PublishError::Partial {
+                attempted: count,
+                failed,
+                first_error: first_error.unwrap_or_default(),
+            });
+        }
+        Ok(BulkOutcome::new(acked, start.elapsed()))
+    }
+}
+
+/// Keep `/readyz` honest: ready while the broker answers metadata requests for `orders`.
+pub async fn watch_readiness(
+    publisher: Arc<KafkaPublisher>,
+    health: Health,
+    token: CancellationToken,
+) {
+    loop {
+        let p = publisher.clone();
+        let probe = tokio::task::spawn_blocking(move || {
+            p.producer
+                .client()
+                .fetch_metadata(Some(TOPIC_ORDERS), Duration::from_secs(3))
+                .map(|md| {
+                    md.topics().iter().any(|t| {
+                        t.name() == TOPIC_ORDERS
+                            && t.error().is_none()
+                            && !t.partitions().is_empty()
+                    })
+                })
+        })
+        .await;
+        match probe {
+            Ok(Ok(true)) => health.set_ready("connected to Kafka"),
+            Ok(Ok(false)) => {
+                health.set_not_ready(format!("topic {TOPIC_ORDERS} does not exist yet"))
+            }
+            Ok(Err(e)) => health.set_not_ready(format!("Kafka unreachable: {e}")),
+            Err(e) => health.set_not_ready(format!("readiness probe failed: {e}")),
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
