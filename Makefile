@@ -1,0 +1,51 @@
+# orderflow: `make demo` (local lab scenario) and `make test` (everything CI checks).
+#
+# Build output goes to $(CARGO_TARGET_DIR) when set (CI sets /var/cache/orderflow/target so
+# that clean clones reuse the build), else ./target.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+BIN := $(TARGET_DIR)/release
+
+.PHONY: help build demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
+
+help:
+	@echo "make demo         run the lab scenario locally (installs the local broker on first use)"
+	@echo "make test         formatting, clippy, unit and integration tests (real local broker)"
+	@echo "make build        release build of every binary"
+	@echo "make broker-up    start the local broker on 127.0.0.1:9092 (data in target/broker)"
+	@echo "make broker-down  stop it"
+
+build:
+	$(CARGO) build --release --workspace --bins --locked
+
+# The demo starts its own broker on a free port unless KAFKA_BOOTSTRAP names one.
+demo: build
+	@if [ -z "$$KAFKA_BOOTSTRAP" ]; then scripts/broker.sh install; fi
+	$(BIN)/orderflow-demo --out target/demo
+
+fmt:
+	$(CARGO) fmt --all
+
+lint-rust:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+# Integration tests start their own brokers (and service processes) on free ports.
+test-rust: build broker-install
+	$(CARGO) test --release --workspace --locked
+
+test: lint-rust test-rust
+
+broker-install:
+	scripts/broker.sh install
+
+broker-up:
+	scripts/broker.sh start $(CURDIR)/target/broker
+
+broker-down:
+	scripts/broker.sh stop $(CURDIR)/target/broker
+
+clean-demo:
+	rm -rf target/demo
