@@ -1,0 +1,75 @@
+//! What can go wrong in consumer-group work.
+
+use rdkafka::error::KafkaError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum GroupError {
+    /// The Kafka client or broker failed a request.
+    #[error("Kafka error: {0}")]
+    Kafka(#[from] KafkaError),
+
+    /// Offsets of a group with live members cannot be reset (real Kafka refuses it too;
+    /// some brokers accept it, so this check is ours).
+    #[error(
+        "consumer group {group} has {members} active member(s) (state {state}): \
+         stop its consumers before resetting offsets"
+    )]
+    NotEmpty {
+        group: String,
+        state: String,
+        members: usize,
+    },
+
+    /// Topics that are not on the broker.
+    #[error("topic(s) not found on the broker: {}", .0.join(", "))]
+    UnknownTopic(Vec<String>),
+
+    /// The call needs at least one topic.
+    #[error("no topics given")]
+    NoTopics,
+
+    /// A per-partition request (committed offset, offset for a timestamp) failed.
+    #[error("{what} for {topic}[{partition}] failed: {reason}")]
+    Partition {
+        what: &'static str,
+        topic: String,
+        partition: i32,
+        reason: String,
+    },
+
+    /// A timestamp reset without an offsets-for-times answer for this partition.
+    #[error("no offset for the reset timestamp was found for {topic}[{partition}]")]
+    MissingTimeOffset { topic: String, partition: i32 },
+
+    /// After a reset, the offsets read back from the broker are not the planned ones.
+    #[error(
+        "reset of group {group} not verified: {topic}[{partition}] reads back offset {actual} \
+         (metadata {metadata:?}), expected {expected}"
+    )]
+    VerifyMismatch {
+        group: String,
+        topic: String,
+        partition: i32,
+        expected: i64,
+        actual: String,
+        metadata: String,
+    },
+}
+
+/// An unparsable `--to` / `resetTo` value.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ParseResetToError {
+    #[error(
+        "invalid reset target {0:?}: expected earliest, latest, timestamp or an RFC 3339 timestamp"
+    )]
+    Unknown(String),
+    #[error(
+        "invalid timestamp {value:?}: {reason} (expected RFC 3339, e.g. 2026-11-22T10:00:00Z)"
+    )]
+    BadTimestamp { value: String, reason: String },
+    #[error("reset to timestamp needs a timestamp (RFC 3339, e.g. 2026-11-22T10:00:00Z)")]
+    MissingTimestamp,
+    #[error("a timestamp ({0}) is only valid with reset to timestamp")]
+    UnexpectedTimestamp(String),
+}

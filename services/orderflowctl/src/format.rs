@@ -1,0 +1,195 @@
+//! Text output of the CLI, in the style of `kafka-consumer-groups`.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::model::{GroupInfo, LagSample, OffsetChange, PartitionLag};
+
+fn opt(v: Option<i64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// Left-aligned columns separated by two spaces, one line per row, trailing newline.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// `GROUP TOPIC PARTITION COMMITTED LOG-END LAG`, then the total.
+pub fn lag_table(group: &str, lags: &[PartitionLag]) -> String {
+    let rows: Vec<Vec<String>> = lags
+        .iter()
+        .map(|l| {
+            vec![
+                group.to_string(),
+                l.topic.clone(),
+                l.partition.to_string(),
+                opt(l.committed),
+                l.high_watermark.to_string(),
+                l.lag.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &["GROUP", "TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG"],
+        &rows,
+    );
+    out.push_str(&format!("TOTAL LAG  {}\n", crate::total_lag(lags)));
+    out
+}
+
+/// One watch line: time, total, and the lag per partition.
+pub fn sample_line(sample: &LagSample) -> String {
+    let at = DateTime::<Utc>::from_timestamp_millis(sample.at_ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_else(|| sample.at_ms.to_string());
+    let parts: Vec<String> = sample
+        .partitions
+        .iter()
+        .map(|p| format!("{}[{}]={}", p.topic, p.partition, p.lag))
+        .collect();
+    format!("{at}  total lag {:>7}  {}", sample.total, parts.join(" "))
+}
+
+/// `GROUP TOPIC PARTITION FROM TO`.
+pub fn reset_table(group: &str, changes: &[OffsetChange]) -> String {
+    let rows: Vec<Vec<String>> = changes
+        .iter()
+        .map(|c| {
+            vec![
+                group.to_string(),
+                c.topic.clone(),
+                c.partition.to_string(),
+                opt(c.from),
+                c.to.to_string(),
+            ]
+        })
+        .collect();
+    table(&["GROUP", "TOPIC", "PARTITION", "FROM", "TO"], &rows)
+}
+
+/// The group's state and members.
+pub fn group_text(info: &GroupInfo) -> String {
+    let mut out = format!(
+        "GROUP {}  STATE {}  MEMBERS {}\n",
+        info.group, info.state, info.members
+    );
+    if !info.member_list.is_empty() {
+        let rows: Vec<Vec<String>> = info
+            .member_list
+            .iter()
+            .map(|m| vec![m.member_id.clone(), m.client_id.clone(), m.host.clone()])
+            .collect();
+        out.push_str(&table(&["MEMBER-ID", "CLIENT-ID", "HOST"], &rows));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::GroupMember;
+
+    #[test]
+    fn lag_table_aligns_columns_and_shows_missing_commits() {
+        let lags = vec![
+            PartitionLag::new("orders", 0, Some(4), 0, 10),
+            PartitionLag::new("inventory-events", 12, None, 3, 1200),
+        ];
+        let got = lag_table("inventory", &lags);
+        let want = "\
+GROUP      TOPIC             PARTITION  COMMITTED  LOG-END  LAG
+inventory  orders            0          4          10       6
+inventory  inventory-events  12         -          1200     1197
+TOTAL LAG  1203
+";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn empty_lag_table_has_header_and_zero_total() {
+        assert_eq!(
+            lag_table("g", &[]),
+            "GROUP  TOPIC  PARTITION  COMMITTED  LOG-END  LAG\nTOTAL LAG  0\n"
+        );
+    }
+
+    #[test]
+    fn reset_table_shows_from_and_to() {
+        let changes = vec![
+            OffsetChange {
+                topic: "orders".into(),
+                partition: 0,
+                from: Some(1500),
+                to: 0,
+            },
+            OffsetChange {
+                topic: "orders".into(),
+                partition: 1,
+                from: None,
+                to: 0,
+            },
+        ];
+        let want = "\
+GROUP      TOPIC   PARTITION  FROM  TO
+analytics  orders  0          1500  0
+analytics  orders  1          -     0
+";
+        assert_eq!(reset_table("analytics", &changes), want);
+    }
+
+    #[test]
+    fn sample_line_has_time_total_and_partitions() {
+        let s = LagSample::new(
+            1_795_000_000_123,
+            vec![
+                PartitionLag::new("orders", 0, Some(1), 0, 4),
+                PartitionLag::new("orders", 1, Some(2), 0, 2),
+            ],
+        );
+        assert_eq!(
+            sample_line(&s),
+            "2026-11-18T11:06:40.123Z  total lag       3  orders[0]=3 orders[1]=0"
+        );
+    }
+
+    #[test]
+    fn group_text_lists_members() {
+        let info = GroupInfo {
+            group: "analytics".into(),
+            state: "Stable".into(),
+            members: 1,
+            member_list: vec![GroupMember {
+                member_id: "m-1".into(),
+                client_id: "analytics-service".into(),
+                host: "/127.0.0.1".into(),
+            }],
+        };
+        assert_eq!(
+            group_text(&info),
+            "GROUP analytics  STATE Stable  MEMBERS 1\n\
+             MEMBER-ID  CLIENT-ID          HOST\n\
+             m-1        analytics-service  /127.0.0.1\n"
+        );
+    }
+}

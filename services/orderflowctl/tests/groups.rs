@@ -1,0 +1,563 @@
+//! Consumer-group lag, refusal and resets against the real local broker, which each test
+//! starts itself (scripts/broker.sh, free port, own state dir) and stops by PID on drop.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use orderflow_runtime::KafkaConfig;
+use orderflowctl::{GroupError, OffsetChange, ResetTo};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+const T: Duration = Duration::from_secs(5);
+const PER_PARTITION: i64 = 10;
+
+struct Broker {
+    dir: PathBuf,
+    bootstrap: String,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/broker.sh")
+}
+
+impl Broker {
+    fn start(name: &str) -> Broker {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "orderflowctl-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        // The guard exists before the start, so a half-started broker is stopped too.
+        let broker = Broker {
+            dir,
+            bootstrap: format!("127.0.0.1:{port}"),
+        };
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .arg(&broker.dir)
+            .env("KAFKA_PORT", port.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "broker.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("BOOTSTRAP={}", broker.bootstrap)),
+            "{stdout}"
+        );
+        broker
+    }
+
+    fn kafka(&self) -> KafkaConfig {
+        KafkaConfig::new(self.bootstrap.clone())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Poll `f` until it returns `Some`, or panic after `timeout` naming `what`.
+fn wait_for<R>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<R>) -> R {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(r) = f() {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A minimal executor for rdkafka's admin futures (driven by rdkafka's own thread).
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+fn create_topic(kafka: &KafkaConfig, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = kafka.client().create().unwrap();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    let res = block_on(admin.create_topics([&new], &opts)).unwrap();
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    wait_for("topic metadata", Duration::from_secs(10), || {
+        orderflow_runtime::topics::partition_count(kafka, topic, T)
+            .ok()
+            .flatten()
+            .filter(|n| *n == partitions)
+    });
+}
+
+/// `PER_PARTITION` records on each partition; record i of every partition has timestamp
+/// `base_ms + i * 1000`.
+fn produce(kafka: &KafkaConfig, topic: &str, partitions: i32, base_ms: i64) {
+    let producer: BaseProducer = kafka.producer("orderflowctl-test").create().unwrap();
+    for p in 0..partitions {
+        for i in 0..PER_PARTITION {
+            let payload = format!("{{\"p\":{p},\"i\":{i}}}");
+            let key = format!("k{p}-{i}");
+            producer
+                .send(
+                    BaseRecord::to(topic)
+                        .partition(p)
+                        .key(&key)
+                        .payload(&payload)
+                        .timestamp(base_ms + i * 1000),
+                )
+                .unwrap();
+        }
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
+/// A group member (subscribe) that consumed every record and committed `upto` on each
+/// partition (as if it had processed the records below it).
+fn member_that_committed(
+    kafka: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    upto: i64,
+) -> BaseConsumer {
+    let consumer: BaseConsumer = kafka.consumer(group, "orderflowctl-test").create().unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut seen = 0;
+    wait_for(
+        "the member to consume every record",
+        Duration::from_secs(20),
+        || {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                assert_eq!(m.topic(), topic);
+                seen += 1;
+            }
+            (seen == i64::from(partitions) * PER_PARTITION).then_some(())
+        },
+    );
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Offset(upto))
+            .unwrap();
+    }
+    // A commit can be refused during a rebalance; retry until it is accepted.
+    wait_for("the member's commit", Duration::from_secs(10), || {
+        consumer.poll(Duration::from_millis(50));
+        consumer.commit(&tpl, CommitMode::Sync).ok()
+    });
+    drop(tpl);
+    consumer
+}
+
+fn ctl(bootstrap: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orderflowctl"))
+        .args(args)
+        .env("KAFKA_BOOTSTRAP", bootstrap)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `(partition, offset)` of the group's committed offsets, and whether every partition
+/// carries the reset marker.
+fn committed(kafka: &KafkaConfig, group: &str, topic: &str) -> (Vec<(i32, Option<i64>)>, bool) {
+    let c = orderflowctl::committed_offsets(kafka, group, &[topic], T).unwrap();
+    let marked = c
+        .iter()
+        .all(|c| orderflowctl::is_reset_metadata(&c.metadata));
+    (c.iter().map(|c| (c.partition, c.offset)).collect(), marked)
+}
+
+fn all_at(partitions: i32, offset: i64) -> Vec<(i32, Option<i64>)> {
+    (0..partitions).map(|p| (p, Some(offset))).collect()
+}
+
+fn targets(changes: &[OffsetChange]) -> Vec<(i32, i64)> {
+    changes.iter().map(|c| (c.partition, c.to)).collect()
+}
+
+fn ts(ms: i64) -> ResetTo {
+    ResetTo::Timestamp(DateTime::<Utc>::from_timestamp_millis(ms).unwrap())
+}
+
+#[test]
+fn lag_refusal_while_live_then_resets() {
+    let broker = Broker::start("resets");
+    let kafka = broker.kafka();
+    let (topic, group, n) = ("orders", "analytics", 3);
+    create_topic(&kafka, topic, n);
+    let base_ms = (Utc::now().timestamp_millis() / 1000) * 1000 - 3_600_000;
+    produce(&kafka, topic, n, base_ms);
+
+    let member = member_that_committed(&kafka, group, topic, n, 4);
+
+    // Lag: 10 records per partition, 4 committed.
+    let lags = orderflowctl::lag(&kafka, group, &[topic], T).unwrap();
+    let got: Vec<_> = lags
+        .iter()
+        .map(|l| {
+            (
+                l.topic.as_str(),
+                l.partition,
+                l.committed,
+                l.low_watermark,
+                l.high_watermark,
+                l.lag,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        (0..n)
+            .map(|p| (topic, p, Some(4), 0, PER_PARTITION, 6))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(orderflowctl::total_lag(&lags), 18);
+    let sample = orderflowctl::sample_lag(&kafka, group, &[topic], T).unwrap();
+    assert_eq!(sample.total, 18);
+    assert!((Utc::now().timestamp_millis() - sample.at_ms).abs() < 60_000);
+
+    // The CLI's table and JSON.
+    let out = ctl(
+        &broker.bootstrap,
+        &["lag", "--group", group, "--topic", topic],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["GROUP", "TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG"]
+    );
+    for p in 0..n as usize {
+        assert_eq!(
+            rows[p + 1],
+            [group, topic, &p.to_string(), "4", "10", "6"],
+            "{table}"
+        );
+    }
+    assert_eq!(rows[4], ["TOTAL", "LAG", "18"], "{table}");
+    let out = ctl(
+        &broker.bootstrap,
+        &["lag", "--group", group, "--topic", topic, "--json"],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["total"], 18);
+    assert_eq!(json["group"], group);
+    assert_eq!(json["partitions"][2]["committed"], 4);
+
+    // --until-zero with lag left: a clear failure with exit code 3.
+    let out = ctl(
+        &broker.bootstrap,
+        &[
+            "lag",
+            "--group",
+            group,
+            "--topic",
+            topic,
+            "--until-zero",
+            "--timeout-secs",
+            "1",
+            "--interval-ms",
+            "200",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("did not reach 0 within 1s (last total lag: 18)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("total lag      18"));
+
+    // While the member is live: the group is Stable with 1 member and a reset is refused
+    // by our own check (the local broker would accept it).
+    let info = orderflowctl::describe_group(&kafka, group, T).unwrap();
+    assert_eq!((info.state.as_str(), info.members), ("Stable", 1));
+    assert_eq!(info.member_list[0].client_id, "orderflowctl-test");
+    let err = orderflowctl::reset(&kafka, group, &[topic], ResetTo::Earliest, T).unwrap_err();
+    assert!(
+        matches!(err, GroupError::NotEmpty { members: 1, ref state, .. } if state == "Stable"),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "consumer group analytics has 1 active member(s) (state Stable): \
+         stop its consumers before resetting offsets"
+    );
+    let out = ctl(
+        &broker.bootstrap,
+        &["reset", "-g", group, "-t", topic, "--to", "earliest"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("has 1 active member(s) (state Stable)"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A dry run shows the plan (with a note) and changes nothing.
+    let out = ctl(
+        &broker.bootstrap,
+        &[
+            "reset",
+            "-g",
+            group,
+            "-t",
+            topic,
+            "--to",
+            "latest",
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("a real reset would be refused"));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["dry_run"], true);
+    assert_eq!(json["to"], "latest");
+    assert_eq!(json["changes"][0]["from"], 4);
+    assert_eq!(json["changes"][0]["to"], 10);
+    assert_eq!(committed(&kafka, group, topic), (all_at(n, 4), false));
+
+    // Close the member; the group becomes empty.
+    drop(member);
+    let info = wait_for("the group to become empty", Duration::from_secs(20), || {
+        orderflowctl::describe_group(&kafka, group, T)
+            .ok()
+            .filter(|i| i.is_empty())
+    });
+    assert_eq!(info.members, 0);
+
+    // earliest
+    let before = Utc::now() - chrono::Duration::milliseconds(1);
+    let changes = orderflowctl::reset(&kafka, group, &[topic], ResetTo::Earliest, T).unwrap();
+    let after = Utc::now();
+    for c in orderflowctl::committed_offsets(&kafka, group, &[topic], T).unwrap() {
+        let at = orderflowctl::reset_metadata_time(&c.metadata).unwrap();
+        assert!(before <= at && at <= after, "{}", c.metadata);
+    }
+    assert!(changes.iter().all(|c| c.from == Some(4) && c.to == 0));
+    assert_eq!(changes.len(), 3);
+    assert_eq!(committed(&kafka, group, topic), (all_at(n, 0), true));
+    assert_eq!(
+        orderflowctl::sample_lag(&kafka, group, &[topic], T)
+            .unwrap()
+            .total,
+        30
+    );
+
+    // latest
+    let changes = orderflowctl::reset(&kafka, group, &[topic], ResetTo::Latest, T).unwrap();
+    assert_eq!(targets(&changes), vec![(0, 10), (1, 10), (2, 10)]);
+    assert!(changes.iter().all(|c| c.from == Some(0)));
+    assert_eq!(committed(&kafka, group, topic), (all_at(n, 10), true));
+    // lag is now 0: --until-zero returns at once
+    let out = ctl(
+        &broker.bootstrap,
+        &[
+            "lag",
+            "-g",
+            group,
+            "-t",
+            topic,
+            "--until-zero",
+            "--timeout-secs",
+            "5",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("reached 0"));
+
+    // timestamp: the first record at or after it, log end past the last record
+    for (at, want) in [
+        (base_ms + 7_000, 7),
+        (base_ms + 7_500, 8),
+        (base_ms - 60_000, 0),
+        (base_ms + 3_600_000 * 5, PER_PARTITION),
+    ] {
+        let changes = orderflowctl::reset(&kafka, group, &[topic], ts(at), T).unwrap();
+        assert_eq!(
+            targets(&changes),
+            vec![(0, want), (1, want), (2, want)],
+            "{at}"
+        );
+        assert_eq!(committed(&kafka, group, topic), (all_at(n, want), true));
+    }
+
+    // The CLI reset with --to timestamp --timestamp, read back.
+    let at = DateTime::<Utc>::from_timestamp_millis(base_ms + 2_000)
+        .unwrap()
+        .to_rfc3339();
+    let out = ctl(
+        &broker.bootstrap,
+        &[
+            "reset",
+            "-g",
+            group,
+            "-t",
+            topic,
+            "--to",
+            "timestamp",
+            "--timestamp",
+            &at,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("reset group analytics to"));
+    assert_eq!(committed(&kafka, group, topic), (all_at(n, 2), true));
+
+    // A new member of the group starts exactly at the reset offsets.
+    let consumer: BaseConsumer = kafka.consumer(group, "after-reset").create().unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut first: Vec<Option<i64>> = vec![None; n as usize];
+    wait_for(
+        "a record of every partition after the reset",
+        Duration::from_secs(20),
+        || {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                first[m.partition() as usize].get_or_insert(m.offset());
+            }
+            first.iter().all(Option::is_some).then_some(())
+        },
+    );
+    assert_eq!(first, vec![Some(2); n as usize]);
+}
+
+#[test]
+fn unknown_topics_groups_and_groups_without_commits() {
+    let broker = Broker::start("unknown");
+    let kafka = broker.kafka();
+    create_topic(&kafka, "inventory-events", 3);
+    // Recent timestamps: records older than the retention time would be deleted at once.
+    produce(
+        &kafka,
+        "inventory-events",
+        3,
+        Utc::now().timestamp_millis() - 60_000,
+    );
+
+    // A group nobody ever used: Dead, no members, not an error.
+    let info = orderflowctl::describe_group(&kafka, "never-used", T).unwrap();
+    assert_eq!((info.state.as_str(), info.members), ("Dead", 0));
+    assert!(info.is_empty());
+    let out = ctl(
+        &broker.bootstrap,
+        &["describe", "--group", "never-used", "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["state"], "Dead");
+    assert_eq!(json["members"], 0);
+
+    // No commits: lag counts from the low watermark, offsets are None with no metadata.
+    let lags = orderflowctl::lag(&kafka, "never-used", &["inventory-events"], T).unwrap();
+    assert_eq!(lags.len(), 3);
+    assert!(
+        lags.iter().all(|l| l.committed.is_none() && l.lag == 10),
+        "{lags:?}"
+    );
+    let c =
+        orderflowctl::committed_offsets(&kafka, "never-used", &["inventory-events"], T).unwrap();
+    assert!(c
+        .iter()
+        .all(|c| c.offset.is_none() && c.metadata.is_empty()));
+
+    // Unknown topics are named in the error, for lag and for reset (nothing is committed).
+    let err = orderflowctl::lag(&kafka, "g", &["inventory-events", "nope", "nada"], T).unwrap_err();
+    assert!(
+        matches!(&err, GroupError::UnknownTopic(t) if t == &["nope", "nada"]),
+        "{err}"
+    );
+    let err = orderflowctl::reset(
+        &kafka,
+        "never-used",
+        &["inventory-events", "nope"],
+        ResetTo::Earliest,
+        T,
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "topic(s) not found on the broker: nope");
+    assert!(
+        orderflowctl::committed_offsets(&kafka, "never-used", &["inventory-events"], T)
+            .unwrap()
+            .iter()
+            .all(|c| c.offset.is_none())
+    );
+    assert!(matches!(
+        orderflowctl::reset(&kafka, "never-used", &[], ResetTo::Earliest, T),
+        Err(GroupError::NoTopics)
+    ));
+    let out = ctl(
+        &broker.bootstrap,
+        &["lag", "--group", "g", "--topic", "nope"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("topic(s) not found on the broker: nope"));
+    // Default topics of `lag` are orders and inventory-events; orders is missing here.
+    let out = ctl(&broker.bootstrap, &["lag", "--group", "g"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not found on the broker: orders"));
+
+    // A group that never had members can be reset (first commit creates it).
+    let changes =
+        orderflowctl::reset(&kafka, "fresh", &["inventory-events"], ResetTo::Latest, T).unwrap();
+    assert!(changes.iter().all(|c| c.from.is_none() && c.to == 10));
+    assert_eq!(
+        committed(&kafka, "fresh", "inventory-events"),
+        (all_at(3, 10), true)
+    );
+}
