@@ -1,1 +1,11 @@
+//! Test and demo harness: starts the local broker and orderflow's services as real local
+//! processes (killed by PID when dropped), talks to them over HTTP, reads topics back for
+//! assertions, and runs the lab's scenario for `make demo` and the integration tests.
 
+pub mod chart;
+pub mod procs;
+pub mod scenario;
+pub mod topics;
+pub mod wait;
+
+pub use procs::{Broker, Service, ServiceKind};

@@ -1,0 +1,329 @@
+//! Local processes: the broker (via scripts/broker.sh) and the service binaries.
+//! Everything started here is stopped when its guard is dropped, by PID.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use orderflow_runtime::KafkaConfig;
+
+use crate::wait;
+
+/// The repository root (for scripts/).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Where the service binaries are: `ORDERFLOW_BIN_DIR`, else the directory of the running
+/// executable's profile (`target/<profile>/` for tests run by cargo and for the demo binary).
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(d) = std::env::var("ORDERFLOW_BIN_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("executable has no directory"))?;
+    // tests live in target/<profile>/deps, binaries in target/<profile>
+    Ok(if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    })
+}
+
+/// The local Kafka-protocol broker, or an external one named by `KAFKA_BOOTSTRAP`.
+pub struct Broker {
+    pub bootstrap: String,
+    state_dir: Option<PathBuf>,
+}
+
+impl Broker {
+    /// Use `KAFKA_BOOTSTRAP` when set; otherwise start a fresh local broker on a free port
+    /// with its data under `state_dir`.
+    pub fn start_or_external(state_dir: &Path) -> anyhow::Result<Self> {
+        match std::env::var("KAFKA_BOOTSTRAP") {
+            Ok(b) if !b.is_empty() => Ok(Self {
+                bootstrap: b,
+                state_dir: None,
+            }),
+            _ => Self::start_local(state_dir),
+        }
+    }
+
+    /// Start a fresh local broker (data under `state_dir`, wiped first).
+    pub fn start_local(state_dir: &Path) -> anyhow::Result<Self> {
+        let _ = std::fs::remove_dir_all(state_dir);
+        std::fs::create_dir_all(state_dir)?;
+        let port = free_port()?;
+        let broker = Self {
+            bootstrap: format!("127.0.0.1:{port}"),
+            state_dir: Some(state_dir.to_path_buf()),
+        };
+        broker.run_script("start", port)?;
+        orderflow_runtime::topics::wait_for_broker(&broker.kafka(), Duration::from_secs(30))?;
+        Ok(broker)
+    }
+
+    fn port(&self) -> u16 {
+        self.bootstrap
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(9092)
+    }
+
+    fn run_script(&self, cmd: &str, port: u16) -> anyhow::Result<()> {
+        let Some(dir) = &self.state_dir else {
+            bail!("the broker at {} is external", self.bootstrap)
+        };
+        let script = repo_root().join("scripts/broker.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(cmd)
+            .arg(dir)
+            .env("KAFKA_PORT", port.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "broker.sh {cmd} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Stop and start the broker again on the same port, keeping its data.
+    pub fn restart(&self) -> anyhow::Result<()> {
+        self.run_script("stop", self.port())?;
+        self.run_script("start", self.port())?;
+        orderflow_runtime::topics::wait_for_broker(&self.kafka(), Duration::from_secs(30))?;
+        Ok(())
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.state_dir.is_some()
+    }
+
+    pub fn kafka(&self) -> KafkaConfig {
+        KafkaConfig::new(self.bootstrap.clone())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if self.state_dir.is_some() {
+            let _ = self.run_script("stop", self.port());
+        }
+    }
+}
+
+/// Run the `orderflowctl` CLI against `bootstrap`; returns (exit code, stdout, stderr).
+pub fn orderflowctl(bootstrap: &str, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let bin = bin_dir()?.join("orderflowctl");
+    let out = Command::new(&bin)
+        .arg("--bootstrap")
+        .arg(bootstrap)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| {
+            format!(
+                "running {} (build it: cargo build --release --workspace --bins)",
+                bin.display()
+            )
+        })?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    ))
+}
+
+/// orderflow's service binaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    Order,
+    Inventory,
+    Analytics,
+}
+
+impl ServiceKind {
+    pub fn binary(self) -> &'static str {
+        match self {
+            ServiceKind::Order => "order-service",
+            ServiceKind::Inventory => "inventory-service",
+            ServiceKind::Analytics => "analytics-service",
+        }
+    }
+}
+
+/// A running service process, with its HTTP base URL. Dropping it kills it.
+pub struct Service {
+    pub kind: ServiceKind,
+    pub url: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Service {
+    /// Start `kind` against `bootstrap` with extra environment `env`, logging to
+    /// `log_dir/<binary>.log`, and wait until `/readyz` answers 200.
+    pub async fn start(
+        kind: ServiceKind,
+        bootstrap: &str,
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let bin = bin_dir()?.join(kind.binary());
+        if !bin.exists() {
+            bail!(
+                "{} not found; build the services first: cargo build --release --workspace --bins (make demo and make test do)",
+                bin.display()
+            );
+        }
+        std::fs::create_dir_all(log_dir)?;
+        let port = free_port()?;
+        let log = log_dir.join(format!("{}.log", kind.binary()));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let mut cmd = Command::new(&bin);
+        cmd.env("KAFKA_BOOTSTRAP", bootstrap)
+            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut svc = Self {
+            kind,
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            log,
+        };
+        svc.wait_ready(Duration::from_secs(60)).await?;
+        Ok(svc)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait until `/readyz` answers 200 (fails early if the process exited).
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let url = format!("{}/readyz", self.url);
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited at start-up ({status}); see {}",
+                    self.kind.binary(),
+                    self.log.display()
+                );
+            }
+            if let Ok(r) = client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!(
+                    "{} not ready after {:?}; see {}",
+                    self.kind.binary(),
+                    timeout,
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit (SIGKILL after `grace`). Returns whether the
+    /// process exited by itself with status 0.
+    pub async fn stop(mut self, grace: Duration) -> anyhow::Result<bool> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let clean = wait::until(
+            &format!("{} to exit", self.kind.binary()),
+            grace,
+            Duration::from_millis(50),
+            || {
+                let r = self.child.try_wait();
+                async move { r.ok().flatten() }
+            },
+        )
+        .await
+        .map(|status| status.success())
+        .unwrap_or(false);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Ok(clean)
+    }
+
+    /// SIGKILL: a crash, nothing is flushed or committed.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// GET a JSON document from the service.
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?;
+        let status = r.status();
+        let body: serde_json::Value = r.json().await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// POST a JSON document, returning status and body.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .timeout(timeout)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(serde_json::Value::Null)))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

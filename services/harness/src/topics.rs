@@ -1,0 +1,75 @@
+//! Reading a topic back from the beginning up to its current end, for assertions.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use orderflow_events::{decode, Event};
+use orderflow_runtime::KafkaConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// One record as read back.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub event: Option<Event>,
+    pub raw: Vec<u8>,
+}
+
+/// Every record of `topic` from the earliest offset to the high watermarks as of now.
+pub fn read_all(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Vec<Record>> {
+    let consumer: BaseConsumer = kafka.reader("orderflow-harness").create()?;
+    let timeout = Duration::from_secs(10);
+    let md = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, timeout)?;
+        if high > low {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(low))?;
+            ends.push((*p, high));
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return Ok(out);
+    }
+    consumer.assign(&tpl)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut done = std::collections::HashMap::new();
+    while done.len() < ends.len() {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("reading {topic} back timed out");
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = m.with_context(|| format!("reading {topic}"))?;
+        let end = ends
+            .iter()
+            .find(|(p, _)| *p == m.partition())
+            .map(|(_, h)| *h)
+            .unwrap_or(0);
+        if m.offset() < end {
+            let raw = m.payload().unwrap_or_default().to_vec();
+            out.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                event: decode(&raw).ok(),
+                raw,
+            });
+        }
+        if m.offset() + 1 >= end {
+            done.insert(m.partition(), ());
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,148 @@
+//! The whole pipeline on a real local broker: the lab scenario (10k orders, lag under
+//! throttling, replay) plus independent checks of what is on the topics.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use orderflow_events::{
+    DecisionStatus, Event, DEFAULT_STOCK_PER_ITEM, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
+};
+use orderflow_harness::scenario::{self, Options};
+use orderflow_harness::{topics, Broker};
+
+fn out_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("orderflow-test-{name}-{}", std::process::id()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_orders_lag_and_identical_replay() -> anyhow::Result<()> {
+    let dir = out_dir("pipeline");
+    let broker = Broker::start_local(&dir.join("broker"))?;
+    let opts = Options {
+        orders: 10_000,
+        throttle_ms: 1,
+        spread_minutes: 10,
+        sample_every: Duration::from_millis(100),
+        out_dir: dir.clone(),
+        verbose: false,
+    };
+    let report = scenario::run_on(&opts, &broker).await?;
+
+    // 10k produced, all acknowledged
+    assert_eq!(report.produced, 10_000);
+    assert!(report.produce_events_per_sec > 0.0);
+
+    // lag grew under throttling and drained to 0
+    assert!(
+        report.max_lag > 0,
+        "no lag was observed: {:?}",
+        report.lag_samples
+    );
+    assert_eq!(report.lag_samples.last().map(|s| s.total), Some(0));
+    assert!(report.lag_samples.iter().all(|s| s.partitions.len() == 3));
+
+    // a reset while analytics ran was refused by our own check
+    assert!(
+        report.reset_refused_while_running.contains("member"),
+        "{}",
+        report.reset_refused_while_running
+    );
+    assert_eq!(
+        report.reset.len(),
+        6,
+        "3 partitions x 2 topics reset: {:?}",
+        report.reset
+    );
+    assert!(report.reset.iter().all(|c| c.to == 0));
+
+    // analytics counted all 10k, and the replay reproduced every data field
+    assert_eq!(report.before["orders_total"], 10_000);
+    let decided = report.before["reserved_total"].as_u64().unwrap()
+        + report.before["failed_total"].as_u64().unwrap();
+    assert_eq!(decided, 10_000);
+    assert!(report.identical, "{:?}", report.differences);
+    assert_eq!(report.before, report.after);
+    let per_minute: u64 = report.after["orders_per_minute"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["orders"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_minute, 10_000);
+    assert!(
+        report.after["orders_per_minute"].as_array().unwrap().len() >= 10,
+        "spread over 10 minutes"
+    );
+
+    // Independent of the services' own view: read both topics back.
+    let kafka = broker.kafka();
+    let orders = topics::read_all(&kafka, TOPIC_ORDERS)?;
+    let decisions = topics::read_all(&kafka, TOPIC_INVENTORY_EVENTS)?;
+    let order_ids: HashSet<_> = orders
+        .iter()
+        .filter_map(|r| match &r.event {
+            Some(Event::OrderPlaced(o)) => Some(o.order_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(orders.len(), 10_000);
+    assert_eq!(
+        order_ids.len(),
+        10_000,
+        "every order exactly once on `orders`"
+    );
+
+    let mut decided_ids = HashSet::new();
+    let mut reserved: HashMap<String, u64> = HashMap::new();
+    let mut failed = 0u64;
+    for r in &decisions {
+        let d = match &r.event {
+            Some(Event::InventoryReserved(d)) | Some(Event::InventoryFailed(d)) => d,
+            other => panic!("unexpected record on inventory-events: {other:?}"),
+        };
+        assert!(
+            decided_ids.insert(d.order_id),
+            "order {} decided twice",
+            d.order_id
+        );
+        assert!(order_ids.contains(&d.order_id));
+        match d.status {
+            DecisionStatus::Reserved => {
+                *reserved.entry(d.item.clone()).or_default() += u64::from(d.qty)
+            }
+            DecisionStatus::Failed => failed += 1,
+        }
+    }
+    assert_eq!(
+        decided_ids.len(),
+        10_000,
+        "every order decided exactly once"
+    );
+    for (item, qty) in &reserved {
+        assert!(
+            *qty <= DEFAULT_STOCK_PER_ITEM,
+            "oversold {item}: {qty} > {DEFAULT_STOCK_PER_ITEM}"
+        );
+    }
+    assert_eq!(report.before["failed_total"].as_u64(), Some(failed));
+
+    // the report files a person reads
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("report.json"))?)?;
+    for key in [
+        "produced",
+        "produce_events_per_sec",
+        "lag_samples",
+        "max_lag",
+        "before",
+        "after",
+        "identical",
+    ] {
+        assert!(json.get(key).is_some(), "report.json lacks {key}");
+    }
+    let svg = std::fs::read_to_string(dir.join("lag.svg"))?;
+    assert!(svg.contains("<polyline"));
+
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
