@@ -142,7 +142,7 @@ pub struct CommittedOffset {
 }
 
 /// One partition's offset move in a reset.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct OffsetChange {
     pub topic: String,
     pub partition: i32,
