@@ -9,6 +9,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/release
 
 # Kubernetes delivery targets (kind, images, chart, manifest lint) live in mk/*.mk.
+.DEFAULT_GOAL := help
 -include mk/*.mk
 
 .PHONY: help build demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
