@@ -17,7 +17,7 @@ pub fn minute_of(ts: DateTime<Utc>) -> String {
 
 /// The data fields of `/api/metrics` for these orders and decisions.
 pub fn expected_metrics(orders: &[Record], decisions: &[Record]) -> Value {
-    let mut per_minute: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut per_minute: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
     let mut orders_total = 0u64;
     for r in orders {
         if let Some(Event::OrderPlaced(o)) = &r.event {
@@ -28,7 +28,10 @@ pub fn expected_metrics(orders: &[Record], decisions: &[Record]) -> Value {
     let (mut reserved, mut failed) = (0u64, 0u64);
     for r in decisions {
         match &r.event {
-            Some(Event::InventoryReserved(_)) => reserved += 1,
+            Some(Event::InventoryReserved(d)) => {
+                reserved += 1;
+                per_minute.entry(minute_of(d.ts)).or_default().2 += 1;
+            }
             Some(Event::InventoryFailed(d)) => {
                 failed += 1;
                 per_minute.entry(minute_of(d.ts)).or_default().1 += 1;
@@ -48,7 +51,7 @@ pub fn expected_metrics(orders: &[Record], decisions: &[Record]) -> Value {
         "failed_total": failed,
         "failure_rate": failure_rate,
         "orders_per_minute": per_minute.into_iter()
-            .map(|(minute, (orders, failed))| json!({"minute": minute, "orders": orders, "failed": failed}))
+            .map(|(minute, (orders, failed, reserved))| json!({"minute": minute, "orders": orders, "failed": failed, "reserved": reserved}))
             .collect::<Vec<_>>(),
     })
 }
@@ -146,7 +149,7 @@ mod tests {
         assert_eq!(m["failure_rate"], 0.5);
         assert_eq!(
             m["orders_per_minute"][0],
-            json!({"minute": "2026-11-22T10:05:00Z", "orders": 2, "failed": 1})
+            json!({"minute": "2026-11-22T10:05:00Z", "orders": 2, "failed": 1, "reserved": 1})
         );
         let stock = HashMap::from([("pizza".to_string(), 2u64)]);
         assert!(inventory_violations(&orders, &decisions, &stock).is_empty());

@@ -1,0 +1,358 @@
+//! Reading `orders` and `inventory-events` as group `analytics` into [`Aggregates`].
+//!
+//! Start-up: for every partition the group's committed offset and its commit metadata say
+//! where the state begins (see [`start_for`]); the span `[base, committed)` of our own
+//! previous run is rebuilt from the log with a group-less reader, then the group consumer
+//! continues from the committed offsets. Commits carry `orderflow.analytics.base=<base>`.
+//! A record at an offset already applied (a redelivery after a rebalance) is skipped, so
+//! each record counts once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use orderflow_events::{decode, GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
+use orderflow_runtime::{dlq, Health, KafkaConfig};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::AnalyticsMetrics;
+use crate::state::{base_metadata, start_for, Aggregates, Bases, Start};
+
+pub const TOPICS: [&str; 2] = [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS];
+
+#[derive(Debug, Error)]
+pub enum AnalyticsError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("consumer group work: {0}")]
+    Group(#[from] orderflowctl::GroupError),
+    #[error("topics: {0}")]
+    Topics(#[from] orderflow_runtime::topics::TopicError),
+    #[error(
+        "rebuilding the state timed out at {topic}/{partition}: reached {reached}, wanted {wanted}"
+    )]
+    RebuildStalled {
+        topic: String,
+        partition: i32,
+        reached: i64,
+        wanted: i64,
+    },
+    #[error("background task failed: {0}")]
+    Join(String),
+}
+
+/// The state shared with the HTTP handlers.
+#[derive(Clone, Default)]
+pub struct Shared {
+    pub state: Arc<RwLock<Aggregates>>,
+    pub info: Arc<RwLock<RunInfo>>,
+}
+
+/// Facts about this run, shown in `/api/metrics`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunInfo {
+    /// Where the state of each partition begins: topic -> partition -> offset.
+    pub started_from: std::collections::BTreeMap<String, std::collections::BTreeMap<String, i64>>,
+    pub rebuilt_records: u64,
+    pub dlq_total: u64,
+}
+
+struct Plan {
+    bases: Bases,
+    /// (topic, partition, from, to) spans to rebuild
+    rebuild: Vec<(String, i32, i64, i64)>,
+}
+
+fn plan(kafka: &KafkaConfig, timeout: Duration) -> Result<Plan, AnalyticsError> {
+    let committed = orderflowctl::committed_offsets(kafka, GROUP_ANALYTICS, &TOPICS, timeout)?;
+    let marks = orderflowctl::lag(kafka, GROUP_ANALYTICS, &TOPICS, timeout)?;
+    let low: HashMap<(String, i32), i64> = marks
+        .iter()
+        .map(|l| ((l.topic.clone(), l.partition), l.low_watermark))
+        .collect();
+    let mut p = Plan {
+        bases: Bases::new(),
+        rebuild: Vec::new(),
+    };
+    for c in committed {
+        let lw = low
+            .get(&(c.topic.clone(), c.partition))
+            .copied()
+            .unwrap_or(0);
+        let key = (c.topic.clone(), c.partition);
+        match start_for(c.offset, &c.metadata, lw) {
+            Start::Resume { base, committed } => {
+                p.bases.insert(key, base);
+                if committed > base {
+                    p.rebuild.push((c.topic, c.partition, base, committed));
+                }
+            }
+            Start::Fresh { at } => {
+                p.bases.insert(key, at);
+            }
+            Start::Earliest { low } => {
+                p.bases.insert(key, low);
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Read `[from, to)` of every span into `state`. Records that do not decode were sent to
+/// the DLQ by the run that first read them; here they are only stepped over.
+fn rebuild(
+    kafka: &KafkaConfig,
+    spans: &[(String, i32, i64, i64)],
+    state: &mut Aggregates,
+    timeout: Duration,
+) -> Result<u64, AnalyticsError> {
+    if spans.is_empty() {
+        return Ok(0);
+    }
+    let reader: BaseConsumer = kafka.reader("analytics-rebuild").create()?;
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, from, _) in spans {
+        tpl.add_partition_offset(t, *p, Offset::Offset(*from))?;
+    }
+    reader.assign(&tpl)?;
+    let ends: HashMap<(String, i32), i64> = spans
+        .iter()
+        .map(|(t, p, _, to)| ((t.clone(), *p), *to))
+        .collect();
+    let mut done: HashMap<(String, i32), bool> = spans
+        .iter()
+        .map(|(t, p, from, to)| ((t.clone(), *p), from >= to))
+        .collect();
+    let mut n = 0u64;
+    let mut last_progress = Instant::now();
+    while done.values().any(|d| !d) {
+        match reader.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                let key = (m.topic().to_string(), m.partition());
+                let end = ends.get(&key).copied().unwrap_or(0);
+                if m.offset() < end {
+                    match m.payload().map(decode) {
+                        Some(Ok(e)) => state.apply(m.topic(), m.partition(), m.offset(), &e),
+                        _ => state.advance(m.topic(), m.partition(), m.offset()),
+                    }
+                    n += 1;
+                }
+                if m.offset() + 1 >= end {
+                    done.insert(key, true);
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "rebuild read error (retrying)"),
+            None => {}
+        }
+        if last_progress.elapsed() > timeout {
+            let (t, p, reached, wanted) = spans
+                .iter()
+                .find(|(t, p, _, _)| !done.get(&(t.clone(), *p)).copied().unwrap_or(true))
+                .map(|(t, p, _, to)| (t.clone(), *p, state.next_offset(t, *p).unwrap_or(-1), *to))
+                .unwrap_or_default();
+            return Err(AnalyticsError::RebuildStalled {
+                topic: t,
+                partition: p,
+                reached,
+                wanted,
+            });
+        }
+    }
+    Ok(n)
+}
+
+/// Build the commit list: every known position with its base marker.
+fn commit_list(
+    state: &Aggregates,
+    bases: &Bases,
+) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, next) in state.positions() {
+        let base = bases.get(&(t.clone(), p)).copied().unwrap_or(next);
+        let mut e = tpl.add_partition(&t, p);
+        e.set_offset(Offset::Offset(next))?;
+        e.set_metadata(base_metadata(base));
+    }
+    Ok(tpl)
+}
+
+/// Run analytics until `token` is cancelled.
+pub async fn run(
+    kafka: KafkaConfig,
+    shared: Shared,
+    health: Health,
+    metrics: AnalyticsMetrics,
+    token: CancellationToken,
+    commit_every: Duration,
+) -> Result<(), AnalyticsError> {
+    health.set_not_ready("connecting to Kafka");
+    // Locally the topics are created here; under Strimzi they exist already.
+    if let Err(e) = orderflow_runtime::topics::ensure_topics(&kafka).await {
+        tracing::warn!(error = %e, "could not ensure topics (they may be managed elsewhere)");
+    }
+    let timeout = Duration::from_secs(10);
+    let k = kafka.clone();
+    let plan = loop {
+        let k2 = k.clone();
+        match tokio::task::spawn_blocking(move || plan(&k2, timeout)).await {
+            Ok(Ok(p)) => break p,
+            Ok(Err(e)) => {
+                health.set_not_ready(format!("reading the group's committed offsets: {e}"));
+                tracing::warn!(error = %e, "cannot read committed offsets yet; retrying");
+            }
+            Err(e) => return Err(AnalyticsError::Join(e.to_string())),
+        }
+        tokio::select! {
+            _ = token.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    };
+    let Plan {
+        bases,
+        rebuild: spans,
+    } = plan;
+    let to_rebuild: i64 = spans.iter().map(|(_, _, f, t)| t - f).sum();
+    health.set_not_ready(format!("rebuilding {to_rebuild} records"));
+    let started = Instant::now();
+    let (state, rebuilt) = {
+        let k2 = kafka.clone();
+        let bases2 = bases.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut st = Aggregates::default();
+            for ((t, p), base) in &bases2 {
+                st.start_at(t, *p, *base);
+            }
+            rebuild(&k2, &spans, &mut st, Duration::from_secs(60)).map(|n| (st, n))
+        })
+        .await
+        .map_err(|e| AnalyticsError::Join(e.to_string()))??
+    };
+    metrics.rebuild_seconds.set(started.elapsed().as_secs_f64());
+    tracing::info!(
+        records = rebuilt,
+        seconds = started.elapsed().as_secs_f64(),
+        "state rebuilt"
+    );
+    if let Ok(mut info) = shared.info.write() {
+        info.rebuilt_records = rebuilt;
+        for ((t, p), b) in &bases {
+            info.started_from
+                .entry(t.clone())
+                .or_default()
+                .insert(p.to_string(), *b);
+        }
+    }
+    if let Ok(mut s) = shared.state.write() {
+        *s = state;
+    }
+
+    let consumer: StreamConsumer = kafka
+        .consumer(GROUP_ANALYTICS, "analytics-service")
+        .create()?;
+    let producer: FutureProducer = kafka.producer("analytics-service-dlq").create()?;
+    consumer.subscribe(&TOPICS)?;
+    health.set_ready("consuming");
+
+    let mut ticker = tokio::time::interval(commit_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dirty = false;
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = ticker.tick() => {
+                if dirty {
+                    dirty = !commit(&consumer, &shared, &bases, &health);
+                }
+            }
+            msg = consumer.recv() => match msg {
+                Ok(m) => {
+                    handle(&m, &shared, &producer, &metrics).await;
+                    dirty = true;
+                    health.set_ready("consuming");
+                }
+                Err(e) => {
+                    health.set_not_ready(format!("Kafka: {e}"));
+                    tracing::warn!(error = %e, "consume error");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+    // Shutdown: commit what was applied, then leave the group.
+    commit(&consumer, &shared, &bases, &health);
+    consumer.unsubscribe();
+    tracing::info!("analytics consumer stopped");
+    Ok(())
+}
+
+async fn handle(
+    m: &BorrowedMessage<'_>,
+    shared: &Shared,
+    producer: &FutureProducer,
+    metrics: &AnalyticsMetrics,
+) {
+    let already = shared
+        .state
+        .read()
+        .ok()
+        .and_then(|s| s.next_offset(m.topic(), m.partition()))
+        .unwrap_or(0);
+    if m.offset() < already {
+        // Redelivered after a rebalance: already counted.
+        return;
+    }
+    match decode(m.payload().unwrap_or_default()) {
+        Ok(event) => {
+            if let Ok(mut s) = shared.state.write() {
+                s.apply(m.topic(), m.partition(), m.offset(), &event);
+                metrics.observe(m.topic(), &s);
+            }
+        }
+        Err(err) => {
+            metrics
+                .dlq
+                .get_or_create(&vec![("reason".to_string(), err.kind().to_string())])
+                .inc();
+            if let Err(e) = dlq::send(producer, m, &err).await {
+                tracing::error!(error = %e, "could not write to the DLQ; the record is skipped, see this log line");
+            }
+            if let Ok(mut i) = shared.info.write() {
+                i.dlq_total += 1;
+            }
+            if let Ok(mut s) = shared.state.write() {
+                s.advance(m.topic(), m.partition(), m.offset());
+            }
+        }
+    }
+}
+
+/// Commit every applied position synchronously; returns whether it worked.
+fn commit(consumer: &StreamConsumer, shared: &Shared, bases: &Bases, health: &Health) -> bool {
+    let tpl = match shared.state.read() {
+        Ok(s) => commit_list(&s, bases),
+        Err(_) => return false,
+    };
+    match tpl.and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync)) {
+        Ok(()) => true,
+        Err(e) => {
+            // e.g. a commit refused during a rebalance: it is retried on the next tick;
+            // records redelivered meanwhile are skipped by position.
+            tracing::warn!(error = %e, "offset commit failed; will retry");
+            if matches!(
+                e,
+                rdkafka::error::KafkaError::ConsumerCommit(
+                    rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure
+                )
+            ) {
+                health.set_not_ready(format!("Kafka: {e}"));
+            }
+            false
+        }
+    }
+}
