@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use orderflow_events::{encode, record_key, Event, OrderPlaced, TOPIC_ORDERS};
+use orderflow_runtime::kafka::{self, delivery_error};
 use orderflow_runtime::{Health, KafkaConfig};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
@@ -91,33 +91,11 @@ impl KafkaPublisher {
         let ts = order.ts.timestamp_millis();
         let key = record_key(&order.item).to_vec();
         let payload = encode(&Event::OrderPlaced(order.clone()));
-        let mut record = FutureRecord::to(TOPIC_ORDERS)
+        let record = FutureRecord::to(TOPIC_ORDERS)
             .key(&key)
             .payload(&payload)
             .timestamp(ts);
-        loop {
-            match self.producer.send_result(record) {
-                Ok(f) => return Ok(f),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    self.producer.poll(Duration::from_millis(5));
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
-    }
-}
-
-fn delivery_error(
-    result: Result<
-        rdkafka::producer::future_producer::OwnedDeliveryResult,
-        futures::channel::oneshot::Canceled,
-    >,
-) -> Option<String> {
-    match result {
-        Ok(Ok(_)) => None,
-        Ok(Err((e, _))) => Some(e.to_string()),
-        Err(_) => Some("producer dropped the record".into()),
+        kafka::enqueue(&self.producer, record)
     }
 }
 

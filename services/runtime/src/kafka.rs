@@ -99,3 +99,45 @@ impl KafkaConfig {
         c
     }
 }
+
+/// Hand `record` to the producer now, waiting while its local queue is full; the returned
+/// future resolves when the broker acknowledged (or definitively refused) the record.
+/// Lets a caller send a whole batch first and await the acknowledgements together.
+pub fn enqueue<K, P>(
+    producer: &rdkafka::producer::FutureProducer,
+    mut record: rdkafka::producer::FutureRecord<'_, K, P>,
+) -> Result<rdkafka::producer::DeliveryFuture, rdkafka::error::KafkaError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send_result(record) {
+            Ok(f) => return Ok(f),
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                r,
+            )) => {
+                record = r;
+                producer.poll(std::time::Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// The error of a delivery, if it failed.
+pub fn delivery_error(
+    result: Result<
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+        futures::channel::oneshot::Canceled,
+    >,
+) -> Option<String> {
+    match result {
+        Ok(Ok(_)) => None,
+        Ok(Err((e, _))) => Some(e.to_string()),
+        Err(_) => Some("the producer dropped the record".into()),
+    }
+}
