@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use analytics_service::{api, consumer, metrics::AnalyticsMetrics};
-use orderflow_runtime::{config, shutdown, telemetry, Health, KafkaConfig, OpsServer};
+use orderflow_runtime::{config, shutdown, supervise, telemetry, Health, KafkaConfig, OpsServer};
 use prometheus_client::registry::Registry;
 
 #[tokio::main]
@@ -26,21 +26,16 @@ async fn main() -> anyhow::Result<()> {
     let health = Health::new();
     let shared = consumer::Shared::default();
 
-    let worker = tokio::spawn(consumer::run(
+    let worker = consumer::run(
         kafka,
         shared.clone(),
         health.clone(),
         metrics,
         token.clone(),
         Duration::from_millis(commit_ms.max(100)),
-    ));
+    );
     let server = OpsServer::new(health, registry).serve(addr, api::router(shared), token.clone());
-    let served = server.await;
-    // The HTTP server ends on shutdown (or failed to start): make the consumer stop too.
-    token.cancel();
-    let consumed = worker.await;
-    served?;
-    consumed??;
+    supervise::worker_and_server(token, worker, server).await?;
     tracing::info!("analytics-service stopped");
     Ok(())
 }

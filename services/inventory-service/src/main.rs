@@ -16,7 +16,7 @@ use anyhow::Context;
 use inventory_service::ledger::Stock;
 use inventory_service::metrics::InventoryMetrics;
 use inventory_service::{api, worker};
-use orderflow_runtime::{config, shutdown, telemetry, Health, KafkaConfig, OpsServer};
+use orderflow_runtime::{config, shutdown, supervise, telemetry, Health, KafkaConfig, OpsServer};
 use prometheus_client::registry::Registry;
 
 #[tokio::main]
@@ -39,22 +39,17 @@ async fn main() -> anyhow::Result<()> {
         batch_max: batch_max.max(1),
     };
 
-    let worker = tokio::spawn(worker::run(
+    let worker = worker::run(
         kafka,
         settings,
         ledgers.clone(),
         health.clone(),
         metrics,
         token.clone(),
-    ));
+    );
     let app = api::router(Arc::new(stock), ledgers);
-    let served = OpsServer::new(health, registry)
-        .serve(addr, app, token.clone())
-        .await;
-    token.cancel();
-    let worked = worker.await;
-    served?;
-    worked??;
+    let server = OpsServer::new(health, registry).serve(addr, app, token.clone());
+    supervise::worker_and_server(token, worker, server).await?;
     tracing::info!("inventory-service stopped");
     Ok(())
 }

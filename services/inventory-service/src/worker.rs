@@ -39,8 +39,6 @@ pub enum InventoryError {
     Topics(#[from] topics::TopicError),
     #[error("`{TOPIC_ORDERS}` has {orders} partitions but `{TOPIC_INVENTORY_EVENTS}` has {events}: they must match, because each decision goes to the partition number of its order")]
     PartitionMismatch { orders: i32, events: i32 },
-    #[error("topic {0} does not exist")]
-    MissingTopic(&'static str),
     #[error("a decision was not acknowledged by Kafka ({0}); stopping without committing, so the batch is decided again (idempotently) after a restart")]
     Delivery(String),
     #[error("reading inventory-events/{partition} stalled before offset {end}")]
@@ -234,11 +232,9 @@ pub async fn run(
 async fn check_partitions(kafka: &KafkaConfig) -> Result<(), InventoryError> {
     let k = kafka.clone();
     let (orders, events) = tokio::task::spawn_blocking(move || -> Result<_, InventoryError> {
-        let t = Duration::from_secs(10);
-        let o = topics::partition_count(&k, TOPIC_ORDERS, t)?
-            .ok_or(InventoryError::MissingTopic(TOPIC_ORDERS))?;
-        let e = topics::partition_count(&k, TOPIC_INVENTORY_EVENTS, t)?
-            .ok_or(InventoryError::MissingTopic(TOPIC_INVENTORY_EVENTS))?;
+        let t = Duration::from_secs(60);
+        let o = topics::wait_for_topic(&k, TOPIC_ORDERS, t)?;
+        let e = topics::wait_for_topic(&k, TOPIC_INVENTORY_EVENTS, t)?;
         Ok((o, e))
     })
     .await

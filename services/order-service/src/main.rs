@@ -29,19 +29,17 @@ async fn main() -> anyhow::Result<()> {
     let metrics = AppMetrics::register(&mut registry);
     let health = Health::new();
 
+    // Locally the topics are created here, before anything asks for them; under Strimzi
+    // they exist already (KafkaTopic resources) and this changes nothing.
+    if let Err(e) = topics::ensure_topics(&kafka).await {
+        tracing::warn!(error = %e, "could not ensure topics (they may be managed elsewhere)");
+    }
     let publisher = Arc::new(KafkaPublisher::new(&kafka).context("creating the Kafka producer")?);
     tokio::spawn(order_service::publisher::watch_readiness(
         publisher.clone(),
         health.clone(),
         token.clone(),
     ));
-    // Locally the topics are created here; under Strimzi they already exist (KafkaTopic CRs).
-    let k = kafka.clone();
-    tokio::spawn(async move {
-        if let Err(e) = topics::ensure_topics(&k).await {
-            tracing::warn!(error = %e, "could not ensure topics (they may be managed elsewhere)");
-        }
-    });
 
     let app = api::router(api::AppState::new(publisher.clone(), metrics, bulk_max));
     OpsServer::new(health, registry)

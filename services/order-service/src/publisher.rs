@@ -159,9 +159,11 @@ pub async fn watch_readiness(
     loop {
         let p = publisher.clone();
         let probe = tokio::task::spawn_blocking(move || {
+            // All topics, not Some(orders): asking for one topic lets a broker with
+            // auto-creation on create it (with its default partition count).
             p.producer
                 .client()
-                .fetch_metadata(Some(TOPIC_ORDERS), Duration::from_secs(3))
+                .fetch_metadata(None, Duration::from_secs(3))
                 .map(|md| {
                     md.topics().iter().any(|t| {
                         t.name() == TOPIC_ORDERS

@@ -7,6 +7,7 @@ pub mod dlq;
 pub mod http;
 pub mod kafka;
 pub mod shutdown;
+pub mod supervise;
 pub mod telemetry;
 pub mod topics;
 

@@ -42,6 +42,31 @@ pub fn partition_count(
         .filter(|n| *n > 0))
 }
 
+/// Partition count of `topic`, waiting up to `timeout` for it to exist (another service
+/// or Strimzi may be creating it right now).
+pub fn wait_for_topic(
+    kafka: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, TopicError> {
+    let start = Instant::now();
+    loop {
+        let last = match partition_count(kafka, topic, Duration::from_secs(5)) {
+            Ok(Some(n)) => return Ok(n),
+            Ok(None) => format!("topic {topic} does not exist"),
+            Err(e) => e.to_string(),
+        };
+        if start.elapsed() >= timeout {
+            return Err(TopicError::Unreachable {
+                bootstrap: kafka.bootstrap.clone(),
+                secs: timeout.as_secs(),
+                last,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// Wait until the broker answers a metadata request, up to `timeout`.
 pub fn wait_for_broker(kafka: &KafkaConfig, timeout: Duration) -> Result<(), TopicError> {
     let consumer: BaseConsumer = kafka.reader("orderflow-probe").create()?;
