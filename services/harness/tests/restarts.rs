@@ -11,6 +11,11 @@ use orderflow_harness::{topics, wait, Broker, Service, ServiceKind};
 use orderflow_runtime::KafkaConfig;
 use serde_json::json;
 
+// The crashed process is restarted with the same GROUP_INSTANCE_ID (static membership), so it
+// takes its partitions back at once. Without it, real Kafka would expire the killed member
+// after session.timeout.ms (10 s) and rebalance; the local test broker never expires it and
+// the group would wait forever, so these tests use the static membership a production
+// restart should use anyway.
 fn out_dir(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("orderflow-test-{name}-{}", std::process::id()))
 }
@@ -65,9 +70,11 @@ async fn inventory_killed_mid_stream_decides_each_order_once_without_oversell() 
         .collect::<Vec<_>>()
         .join(",");
     let order = Service::start(ServiceKind::Order, &broker.bootstrap, &[], &logs).await?;
+    let instance = ("GROUP_INSTANCE_ID", "inventory-0".to_string());
     let inv_env = [
         ("THROTTLE_MS", "1".to_string()),
         ("INITIAL_STOCK", stock_env.clone()),
+        instance.clone(),
     ];
     let inventory =
         Service::start(ServiceKind::Inventory, &broker.bootstrap, &inv_env, &logs).await?;
@@ -99,7 +106,7 @@ async fn inventory_killed_mid_stream_decides_each_order_once_without_oversell() 
     let inventory = Service::start(
         ServiceKind::Inventory,
         &broker.bootstrap,
-        &[("INITIAL_STOCK", stock_env)],
+        &[("INITIAL_STOCK", stock_env), instance],
         &logs,
     )
     .await?;
@@ -138,6 +145,7 @@ async fn analytics_killed_mid_stream_ends_with_the_uninterrupted_totals() -> any
     let kafka = broker.kafka();
     let logs = dir.join("logs");
     let order = Service::start(ServiceKind::Order, &broker.bootstrap, &[], &logs).await?;
+    let static_id = [("GROUP_INSTANCE_ID", "analytics-0".to_string())];
     let inventory = Service::start(
         ServiceKind::Inventory,
         &broker.bootstrap,
@@ -145,7 +153,8 @@ async fn analytics_killed_mid_stream_ends_with_the_uninterrupted_totals() -> any
         &logs,
     )
     .await?;
-    let analytics = Service::start(ServiceKind::Analytics, &broker.bootstrap, &[], &logs).await?;
+    let analytics =
+        Service::start(ServiceKind::Analytics, &broker.bootstrap, &static_id, &logs).await?;
 
     let (status, body) = order
         .post_json(
@@ -179,7 +188,8 @@ async fn analytics_killed_mid_stream_ends_with_the_uninterrupted_totals() -> any
         .await?;
     assert_eq!(status, 200, "{body}");
 
-    let analytics = Service::start(ServiceKind::Analytics, &broker.bootstrap, &[], &logs).await?;
+    let analytics =
+        Service::start(ServiceKind::Analytics, &broker.bootstrap, &static_id, &logs).await?;
     inventory_drained(&kafka).await?;
     let metrics = analytics_caught_up(&kafka, &analytics, Duration::from_secs(120)).await?;
 
@@ -199,7 +209,8 @@ async fn analytics_killed_mid_stream_ends_with_the_uninterrupted_totals() -> any
         analytics.stop(Duration::from_secs(20)).await?,
         "analytics exits 0 on SIGTERM"
     );
-    let analytics = Service::start(ServiceKind::Analytics, &broker.bootstrap, &[], &logs).await?;
+    let analytics =
+        Service::start(ServiceKind::Analytics, &broker.bootstrap, &static_id, &logs).await?;
     let again = analytics_caught_up(&kafka, &analytics, Duration::from_secs(60)).await?;
     assert_eq!(data_view(&again), expected);
 

@@ -11,10 +11,16 @@ pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
 /// - `KAFKA_BOOTSTRAP` (default `127.0.0.1:9092`)
 /// - `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`,
 ///   `KAFKA_SASL_PASSWORD`, `KAFKA_SSL_CA_LOCATION` (all optional, passed to librdkafka)
+/// - `GROUP_INSTANCE_ID` (optional): static group membership (KIP-345). A consumer restarted
+///   with the same id takes its partitions back at once, without waiting for the session
+///   timeout to expire its crashed predecessor. Leave it unset for a consumer whose group
+///   must become empty when it stops (a static member does not leave the group on
+///   shutdown, so an offset reset would have to wait for its session to expire).
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     pub bootstrap: String,
     extra: Vec<(String, String)>,
+    instance_id: Option<String>,
 }
 
 impl KafkaConfig {
@@ -22,11 +28,15 @@ impl KafkaConfig {
         Self {
             bootstrap: bootstrap.into(),
             extra: Vec::new(),
+            instance_id: None,
         }
     }
 
     pub fn from_env() -> Self {
         let mut cfg = Self::new(env_or("KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP));
+        cfg.instance_id = std::env::var("GROUP_INSTANCE_ID")
+            .ok()
+            .filter(|v| !v.trim().is_empty());
         for (var, prop) in [
             ("KAFKA_SECURITY_PROTOCOL", "security.protocol"),
             ("KAFKA_SASL_MECHANISM", "sasl.mechanism"),
@@ -83,6 +93,9 @@ impl KafkaConfig {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("partition.assignment.strategy", "range");
+        if let Some(id) = &self.instance_id {
+            c.set("group.instance.id", id);
+        }
         c
     }
 
