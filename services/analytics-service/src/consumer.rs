@@ -12,10 +12,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use orderflow_events::{decode, GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
-use orderflow_runtime::{dlq, Health, KafkaConfig};
+use orderflow_runtime::dlq::Dlq;
+use orderflow_runtime::{Health, KafkaConfig};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
@@ -188,6 +188,7 @@ pub async fn run(
     shared: Shared,
     health: Health,
     metrics: AnalyticsMetrics,
+    dlq: Dlq,
     token: CancellationToken,
     commit_every: Duration,
 ) -> Result<(), AnalyticsError> {
@@ -255,7 +256,6 @@ pub async fn run(
     let consumer: StreamConsumer = kafka
         .consumer(GROUP_ANALYTICS, "analytics-service")
         .create()?;
-    let producer: FutureProducer = kafka.producer("analytics-service-dlq").create()?;
     consumer.subscribe(&TOPICS)?;
     health.set_ready("consuming");
 
@@ -272,7 +272,7 @@ pub async fn run(
             }
             msg = consumer.recv() => match msg {
                 Ok(m) => {
-                    handle(&m, &shared, &producer, &metrics).await;
+                    handle(&m, &shared, &dlq, &metrics).await;
                     dirty = true;
                     health.set_ready("consuming");
                 }
@@ -291,12 +291,7 @@ pub async fn run(
     Ok(())
 }
 
-async fn handle(
-    m: &BorrowedMessage<'_>,
-    shared: &Shared,
-    producer: &FutureProducer,
-    metrics: &AnalyticsMetrics,
-) {
+async fn handle(m: &BorrowedMessage<'_>, shared: &Shared, dlq: &Dlq, metrics: &AnalyticsMetrics) {
     let already = shared
         .state
         .read()
@@ -315,13 +310,7 @@ async fn handle(
             }
         }
         Err(err) => {
-            metrics
-                .dlq
-                .get_or_create(&vec![("reason".to_string(), err.kind().to_string())])
-                .inc();
-            if let Err(e) = dlq::send(producer, m, &err).await {
-                tracing::error!(error = %e, "could not write to the DLQ; the record is skipped, see this log line");
-            }
+            dlq.send(m, &err).await;
             if let Ok(mut i) = shared.info.write() {
                 i.dlq_total += 1;
             }

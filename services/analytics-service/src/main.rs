@@ -11,6 +11,8 @@
 use std::time::Duration;
 
 use analytics_service::{api, consumer, metrics::AnalyticsMetrics};
+use anyhow::Context;
+use orderflow_runtime::dlq::Dlq;
 use orderflow_runtime::{config, shutdown, supervise, telemetry, Health, KafkaConfig, OpsServer};
 use prometheus_client::registry::Registry;
 
@@ -26,11 +28,17 @@ async fn main() -> anyhow::Result<()> {
     let health = Health::new();
     let shared = consumer::Shared::default();
 
+    let producer = kafka
+        .producer("analytics-service")
+        .create()
+        .context("creating the DLQ producer")?;
+    let dlq = Dlq::new(producer, &mut registry);
     let worker = consumer::run(
         kafka,
         shared.clone(),
         health.clone(),
         metrics,
+        dlq,
         token.clone(),
         Duration::from_millis(commit_ms.max(100)),
     );

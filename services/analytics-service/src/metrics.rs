@@ -14,7 +14,6 @@ type Labels = Vec<(String, String)>;
 #[derive(Clone, Default)]
 pub struct AnalyticsMetrics {
     pub records: Family<Labels, Counter>,
-    pub dlq: Family<Labels, Counter>,
     pub orders_total: Gauge,
     pub failure_rate: Gauge<f64, AtomicU64>,
     pub rebuild_seconds: Gauge<f64, AtomicU64>,
@@ -27,11 +26,6 @@ impl AnalyticsMetrics {
             "orderflow_analytics_records",
             "Records applied, by topic",
             m.records.clone(),
-        );
-        registry.register(
-            "orderflow_dlq_records",
-            "Records sent to orderflow.dlq, by reason",
-            m.dlq.clone(),
         );
         registry.register(
             "orderflow_analytics_orders",

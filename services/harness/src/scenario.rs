@@ -123,7 +123,8 @@ async fn blocking<T: Send + 'static>(
         .context("blocking task panicked")?
 }
 
-async fn lag_of(
+/// Lag of `group` on `topics`, read off the async runtime.
+pub async fn lag_of(
     kafka: &KafkaConfig,
     group: &'static str,
     topics: &'static [&'static str],

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use orderflow_events::{DEFAULT_ITEMS, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_harness::oracle::{expected_metrics, inventory_violations};
-use orderflow_harness::scenario::{analytics_caught_up, data_view};
+use orderflow_harness::scenario::{analytics_caught_up, data_view, lag_of};
 use orderflow_harness::{topics, wait, Broker, Service, ServiceKind};
 use orderflow_runtime::KafkaConfig;
 use serde_json::json;
@@ -21,16 +21,11 @@ fn out_dir(name: &str) -> std::path::PathBuf {
 }
 
 /// Records on `topic` so far (sum of high watermarks).
-async fn end_offsets(kafka: &KafkaConfig, topic: &'static str) -> i64 {
-    let k = kafka.clone();
-    tokio::task::spawn_blocking(move || {
-        orderflowctl::lag(&k, GROUP_INVENTORY, &[topic], Duration::from_secs(5))
-    })
-    .await
-    .ok()
-    .and_then(|r| r.ok())
-    .map(|l| l.iter().map(|p| p.high_watermark).sum())
-    .unwrap_or(0)
+async fn end_offsets(kafka: &KafkaConfig, topics: &'static [&'static str]) -> i64 {
+    lag_of(kafka, GROUP_INVENTORY, topics)
+        .await
+        .map(|l| l.iter().map(|p| p.high_watermark).sum())
+        .unwrap_or(0)
 }
 
 async fn inventory_drained(kafka: &KafkaConfig) -> anyhow::Result<()> {
@@ -38,18 +33,10 @@ async fn inventory_drained(kafka: &KafkaConfig) -> anyhow::Result<()> {
         "inventory lag to reach 0",
         Duration::from_secs(180),
         Duration::from_millis(200),
-        || {
-            let k = kafka.clone();
-            async move {
-                let lags = tokio::task::spawn_blocking(move || {
-                    orderflowctl::lag(&k, GROUP_INVENTORY, &[TOPIC_ORDERS], Duration::from_secs(5))
-                })
-                .await
-                .ok()?
-                .ok()?;
-                let produced: i64 = lags.iter().map(|l| l.high_watermark).sum();
-                (produced > 0 && lags.iter().all(|l| l.lag == 0)).then_some(())
-            }
+        || async {
+            let lags = lag_of(kafka, GROUP_INVENTORY, &[TOPIC_ORDERS]).await.ok()?;
+            let produced: i64 = lags.iter().map(|l| l.high_watermark).sum();
+            (produced > 0 && lags.iter().all(|l| l.lag == 0)).then_some(())
         },
     )
     .await
@@ -93,11 +80,11 @@ async fn inventory_killed_mid_stream_decides_each_order_once_without_oversell() 
         "inventory to decide 1500 orders",
         Duration::from_secs(120),
         Duration::from_millis(20),
-        || async { (end_offsets(&kafka, TOPIC_INVENTORY_EVENTS).await >= 1500).then_some(()) },
+        || async { (end_offsets(&kafka, &[TOPIC_INVENTORY_EVENTS]).await >= 1500).then_some(()) },
     )
     .await?;
     inventory.kill();
-    let decided_before_restart = end_offsets(&kafka, TOPIC_INVENTORY_EVENTS).await;
+    let decided_before_restart = end_offsets(&kafka, &[TOPIC_INVENTORY_EVENTS]).await;
     assert!(
         decided_before_restart < 5000,
         "the kill came too late to be mid-stream"
@@ -169,7 +156,7 @@ async fn analytics_killed_mid_stream_ends_with_the_uninterrupted_totals() -> any
         "1000 decisions",
         Duration::from_secs(120),
         Duration::from_millis(20),
-        || async { (end_offsets(&kafka, TOPIC_INVENTORY_EVENTS).await >= 1000).then_some(()) },
+        || async { (end_offsets(&kafka, &[TOPIC_INVENTORY_EVENTS]).await >= 1000).then_some(()) },
     )
     .await?;
     let seen = analytics.get_json("/api/metrics").await?;

@@ -16,6 +16,7 @@ use anyhow::Context;
 use inventory_service::ledger::Stock;
 use inventory_service::metrics::InventoryMetrics;
 use inventory_service::{api, worker};
+use orderflow_runtime::dlq::Dlq;
 use orderflow_runtime::{config, shutdown, supervise, telemetry, Health, KafkaConfig, OpsServer};
 use prometheus_client::registry::Registry;
 
@@ -39,12 +40,21 @@ async fn main() -> anyhow::Result<()> {
         batch_max: batch_max.max(1),
     };
 
+    let producer: rdkafka::producer::FutureProducer = kafka
+        .producer("inventory-service")
+        .create()
+        .context("creating the Kafka producer")?;
+    let sinks = worker::Sinks {
+        dlq: Dlq::new(producer.clone(), &mut registry),
+        producer,
+    };
     let worker = worker::run(
         kafka,
         settings,
         ledgers.clone(),
         health.clone(),
         metrics,
+        sinks,
         token.clone(),
     );
     let app = api::router(Arc::new(stock), ledgers);

@@ -15,7 +15,6 @@ type Labels = Vec<(String, String)>;
 pub struct InventoryMetrics {
     pub decisions: Family<Labels, Counter>,
     pub duplicates: Counter,
-    pub dlq: Family<Labels, Counter>,
     pub batch_seconds: Histogram,
     pub stock_available: Family<Labels, Gauge>,
 }
@@ -25,7 +24,6 @@ impl InventoryMetrics {
         let m = Self {
             decisions: Family::default(),
             duplicates: Counter::default(),
-            dlq: Family::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             stock_available: Family::default(),
         };
@@ -38,11 +36,6 @@ impl InventoryMetrics {
             "orderflow_inventory_duplicates_skipped",
             "Redelivered orders recognised as already decided",
             m.duplicates.clone(),
-        );
-        registry.register(
-            "orderflow_dlq_records",
-            "Records sent to orderflow.dlq, by reason",
-            m.dlq.clone(),
         );
         registry.register(
             "orderflow_inventory_batch_seconds",

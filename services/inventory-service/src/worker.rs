@@ -18,7 +18,8 @@ use orderflow_events::{
     decision_partition, decode, encode, record_key, DecodeError, Event, InventoryDecision,
     TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
 };
-use orderflow_runtime::{dlq, kafka, topics, Health, KafkaConfig};
+use orderflow_runtime::dlq::Dlq;
+use orderflow_runtime::{kafka, topics, Health, KafkaConfig};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -53,6 +54,13 @@ pub struct Settings {
     pub stock: Stock,
     pub throttle: Duration,
     pub batch_max: usize,
+}
+
+/// Where decisions and rejected records go.
+#[derive(Clone)]
+pub struct Sinks {
+    pub producer: FutureProducer,
+    pub dlq: Dlq,
 }
 
 /// Ledgers of the partitions this replica owns, shared with `GET /stock`.
@@ -170,6 +178,7 @@ pub async fn run(
     ledgers: Ledgers,
     health: Health,
     metrics: InventoryMetrics,
+    sinks: Sinks,
     token: CancellationToken,
 ) -> Result<(), InventoryError> {
     health.set_not_ready("connecting to Kafka");
@@ -184,7 +193,6 @@ pub async fn run(
         .create_with_context(InventoryContext {
             ownership: ownership.clone(),
         })?;
-    let producer: FutureProducer = kafka.producer("inventory-service").create()?;
     consumer.subscribe(&[TOPIC_ORDERS])?;
     health.set_ready("subscribed to orders");
 
@@ -216,7 +224,7 @@ pub async fn run(
         }
         let started = Instant::now();
         let owned = sync_ledgers(&kafka, &ownership, &ledgers, &batch).await?;
-        let next = decide_batch(&batch, &owned, &settings, &ledgers, &producer, &metrics).await?;
+        let next = decide_batch(&batch, &owned, &settings, &ledgers, &sinks, &metrics).await?;
         commit(&consumer, &next);
         metrics
             .batch_seconds
@@ -285,7 +293,7 @@ async fn decide_batch(
     owned: &BTreeSet<i32>,
     settings: &Settings,
     ledgers: &Ledgers,
-    producer: &FutureProducer,
+    sinks: &Sinks,
     metrics: &InventoryMetrics,
 ) -> Result<HashMap<i32, i64>, InventoryError> {
     let mut next: HashMap<i32, i64> = HashMap::new();
@@ -302,11 +310,11 @@ async fn decide_batch(
             Ok(other) => {
                 let err =
                     DecodeError::Invalid(format!("{} on topic {TOPIC_ORDERS}", other.type_name()));
-                to_dlq(producer, m, &err, metrics).await;
+                sinks.dlq.send(m, &err).await;
                 continue;
             }
             Err(err) => {
-                to_dlq(producer, m, &err, metrics).await;
+                sinks.dlq.send(m, &err).await;
                 continue;
             }
         };
@@ -344,7 +352,7 @@ async fn decide_batch(
                     .payload(&payload)
                     .timestamp(ts);
                 sends.push(
-                    kafka::enqueue(producer, record)
+                    kafka::enqueue(&sinks.producer, record)
                         .map_err(|e| InventoryError::Delivery(e.to_string()))?,
                 );
             }
@@ -356,21 +364,6 @@ async fn decide_batch(
         }
     }
     Ok(next)
-}
-
-async fn to_dlq(
-    producer: &FutureProducer,
-    m: &OwnedMessage,
-    err: &DecodeError,
-    metrics: &InventoryMetrics,
-) {
-    metrics
-        .dlq
-        .get_or_create(&vec![("reason".to_string(), err.kind().to_string())])
-        .inc();
-    if let Err(e) = dlq::send(producer, m, err).await {
-        tracing::error!(error = %e, partition = m.partition(), offset = m.offset(), "could not write to the DLQ; record skipped");
-    }
 }
 
 fn commit(consumer: &StreamConsumer<InventoryContext>, next: &HashMap<i32, i64>) {

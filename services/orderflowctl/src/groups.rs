@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use orderflow_runtime::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::topic_partition_list::TopicPartitionListElem;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::GroupError;
@@ -105,17 +106,8 @@ impl GroupHandle {
             .elements()
             .iter()
             .map(|e| {
-                e.error().map_err(|err| GroupError::Partition {
-                    what: "offset for timestamp",
-                    topic: e.topic().to_string(),
-                    partition: e.partition(),
-                    reason: err.to_string(),
-                })?;
-                let offset = match e.offset() {
-                    Offset::Offset(n) => Some(n),
-                    // -1 (End): no record at or after the timestamp.
-                    _ => None,
-                };
+                // -1 (End): no record at or after the timestamp.
+                let offset = element_offset(e, "offset for timestamp")?;
                 Ok(TimeOffset {
                     topic: e.topic().to_string(),
                     partition: e.partition(),
@@ -193,20 +185,29 @@ fn tpl_of(parts: &[(String, i32)]) -> TopicPartitionList {
     tpl
 }
 
+/// The element's offset (`None` for a logical one: no commit, or no such record), or its
+/// per-partition error.
+fn element_offset(
+    e: &TopicPartitionListElem<'_>,
+    what: &'static str,
+) -> Result<Option<i64>, GroupError> {
+    e.error().map_err(|err| GroupError::Partition {
+        what,
+        topic: e.topic().to_string(),
+        partition: e.partition(),
+        reason: err.to_string(),
+    })?;
+    Ok(match e.offset() {
+        Offset::Offset(n) => Some(n),
+        _ => None,
+    })
+}
+
 fn read_committed(tpl: &TopicPartitionList) -> Result<Vec<CommittedOffset>, GroupError> {
     tpl.elements()
         .iter()
         .map(|e| {
-            e.error().map_err(|err| GroupError::Partition {
-                what: "committed offset",
-                topic: e.topic().to_string(),
-                partition: e.partition(),
-                reason: err.to_string(),
-            })?;
-            let offset = match e.offset() {
-                Offset::Offset(n) => Some(n),
-                _ => None,
-            };
+            let offset = element_offset(e, "committed offset")?;
             Ok(CommittedOffset {
                 topic: e.topic().to_string(),
                 partition: e.partition(),
