@@ -37,8 +37,14 @@ lint-rust:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 # Integration tests start their own brokers (and service processes) on free ports.
+# The last line sums cargo's per-binary results: "summary: N passed, N failed, N skipped".
+TEST_LOG := $(TARGET_DIR)/cargo-test.log
 test-rust: build broker-install
-	$(CARGO) test --release --workspace --locked
+	@mkdir -p $(TARGET_DIR)
+	@set -o pipefail; $(CARGO) test --release --workspace --locked 2>&1 | tee $(TEST_LOG); rc=$$?; \
+	  awk '/^test result:/ { p += $$4; f += $$6; s += $$8 } \
+	       END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' $(TEST_LOG); \
+	  exit $$rc
 
 test: lint-rust test-rust
 
