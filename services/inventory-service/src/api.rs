@@ -1,4 +1,12 @@
 //! `GET /stock`: the ledger of the partitions this replica owns.
+//!
+//! ```json
+//! {"partitions": [0, 1, 2], "decided": {"0": 1200, ...},
+//!  "items": {"pizza": {"initial": 2000, "reserved": 812, "available": 1188, "partition": 1}, ...}}
+//! ```
+//! `items` lists every stocked item; `partition` is the owned `orders` partition that has
+//! decided orders for it, or `null` when none of this replica's partitions has (the item is
+//! then decided elsewhere, or not ordered yet, and its `reserved` here is 0).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +30,7 @@ pub struct ItemView {
     pub initial: u64,
     pub reserved: u64,
     pub available: u64,
+    pub partition: Option<i32>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -49,12 +58,14 @@ pub fn view(stock: &Stock, ledgers: &Ledgers) -> StockView {
         .items()
         .map(|(item, initial)| {
             let reserved: u64 = l.values().map(|pl| pl.reserved(item)).sum();
+            let partition = l.iter().find(|(_, pl)| pl.carries(item)).map(|(p, _)| *p);
             (
                 item.to_string(),
                 ItemView {
                     initial,
                     reserved,
                     available: initial.saturating_sub(reserved),
+                    partition,
                 },
             )
         })
@@ -101,9 +112,39 @@ mod tests {
             ItemView {
                 initial: 10,
                 reserved: 4,
-                available: 6
+                available: 6,
+                partition: Some(2),
             }
         );
+        assert_eq!(v.items["burger"].partition, None);
+        assert_eq!(v.items["burger"].reserved, 0);
         assert_eq!(v.decided[&2], 1);
+    }
+
+    #[tokio::test]
+    async fn get_stock_serves_json() {
+        use axum::body::Body;
+        use axum::http::{Request, StatusCode};
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+
+        let stock = Stock::parse("pizza=10").unwrap();
+        let ledgers: Ledgers = Default::default();
+        ledgers
+            .write()
+            .unwrap()
+            .insert(0, PartitionLedger::default());
+        let resp = router(Arc::new(stock), ledgers)
+            .oneshot(Request::get("/stock").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["partitions"], serde_json::json!([0]));
+        assert_eq!(
+            v["items"]["pizza"],
+            serde_json::json!({"initial": 10, "reserved": 0, "available": 10, "partition": null})
+        );
     }
 }

@@ -1,5 +1,8 @@
 //! Prometheus metrics of inventory-service.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -17,6 +20,7 @@ pub struct InventoryMetrics {
     pub duplicates: Counter,
     pub batch_seconds: Histogram,
     pub stock_available: Family<Labels, Gauge>,
+    shown: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl InventoryMetrics {
@@ -26,6 +30,7 @@ impl InventoryMetrics {
             duplicates: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             stock_available: Family::default(),
+            shown: Arc::default(),
         };
         registry.register(
             "orderflow_inventory_decisions",
@@ -50,21 +55,75 @@ impl InventoryMetrics {
         m
     }
 
+    /// Set `orderflow_inventory_stock_available{item}` for every stocked item an owned
+    /// partition has decided orders for, and drop the series of items no longer owned (so
+    /// that the replicas of the group together report each item once).
     pub fn set_stock(&self, stock: &Stock, ledgers: &Ledgers) {
         let Ok(l) = ledgers.read() else { return };
+        let mut now = BTreeSet::new();
         for (item, initial) in stock.items() {
-            if let Some(reserved) = l.values().map(|pl| pl.reserved(item)).find(|r| *r > 0) {
-                let avail = initial.saturating_sub(reserved);
-                self.stock_available
-                    .get_or_create(&vec![("item".to_string(), item.to_string())])
-                    .set(i64::try_from(avail).unwrap_or(i64::MAX));
+            if !l.values().any(|pl| pl.carries(item)) {
+                continue;
             }
+            let reserved: u64 = l.values().map(|pl| pl.reserved(item)).sum();
+            let avail = initial.saturating_sub(reserved);
+            self.stock_available
+                .get_or_create(&vec![("item".to_string(), item.to_string())])
+                .set(i64::try_from(avail).unwrap_or(i64::MAX));
+            now.insert(item.to_string());
         }
+        let Ok(mut shown) = self.shown.lock() else {
+            return;
+        };
+        for gone in shown.difference(&now) {
+            self.stock_available
+                .remove(&vec![("item".to_string(), gone.clone())]);
+        }
+        *shown = now;
     }
 }
 
 impl Default for InventoryMetrics {
     fn default() -> Self {
         Self::register(&mut Registry::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::PartitionLedger;
+    use chrono::Utc;
+    use orderflow_events::OrderPlaced;
+
+    fn text(registry: &Registry) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn stock_gauge_covers_owned_items_only() {
+        let mut registry = Registry::default();
+        let m = InventoryMetrics::register(&mut registry);
+        let stock = Stock::parse("pizza=10,taco=5").unwrap();
+        let ledgers: Ledgers = Default::default();
+        let mut pl = PartitionLedger::default();
+        pl.decide(
+            &stock,
+            &OrderPlaced::new("pizza", 4, "u", Utc::now()),
+            Utc::now(),
+        );
+        ledgers.write().unwrap().insert(1, pl);
+        m.set_stock(&stock, &ledgers);
+        let t = text(&registry);
+        assert!(
+            t.contains("orderflow_inventory_stock_available{item=\"pizza\"} 6"),
+            "{t}"
+        );
+        assert!(!t.contains("item=\"taco\""), "{t}");
+        ledgers.write().unwrap().clear(); // partition revoked
+        m.set_stock(&stock, &ledgers);
+        assert!(!text(&registry).contains("item=\"pizza\""));
     }
 }
