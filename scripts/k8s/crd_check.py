@@ -8,6 +8,8 @@ fields, and additionalProperties: false wherever the schema lists properties and
 preserve unknown fields); objects of other kinds are skipped. Exit status 1 on any error.
 
 Usage: crd_check.py --crds DIR_OR_FILE [--crds ...] MANIFEST.yaml...
+       crd_check.py --strip-cel CRD.yaml...   print the CRDs without x-kubernetes-validations
+                                              (CEL rules, refused by the v1.20 test apiserver)
 """
 import argparse
 import pathlib
@@ -65,11 +67,26 @@ def load_crds(paths):
     return schemas
 
 
+def strip_cel(node):
+    if isinstance(node, dict):
+        return {k: strip_cel(v) for k, v in node.items() if k != "x-kubernetes-validations"}
+    if isinstance(node, list):
+        return [strip_cel(v) for v in node]
+    return node
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--crds", action="append", required=True)
+    ap.add_argument("--crds", action="append")
+    ap.add_argument("--strip-cel", action="store_true")
     ap.add_argument("manifests", nargs="+")
     args = ap.parse_args()
+    if args.strip_cel:
+        docs = [strip_cel(d) for m in args.manifests for d in yaml.safe_load_all(pathlib.Path(m).read_text()) if d]
+        print(yaml.safe_dump_all(docs, sort_keys=False), end="")
+        return 0
+    if not args.crds:
+        ap.error("--crds is required")
     schemas = load_crds(args.crds)
     if not schemas:
         print(f"crd_check: no CRDs found in {args.crds}", file=sys.stderr)

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Assertions on what `helm install orderflow helm/orderflow` created in a namespace.
+
+Reads `kubectl get deploy,svc,sa,role,rolebinding -o json` on stdin.
+Usage: kubectl -n NS get ... -o json | assert_install.py NS EXPECTED_INVENTORY_REPLICAS
+Prints one line per failed assertion and exits 1 when any failed.
+"""
+import json
+import sys
+
+ns, inventory_replicas = sys.argv[1], int(sys.argv[2])
+items = json.load(sys.stdin)["items"]
+objs = {(o["kind"], o["metadata"]["name"]): o for o in items}
+fails = []
+
+
+def check(cond, what):
+    if not cond:
+        fails.append(what)
+
+
+def get(kind, name):
+    o = objs.get((kind, name))
+    check(o is not None, f"{kind}/{name} exists")
+    return o or {}
+
+
+bootstrap = f"orderflow-kafka-bootstrap.{ns}.svc:9092"
+ports = {"order": 8080, "inventory": 8081, "analytics": 8082, "replay-controller": 8083}
+replicas = {"order": 1, "inventory": inventory_replicas, "analytics": 1, "replay-controller": 1}
+for name, port in ports.items():
+    d = get("Deployment", name)
+    if not d:
+        continue
+    spec = d["spec"]
+    pod = spec["template"]["spec"]
+    check(spec.get("replicas") == replicas[name], f"{name}: spec.replicas == {replicas[name]} (got {spec.get('replicas')})")
+    ann = spec["template"]["metadata"].get("annotations", {})
+    check(ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(port)
+          and ann.get("prometheus.io/path") == "/metrics", f"{name}: prometheus scrape annotations")
+    psc = pod.get("securityContext", {})
+    check(psc.get("runAsNonRoot") is True, f"{name}: pod runAsNonRoot")
+    check(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{name}: seccomp RuntimeDefault")
+    (c,) = pod["containers"]
+    sc = c.get("securityContext", {})
+    check(sc.get("readOnlyRootFilesystem") is True, f"{name}: readOnlyRootFilesystem")
+    check(sc.get("allowPrivilegeEscalation") is False, f"{name}: allowPrivilegeEscalation false")
+    check(sc.get("capabilities", {}).get("drop") == ["ALL"], f"{name}: capabilities drop ALL")
+    check(c.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz", f"{name}: readiness /readyz")
+    check(c.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz", f"{name}: liveness /healthz")
+    check(c.get("imagePullPolicy") == "IfNotPresent", f"{name}: imagePullPolicy IfNotPresent")
+    check(c.get("resources", {}).get("requests") and c.get("resources", {}).get("limits", {}).get("memory"),
+          f"{name}: resource requests and a memory limit")
+    env = {e["name"]: e for e in c.get("env", [])}
+    check(env.get("KAFKA_BOOTSTRAP", {}).get("value") == bootstrap, f"{name}: KAFKA_BOOTSTRAP == {bootstrap}")
+    check(env.get("HTTP_ADDR", {}).get("value") == f"0.0.0.0:{port}", f"{name}: HTTP_ADDR on {port}")
+    check(env.get("LOG_FORMAT", {}).get("value") == "json", f"{name}: LOG_FORMAT json")
+    is_ctl = name == "replay-controller"
+    check(pod.get("serviceAccountName") == ("replay-controller" if is_ctl else None), f"{name}: service account")
+    check(pod.get("automountServiceAccountToken") is is_ctl, f"{name}: API token mounted only for the controller")
+    if name == "analytics" or is_ctl:
+        check(spec.get("strategy", {}).get("type") == "Recreate", f"{name}: Recreate (never two at once)")
+    if name == "inventory":
+        check("THROTTLE_MS" in env, "inventory: THROTTLE_MS set")
+    if is_ctl:
+        check(env.get("WATCH_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+              == "metadata.namespace", "controller: WATCH_NAMESPACE from its namespace")
+
+    s = get("Service", name)
+    if s:
+        sel = s["spec"].get("selector", {})
+        labels = spec["template"]["metadata"]["labels"]
+        check(sel and all(labels.get(k) == v for k, v in sel.items()), f"service {name} selects its pods")
+        check(s["spec"]["ports"][0]["port"] == port, f"service {name}: port {port}")
+
+for name, node_port in (("order", 30080), ("analytics", 30082)):
+    s = objs.get(("Service", name), {})
+    check(s.get("spec", {}).get("type") == "NodePort" and s["spec"]["ports"][0].get("nodePort") == node_port,
+          f"service {name}: NodePort {node_port} (kind-config.yaml maps it)")
+
+get("ServiceAccount", "replay-controller")
+role = get("Role", "replay-controller")
+rb = get("RoleBinding", "replay-controller")
+if rb:
+    check(rb["roleRef"]["name"] == "replay-controller"
+          and rb["subjects"] == [{"kind": "ServiceAccount", "name": "replay-controller", "namespace": ns}],
+          "rolebinding binds the controller's service account to its Role")
+for r in role.get("rules", []):
+    check("*" not in r.get("verbs", []) and "*" not in r.get("resources", []), f"role: no wildcards ({r})")
+    check("delete" not in r.get("verbs", []) and "create" not in r.get("verbs", []) or r.get("resources") == ["events"],
+          f"role: create only for events, delete never ({r})")
+
+for f in fails:
+    print(f"assert_install: FAILED: {f}")
+print(f"assert_install: {len(fails)} failed assertions over {len(objs)} objects")
+sys.exit(1 if fails else 0)
