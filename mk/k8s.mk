@@ -35,3 +35,6 @@ lint:
 
 k8s-tools tools:
 	scripts/k8s/tools.sh
+
+# `make test` runs the Kubernetes checks too (the issue: make lint is part of make test).
+test: lint

@@ -67,6 +67,26 @@ if ls helm/orderflow/crds/*.yaml >/dev/null 2>&1; then
     k -n "$NS" apply --dry-run=server -f deploy/samples/ >/dev/null || fail "deploy/samples/ refused by the chart's CRD"
   fi
 fi
+if ! k get crd replayrequests.orderflow.io >/dev/null 2>&1; then
+  # the chart has no CRD yet: a stand-in, so that kubectl can resolve replayrequests in the RBAC checks
+  echo "   (no ReplayRequest CRD in the chart: a minimal stand-in CRD is registered for the RBAC checks)"
+  k apply -f - >/dev/null <<'CRD'
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: replayrequests.orderflow.io}
+spec:
+  group: orderflow.io
+  scope: Namespaced
+  names: {kind: ReplayRequest, plural: replayrequests, singular: replayrequest, shortNames: [rr]}
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      subresources: {status: {}}
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+CRD
+  k wait --for condition=established --timeout=30s crd replayrequests.orderflow.io >/dev/null
+fi
 "$HELM" upgrade orderflow helm/orderflow --namespace "$NS" --set inventory.replicas=3 >/dev/null || fail "helm upgrade"
 got=$(k -n "$NS" get deploy inventory -o jsonpath='{.spec.replicas}')
 [ "$got" = 3 ] && echo "   helm upgrade --set inventory.replicas=3 -> spec.replicas 3" || fail "inventory replicas after upgrade: $got"
