@@ -59,6 +59,10 @@ fi
 "$HELM" install orderflow helm/orderflow --namespace "$NS" >/dev/null || fail "helm install"
 k -n "$NS" get deploy,svc,sa,role,rolebinding -o json | "$PY" scripts/k8s/assert_install.py "$NS" 2 \
   || fail "assertions after helm install"
+"$HELM" get notes orderflow --namespace "$NS" >"$RUN/notes.txt" 2>&1; [ -n "${SHOW_NOTES:-}" ] && cat "$RUN/notes.txt"
+for want in "localhost:8080/orders" "localhost:8082/api/metrics" "port-forward svc/order" "deploy/samples/replay.yaml" "logs deploy/replay-controller"; do
+  grep -qF "$want" "$RUN/notes.txt" || fail "NOTES.txt does not tell users: $want"
+done
 if ls helm/orderflow/crds/*.yaml >/dev/null 2>&1; then
   k get crd replayrequests.orderflow.io >/dev/null 2>&1 && echo "   CRD replayrequests.orderflow.io installed" \
     || fail "CRD replayrequests.orderflow.io not installed by the chart"
