@@ -38,7 +38,7 @@ yaml_files() {
   ls deploy/samples/*.yaml 2>/dev/null || true
 }
 lint_yaml() { yaml_files | xargs "${YAMLLINT[@]}"; }
-lint_rendered() { "$HELM" template orderflow "$CHART" --namespace orderflow --include-crds | "${YAMLLINT[@]}" -; }
+lint_rendered() { "$HELM" template orderflow "$CHART" --namespace orderflow | "${YAMLLINT[@]}" -; }
 helm_lint() {
   "$HELM" lint --strict "$CHART" --namespace orderflow \
     && "$HELM" lint --strict "$CHART" --namespace orderflow --set controller.enabled=false --set order.service.type=ClusterIP
