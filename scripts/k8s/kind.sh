@@ -95,7 +95,10 @@ install() {
 case "${1:-}" in
   up) up ;;
   down) down ;;
-  images) images; if command -v kind >/dev/null && kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then load; fi ;;
+  images)
+    images
+    if command -v kind >/dev/null && kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then load
+    else echo "k8s: images built; no kind cluster '$CLUSTER' to load them into (make kind-up, then make kind-load)"; fi ;;
   load) load ;;
   install) install ;;
   *) echo "usage: $0 up|down|images|load|install" >&2; exit 2 ;;
