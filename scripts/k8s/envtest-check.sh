@@ -64,8 +64,8 @@ for want in "localhost:8080/orders" "localhost:8082/api/metrics" "port-forward s
   grep -qF "$want" "$RUN/notes.txt" || fail "NOTES.txt does not tell users: $want"
 done
 if ls helm/orderflow/crds/*.yaml >/dev/null 2>&1; then
-  k get crd replayrequests.orderflow.io >/dev/null 2>&1 && echo "   CRD replayrequests.orderflow.io installed" \
-    || fail "CRD replayrequests.orderflow.io not installed by the chart"
+  if k get crd replayrequests.orderflow.io >/dev/null 2>&1; then echo "   CRD replayrequests.orderflow.io installed"
+  else fail "CRD replayrequests.orderflow.io not installed by the chart"; fi
   if ls deploy/samples/*.yaml >/dev/null 2>&1; then
     k wait --for condition=established --timeout=30s crd replayrequests.orderflow.io >/dev/null
     k -n "$NS" apply --dry-run=server -f deploy/samples/ >/dev/null || fail "deploy/samples/ refused by the chart's CRD"
@@ -93,7 +93,8 @@ CRD
 fi
 "$HELM" upgrade orderflow helm/orderflow --namespace "$NS" --set inventory.replicas=3 >/dev/null || fail "helm upgrade"
 got=$(k -n "$NS" get deploy inventory -o jsonpath='{.spec.replicas}')
-[ "$got" = 3 ] && echo "   helm upgrade --set inventory.replicas=3 -> spec.replicas 3" || fail "inventory replicas after upgrade: $got"
+if [ "$got" = 3 ]; then echo "   helm upgrade --set inventory.replicas=3 -> spec.replicas 3"
+else fail "inventory replicas after upgrade: $got"; fi
 if "$HELM" upgrade orderflow helm/orderflow --namespace "$NS" --set analytics.replicas=2 >/dev/null 2>&1; then
   fail "values schema accepted analytics.replicas (analytics must stay at one replica)"
 fi
@@ -134,7 +135,8 @@ fi
 
 "$HELM" uninstall orderflow --namespace "$NS" >/dev/null || fail "helm uninstall"
 left=$(k -n "$NS" get deploy,svc,sa,role,rolebinding -l app.kubernetes.io/instance=orderflow -o name 2>/dev/null | wc -l)
-[ "$left" = 0 ] && echo "   helm uninstall removed every object" || fail "$left objects left after helm uninstall"
+if [ "$left" = 0 ]; then echo "   helm uninstall removed every object"
+else fail "$left objects left after helm uninstall"; fi
 
 [ "$fails" = 0 ] || { echo "   $fails failures"; exit 1; }
 [ "$rbac_skipped" = 0 ] || exit 3

