@@ -41,7 +41,12 @@ lint_yaml() { yaml_files | xargs "${YAMLLINT[@]}"; }
 lint_rendered() { "$HELM" template orderflow "$CHART" --namespace orderflow | "${YAMLLINT[@]}" -; }
 helm_lint() {
   "$HELM" lint --strict "$CHART" --namespace orderflow \
-    && "$HELM" lint --strict "$CHART" --namespace orderflow --set controller.enabled=false --set order.service.type=ClusterIP
+    && "$HELM" lint --strict "$CHART" --namespace orderflow --set controller.enabled=false --set order.service.type=ClusterIP \
+    && refused analytics.replicas=2 && refused inventory.replicas=-1 && refused image.pullPolicy=Sometimes \
+    && refused inventory.initialStock=burger
+}
+refused() {  # the values schema must refuse --set $1
+  if "$HELM" template orderflow "$CHART" --set "$1" >/dev/null 2>&1; then echo "values.schema.json accepted $1"; return 1; fi
 }
 validate_k8s() {
   "$HELM" template orderflow "$CHART" --namespace orderflow --include-crds > "$out/chart.yaml" || return 1
