@@ -15,6 +15,7 @@ cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/k8s/tools.sh
 source scripts/k8s/tools.sh
 k8s_tools
+set +e  # tools.sh sets -e; here a failed check is recorded and the others still run
 
 STRIMZI_CRDS=${STRIMZI_CRDS:-$PWD/../shared/strimzi-crds}
 K8S_SCHEMA_VERSION=${K8S_SCHEMA_VERSION:-1.32.0}
