@@ -46,11 +46,17 @@ if ls "$STRIMZI_CRDS"/*.yaml >/dev/null 2>&1; then
   if k -n "$NS" apply --dry-run=server -f deploy/ >"$RUN/dry.txt" 2>&1; then
     echo "   server-side dry-run of deploy/: $(wc -l <"$RUN/dry.txt") objects accepted"
   else cat "$RUN/dry.txt"; fail "server-side dry-run of deploy/"; fi
-  # negative control: the dry-run really validates (wrong type, bad enum)
-  sed 's/partitions: 3/partitions: three/; s/type: ephemeral/type: tmpfs/' deploy/topics.yaml deploy/kafka.yaml >"$RUN/broken.yaml"
-  if k -n "$NS" apply --dry-run=server -f "$RUN/broken.yaml" >/dev/null 2>&1; then
-    fail "a broken Kafka/KafkaTopic was accepted by the dry-run"
-  else echo "   broken copy refused (negative control)"; fi
+  # negative controls: the dry-run really validates (a wrong type, a value outside an enum)
+  for broken in "topics.yaml|s/partitions: 3/partitions: three/|partitions" "kafka.yaml|s/type: ephemeral/type: tmpfs/|tmpfs"; do
+    IFS="|" read -r file expr field <<<"$broken"
+    sed "$expr" "deploy/$file" >"$RUN/broken.yaml"
+    # --validate=false skips kubectl's client-side check: the apiserver itself must refuse
+    if k -n "$NS" apply --dry-run=server --validate=false -f "$RUN/broken.yaml" >"$RUN/broken.txt" 2>&1; then
+      fail "a broken deploy/$file ($expr) was accepted by the dry-run"
+    elif ! grep -q "$field" "$RUN/broken.txt"; then
+      cat "$RUN/broken.txt"; fail "broken deploy/$file refused, but not for $field"
+    else echo "   broken deploy/$file ($expr) refused by the apiserver: $(grep -m1 -o 'spec\.[^ ]*: [A-Z][a-z]* value.*' "$RUN/broken.txt" | cut -c1-100)"; fi
+  done
 else
   echo "   SKIPPED: Strimzi dry-run: STRIMZI_CRDS=$STRIMZI_CRDS does not exist"
 fi
