@@ -15,8 +15,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::GroupError;
 use crate::model::{
-    plan_reset, reset_metadata, CommittedOffset, GroupInfo, GroupMember, LagSample, OffsetChange,
-    PartitionLag, ResetTo, TimeOffset,
+    plan_reset, reset_metadata, reset_metadata_by, CommittedOffset, GroupInfo, GroupMember,
+    LagSample, OffsetChange, PartitionLag, ResetTo, TimeOffset,
 };
 
 const CLIENT_ID: &str = "orderflowctl";
@@ -121,13 +121,17 @@ impl GroupHandle {
 
     /// Commit `plan` as absolute offsets with `metadata` on every partition, through an
     /// explicit assignment (never a subscription: this client must not join the group).
-    fn commit(&self, plan: &[OffsetChange], metadata: &str) -> Result<(), GroupError> {
+    fn commit(
+        &self,
+        plan: &[OffsetChange],
+        metadata: &dyn Fn(&OffsetChange) -> String,
+    ) -> Result<(), GroupError> {
         let mut tpl = TopicPartitionList::with_capacity(plan.len());
         for c in plan {
             tpl.add_partition_offset(&c.topic, c.partition, Offset::Offset(c.to))?;
         }
-        for mut e in tpl.elements() {
-            e.set_metadata(metadata);
+        for (mut e, c) in tpl.elements().into_iter().zip(plan) {
+            e.set_metadata(metadata(c));
         }
         self.consumer.assign(&tpl)?;
         let committed = self.consumer.commit(&tpl, CommitMode::Sync);
@@ -139,7 +143,11 @@ impl GroupHandle {
     }
 
     /// Read the committed offsets back and check they are `plan` with `metadata`.
-    fn verify(&self, plan: &[OffsetChange], metadata: &str) -> Result<(), GroupError> {
+    fn verify(
+        &self,
+        plan: &[OffsetChange],
+        metadata: &dyn Fn(&OffsetChange) -> String,
+    ) -> Result<(), GroupError> {
         let parts: Vec<(String, i32)> = plan
             .iter()
             .map(|c| (c.topic.clone(), c.partition))
@@ -149,7 +157,7 @@ impl GroupHandle {
             let got = back
                 .iter()
                 .find(|b| b.topic == c.topic && b.partition == c.partition);
-            let ok = got.is_some_and(|b| b.offset == Some(c.to) && b.metadata == metadata);
+            let ok = got.is_some_and(|b| b.offset == Some(c.to) && b.metadata == metadata(c));
             if !ok {
                 return Err(GroupError::VerifyMismatch {
                     group: self.group.clone(),
@@ -344,6 +352,20 @@ pub fn reset(
     to: ResetTo,
     timeout: Duration,
 ) -> Result<Vec<OffsetChange>, GroupError> {
+    reset_by(kafka, group, topics, to, timeout, None)
+}
+
+/// [`reset`] made on behalf of `by` (e.g. a ReplayRequest's uid): each partition's commit
+/// metadata is [`crate::reset_metadata_by`], naming `by` and the offset before the reset, so
+/// the reset can be recognised afterwards ([`crate::reset_metadata_by_of`]).
+pub fn reset_by(
+    kafka: &KafkaConfig,
+    group: &str,
+    topics: &[&str],
+    to: ResetTo,
+    timeout: Duration,
+    by: Option<&str>,
+) -> Result<Vec<OffsetChange>, GroupError> {
     if topics.is_empty() {
         return Err(GroupError::NoTopics);
     }
@@ -357,7 +379,11 @@ pub fn reset(
     }
     let h = GroupHandle::open(kafka, group, timeout)?;
     let plan = plan_with(&h, topics, &to)?;
-    let metadata = reset_metadata(Utc::now());
+    let at = Utc::now();
+    let metadata = |c: &OffsetChange| match by {
+        Some(by) => reset_metadata_by(at, by, c.from),
+        None => reset_metadata(at),
+    };
     h.commit(&plan, &metadata)?;
     h.verify(&plan, &metadata)?;
     tracing::info!(group, %to, partitions = plan.len(), "reset consumer group offsets");

@@ -14,11 +14,12 @@ mod model;
 
 pub use error::{GroupError, ParseResetToError};
 pub use groups::{
-    committed_offsets, describe_group, lag, plan_reset_now, reset, sample_lag, watch_lag, WatchEnd,
-    WatchOptions,
+    committed_offsets, describe_group, lag, plan_reset_now, reset, reset_by, sample_lag, watch_lag,
+    WatchEnd, WatchOptions,
 };
 pub use model::{
-    is_reset_metadata, partition_lag, plan_reset, reset_metadata, reset_metadata_time, total_lag,
-    CommittedOffset, GroupInfo, GroupMember, LagSample, OffsetChange, PartitionLag, ResetTo,
-    TimeOffset, INACTIVE_STATES, RESET_METADATA_PREFIX,
+    is_reset_metadata, partition_lag, plan_reset, reset_metadata, reset_metadata_by,
+    reset_metadata_by_of, reset_metadata_from, reset_metadata_time, total_lag, CommittedOffset,
+    GroupInfo, GroupMember, LagSample, OffsetChange, PartitionLag, ResetTo, TimeOffset,
+    INACTIVE_STATES, RESET_METADATA_PREFIX,
 };

@@ -24,6 +24,16 @@ pub fn reset_metadata(at: DateTime<Utc>) -> String {
     )
 }
 
+/// The commit metadata of a reset made on behalf of `by` (e.g. a ReplayRequest's uid; no
+/// whitespace) on a partition whose committed offset was `from`:
+/// `orderflow.reset=<time> by=<by> from=<offset|none>`. A reset can then be recognised
+/// later (a controller resuming after a crash must not reset twice) and says where the
+/// partition was before.
+pub fn reset_metadata_by(at: DateTime<Utc>, by: &str, from: Option<i64>) -> String {
+    let from = from.map_or_else(|| "none".to_string(), |f| f.to_string());
+    format!("{} by={by} from={from}", reset_metadata(at))
+}
+
 /// True when `metadata` was written by an offset reset (see [`reset_metadata`]).
 pub fn is_reset_metadata(metadata: &str) -> bool {
     metadata.starts_with(RESET_METADATA_PREFIX)
@@ -31,10 +41,32 @@ pub fn is_reset_metadata(metadata: &str) -> bool {
 
 /// When the reset that wrote `metadata` happened (`None`: not a reset marker).
 pub fn reset_metadata_time(metadata: &str) -> Option<DateTime<Utc>> {
-    let at = metadata.strip_prefix(RESET_METADATA_PREFIX)?;
+    let rest = metadata.strip_prefix(RESET_METADATA_PREFIX)?;
+    let at = rest.split_whitespace().next()?;
     DateTime::parse_from_rfc3339(at)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// Who a reset was made for (`by=` of [`reset_metadata_by`]; `None` for other metadata).
+pub fn reset_metadata_by_of(metadata: &str) -> Option<&str> {
+    reset_field(metadata, "by=")
+}
+
+/// The committed offset before the reset (`from=` of [`reset_metadata_by`]): `None` when
+/// the metadata has no such field, `Some(None)` when the partition had no committed offset.
+pub fn reset_metadata_from(metadata: &str) -> Option<Option<i64>> {
+    match reset_field(metadata, "from=")? {
+        "none" => Some(None),
+        n => n.parse().ok().map(Some),
+    }
+}
+
+fn reset_field<'a>(metadata: &'a str, key: &str) -> Option<&'a str> {
+    metadata
+        .strip_prefix(RESET_METADATA_PREFIX)?
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix(key))
 }
 
 /// One member of a consumer group.
@@ -288,6 +320,27 @@ mod tests {
 
     fn changes(v: &[OffsetChange]) -> Vec<(i32, Option<i64>, i64)> {
         v.iter().map(|c| (c.partition, c.from, c.to)).collect()
+    }
+
+    #[test]
+    fn tagged_reset_metadata_round_trips() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+        let m = reset_metadata_by(at, "3f2a-uid", Some(42));
+        assert_eq!(
+            m,
+            "orderflow.reset=2026-11-22T10:00:00.000Z by=3f2a-uid from=42"
+        );
+        assert!(is_reset_metadata(&m));
+        assert_eq!(reset_metadata_time(&m), Some(at));
+        assert_eq!(reset_metadata_by_of(&m), Some("3f2a-uid"));
+        assert_eq!(reset_metadata_from(&m), Some(Some(42)));
+        let none = reset_metadata_by(at, "u", None);
+        assert_eq!(reset_metadata_from(&none), Some(None));
+        // plain reset metadata and other commit metadata carry no tag
+        assert_eq!(reset_metadata_by_of(&reset_metadata(at)), None);
+        assert_eq!(reset_metadata_from(&reset_metadata(at)), None);
+        assert_eq!(reset_metadata_by_of("orderflow.analytics.base=0"), None);
+        assert_eq!(reset_metadata_time(&reset_metadata(at)), Some(at));
     }
 
     #[test]
