@@ -3,6 +3,7 @@
 //! assertions, and runs the lab's scenario for `make demo` and the integration tests.
 
 pub mod chart;
+pub mod envtest;
 pub mod oracle;
 pub mod procs;
 pub mod scenario;

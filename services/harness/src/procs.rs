@@ -155,6 +155,7 @@ pub enum ServiceKind {
     Order,
     Inventory,
     Analytics,
+    ReplayController,
 }
 
 impl ServiceKind {
@@ -163,6 +164,7 @@ impl ServiceKind {
             ServiceKind::Order => "order-service",
             ServiceKind::Inventory => "inventory-service",
             ServiceKind::Analytics => "analytics-service",
+            ServiceKind::ReplayController => "replay-controller",
         }
     }
 }

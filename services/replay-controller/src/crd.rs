@@ -1,0 +1,420 @@
+//! The ReplayRequest custom resource (group `orderflow.io`, version `v1alpha1`), derived
+//! from these types: `crdgen` prints the CRD and helm/orderflow/crds/replayrequest.yaml is
+//! its committed output. Doc comments become the schema's descriptions (`kubectl explain`).
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Seconds the consumers may stay scaled down waiting for the group to empty and the reset
+/// to be made, when `spec.timeoutSeconds` is not given.
+pub const DEFAULT_TIMEOUT_SECONDS: u32 = 300;
+/// Seconds to wait for the lag to drain after the lag deployment is restored, by default.
+pub const DEFAULT_DRAIN_TIMEOUT_SECONDS: u32 = 600;
+/// Seconds between two lag samples, by default.
+pub const DEFAULT_SAMPLE_SECONDS: u32 = 2;
+/// At most this many lag samples are kept in the status (older ones are thinned out).
+pub const MAX_LAG_SAMPLES: usize = 300;
+
+/// Reset a consumer group's committed offsets (stopping its consumers while doing so), and
+/// optionally create consumer lag on purpose by scaling another deployment down for a while.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "orderflow.io",
+    version = "v1alpha1",
+    kind = "ReplayRequest",
+    namespaced,
+    shortname = "rr",
+    status = "ReplayRequestStatus",
+    doc = "Replays a consumer group from earliest, latest or a point in time: the group's \
+           deployment is scaled to 0, its offsets are reset, and it is restored. Optionally \
+           creates consumer lag on purpose and records it.",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Group","type":"string","jsonPath":".spec.consumerGroup"}"#,
+    printcolumn = r#"{"name":"Reset","type":"string","jsonPath":".spec.resetTo"}"#,
+    printcolumn = r#"{"name":"Lag Peak","type":"integer","jsonPath":".status.lag.peak"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":1}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayRequestSpec {
+    /// The consumer group whose committed offsets are reset (e.g. analytics).
+    #[schemars(length(min = 1, max = 249))]
+    pub consumer_group: String,
+
+    /// The Deployment (same namespace) that runs the group's consumers. It is scaled to 0
+    /// while the offsets are reset (Kafka refuses a reset while the group has members), then
+    /// restored to its previous replica count.
+    #[schemars(length(min = 1, max = 253))]
+    pub deployment: String,
+
+    /// The topics whose offsets are reset, every partition of each.
+    #[schemars(length(min = 1), inner(length(min = 1, max = 249)))]
+    pub topics: Vec<String>,
+
+    /// Where the offsets go: earliest (oldest retained record), latest (log end: skip
+    /// everything so far) or timestamp (first record at or after spec.timestamp).
+    pub reset_to: ResetTarget,
+
+    /// RFC 3339 time, only with resetTo: timestamp (e.g. 2026-11-22T10:00:00Z).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub timestamp: Option<String>,
+
+    /// Optional: create consumer lag on purpose after the replay, and record it in
+    /// status.lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<LagSpec>,
+
+    /// How long (seconds) the deployment may stay scaled down waiting for the group to become
+    /// empty and for the reset to be made (Kafka unreachable counts against it). Past it the
+    /// request fails and the deployment is restored. Default 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub timeout_seconds: Option<u32>,
+}
+
+/// The reset target.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResetTarget {
+    Earliest,
+    Latest,
+    Timestamp,
+}
+
+impl ResetTarget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Earliest => "earliest",
+            Self::Latest => "latest",
+            Self::Timestamp => "timestamp",
+        }
+    }
+}
+
+/// Consumer lag on purpose: scale a deployment to `replicas` for `holdSeconds`, then restore
+/// it, sampling its group's lag while holding and while it drains.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LagSpec {
+    /// The Deployment (same namespace) to scale down, e.g. inventory.
+    #[schemars(length(min = 1, max = 253))]
+    pub deployment: String,
+
+    /// Replicas while holding (0 stops consuming entirely).
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+
+    /// Seconds to hold the deployment at `replicas` before restoring its previous count.
+    #[schemars(range(min = 0, max = 86400))]
+    pub hold_seconds: u32,
+
+    /// The consumer group whose lag is sampled. Default: the deployment's name (orderflow's
+    /// inventory deployment consumes as group inventory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 249))]
+    pub consumer_group: Option<String>,
+
+    /// The topics whose lag is sampled. Default: [orders].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics: Option<Vec<String>>,
+
+    /// Seconds between two lag samples. Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub sample_seconds: Option<u32>,
+
+    /// How long (seconds) to wait for the lag to drain to 0 after restoring. Default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub drain_timeout_seconds: Option<u32>,
+}
+
+impl LagSpec {
+    pub fn group(&self) -> &str {
+        self.consumer_group.as_deref().unwrap_or(&self.deployment)
+    }
+
+    pub fn topics(&self) -> Vec<String> {
+        self.topics
+            .clone()
+            .unwrap_or_else(|| vec![orderflow_events::TOPIC_ORDERS.to_string()])
+    }
+}
+
+/// Where a request is. Pending -> ScalingDown -> Resetting -> Restoring [-> HoldingLag]
+/// -> Succeeded, or Failed from any of them (deployments restored first).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    #[default]
+    Pending,
+    ScalingDown,
+    Resetting,
+    Restoring,
+    HoldingLag,
+    Succeeded,
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::ScalingDown => "ScalingDown",
+            Self::Resetting => "Resetting",
+            Self::Restoring => "Restoring",
+            Self::HoldingLag => "HoldingLag",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+        }
+    }
+
+    /// Succeeded or Failed: nothing more happens.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+
+    /// Started and not finished: deployments may be scaled down.
+    pub fn is_active(self) -> bool {
+        !self.is_final() && self != Self::Pending
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the controller has done and seen. Written by the controller only.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayRequestStatus {
+    /// Pending, ScalingDown, Resetting, Restoring, HoldingLag, Succeeded or Failed.
+    #[serde(default)]
+    pub phase: Phase,
+
+    /// What is happening now, or why the request failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+
+    /// Ready (request completed), Progressing, Failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// Every partition's committed offset before (from; absent when the group had never
+    /// committed there) and after (to) the reset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offsets: Vec<PartitionOffsets>,
+
+    /// Consumer lag recorded with spec.lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<LagStatus>,
+
+    /// Deployments this request scaled and has not restored yet, with the replica count to
+    /// restore. Written before scaling, so a restarted controller (or a deletion) restores
+    /// them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restore: Vec<Restore>,
+
+    /// When the request started (left Pending), RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+
+    /// When the current phase began, RFC 3339 (deadlines count from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_started_at: Option<String>,
+
+    /// When the request ended (Succeeded or Failed), RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+
+    /// Consecutive failed attempts to reach Kafka (retried with backoff); 0 after a success.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+
+    /// When Kafka is tried again after it was unreachable, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+
+    /// The metadata.generation this status was written for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A status condition (the usual Kubernetes shape).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Ready, Progressing or Failed.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// "True", "False" or "Unknown".
+    pub status: String,
+    /// CamelCase reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human-readable detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the condition last changed status, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+/// One partition's offsets around the reset.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionOffsets {
+    pub topic: String,
+    pub partition: i32,
+    /// Committed offset before the reset (absent: the group had never committed here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<i64>,
+    /// Committed offset after the reset.
+    pub to: i64,
+}
+
+/// A deployment to restore.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Restore {
+    pub deployment: String,
+    /// Replica count before this request scaled it.
+    pub replicas: i32,
+}
+
+/// The lag created with spec.lag.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LagStatus {
+    /// The consumer group sampled.
+    pub consumer_group: String,
+    /// Highest total lag sampled.
+    pub peak: i64,
+    /// Seconds from restoring the deployment until the lag was 0 (absent until drained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drained_after_seconds: Option<f64>,
+    /// When holding ends, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_until: Option<String>,
+    /// When the deployment was restored, RFC 3339 (absent while holding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_at: Option<String>,
+    /// Total lag over time (at most 300 kept; older ones thinned out).
+    #[serde(default)]
+    pub samples: Vec<LagPoint>,
+}
+
+/// One lag sample.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LagPoint {
+    /// When, RFC 3339.
+    pub at: String,
+    /// Total lag over the sampled topics' partitions.
+    pub lag: i64,
+}
+
+impl LagStatus {
+    /// Add a sample, keeping the peak, and at most [`MAX_LAG_SAMPLES`] samples (every other
+    /// one of the oldest half dropped when full, so the whole span stays covered).
+    pub fn push(&mut self, at: String, lag: i64) {
+        self.peak = self.peak.max(lag);
+        if self.samples.len() >= MAX_LAG_SAMPLES {
+            let half = self.samples.len() / 2;
+            let mut kept = Vec::with_capacity(MAX_LAG_SAMPLES);
+            kept.extend(self.samples[..half].iter().step_by(2).cloned());
+            kept.extend(self.samples[half..].iter().cloned());
+            self.samples = kept;
+        }
+        self.samples.push(LagPoint { at, lag });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn the_design_example_parses() {
+        let yaml = r#"
+apiVersion: orderflow.io/v1alpha1
+kind: ReplayRequest
+metadata: {name: replay-1}
+spec:
+  consumerGroup: analytics
+  deployment: analytics
+  topics: [orders, inventory-events]
+  resetTo: earliest
+  lag: {deployment: inventory, replicas: 0, holdSeconds: 60}
+"#;
+        let rr: ReplayRequest = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(rr.spec.reset_to, ResetTarget::Earliest);
+        let lag = rr.spec.lag.unwrap();
+        assert_eq!(lag.group(), "inventory");
+        assert_eq!(lag.topics(), vec!["orders".to_string()]);
+        assert!(rr.status.is_none());
+    }
+
+    #[test]
+    fn the_schema_refuses_what_it_can() {
+        let crd = serde_json::to_value(ReplayRequest::crd()).unwrap();
+        assert_eq!(crd["spec"]["names"]["shortNames"][0], "rr");
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        assert_eq!(
+            spec["properties"]["resetTo"]["enum"],
+            serde_json::json!(["earliest", "latest", "timestamp"])
+        );
+        assert_eq!(
+            spec["properties"]["lag"]["properties"]["replicas"]["minimum"],
+            0.0
+        );
+        let required = spec["required"].as_array().unwrap();
+        for f in ["consumerGroup", "deployment", "topics", "resetTo"] {
+            assert!(required.contains(&serde_json::json!(f)), "{f} required");
+        }
+        assert!(spec["properties"]["consumerGroup"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("consumer group"));
+        let columns: Vec<&str> = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            columns,
+            ["Phase", "Group", "Reset", "Lag Peak", "Age", "Message"]
+        );
+    }
+
+    #[test]
+    fn lag_samples_keep_the_peak_and_stay_bounded() {
+        let mut lag = LagStatus::default();
+        for i in 0..1000 {
+            lag.push(format!("t{i}"), if i == 10 { 500 } else { i % 7 });
+        }
+        assert_eq!(lag.peak, 500);
+        assert!(lag.samples.len() <= MAX_LAG_SAMPLES);
+        assert_eq!(lag.samples[0].at, "t0");
+        assert_eq!(lag.samples.last().unwrap().at, "t999");
+    }
+
+    #[test]
+    fn phases() {
+        assert!(Phase::Succeeded.is_final() && Phase::Failed.is_final());
+        assert!(!Phase::Pending.is_active() && Phase::HoldingLag.is_active());
+        assert_eq!(
+            serde_json::to_string(&Phase::HoldingLag).unwrap(),
+            "\"HoldingLag\""
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! The controller's view of Kafka: the consumer-group operations of the `orderflowctl`
+//! library (the same code `make demo` and the CLI use), behind a trait so the reconciler
+//! can be tested without a broker.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orderflow_runtime::KafkaConfig;
+use orderflowctl::{CommittedOffset, GroupError, GroupInfo, OffsetChange, ResetTo};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    #[error("Kafka client task failed: {0}")]
+    Task(String),
+}
+
+impl AdminError {
+    /// Errors that retrying cannot fix: the request fails with the reason.
+    pub fn permanent_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Group(GroupError::UnknownTopic(_)) => Some("TopicNotFound"),
+            Self::Group(GroupError::NoTopics) => Some("InvalidSpec"),
+            _ => None,
+        }
+    }
+
+    /// The group still has members (someone started a consumer again).
+    pub fn is_not_empty(&self) -> bool {
+        matches!(self, Self::Group(GroupError::NotEmpty { .. }))
+    }
+}
+
+/// Consumer-group operations the reconciler needs.
+#[async_trait]
+pub trait GroupAdmin: Send + Sync + 'static {
+    /// State and members of `group`.
+    async fn describe(&self, group: &str) -> Result<GroupInfo, AdminError>;
+    /// Committed offsets (and commit metadata) of `group` on every partition of `topics`.
+    async fn committed(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<CommittedOffset>, AdminError>;
+    /// Reset `group` on `topics` (refused while it has members), tagging the commit metadata
+    /// with `by` so the reset can be recognised later.
+    async fn reset(
+        &self,
+        group: &str,
+        topics: &[String],
+        to: ResetTo,
+        by: &str,
+    ) -> Result<Vec<OffsetChange>, AdminError>;
+    /// Total lag of `group` over every partition of `topics`.
+    async fn lag(&self, group: &str, topics: &[String]) -> Result<i64, AdminError>;
+}
+
+/// [`GroupAdmin`] on a real broker through `orderflowctl` (blocking calls on tokio's
+/// blocking pool; `timeout` bounds each broker request).
+#[derive(Clone)]
+pub struct KafkaAdmin {
+    pub kafka: KafkaConfig,
+    pub timeout: Duration,
+}
+
+impl KafkaAdmin {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&KafkaConfig, Duration) -> Result<T, GroupError> + Send + 'static,
+    ) -> Result<T, AdminError> {
+        let (kafka, timeout) = (self.kafka.clone(), self.timeout);
+        tokio::task::spawn_blocking(move || f(&kafka, timeout))
+            .await
+            .map_err(|e| AdminError::Task(e.to_string()))?
+            .map_err(AdminError::from)
+    }
+}
+
+fn strs(topics: &[String]) -> Vec<&str> {
+    topics.iter().map(String::as_str).collect()
+}
+
+#[async_trait]
+impl GroupAdmin for KafkaAdmin {
+    async fn describe(&self, group: &str) -> Result<GroupInfo, AdminError> {
+        let group = group.to_string();
+        self.blocking(move |k, t| orderflowctl::describe_group(k, &group, t))
+            .await
+    }
+
+    async fn committed(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<CommittedOffset>, AdminError> {
+        let (group, topics) = (group.to_string(), topics.to_vec());
+        self.blocking(move |k, t| orderflowctl::committed_offsets(k, &group, &strs(&topics), t))
+            .await
+    }
+
+    async fn reset(
+        &self,
+        group: &str,
+        topics: &[String],
+        to: ResetTo,
+        by: &str,
+    ) -> Result<Vec<OffsetChange>, AdminError> {
+        let (group, topics, by) = (group.to_string(), topics.to_vec(), by.to_string());
+        self.blocking(move |k, t| {
+            orderflowctl::reset_by(k, &group, &strs(&topics), to, t, Some(&by))
+        })
+        .await
+    }
+
+    async fn lag(&self, group: &str, topics: &[String]) -> Result<i64, AdminError> {
+        let (group, topics) = (group.to_string(), topics.to_vec());
+        self.blocking(move |k, t| {
+            orderflowctl::lag(k, &group, &strs(&topics), t).map(|p| orderflowctl::total_lag(&p))
+        })
+        .await
+    }
+}
