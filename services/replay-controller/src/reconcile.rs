@@ -883,3 +883,7 @@ fn reset_label(spec: &ReplayRequestSpec) -> String {
         (t, _) => t.as_str().to_string(),
     }
 }
+
+#[cfg(test)]
+#[path = "reconcile_tests.rs"]
+mod tests;
