@@ -12,12 +12,13 @@ BIN := $(TARGET_DIR)/release
 .DEFAULT_GOAL := help
 -include mk/*.mk
 
-.PHONY: help build demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
+.PHONY: help build crds envtest-install demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
 
 help:
 	@echo "make demo         run the lab scenario locally (installs the local broker on first use)"
 	@echo "make test         formatting, clippy, unit and integration tests (real local broker)"
 	@echo "make build        release build of every binary"
+	@echo "make crds         regenerate helm/orderflow/crds/replayrequest.yaml from the Rust types"
 	@echo "make broker-up    start the local broker on 127.0.0.1:9092 (data in target/broker)"
 	@echo "make broker-down  stop it"
 
@@ -39,7 +40,16 @@ lint-rust:
 # Integration tests start their own brokers (and service processes) on free ports.
 # The last line sums cargo's per-binary results: "summary: N passed, N failed, N skipped".
 TEST_LOG := $(TARGET_DIR)/cargo-test.log
-test-rust: build broker-install
+# The ReplayRequest CRD, generated from the Rust types (a test fails when it is stale).
+crds:
+	$(CARGO) run -q --release --locked -p replay-controller --bin crdgen > helm/orderflow/crds/replayrequest.yaml
+	@echo "wrote helm/orderflow/crds/replayrequest.yaml"
+
+# kube-apiserver + etcd for the controller tests and make lint (one-time build, cached).
+envtest-install:
+	scripts/envtest/install-apiserver.sh
+
+test-rust: build broker-install envtest-install
 	@mkdir -p $(TARGET_DIR)
 	@set -o pipefail; $(CARGO) test --release --workspace --locked 2>&1 | tee $(TEST_LOG); rc=$$?; \
 	  awk '/^test result:/ { p += $$4; f += $$6; s += $$8 } \

@@ -63,7 +63,11 @@ def load_crds(paths):
                     if not schema or not version.get("served", True):
                         continue
                     api = f"{spec['group']}/{version['name']}"
-                    schemas[(api, spec["names"]["kind"])] = to_json_schema(schema)
+                    root = to_json_schema(schema)
+                    # the apiserver always accepts these at the root, listed in the schema or not
+                    for field in ("apiVersion", "kind", "metadata"):
+                        root.setdefault("properties", {}).setdefault(field, {})
+                    schemas[(api, spec["names"]["kind"])] = root
     return schemas
 
 

@@ -1,0 +1,33 @@
+//! The chart ships the CRD that the Rust types generate (`make crds` rewrites it), and the
+//! sample ReplayRequests in deploy/samples are valid against those types.
+
+use std::path::Path;
+
+use replay_controller::ReplayRequest;
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+#[test]
+fn the_committed_crd_is_crdgen_output() {
+    let committed = std::fs::read_to_string(repo("helm/orderflow/crds/replayrequest.yaml"))
+        .expect("helm/orderflow/crds/replayrequest.yaml");
+    let generated = replay_controller::crd_yaml().expect("crd yaml");
+    assert!(
+        committed == generated,
+        "helm/orderflow/crds/replayrequest.yaml differs from the Rust types: run `make crds` and commit it"
+    );
+}
+
+#[test]
+fn the_samples_parse_and_validate() {
+    for name in ["replay.yaml", "replay-timestamp.yaml", "lag.yaml"] {
+        let text = std::fs::read_to_string(repo("deploy/samples").join(name)).expect(name);
+        let rr: ReplayRequest = serde_yaml::from_str(&text).expect(name);
+        replay_controller::reconcile::validate(&rr.spec).expect(name);
+        assert_eq!(rr.spec.deployment, "analytics", "{name}");
+    }
+}
