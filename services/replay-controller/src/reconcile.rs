@@ -563,17 +563,10 @@ impl Run<'_> {
 
     async fn restore(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
         let spec = self.spec();
-        let mut restored = String::new();
-        if let Some(r) = st
-            .restore
-            .iter()
-            .find(|r| r.deployment == spec.deployment)
-            .cloned()
-        {
-            self.scale(&r.deployment, r.replicas).await?;
-            st.restore.retain(|x| x.deployment != r.deployment);
-            restored = format!("{} restored to {} replica(s)", r.deployment, r.replicas);
-        }
+        let restored = match self.restore_one(st, &spec.deployment).await? {
+            Some(r) => format!("{} restored to {} replica(s)", r.deployment, r.replicas),
+            None => String::new(),
+        };
         let summary = format!(
             "reset {} on {} partition(s) of {} to {}; {restored}",
             spec.consumer_group,
@@ -647,15 +640,7 @@ impl Run<'_> {
                 let wake = if due { self.now + every } else { next_sample };
                 return Ok(Next::Wait(until(self.now, wake.min(hold_until))));
             }
-            if let Some(r) = st
-                .restore
-                .iter()
-                .find(|r| r.deployment == lag.deployment)
-                .cloned()
-            {
-                self.scale(&r.deployment, r.replicas).await?;
-                st.restore.retain(|x| x.deployment != r.deployment);
-            }
+            self.restore_one(st, &lag.deployment).await?;
             ls.restored_at = Some(fmt_time(self.now));
             st.message = Some(format!(
                 "deployment {} restored; waiting for the lag of {group} to drain (peak {})",
@@ -863,6 +848,25 @@ impl Run<'_> {
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Scale `deployment` back to its count in `status.restore`, then drop it from the list.
+    async fn restore_one(
+        &self,
+        st: &mut ReplayRequestStatus,
+        deployment: &str,
+    ) -> Result<Option<Restore>, kube::Error> {
+        let Some(r) = st
+            .restore
+            .iter()
+            .find(|r| r.deployment == deployment)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        self.scale(&r.deployment, r.replicas).await?;
+        st.restore.retain(|x| x.deployment != r.deployment);
+        Ok(Some(r))
     }
 
     /// Scale every listed deployment back; returns "name to N" for each one that exists.
