@@ -249,7 +249,7 @@ async fn replay_with_lag_completes_once_across_a_controller_crash() -> anyhow::R
             "replay-1",
             json!({"consumerGroup": "analytics", "deployment": "analytics",
                    "topics": ["orders", "inventory-events"], "resetTo": "earliest",
-                   "lag": {"deployment": "inventory", "replicas": 0, "holdSeconds": 6, "sampleSeconds": 1}}),
+                   "lag": {"deployment": "inventory", "replicas": 0, "holdSeconds": 20, "sampleSeconds": 1}}),
         ),
     )
     .await?;
@@ -262,7 +262,17 @@ async fn replay_with_lag_completes_once_across_a_controller_crash() -> anyhow::R
         |o| phase(o) == Phase::HoldingLag,
     )
     .await?;
-    // while inventory is held at 0, orders pile up: lag
+    // while inventory is held at 0 (and its stand-in process has stopped), orders pile up: lag
+    wait::until(
+        "the inventory stand-in to stop its process",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let stopped = inventory.url().is_none();
+            async move { stopped.then_some(()) }
+        },
+    )
+    .await?;
     let (status, _) = order
         .post_json(
             "/orders/bulk",
