@@ -42,6 +42,8 @@ use crate::metrics::Metrics;
 pub const FINALIZER: &str = "orderflow.io/restore-deployments";
 /// Field manager of the status (server-side apply).
 pub const MANAGER: &str = "replay-controller";
+/// Appended to "deployment <ns>/<name>" when the missing deployment is spec.lag's.
+const LAG_FIELD: &str = " (spec.lag.deployment)";
 /// Phase changes one reconcile may make before it yields.
 const MAX_STEPS: usize = 12;
 
@@ -158,14 +160,7 @@ async fn apply(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, Er
     let rrs: Api<ReplayRequest> = Api::namespaced(ctx.client.clone(), ns);
     // Fresh from the API server: the watch cache may not have our last status write yet.
     let fresh = rrs.get_status(&name).await?;
-    let run = Run {
-        rr: &fresh,
-        ctx,
-        ns,
-        rrs: rrs.clone(),
-        deployments: Api::namespaced(ctx.client.clone(), ns),
-        now: Utc::now(),
-    };
+    let run = Run::new(&fresh, ctx, ns);
     let mut saved = fresh.status.clone().unwrap_or_default();
     if saved.phase.is_final() {
         return Ok(Action::await_change());
@@ -207,14 +202,7 @@ async fn cleanup(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, 
         Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Action::await_change()),
         Err(e) => return Err(e.into()),
     };
-    let run = Run {
-        rr: &fresh,
-        ctx,
-        ns,
-        rrs,
-        deployments: Api::namespaced(ctx.client.clone(), ns),
-        now: Utc::now(),
-    };
+    let run = Run::new(&fresh, ctx, ns);
     let st = fresh.status.clone().unwrap_or_default();
     let restored = run.restore_all(&st.restore).await?;
     let note = if restored.is_empty() {
@@ -374,7 +362,18 @@ struct Run<'a> {
     now: DateTime<Utc>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(rr: &'a ReplayRequest, ctx: &'a Context, ns: &'a str) -> Self {
+        Self {
+            rr,
+            ctx,
+            ns,
+            rrs: Api::namespaced(ctx.client.clone(), ns),
+            deployments: Api::namespaced(ctx.client.clone(), ns),
+            now: Utc::now(),
+        }
+    }
+
     fn spec(&self) -> &ReplayRequestSpec {
         &self.rr.spec
     }
@@ -423,16 +422,11 @@ impl Run<'_> {
             return Ok(Next::Wait(self.ctx.settings.poll));
         }
         let Some(replicas) = self.replicas(&spec.deployment).await? else {
-            let msg = format!("deployment {}/{} not found", self.ns, spec.deployment);
-            return Ok(self.fail(st, "DeploymentNotFound", msg).await?);
+            return Ok(self.missing(st, &spec.deployment, "").await?);
         };
         if let Some(lag) = &spec.lag {
             if self.replicas(&lag.deployment).await?.is_none() {
-                let msg = format!(
-                    "deployment {}/{} (spec.lag.deployment) not found",
-                    self.ns, lag.deployment
-                );
-                return Ok(self.fail(st, "DeploymentNotFound", msg).await?);
+                return Ok(self.missing(st, &lag.deployment, LAG_FIELD).await?);
             }
         }
         st.started_at = Some(fmt_time(self.now));
@@ -451,8 +445,7 @@ impl Run<'_> {
     async fn scale_down(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
         let spec = self.spec();
         if !self.scale(&spec.deployment, 0).await? {
-            let msg = format!("deployment {}/{} not found", self.ns, spec.deployment);
-            return Ok(self.fail(st, "DeploymentNotFound", msg).await?);
+            return Ok(self.missing(st, &spec.deployment, "").await?);
         }
         let info = self.ctx.admin.describe(&spec.consumer_group).await?;
         if info.is_empty() {
@@ -579,11 +572,7 @@ impl Run<'_> {
             return Ok(Next::Continue);
         };
         let Some(current) = self.replicas(&lag.deployment).await? else {
-            let msg = format!(
-                "deployment {}/{} (spec.lag.deployment) not found",
-                self.ns, lag.deployment
-            );
-            return Ok(self.fail(st, "DeploymentNotFound", msg).await?);
+            return Ok(self.missing(st, &lag.deployment, LAG_FIELD).await?);
         };
         st.restore.push(Restore {
             deployment: lag.deployment.clone(),
@@ -621,8 +610,7 @@ impl Run<'_> {
             let hold_until = parse_time(ls.hold_until.as_deref()).unwrap_or(self.now);
             if self.now < hold_until {
                 if !self.scale(&lag.deployment, lag.replicas).await? {
-                    let msg = format!("deployment {}/{} not found", self.ns, lag.deployment);
-                    return Ok(self.fail(st, "DeploymentNotFound", msg).await?);
+                    return Ok(self.missing(st, &lag.deployment, LAG_FIELD).await?);
                 }
                 if due {
                     let v = self.ctx.admin.lag(&group, &lag.topics()).await?;
@@ -693,6 +681,18 @@ impl Run<'_> {
     fn succeed(&self, st: &mut ReplayRequestStatus, message: String) {
         self.enter(st, Phase::Succeeded, message);
         st.completed_at = Some(fmt_time(self.now));
+    }
+
+    /// End Failed with DeploymentNotFound; `field` names the spec field when it is not
+    /// spec.deployment.
+    async fn missing(
+        &self,
+        st: &mut ReplayRequestStatus,
+        deployment: &str,
+        field: &str,
+    ) -> Result<Next, kube::Error> {
+        let msg = format!("deployment {}/{deployment}{field} not found", self.ns);
+        self.fail(st, "DeploymentNotFound", msg).await
     }
 
     /// End Failed, after restoring every deployment still listed in `status.restore`.
