@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -16,7 +16,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
-use crate::procs::{free_port, repo_root, Service, ServiceKind};
+use crate::procs::{free_port, repo_root, run_checked as run, Service, ServiceKind};
 
 /// etcd + kube-apiserver, stopped (by PID, through scripts/envtest/down.sh) on drop.
 pub struct ControlPlane {
@@ -26,22 +26,6 @@ pub struct ControlPlane {
 
 fn script(name: &str) -> PathBuf {
     repo_root().join("scripts/envtest").join(name)
-}
-
-fn run(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A port `p` with `p + 1` free too (etcd's peer port).

@@ -21,6 +21,24 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Run `cmd` to completion (stdin closed) and return its stdout; when it fails, the error
+/// says `what` failed, with its exit status, stdout and stderr.
+pub fn run_checked(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Where the service binaries are: `ORDERFLOW_BIN_DIR`, else the directory of the running
 /// executable's profile (`target/<profile>/` for tests run by cargo and for the demo binary).
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
@@ -84,21 +102,14 @@ impl Broker {
         let Some(dir) = &self.state_dir else {
             bail!("the broker at {} is external", self.bootstrap)
         };
-        let script = repo_root().join("scripts/broker.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(cmd)
-            .arg(dir)
-            .env("KAFKA_PORT", port.to_string())
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running {}", script.display()))?;
-        if !out.status.success() {
-            bail!(
-                "broker.sh {cmd} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        run_checked(
+            Command::new("bash")
+                .arg(repo_root().join("scripts/broker.sh"))
+                .arg(cmd)
+                .arg(dir)
+                .env("KAFKA_PORT", port.to_string()),
+            &format!("broker.sh {cmd}"),
+        )?;
         Ok(())
     }
 
