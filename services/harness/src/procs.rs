@@ -160,6 +160,21 @@ pub fn orderflowctl(bootstrap: &str, args: &[&str]) -> anyhow::Result<(i32, Stri
     ))
 }
 
+/// GET a JSON document from the service at `base_url` (fails on a non-2xx answer).
+pub async fn get_json(base_url: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+    let r = reqwest::Client::new()
+        .get(format!("{base_url}{path}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?;
+    let status = r.status();
+    let body: serde_json::Value = r.json().await?;
+    if !status.is_success() {
+        bail!("GET {base_url}{path}: {status}: {body}");
+    }
+    Ok(body)
+}
+
 /// orderflow's service binaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceKind {
@@ -177,6 +192,18 @@ impl ServiceKind {
             ServiceKind::Analytics => "analytics-service",
             ServiceKind::ReplayController => "replay-controller",
         }
+    }
+
+    /// The service a binary (container) name stands for.
+    pub fn from_binary(name: &str) -> Option<Self> {
+        [
+            ServiceKind::Order,
+            ServiceKind::Inventory,
+            ServiceKind::Analytics,
+            ServiceKind::ReplayController,
+        ]
+        .into_iter()
+        .find(|k| k.binary() == name)
     }
 }
 
@@ -197,6 +224,18 @@ impl Service {
         env: &[(&str, String)],
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(log_dir)?;
+        let log = log_dir.join(format!("{}.log", kind.binary()));
+        Self::start_logged(kind, bootstrap, env, log).await
+    }
+
+    /// [`Service::start`], logging to the file `log` (appended).
+    pub async fn start_logged(
+        kind: ServiceKind,
+        bootstrap: &str,
+        env: &[(&str, String)],
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
         let bin = bin_dir()?.join(kind.binary());
         if !bin.exists() {
             bail!(
@@ -204,9 +243,7 @@ impl Service {
                 bin.display()
             );
         }
-        std::fs::create_dir_all(log_dir)?;
         let port = free_port()?;
-        let log = log_dir.join(format!("{}.log", kind.binary()));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -303,17 +340,7 @@ impl Service {
 
     /// GET a JSON document from the service.
     pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let r = reqwest::Client::new()
-            .get(format!("{}{path}", self.url))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await?;
-        let status = r.status();
-        let body: serde_json::Value = r.json().await?;
-        if !status.is_success() {
-            bail!("GET {path}: {status}: {body}");
-        }
-        Ok(body)
+        get_json(&self.url, path).await
     }
 
     /// POST a JSON document, returning status and body.

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::chart::{line_chart, Series};
-use crate::procs::{orderflowctl, Broker, Service, ServiceKind};
+use crate::procs::{get_json, orderflowctl, Broker, Service, ServiceKind};
 use crate::wait;
 
 /// The fields of `/api/metrics` that depend only on the data, so a replay must reproduce them.
@@ -141,34 +141,37 @@ pub async fn lag_of(
     .await
 }
 
+/// Analytics' metrics if it has consumed both topics up to their current ends, else `None`.
+pub async fn caught_up_now(kafka: &KafkaConfig, analytics_url: &str) -> Option<Value> {
+    let lags = lag_of(
+        kafka,
+        GROUP_ANALYTICS,
+        &[TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS],
+    )
+    .await
+    .ok()?;
+    let metrics = get_json(analytics_url, "/api/metrics").await.ok()?;
+    let all = lags.iter().all(|l| {
+        let consumed = metrics["consumed"][&l.topic][l.partition.to_string()]
+            .as_i64()
+            .unwrap_or(0);
+        consumed >= l.high_watermark
+    });
+    all.then_some(metrics)
+}
+
 /// Wait until analytics has consumed both topics up to their current ends, and return its
 /// metrics then.
 pub async fn analytics_caught_up(
     kafka: &KafkaConfig,
-    analytics: &Service,
+    analytics_url: &str,
     timeout: Duration,
 ) -> anyhow::Result<Value> {
     wait::until(
         "analytics to catch up with orders and inventory-events",
         timeout,
         Duration::from_millis(200),
-        || async {
-            let lags = lag_of(
-                kafka,
-                GROUP_ANALYTICS,
-                &[TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS],
-            )
-            .await
-            .ok()?;
-            let metrics = analytics.get_json("/api/metrics").await.ok()?;
-            let all = lags.iter().all(|l| {
-                let consumed = metrics["consumed"][&l.topic][l.partition.to_string()]
-                    .as_i64()
-                    .unwrap_or(0);
-                consumed >= l.high_watermark
-            });
-            all.then_some(metrics)
-        },
+        || caught_up_now(kafka, analytics_url),
     )
     .await
 }
@@ -255,7 +258,7 @@ pub async fn run_on(opts: &Options, broker: &Broker) -> anyhow::Result<Report> {
         lag_samples.len()
     );
 
-    let before = analytics_caught_up(&kafka, &analytics, Duration::from_secs(120)).await?;
+    let before = analytics_caught_up(&kafka, &analytics.url, Duration::from_secs(120)).await?;
     say!(
         opts,
         "    analytics: {} orders, failure rate {:.4}",
@@ -341,7 +344,7 @@ pub async fn run_on(opts: &Options, broker: &Broker) -> anyhow::Result<Report> {
         );
     }
     analytics = Service::start(ServiceKind::Analytics, &broker.bootstrap, &[], &logs).await?;
-    let after = analytics_caught_up(&kafka, &analytics, Duration::from_secs(120)).await?;
+    let after = analytics_caught_up(&kafka, &analytics.url, Duration::from_secs(120)).await?;
 
     // Step 4: compare and report.
     let differences = compare_metrics(&before, &after);

@@ -178,7 +178,7 @@ async fn analytics_killed_mid_stream_ends_with_the_uninterrupted_totals() -> any
     let analytics =
         Service::start(ServiceKind::Analytics, &broker.bootstrap, &static_id, &logs).await?;
     inventory_drained(&kafka).await?;
-    let metrics = analytics_caught_up(&kafka, &analytics, Duration::from_secs(120)).await?;
+    let metrics = analytics_caught_up(&kafka, &analytics.url, Duration::from_secs(120)).await?;
 
     // The uninterrupted answer, from the topics themselves.
     let orders = topics::read_all(&kafka, TOPIC_ORDERS)?;
@@ -198,7 +198,7 @@ async fn analytics_killed_mid_stream_ends_with_the_uninterrupted_totals() -> any
     );
     let analytics =
         Service::start(ServiceKind::Analytics, &broker.bootstrap, &static_id, &logs).await?;
-    let again = analytics_caught_up(&kafka, &analytics, Duration::from_secs(60)).await?;
+    let again = analytics_caught_up(&kafka, &analytics.url, Duration::from_secs(60)).await?;
     assert_eq!(data_view(&again), expected);
 
     for s in [analytics, inventory, order] {
