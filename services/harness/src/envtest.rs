@@ -1,20 +1,19 @@
 //! A real Kubernetes API server for tests: etcd + kube-apiserver on 127.0.0.1, started by the
 //! project's scripts/envtest (installed once into the cache). No kubelet runs, so nothing
 //! acts on a Deployment's spec; [`StandIn`] plays that part for one Deployment by running the
-//! matching service binary while its `spec.replicas` is above 0.
+//! matching service binary while its `spec.replicas` is above 0 (and [`Kubelet`] for all of a
+//! chart's Deployments).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::bail;
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use tokio_util::sync::CancellationToken;
+
+use crate::kubelet::{Kubelet, Launch};
 
 use crate::procs::{free_port, repo_root, run_checked as run, Service, ServiceKind};
 
@@ -26,6 +25,19 @@ pub struct ControlPlane {
 
 fn script(name: &str) -> PathBuf {
     repo_root().join("scripts/envtest").join(name)
+}
+
+/// The helm binary, installed by scripts/k8s/tools.sh when missing (one time, cached).
+pub fn helm_binary() -> anyhow::Result<PathBuf> {
+    let tools = repo_root().join("scripts/k8s/tools.sh");
+    let out = run(
+        Command::new("bash").arg("-c").arg(format!(
+            "source '{}' && install_helm >&2 && echo \"$HELM\"",
+            tools.display()
+        )),
+        "scripts/k8s/tools.sh (helm)",
+    )?;
+    Ok(PathBuf::from(out.trim()))
 }
 
 /// A port `p` with `p + 1` free too (etcd's peer port).
@@ -43,6 +55,16 @@ impl ControlPlane {
     /// Install the API server when missing (scripts/envtest/install-apiserver.sh, a one-time
     /// build of several minutes; cached), then start a fresh one with its data in `run_dir`.
     pub fn start(run_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(run_dir, "AlwaysAllow")
+    }
+
+    /// [`ControlPlane::start`] with RBAC enforced, as in a real cluster (the admin token is
+    /// in system:masters; everyone else gets what their Roles grant).
+    pub fn start_rbac(run_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(run_dir, "RBAC")
+    }
+
+    fn start_with(run_dir: &Path, authorization_mode: &str) -> anyhow::Result<Self> {
         run(
             Command::new("bash").arg(script("install-apiserver.sh")),
             "scripts/envtest/install-apiserver.sh",
@@ -58,7 +80,8 @@ impl ControlPlane {
                 .arg(script("up.sh"))
                 .arg(run_dir)
                 .env("API_PORT", free_port()?.to_string())
-                .env("ETCD_PORT", free_port_pair()?.to_string()),
+                .env("ETCD_PORT", free_port_pair()?.to_string())
+                .env("ENVTEST_AUTHORIZATION_MODE", authorization_mode),
             "scripts/envtest/up.sh",
         )?;
         Ok(cp)
@@ -81,6 +104,43 @@ impl ControlPlane {
             &format!("kubectl {}", args.join(" ")),
         )
     }
+
+    /// `kubectl` with `stdin` as its standard input (e.g. `apply -f -`).
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> anyhow::Result<String> {
+        use std::io::Write;
+        let what = format!("kubectl {}", args.join(" "));
+        let mut child = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("running {what}: {e}"))?;
+        if let Some(mut i) = child.stdin.take() {
+            i.write_all(stdin.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "{what} failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `helm` (installed once by scripts/k8s/tools.sh into the cache) against this API server.
+    pub fn helm(&self, args: &[&str]) -> anyhow::Result<String> {
+        let helm = helm_binary()?;
+        run(
+            Command::new(helm)
+                .args(args)
+                .env("KUBECONFIG", &self.kubeconfig),
+            &format!("helm {}", args.join(" ")),
+        )
+    }
 }
 
 impl Drop for ControlPlane {
@@ -93,15 +153,12 @@ impl Drop for ControlPlane {
     }
 }
 
-/// Plays the kubelet for one Deployment: watches its `spec.replicas` and runs one process of
-/// `kind` while it is above 0 (stopped with SIGTERM, as Kubernetes stops pods, when it goes
-/// to 0). Records every `spec.replicas` value it sees, in order.
+/// Plays the kubelet for one Deployment (see [`Kubelet`]): runs one process of `kind`, with
+/// the given environment, while its `spec.replicas` is above 0, and stops it with SIGTERM (as
+/// Kubernetes stops a pod) when it goes to 0. Records every `spec.replicas` value it sees.
 pub struct StandIn {
-    pub replicas_seen: Arc<Mutex<Vec<i32>>>,
-    /// Base URL of the running process (`None` while scaled to 0).
-    url: Arc<Mutex<Option<String>>>,
-    stop: CancellationToken,
-    task: Option<tokio::task::JoinHandle<()>>,
+    deployment: String,
+    kubelet: Kubelet,
 }
 
 impl StandIn {
@@ -114,86 +171,28 @@ impl StandIn {
         env: Vec<(&'static str, String)>,
         log_dir: PathBuf,
     ) -> Self {
-        let api: Api<Deployment> = Api::namespaced(client, namespace);
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = CancellationToken::new();
-        let url = Arc::new(Mutex::new(None));
-        let (s, t, u) = (seen.clone(), stop.clone(), url.clone());
-        let cfg = watcher::Config::default().fields(&format!("metadata.name={deployment}"));
-        let task = tokio::spawn(async move {
-            let mut events = watcher::watcher(api, cfg).boxed();
-            let mut running: Option<Service> = None;
-            loop {
-                let ev = tokio::select! {
-                    _ = t.cancelled() => break,
-                    ev = events.next() => ev,
-                };
-                let Some(Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d))) = ev else {
-                    continue;
-                };
-                let replicas = d.spec.and_then(|s| s.replicas).unwrap_or(1);
-                if let Ok(mut v) = s.lock() {
-                    if v.last() != Some(&replicas) {
-                        v.push(replicas);
-                    }
-                }
-                match (replicas > 0, running.take()) {
-                    (true, None) => {
-                        let env: Vec<(&str, String)> =
-                            env.iter().map(|(k, v)| (*k, v.clone())).collect();
-                        match Service::start(kind, &bootstrap, &env, &log_dir).await {
-                            Ok(svc) => running = Some(svc),
-                            Err(e) => eprintln!("stand-in: starting {}: {e:#}", kind.binary()),
-                        }
-                    }
-                    (false, Some(svc)) => {
-                        let _ = svc.stop(Duration::from_secs(15)).await;
-                    }
-                    (_, keep) => running = keep,
-                }
-                if let Ok(mut u) = u.lock() {
-                    *u = running.as_ref().map(|svc| svc.url.clone());
-                }
-            }
-            if let Some(svc) = running {
-                let _ = svc.stop(Duration::from_secs(15)).await;
-            }
+        let launch: Launch = Arc::new(move |_, _| {
+            let (bootstrap, env, log_dir) = (bootstrap.clone(), env.clone(), log_dir.clone());
+            Box::pin(async move { Service::start(kind, &bootstrap, &env, &log_dir).await })
         });
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={deployment}"));
         Self {
-            replicas_seen: seen,
-            url,
-            stop,
-            task: Some(task),
+            deployment: deployment.to_string(),
+            kubelet: Kubelet::spawn(Api::namespaced(client, namespace), cfg, launch, 1),
         }
     }
 
     pub fn seen(&self) -> Vec<i32> {
-        self.replicas_seen
-            .lock()
-            .map(|v| v.clone())
-            .unwrap_or_default()
+        self.kubelet.seen(&self.deployment)
     }
 
     /// The running process's base URL (`None` while the deployment is at 0 replicas).
     pub fn url(&self) -> Option<String> {
-        self.url.lock().ok().and_then(|u| u.clone())
+        self.kubelet.urls(&self.deployment).into_iter().next()
     }
 
     /// Stop watching and stop the process.
-    pub async fn shutdown(mut self) {
-        self.stop.cancel();
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
-    }
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        // The task's Service guard kills the process when the task is dropped.
-        self.stop.cancel();
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
+    pub async fn shutdown(self) {
+        self.kubelet.shutdown().await
     }
 }

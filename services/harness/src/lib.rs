@@ -4,6 +4,7 @@
 
 pub mod chart;
 pub mod envtest;
+pub mod kubelet;
 pub mod oracle;
 pub mod procs;
 pub mod scenario;
