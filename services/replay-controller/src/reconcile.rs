@@ -173,6 +173,8 @@ async fn apply(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, Er
     }
     let mut st = saved.clone();
     for _ in 0..MAX_STEPS {
+        // each step reads the clock afresh: several phases can pass in one reconcile
+        let run = Run::new(&fresh, ctx, ns);
         let before = st.phase;
         let next = match run.step(&mut st).await {
             Ok(next) => {
