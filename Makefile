@@ -12,11 +12,12 @@ BIN := $(TARGET_DIR)/release
 .DEFAULT_GOAL := help
 -include mk/*.mk
 
-.PHONY: help build crds envtest-install demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
+.PHONY: help build crds envtest-install e2e demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
 
 help:
 	@echo "make demo         run the lab scenario locally (installs the local broker on first use)"
 	@echo "make test         formatting, clippy, unit and integration tests (real local broker)"
+	@echo "make e2e          the users' flow on a local kube-apiserver: helm install, 10k orders, lag and replays by ReplayRequest"
 	@echo "make build        release build of every binary"
 	@echo "make crds         regenerate helm/orderflow/crds/replayrequest.yaml from the Rust types"
 	@echo "make broker-up    start the local broker on 127.0.0.1:9092 (data in target/broker)"
@@ -49,7 +50,12 @@ crds:
 envtest-install:
 	scripts/envtest/install-apiserver.sh
 
-test-rust: build broker-install envtest-install
+# The end-to-end flow alone (it is part of `make test` too); writes target/e2e/report.md.
+e2e: build broker-install envtest-install k8s-tools
+	$(CARGO) test --release --locked -p orderflow-harness --test e2e
+	@echo "report: target/e2e/report.md (lag chart target/e2e/lag.svg, log target/e2e/e2e.log)"
+
+test-rust: build broker-install envtest-install k8s-tools
 	@mkdir -p $(TARGET_DIR)
 	@set -o pipefail; $(CARGO) test --release --workspace --locked 2>&1 | tee $(TEST_LOG); rc=$$?; \
 	  awk '/^test result:/ { p += $$4; f += $$6; s += $$8 } \

@@ -3,6 +3,7 @@
 //! assertions, and runs the lab's scenario for `make demo` and the integration tests.
 
 pub mod chart;
+pub mod e2e;
 pub mod envtest;
 pub mod kubelet;
 pub mod oracle;
