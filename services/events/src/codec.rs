@@ -50,7 +50,10 @@ pub fn encode(event: &Event) -> Vec<u8> {
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-    let obj = value.as_object().ok_or(DecodeError::NotAnObject)?;
+    let Value::Object(mut fields) = value else {
+        return Err(DecodeError::NotAnObject);
+    };
+    let obj = &fields;
 
     let type_name = match obj.get("type") {
         None => return Err(DecodeError::MissingField("type".into())),
@@ -72,7 +75,6 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
     }
 
-    let mut fields = obj.clone();
     fields.remove("type");
     let fields = Value::Object(fields);
     let event = match type_name.as_str() {
