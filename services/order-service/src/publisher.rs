@@ -16,8 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bulk::BulkPlan;
 
-/// How many bulk records may wait for their acknowledgement at once.
-const BULK_WINDOW: usize = 200_000;
+/// How many bulk records may wait for their acknowledgement at once (`BULK_WINDOW`). Each
+/// one holds its payload and librdkafka's copy, so this bounds the memory of a bulk run.
+/// 10k: a 1M-record bulk ran at ~500k events/s with a 36-39 MiB peak RSS, 200k at ~535k/s with
+/// 133 MiB (local broker, 2 cores).
+const DEFAULT_BULK_WINDOW: usize = 10_000;
 
 #[derive(Debug, Error)]
 pub enum PublishError {
@@ -68,6 +71,7 @@ pub trait Publisher: Send + Sync + 'static {
 
 pub struct KafkaPublisher {
     producer: FutureProducer,
+    bulk_window: usize,
 }
 
 impl KafkaPublisher {
@@ -78,7 +82,13 @@ impl KafkaPublisher {
             .producer("order-service")
             .set("message.timeout.ms", timeout_ms.to_string())
             .create()?;
-        Ok(Self { producer })
+        let bulk_window = orderflow_runtime::env_parse("BULK_WINDOW", DEFAULT_BULK_WINDOW)
+            .unwrap_or(DEFAULT_BULK_WINDOW)
+            .max(1);
+        Ok(Self {
+            producer,
+            bulk_window,
+        })
     }
 
     pub fn flush(&self) {
@@ -127,7 +137,7 @@ impl Publisher for KafkaPublisher {
                 Ok(f) => inflight.push(f),
                 Err(e) => tally(Some(e.to_string())),
             }
-            while inflight.len() >= BULK_WINDOW {
+            while inflight.len() >= self.bulk_window {
                 if let Some(r) = inflight.next().await {
                     tally(delivery_error(r));
                 }

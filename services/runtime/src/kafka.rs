@@ -11,6 +11,10 @@ pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
 /// - `KAFKA_BOOTSTRAP` (default `127.0.0.1:9092`)
 /// - `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`,
 ///   `KAFKA_SASL_PASSWORD`, `KAFKA_SSL_CA_LOCATION` (all optional, passed to librdkafka)
+/// - `KAFKA_LINGER_MS` (optional): how long a producer waits to fill a batch (librdkafka's
+///   `linger.ms`); each service picks its own default with [`KafkaConfig::linger_default`]
+/// - `KAFKA_COMPRESSION` (optional, default `lz4`): the producers' `compression.type`
+///   (`none`, `gzip`, `snappy`, `lz4`, `zstd`)
 /// - `GROUP_INSTANCE_ID` (optional): static group membership (KIP-345). A consumer restarted
 ///   with the same id takes its partitions back at once, without waiting for the session
 ///   timeout to expire its crashed predecessor. Leave it unset for a consumer whose group
@@ -21,6 +25,8 @@ pub struct KafkaConfig {
     pub bootstrap: String,
     extra: Vec<(String, String)>,
     instance_id: Option<String>,
+    linger_ms: Option<u32>,
+    compression: Option<String>,
 }
 
 impl KafkaConfig {
@@ -29,6 +35,8 @@ impl KafkaConfig {
             bootstrap: bootstrap.into(),
             extra: Vec::new(),
             instance_id: None,
+            linger_ms: None,
+            compression: None,
         }
     }
 
@@ -37,6 +45,13 @@ impl KafkaConfig {
         cfg.instance_id = std::env::var("GROUP_INSTANCE_ID")
             .ok()
             .filter(|v| !v.trim().is_empty());
+        cfg.linger_ms = std::env::var("KAFKA_LINGER_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok());
+        cfg.compression = std::env::var("KAFKA_COMPRESSION")
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
         for (var, prop) in [
             ("KAFKA_SECURITY_PROTOCOL", "security.protocol"),
             ("KAFKA_SASL_MECHANISM", "sasl.mechanism"),
@@ -53,6 +68,12 @@ impl KafkaConfig {
         cfg
     }
 
+    /// Use `ms` as the producers' `linger.ms` unless `KAFKA_LINGER_MS` set one.
+    pub fn linger_default(mut self, ms: u32) -> Self {
+        self.linger_ms.get_or_insert(ms);
+        self
+    }
+
     /// Settings common to every client.
     pub fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
@@ -66,17 +87,21 @@ impl KafkaConfig {
     }
 
     /// A producer that never loses or duplicates an acknowledged record:
-    /// idempotence on (acks=all, retries, ordering per partition kept).
+    /// idempotence on (acks=all, retries, ordering per partition kept). `linger.ms` is 5
+    /// unless set (see [`KafkaConfig::linger_default`]).
     pub fn producer(&self, client_id: &str) -> ClientConfig {
         let mut c = self.client();
         c.set("client.id", client_id)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5")
+            .set("linger.ms", self.linger_ms.unwrap_or(5).to_string())
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", "1000000")
             .set("message.timeout.ms", "60000")
-            .set("compression.type", "lz4");
+            .set(
+                "compression.type",
+                self.compression.as_deref().unwrap_or("lz4"),
+            );
         c
     }
 
