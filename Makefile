@@ -12,11 +12,12 @@ BIN := $(TARGET_DIR)/release
 .DEFAULT_GOAL := help
 -include mk/*.mk
 
-.PHONY: help build crds envtest-install e2e demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
+.PHONY: help build crds envtest-install e2e bench bench-tools demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
 
 help:
 	@echo "make demo         run the lab scenario locally (installs the local broker on first use)"
 	@echo "make test         formatting, clippy, unit and integration tests (real local broker)"
+	@echo "make bench        orderflow vs kcat and a Python pipeline, 1M events x 3 runs -> target/bench/results.md"
 	@echo "make e2e          the users' flow on a local kube-apiserver: helm install, 10k orders, lag and replays by ReplayRequest"
 	@echo "make build        release build of every binary"
 	@echo "make crds         regenerate helm/orderflow/crds/replayrequest.yaml from the Rust types"
@@ -55,7 +56,15 @@ e2e: build broker-install envtest-install k8s-tools
 	$(CARGO) test --release --locked -p orderflow-harness --test e2e
 	@echo "report: target/e2e/report.md (lag chart target/e2e/lag.svg, log target/e2e/e2e.log)"
 
-test-rust: build broker-install envtest-install k8s-tools
+# Benchmarks (not tests): BENCH_ARGS e.g. "--events 200000 --runs 5"; `make test` runs --smoke.
+bench: build broker-install bench-tools
+	$(BIN)/orderflow-bench --out target/bench $(BENCH_ARGS)
+
+# kcat (apt), the Python peer's venv (pip) and oha (cargo install), once, into the cache.
+bench-tools:
+	scripts/bench-tools.sh
+
+test-rust: build broker-install envtest-install k8s-tools bench-tools
 	@mkdir -p $(TARGET_DIR)
 	@set -o pipefail; $(CARGO) test --release --workspace --locked 2>&1 | tee $(TEST_LOG); rc=$$?; \
 	  awk '/^test result:/ { p += $$4; f += $$6; s += $$8 } \

@@ -2,6 +2,7 @@
 //! processes (killed by PID when dropped), talks to them over HTTP, reads topics back for
 //! assertions, and runs the lab's scenario for `make demo` and the integration tests.
 
+pub mod bench;
 pub mod chart;
 pub mod e2e;
 pub mod envtest;

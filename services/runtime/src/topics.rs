@@ -89,9 +89,14 @@ pub fn wait_for_broker(kafka: &KafkaConfig, timeout: Duration) -> Result<(), Top
 /// Create every orderflow topic that does not exist yet (3 partitions, 7-day retention).
 /// Existing topics are left as they are.
 pub async fn ensure_topics(kafka: &KafkaConfig) -> Result<(), TopicError> {
+    ensure_named_topics(kafka, &ALL_TOPICS).await
+}
+
+/// [`ensure_topics`] for the given topic names (same partitions and retention).
+pub async fn ensure_named_topics(kafka: &KafkaConfig, topics: &[&str]) -> Result<(), TopicError> {
     let admin: AdminClient<DefaultClientContext> = kafka.client().create()?;
     let retention = RETENTION_MS.to_string();
-    let new: Vec<NewTopic> = ALL_TOPICS
+    let new: Vec<NewTopic> = topics
         .iter()
         .map(|t| {
             NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(-1))

@@ -1,0 +1,66 @@
+"""P3 peer: consume orders and inventory events from the beginning and compute the totals,
+failure rate and per-minute counts (event time), committing as it goes. Exits after COUNT
+records."""
+import argparse
+import json
+from collections import defaultdict
+
+from kafka import KafkaConsumer
+
+from common import Clock, die, report
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--group", required=True)
+    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("topics", nargs="+")
+    a = ap.parse_args()
+    clock = Clock()
+    consumer = KafkaConsumer(
+        *a.topics,
+        bootstrap_servers=a.bootstrap,
+        group_id=a.group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    per_minute = defaultdict(lambda: [0, 0, 0])  # orders, failed, reserved
+    orders = reserved = failed = seen = idle = 0
+    while seen < a.count:
+        batch = consumer.poll(timeout_ms=1000, max_records=2000)
+        if not batch:
+            idle += 1
+            if idle > 60:
+                die(f"no records for 60 s after {seen}")
+            continue
+        idle = 0
+        for records in batch.values():
+            for r in records:
+                e = json.loads(r.value)
+                minute = e["ts"][:16] + ":00Z"
+                if e["type"] == "OrderPlaced":
+                    orders += 1
+                    per_minute[minute][0] += 1
+                elif e["type"] == "InventoryFailed":
+                    failed += 1
+                    per_minute[minute][1] += 1
+                elif e["type"] == "InventoryReserved":
+                    reserved += 1
+                    per_minute[minute][2] += 1
+                seen += 1
+        consumer.commit()
+    elapsed = clock.seconds()
+    consumer.close()
+    decided = reserved + failed
+    report(
+        records=seen,
+        orders_total=orders,
+        failure_rate=failed / decided if decided else 0.0,
+        minutes=len(per_minute),
+        seconds=elapsed,
+    )
+
+
+if __name__ == "__main__":
+    main()

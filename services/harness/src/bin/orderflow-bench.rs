@@ -1,0 +1,52 @@
+//! `make bench`: orderflow against kcat and the Python peer (bench/peers/) on the local broker;
+//! writes <out>/results.json and <out>/results.md. See the harness `bench` module.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use orderflow_harness::bench::{self, Options};
+
+#[derive(Parser)]
+#[command(about = "Benchmark orderflow side by side with kcat and a Python pipeline")]
+struct Args {
+    /// Events per benchmark (default 1,000,000; 10,000 with --smoke).
+    #[arg(long)]
+    events: Option<u64>,
+    /// Runs per benchmark (median and min-max are reported; default 3, 1 with --smoke).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Seconds of each HTTP load run.
+    #[arg(long)]
+    http_seconds: Option<u64>,
+    /// Request rate of the HTTP latency run.
+    #[arg(long, default_value_t = 2000)]
+    http_rate: u64,
+    /// The tiny mode `make test` runs.
+    #[arg(long)]
+    smoke: bool,
+    /// Output directory.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let mut opts = if a.smoke {
+        Options::smoke(a.out)
+    } else {
+        Options::full(a.out)
+    };
+    opts.events = a.events.unwrap_or(opts.events);
+    opts.runs = a.runs.unwrap_or(opts.runs).max(1);
+    opts.http_seconds = a.http_seconds.unwrap_or(opts.http_seconds);
+    opts.http_rate = a.http_rate;
+    let tools = bench::install_tools()?;
+    // Ctrl-C / SIGTERM drop the run, whose guards stop the broker and services by PID.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = bench::run(&opts, &tools) => r.map(|_| ()),
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; stopped everything the bench started"),
+        _ = term.recv() => anyhow::bail!("terminated; stopped everything the bench started"),
+    }
+}

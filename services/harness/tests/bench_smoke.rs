@@ -1,0 +1,49 @@
+//! `make bench` in its tiny smoke mode (10k events, one run, 2 s of HTTP load): every
+//! benchmark runs against orderflow and its peers on a fresh local broker, and results.json /
+//! results.md hold a figure for each. Figures are not judged here (that is the benchmark's
+//! job, not a test's); only that each was measured.
+
+use orderflow_harness::bench::{self, Options};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bench_smoke_measures_every_benchmark() -> anyhow::Result<()> {
+    let out = std::env::temp_dir().join(format!("orderflow-bench-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let tools = bench::install_tools()?;
+    let results = bench::run(&Options::smoke(out.clone()), &tools).await?;
+    let expect = [
+        ("P1", vec!["kcat", "orderflow", "python"]),
+        ("P2", vec!["kcat", "orderflow", "python"]),
+        ("P3", vec!["kcat", "orderflow", "python"]),
+        ("P4-p50", vec!["flask", "orderflow"]),
+        ("P4-p99", vec!["flask", "orderflow"]),
+        ("P4-rps", vec!["flask", "orderflow"]),
+        (
+            "P5",
+            vec!["analytics-service", "inventory-service", "order-service"],
+        ),
+    ];
+    assert_eq!(results.benches.len(), expect.len());
+    for (b, (id, subjects)) in results.benches.iter().zip(expect) {
+        assert_eq!(b.id, id);
+        assert_eq!(b.subjects.keys().collect::<Vec<_>>(), subjects, "{id}");
+        for (sub, f) in &b.subjects {
+            assert!(f.median.is_finite() && f.median > 0.0, "{id} {sub}: {f:?}");
+        }
+        // every benchmark with a target has it evaluated (P4-p50 has none)
+        assert_eq!(
+            b.met.is_some(),
+            !b.target.is_empty(),
+            "{id}: {:?}",
+            b.target
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json"))?)?;
+    assert_eq!(json["events"], 10_000);
+    assert!(json["cores"].as_u64().unwrap_or(0) >= 1);
+    let md = std::fs::read_to_string(out.join("results.md"))?;
+    assert!(md.contains("| P1 produce N OrderPlaced | kcat |"), "{md}");
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(())
+}
