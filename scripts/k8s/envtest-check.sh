@@ -2,7 +2,8 @@
 # Checks against a real kube-apiserver (the project's scripts/envtest: etcd + kube-apiserver on
 # 127.0.0.1, no kubelet: objects are stored and validated, pods never run):
 #   1. Strimzi CRDs from $STRIMZI_CRDS registered (CEL rules stripped: v1.20 predates CEL), then
-#      `kubectl apply --dry-run=server` of deploy/*.yaml; a deliberately broken copy must be refused
+#      `kubectl apply --dry-run=server` of deploy/*.yaml and of deploy/secure/*.yaml; deliberately
+#      broken copies must be refused
 #   2. a real `helm install` of helm/orderflow, assertions on the created objects
 #      (scripts/k8s/assert_install.py), `helm upgrade --set inventory.replicas=3`, `helm uninstall`
 #   3. RBAC: `kubectl auth can-i --as system:serviceaccount:<ns>:replay-controller`, allowed what the
@@ -46,8 +47,14 @@ if ls "$STRIMZI_CRDS"/*.yaml >/dev/null 2>&1; then
   if k -n "$NS" apply --dry-run=server -f deploy/ >"$RUN/dry.txt" 2>&1; then
     echo "   server-side dry-run of deploy/: $(wc -l <"$RUN/dry.txt") objects accepted"
   else cat "$RUN/dry.txt"; fail "server-side dry-run of deploy/"; fi
+  # the opt-in secured setup: its own dry-run (its Kafka has the same name as deploy/kafka.yaml's)
+  if k -n "$NS" apply --dry-run=server -f deploy/secure/ >"$RUN/dry.txt" 2>&1; then
+    echo "   server-side dry-run of deploy/secure/: $(wc -l <"$RUN/dry.txt") objects accepted"
+  else cat "$RUN/dry.txt"; fail "server-side dry-run of deploy/secure/"; fi
   # negative controls: the dry-run really validates (a wrong type, a value outside an enum)
-  for broken in "topics.yaml|s/partitions: 3/partitions: three/|partitions" "kafka.yaml|s/type: ephemeral/type: tmpfs/|tmpfs"; do
+  for broken in "topics.yaml|s/partitions: 3/partitions: three/|partitions" "kafka.yaml|s/type: ephemeral/type: tmpfs/|tmpfs" \
+                "secure/kafka.yaml|s/type: simple/type: acl/|authorization.type" \
+                "secure/kafka-user.yaml|s/type: scram-sha-512/type: scram-sha-256/|authentication.type"; do
     IFS="|" read -r file expr field <<<"$broken"
     sed "$expr" "deploy/$file" >"$RUN/broken.yaml"
     # --validate=false skips kubectl's client-side check: the apiserver itself must refuse

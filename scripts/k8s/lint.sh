@@ -4,8 +4,8 @@
 #   1b. shellcheck on scripts/k8s; the Dockerfile, statically (scripts/k8s/dockerfile_check.py; no Docker daemon needed)
 #   2. helm lint --strict (defaults, and with the controller disabled)
 #   3. helm template (with CRDs) validated against Kubernetes 1.32 schemas (kubernetes-validate --strict)
-#   4. Strimzi manifests (deploy/*.yaml) against Strimzi's CRD schemas from $STRIMZI_CRDS,
-#      unknown fields refused; sample ReplayRequests against the chart's CRD
+#   4. Strimzi manifests (deploy/*.yaml, deploy/secure/*.yaml) against Strimzi's CRD schemas from
+#      $STRIMZI_CRDS, unknown fields refused; sample ReplayRequests against the chart's CRD
 #   5. on the local kube-apiserver (scripts/envtest, when present): server-side dry-run of deploy/,
 #      a real helm install with assertions, RBAC checks (scripts/k8s/envtest-check.sh)
 # Tools come from scripts/k8s/tools.sh (installed once into the cache). A check whose input is
@@ -34,7 +34,7 @@ step() {  # step NAME CMD...: run, record the outcome, keep going
 }
 
 yaml_files() {
-  ls kind-config.yaml deploy/*.yaml "$CHART"/values.yaml "$CHART"/Chart.yaml 2>/dev/null
+  ls kind-config.yaml deploy/*.yaml deploy/secure/*.yaml "$CHART"/values.yaml "$CHART"/Chart.yaml 2>/dev/null
   # not the chart's crds/: generated from Rust (make crds), checked by kubernetes-validate instead
   ls deploy/samples/*.yaml 2>/dev/null || true
 }
@@ -53,7 +53,7 @@ validate_k8s() {
   "$HELM" template orderflow "$CHART" --namespace orderflow --include-crds > "$out/chart.yaml" || return 1
   "$VENV/bin/kubernetes-validate" --quiet --strict -k "$K8S_SCHEMA_VERSION" "$out/chart.yaml"
 }
-strimzi_check() { "$PY" scripts/k8s/crd_check.py --crds "$STRIMZI_CRDS" deploy/*.yaml; }
+strimzi_check() { "$PY" scripts/k8s/crd_check.py --crds "$STRIMZI_CRDS" --require-crd deploy/*.yaml deploy/secure/*.yaml; }
 shellcheck_scripts() { "$VENV/bin/shellcheck" -x scripts/k8s/*.sh; }
 dockerfile_check() { "$PY" scripts/k8s/dockerfile_check.py; }
 samples_check() { "$PY" scripts/k8s/crd_check.py --crds "$CHART/crds" deploy/samples/*.yaml; }
