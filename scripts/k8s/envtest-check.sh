@@ -5,7 +5,9 @@
 #      `kubectl apply --dry-run=server` of deploy/*.yaml and of deploy/secure/*.yaml; deliberately
 #      broken copies must be refused
 #   2. a real `helm install` of helm/orderflow, assertions on the created objects
-#      (scripts/k8s/assert_install.py), `helm upgrade --set inventory.replicas=3`, `helm uninstall`
+#      (scripts/k8s/assert_install.py), `helm upgrade --set inventory.replicas=3`, a `helm upgrade`
+#      that turns Kafka TLS + SASL on and one that turns it off again, each with assertions on the
+#      stored Deployments (scripts/k8s/assert_kafka_security.py), `helm uninstall`
 #   3. RBAC: `kubectl auth can-i --as system:serviceaccount:<ns>:replay-controller`, allowed what the
 #      controller needs, denied the rest (needs an apiserver with RBAC authorization)
 # Environment: ENVTEST_SCRIPTS (default scripts/envtest), STRIMZI_CRDS, ORDERFLOW_CACHE.
@@ -72,6 +74,8 @@ fi
 "$HELM" install orderflow helm/orderflow --namespace "$NS" >/dev/null || fail "helm install"
 k -n "$NS" get deploy,svc,sa,role,rolebinding -o json | "$PY" scripts/k8s/assert_install.py "$NS" 2 \
   || fail "assertions after helm install"
+k -n "$NS" get deploy -o json | "$PY" scripts/k8s/assert_kafka_security.py --label "helm install: " \
+  --protocol NONE --bootstrap "orderflow-kafka-bootstrap.$NS.svc:9092" >/dev/null || fail "Kafka security settings after helm install"
 "$HELM" get notes orderflow --namespace "$NS" >"$RUN/notes.txt" 2>&1; [ -n "${SHOW_NOTES:-}" ] && cat "$RUN/notes.txt"
 for want in "localhost:8080/orders" "localhost:8082/api/metrics" "port-forward svc/order" "deploy/samples/replay.yaml" "logs deploy/replay-controller"; do
   grep -qF "$want" "$RUN/notes.txt" || fail "NOTES.txt does not tell users: $want"
@@ -111,6 +115,23 @@ else fail "inventory replicas after upgrade: $got"; fi
 if "$HELM" upgrade orderflow helm/orderflow --namespace "$NS" --set analytics.replicas=2 >/dev/null 2>&1; then
   fail "values schema accepted analytics.replicas (analytics must stay at one replica)"
 fi
+# Kafka TLS + SCRAM on (the Secrets need not exist: no kubelet starts the pods here), then off again
+"$HELM" upgrade orderflow helm/orderflow --namespace "$NS" --reuse-values \
+  --set kafka.tls.enabled=true --set kafka.sasl.enabled=true >/dev/null || fail "helm upgrade with Kafka TLS + SASL"
+if k -n "$NS" get deploy -o json | "$PY" scripts/k8s/assert_kafka_security.py --label "helm upgrade, TLS+SASL on: " \
+     --protocol SASL_SSL --bootstrap "orderflow-kafka-bootstrap.$NS.svc:9093"; then
+  echo "   helm upgrade --set kafka.tls.enabled=true --set kafka.sasl.enabled=true -> SASL_SSL on 9093, password from Secret, CA mounted read-only"
+else fail "Kafka security settings after helm upgrade with TLS + SASL"; fi
+"$HELM" get notes orderflow --namespace "$NS" >"$RUN/notes.txt" 2>&1
+for want in "Kafka security: SASL_SSL" "get kafkauser orderflow" "get secret orderflow orderflow-cluster-ca-cert"; do
+  grep -qF "$want" "$RUN/notes.txt" || fail "NOTES.txt with Kafka TLS + SASL does not tell users: $want"
+done
+"$HELM" upgrade orderflow helm/orderflow --namespace "$NS" --reuse-values \
+  --set kafka.tls.enabled=false --set kafka.sasl.enabled=false >/dev/null || fail "helm upgrade back to plaintext"
+if k -n "$NS" get deploy -o json | "$PY" scripts/k8s/assert_kafka_security.py --label "helm upgrade, TLS+SASL off again: " \
+     --protocol NONE --bootstrap "orderflow-kafka-bootstrap.$NS.svc:9092" >/dev/null; then
+  echo "   helm upgrade --set kafka.tls.enabled=false --set kafka.sasl.enabled=false -> no Kafka security settings left, 9092"
+else fail "Kafka security settings left after turning them off"; fi
 
 # 3. RBAC of the controller's service account
 if [ "$(k auth can-i list secrets --as "system:serviceaccount:$NS:nobody" -n "$NS" 2>/dev/null)" = yes ]; then
