@@ -11,6 +11,8 @@
 #      none by default; env, Secret references, read-only CA mount and port 9093 when enabled
 #   4. Strimzi manifests (deploy/*.yaml, deploy/secure/*.yaml) against Strimzi's CRD schemas from
 #      $STRIMZI_CRDS, unknown fields refused; sample ReplayRequests against the chart's CRD
+#   4b. deploy/secure/ consistent with deploy/kafka.yaml, the services' topics, groups and clients,
+#      and the chart's defaults (scripts/k8s/secure_check.py)
 #   5. on the local kube-apiserver (scripts/envtest, when present): server-side dry-run of deploy/,
 #      a real helm install with assertions, RBAC checks (scripts/k8s/envtest-check.sh)
 # Tools come from scripts/k8s/tools.sh (installed once into the cache). A check whose input is
@@ -93,6 +95,7 @@ security_case() {  # security_case LABEL ASSERT_ARGS... -- HELM_ARGS...
 strimzi_check() { "$PY" scripts/k8s/crd_check.py --crds "$STRIMZI_CRDS" --require-crd deploy/*.yaml deploy/secure/*.yaml; }
 shellcheck_scripts() { "$VENV/bin/shellcheck" -x scripts/k8s/*.sh; }
 dockerfile_check() { "$PY" scripts/k8s/dockerfile_check.py; }
+secure_check() { "$PY" scripts/k8s/secure_check.py; }
 samples_check() { "$PY" scripts/k8s/crd_check.py --crds "$CHART/crds" deploy/samples/*.yaml; }
 
 t_start=$SECONDS
@@ -103,6 +106,7 @@ step "Dockerfile (parse, stages, non-root user, binaries, build context)" docker
 step "helm lint --strict" helm_lint
 step "kubernetes-validate --strict (chart, Kubernetes $K8S_SCHEMA_VERSION; defaults and Kafka TLS+SASL)" validate_k8s
 step "chart: Kafka TLS/SASL settings of every Deployment (none by default; SASL_SSL, SSL, SASL_PLAINTEXT)" kafka_security
+step "deploy/secure/ consistent with deploy/kafka.yaml, the services and the chart's defaults" secure_check
 
 if [ -d "$STRIMZI_CRDS" ] && ls "$STRIMZI_CRDS"/*.yaml >/dev/null 2>&1; then
   step "Strimzi manifests vs CRDs in $STRIMZI_CRDS (unknown fields refused)" strimzi_check
