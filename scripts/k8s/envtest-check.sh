@@ -123,7 +123,8 @@ if k -n "$NS" get deploy -o json | "$PY" scripts/k8s/assert_kafka_security.py --
   echo "   helm upgrade --set kafka.tls.enabled=true --set kafka.sasl.enabled=true -> SASL_SSL on 9093, password from Secret, CA mounted read-only"
 else fail "Kafka security settings after helm upgrade with TLS + SASL"; fi
 "$HELM" get notes orderflow --namespace "$NS" >"$RUN/notes.txt" 2>&1
-for want in "Kafka security: SASL_SSL" "get kafkauser orderflow" "get secret orderflow orderflow-cluster-ca-cert"; do
+for want in "Kafka security: SASL_SSL, SCRAM-SHA-512 as user orderflow" "get secret orderflow orderflow-cluster-ca-cert" \
+            "get kafkauser orderflow"; do
   grep -qF "$want" "$RUN/notes.txt" || fail "NOTES.txt with Kafka TLS + SASL does not tell users: $want"
 done
 "$HELM" upgrade orderflow helm/orderflow --namespace "$NS" --reuse-values \
