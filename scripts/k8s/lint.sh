@@ -13,8 +13,9 @@
 #      $STRIMZI_CRDS, unknown fields refused; sample ReplayRequests against the chart's CRD
 #   4b. deploy/secure/ consistent with deploy/kafka.yaml, the services' topics, groups and clients,
 #      and the chart's defaults (scripts/k8s/secure_check.py)
-#   5. on the local kube-apiserver (scripts/envtest, when present): server-side dry-run of deploy/,
-#      a real helm install with assertions, RBAC checks (scripts/k8s/envtest-check.sh)
+#   5. on the local kube-apiserver (scripts/envtest, when present): server-side dry-run of deploy/
+#      and deploy/secure/, a real helm install with assertions, helm upgrades turning Kafka TLS +
+#      SASL on and off, RBAC checks (scripts/k8s/envtest-check.sh)
 # Tools come from scripts/k8s/tools.sh (installed once into the cache). A check whose input is
 # missing says SKIPPED and why; any failure makes the script exit 1 after running the rest.
 set -uo pipefail
