@@ -5,9 +5,10 @@ The test kube-apiserver (v1.20) prunes unknown fields silently, so a typo such a
 `spec.partitons` would pass a server-side dry-run; this check catches it. Every object whose
 apiVersion/kind is served by one of the given CRDs is validated (types, enums, required
 fields, and additionalProperties: false wherever the schema lists properties and does not
-preserve unknown fields); objects of other kinds are skipped. Exit status 1 on any error.
+preserve unknown fields); objects of other kinds are skipped, or with --require-crd are errors
+(a typo in apiVersion or kind would otherwise go unchecked). Exit status 1 on any error.
 
-Usage: crd_check.py --crds DIR_OR_FILE [--crds ...] MANIFEST.yaml...
+Usage: crd_check.py --crds DIR_OR_FILE [--crds ...] [--require-crd] MANIFEST.yaml...
        crd_check.py --strip-cel CRD.yaml...   print the CRDs without x-kubernetes-validations
                                               (CEL rules, refused by the v1.20 test apiserver)
 """
@@ -83,6 +84,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--crds", action="append")
     ap.add_argument("--strip-cel", action="store_true")
+    ap.add_argument("--require-crd", action="store_true", help="an object no given CRD serves is an error")
     ap.add_argument("manifests", nargs="+")
     args = ap.parse_args()
     if args.strip_cel:
@@ -103,6 +105,10 @@ def main():
             key = (doc.get("apiVersion"), doc.get("kind"))
             schema = schemas.get(key)
             if schema is None:
+                if args.require_crd:
+                    print(f"crd_check: {m}: {key[1]}/{doc.get('metadata', {}).get('name', '?')}: "
+                          f"no CRD given serves {key[0]} {key[1]}", file=sys.stderr)
+                    errors += 1
                 continue
             checked += 1
             name = f"{m}: {doc['kind']}/{doc.get('metadata', {}).get('name', '?')}"

@@ -2,9 +2,12 @@
 # Checks against a real kube-apiserver (the project's scripts/envtest: etcd + kube-apiserver on
 # 127.0.0.1, no kubelet: objects are stored and validated, pods never run):
 #   1. Strimzi CRDs from $STRIMZI_CRDS registered (CEL rules stripped: v1.20 predates CEL), then
-#      `kubectl apply --dry-run=server` of deploy/*.yaml; a deliberately broken copy must be refused
+#      `kubectl apply --dry-run=server` of deploy/*.yaml and of deploy/secure/*.yaml; deliberately
+#      broken copies must be refused
 #   2. a real `helm install` of helm/orderflow, assertions on the created objects
-#      (scripts/k8s/assert_install.py), `helm upgrade --set inventory.replicas=3`, `helm uninstall`
+#      (scripts/k8s/assert_install.py), `helm upgrade --set inventory.replicas=3`, a `helm upgrade`
+#      that turns Kafka TLS + SASL on and one that turns it off again, each with assertions on the
+#      stored Deployments (scripts/k8s/assert_kafka_security.py), `helm uninstall`
 #   3. RBAC: `kubectl auth can-i --as system:serviceaccount:<ns>:replay-controller`, allowed what the
 #      controller needs, denied the rest (needs an apiserver with RBAC authorization)
 # Environment: ENVTEST_SCRIPTS (default scripts/envtest), STRIMZI_CRDS, ORDERFLOW_CACHE.
@@ -46,8 +49,14 @@ if ls "$STRIMZI_CRDS"/*.yaml >/dev/null 2>&1; then
   if k -n "$NS" apply --dry-run=server -f deploy/ >"$RUN/dry.txt" 2>&1; then
     echo "   server-side dry-run of deploy/: $(wc -l <"$RUN/dry.txt") objects accepted"
   else cat "$RUN/dry.txt"; fail "server-side dry-run of deploy/"; fi
+  # the opt-in secured setup: its own dry-run (its Kafka has the same name as deploy/kafka.yaml's)
+  if k -n "$NS" apply --dry-run=server -f deploy/secure/ >"$RUN/dry.txt" 2>&1; then
+    echo "   server-side dry-run of deploy/secure/: $(wc -l <"$RUN/dry.txt") objects accepted"
+  else cat "$RUN/dry.txt"; fail "server-side dry-run of deploy/secure/"; fi
   # negative controls: the dry-run really validates (a wrong type, a value outside an enum)
-  for broken in "topics.yaml|s/partitions: 3/partitions: three/|partitions" "kafka.yaml|s/type: ephemeral/type: tmpfs/|tmpfs"; do
+  for broken in "topics.yaml|s/partitions: 3/partitions: three/|partitions" "kafka.yaml|s/type: ephemeral/type: tmpfs/|tmpfs" \
+                "secure/kafka.yaml|s/type: simple/type: acl/|authorization.type" \
+                "secure/kafka-user.yaml|s/type: scram-sha-512/type: scram-sha-256/|authentication.type"; do
     IFS="|" read -r file expr field <<<"$broken"
     sed "$expr" "deploy/$file" >"$RUN/broken.yaml"
     # --validate=false skips kubectl's client-side check: the apiserver itself must refuse
@@ -65,6 +74,8 @@ fi
 "$HELM" install orderflow helm/orderflow --namespace "$NS" >/dev/null || fail "helm install"
 k -n "$NS" get deploy,svc,sa,role,rolebinding -o json | "$PY" scripts/k8s/assert_install.py "$NS" 2 \
   || fail "assertions after helm install"
+k -n "$NS" get deploy -o json | "$PY" scripts/k8s/assert_kafka_security.py --label "helm install: " \
+  --protocol NONE --bootstrap "orderflow-kafka-bootstrap.$NS.svc:9092" >/dev/null || fail "Kafka security settings after helm install"
 "$HELM" get notes orderflow --namespace "$NS" >"$RUN/notes.txt" 2>&1; [ -n "${SHOW_NOTES:-}" ] && cat "$RUN/notes.txt"
 for want in "localhost:8080/orders" "localhost:8082/api/metrics" "port-forward svc/order" "deploy/samples/replay.yaml" "logs deploy/replay-controller"; do
   grep -qF "$want" "$RUN/notes.txt" || fail "NOTES.txt does not tell users: $want"
@@ -104,6 +115,24 @@ else fail "inventory replicas after upgrade: $got"; fi
 if "$HELM" upgrade orderflow helm/orderflow --namespace "$NS" --set analytics.replicas=2 >/dev/null 2>&1; then
   fail "values schema accepted analytics.replicas (analytics must stay at one replica)"
 fi
+# Kafka TLS + SCRAM on (the Secrets need not exist: no kubelet starts the pods here), then off again
+"$HELM" upgrade orderflow helm/orderflow --namespace "$NS" --reuse-values \
+  --set kafka.tls.enabled=true --set kafka.sasl.enabled=true >/dev/null || fail "helm upgrade with Kafka TLS + SASL"
+if k -n "$NS" get deploy -o json | "$PY" scripts/k8s/assert_kafka_security.py --label "helm upgrade, TLS+SASL on: " \
+     --protocol SASL_SSL --bootstrap "orderflow-kafka-bootstrap.$NS.svc:9093"; then
+  echo "   helm upgrade --set kafka.tls.enabled=true --set kafka.sasl.enabled=true -> SASL_SSL on 9093, password from Secret, CA mounted read-only"
+else fail "Kafka security settings after helm upgrade with TLS + SASL"; fi
+"$HELM" get notes orderflow --namespace "$NS" >"$RUN/notes.txt" 2>&1
+for want in "Kafka security: SASL_SSL, SCRAM-SHA-512 as user orderflow" "get secret orderflow orderflow-cluster-ca-cert" \
+            "get kafkauser orderflow"; do
+  grep -qF "$want" "$RUN/notes.txt" || fail "NOTES.txt with Kafka TLS + SASL does not tell users: $want"
+done
+"$HELM" upgrade orderflow helm/orderflow --namespace "$NS" --reuse-values \
+  --set kafka.tls.enabled=false --set kafka.sasl.enabled=false >/dev/null || fail "helm upgrade back to plaintext"
+if k -n "$NS" get deploy -o json | "$PY" scripts/k8s/assert_kafka_security.py --label "helm upgrade, TLS+SASL off again: " \
+     --protocol NONE --bootstrap "orderflow-kafka-bootstrap.$NS.svc:9092" >/dev/null; then
+  echo "   helm upgrade --set kafka.tls.enabled=false --set kafka.sasl.enabled=false -> no Kafka security settings left, 9092"
+else fail "Kafka security settings left after turning them off"; fi
 
 # 3. RBAC of the controller's service account
 if [ "$(k auth can-i list secrets --as "system:serviceaccount:$NS:nobody" -n "$NS" 2>/dev/null)" = yes ]; then

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # `make lint`: every check of the Kubernetes delivery that runs without a cluster.
-#   1. yamllint: kind-config.yaml, deploy/ (and samples), the chart's values/Chart, and the rendered chart
+#   1. yamllint: kind-config.yaml, deploy/ (and samples, secure), the chart's values/Chart, and the
+#      rendered chart (defaults, and with Kafka TLS + SASL on)
 #   1b. shellcheck on scripts/k8s; the Dockerfile, statically (scripts/k8s/dockerfile_check.py; no Docker daemon needed)
-#   2. helm lint --strict (defaults, and with the controller disabled)
-#   3. helm template (with CRDs) validated against Kubernetes 1.32 schemas (kubernetes-validate --strict)
-#   4. Strimzi manifests (deploy/*.yaml) against Strimzi's CRD schemas from $STRIMZI_CRDS,
-#      unknown fields refused; sample ReplayRequests against the chart's CRD
-#   5. on the local kube-apiserver (scripts/envtest, when present): server-side dry-run of deploy/,
-#      a real helm install with assertions, RBAC checks (scripts/k8s/envtest-check.sh)
+#   2. helm lint --strict (defaults, with the controller disabled, with Kafka TLS + SASL on), and
+#      values the schema must refuse
+#   3. helm template (with CRDs) validated against Kubernetes 1.32 schemas (kubernetes-validate
+#      --strict), with the defaults and with Kafka TLS + SASL on
+#   3b. the Kafka security settings of the rendered Deployments (scripts/k8s/assert_kafka_security.py):
+#      none by default; env, Secret references, read-only CA mount and port 9093 when enabled
+#   4. Strimzi manifests (deploy/*.yaml, deploy/secure/*.yaml) against Strimzi's CRD schemas from
+#      $STRIMZI_CRDS, unknown fields refused; sample ReplayRequests against the chart's CRD
+#   4b. deploy/secure/ consistent with deploy/kafka.yaml, the services' topics, groups and clients,
+#      and the chart's defaults (scripts/k8s/secure_check.py)
+#   5. on the local kube-apiserver (scripts/envtest, when present): server-side dry-run of deploy/
+#      and deploy/secure/, a real helm install with assertions, helm upgrades turning Kafka TLS +
+#      SASL on and off, RBAC checks (scripts/k8s/envtest-check.sh)
 # Tools come from scripts/k8s/tools.sh (installed once into the cache). A check whose input is
 # missing says SKIPPED and why; any failure makes the script exit 1 after running the rest.
 set -uo pipefail
@@ -22,6 +30,7 @@ K8S_SCHEMA_VERSION=${K8S_SCHEMA_VERSION:-1.32.0}
 CHART=helm/orderflow
 PY=$VENV/bin/python
 YAMLLINT=("$VENV/bin/yamllint" -s -c scripts/k8s/yamllint.yaml)
+SECURE=(--set kafka.tls.enabled=true --set kafka.sasl.enabled=true)  # Kafka TLS + SCRAM (deploy/secure/)
 failed=() skipped=() passed=()
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 
@@ -34,28 +43,60 @@ step() {  # step NAME CMD...: run, record the outcome, keep going
 }
 
 yaml_files() {
-  ls kind-config.yaml deploy/*.yaml "$CHART"/values.yaml "$CHART"/Chart.yaml 2>/dev/null
+  ls kind-config.yaml deploy/*.yaml deploy/secure/*.yaml "$CHART"/values.yaml "$CHART"/Chart.yaml 2>/dev/null
   # not the chart's crds/: generated from Rust (make crds), checked by kubernetes-validate instead
   ls deploy/samples/*.yaml 2>/dev/null || true
 }
 lint_yaml() { yaml_files | xargs "${YAMLLINT[@]}"; }
-lint_rendered() { "$HELM" template orderflow "$CHART" --namespace orderflow | "${YAMLLINT[@]}" -; }
+lint_rendered() {
+  "$HELM" template orderflow "$CHART" --namespace orderflow | "${YAMLLINT[@]}" - \
+    && "$HELM" template orderflow "$CHART" --namespace orderflow "${SECURE[@]}" | "${YAMLLINT[@]}" -
+}
 helm_lint() {
   "$HELM" lint --strict "$CHART" --namespace orderflow \
     && "$HELM" lint --strict "$CHART" --namespace orderflow --set controller.enabled=false --set order.service.type=ClusterIP \
+    && "$HELM" lint --strict "$CHART" --namespace orderflow "${SECURE[@]}" \
     && refused analytics.replicas=2 && refused inventory.replicas=-1 && refused image.pullPolicy=Sometimes \
-    && refused inventory.initialStock=burger
+    && refused inventory.initialStock=burger \
+    && refused kafka.sasl.password=hunter2 && refused kafka.sasl.mechanism=GSSAPI && refused kafka.tls.enabled=yes \
+    && refused kafka.sasl.passwordSecret=Not_A_Secret && refused kafka.tls.caKey=certs/ca.crt
 }
 refused() {  # the values schema must refuse --set $1
   if "$HELM" template orderflow "$CHART" --set "$1" >/dev/null 2>&1; then echo "values.schema.json accepted $1"; return 1; fi
 }
 validate_k8s() {
   "$HELM" template orderflow "$CHART" --namespace orderflow --include-crds > "$out/chart.yaml" || return 1
-  "$VENV/bin/kubernetes-validate" --quiet --strict -k "$K8S_SCHEMA_VERSION" "$out/chart.yaml"
+  "$HELM" template orderflow "$CHART" --namespace orderflow --include-crds "${SECURE[@]}" > "$out/chart-secure.yaml" || return 1
+  "$VENV/bin/kubernetes-validate" --quiet --strict -k "$K8S_SCHEMA_VERSION" "$out/chart.yaml" "$out/chart-secure.yaml"
 }
-strimzi_check() { "$PY" scripts/k8s/crd_check.py --crds "$STRIMZI_CRDS" deploy/*.yaml; }
+kafka_security() {  # render with each combination of kafka.tls / kafka.sasl and assert on the Deployments
+  local ok=0 b=orderflow-kafka-bootstrap.orderflow.svc
+  security_case "defaults: " --protocol NONE --bootstrap "$b:9092" || ok=1
+  security_case "TLS+SASL: " --protocol SASL_SSL --bootstrap "$b:9093" -- "${SECURE[@]}" || ok=1
+  security_case "TLS only: " --protocol SSL --bootstrap "$b:9093" -- --set kafka.tls.enabled=true || ok=1
+  security_case "SASL only: " --protocol SASL_PLAINTEXT --bootstrap "$b:9092" -- --set kafka.sasl.enabled=true || ok=1
+  security_case "TLS+SASL, own Secrets and cluster: " --protocol SASL_SSL --bootstrap kafka1-kafka-bootstrap.orderflow.svc:9093 \
+    --mechanism SCRAM-SHA-256 --username svc --password-secret kafka-login --password-key pw \
+    --ca-secret kafka-ca --ca-key ca.pem -- "${SECURE[@]}" --set kafka.clusterName=kafka1 \
+    --set kafka.sasl.mechanism=SCRAM-SHA-256 --set kafka.sasl.username=svc --set kafka.sasl.passwordSecret=kafka-login \
+    --set kafka.sasl.passwordKey=pw --set kafka.tls.caSecret=kafka-ca --set kafka.tls.caKey=ca.pem || ok=1
+  security_case "TLS+SASL, own bootstrap: " --protocol SASL_SSL --bootstrap broker-1.example.internal:9094 \
+    -- "${SECURE[@]}" --set kafka.bootstrap=broker-1.example.internal:9094 || ok=1
+  security_case "TLS+SASL, no controller: " --protocol SASL_SSL --bootstrap "$b:9093" --deployments 3 \
+    -- "${SECURE[@]}" --set controller.enabled=false || ok=1
+  return $ok
+}
+security_case() {  # security_case LABEL ASSERT_ARGS... -- HELM_ARGS...
+  local label=$1; shift
+  local a=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do a+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  "$HELM" template orderflow "$CHART" --namespace orderflow "$@" | "$PY" scripts/k8s/assert_kafka_security.py --label "$label" "${a[@]}"
+}
+strimzi_check() { "$PY" scripts/k8s/crd_check.py --crds "$STRIMZI_CRDS" --require-crd deploy/*.yaml deploy/secure/*.yaml; }
 shellcheck_scripts() { "$VENV/bin/shellcheck" -x scripts/k8s/*.sh; }
 dockerfile_check() { "$PY" scripts/k8s/dockerfile_check.py; }
+secure_check() { "$PY" scripts/k8s/secure_check.py; }
 samples_check() { "$PY" scripts/k8s/crd_check.py --crds "$CHART/crds" deploy/samples/*.yaml; }
 
 t_start=$SECONDS
@@ -64,7 +105,9 @@ step "yamllint (rendered chart)" lint_rendered
 step "shellcheck scripts/k8s" shellcheck_scripts
 step "Dockerfile (parse, stages, non-root user, binaries, build context)" dockerfile_check
 step "helm lint --strict" helm_lint
-step "kubernetes-validate --strict (chart, Kubernetes $K8S_SCHEMA_VERSION)" validate_k8s
+step "kubernetes-validate --strict (chart, Kubernetes $K8S_SCHEMA_VERSION; defaults and Kafka TLS+SASL)" validate_k8s
+step "chart: Kafka TLS/SASL settings of every Deployment (none by default; SASL_SSL, SSL, SASL_PLAINTEXT)" kafka_security
+step "deploy/secure/ consistent with deploy/kafka.yaml, the services and the chart's defaults" secure_check
 
 if [ -d "$STRIMZI_CRDS" ] && ls "$STRIMZI_CRDS"/*.yaml >/dev/null 2>&1; then
   step "Strimzi manifests vs CRDs in $STRIMZI_CRDS (unknown fields refused)" strimzi_check

@@ -13,8 +13,79 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .name }}
 {{- end }}
 
+{{/*
+KAFKA_BOOTSTRAP: kafka.bootstrap, else the Strimzi bootstrap Service of kafka.clusterName on the
+plain listener (9092) or, with kafka.tls.enabled, on the `tls` listener (9093).
+*/}}
 {{- define "orderflow.bootstrap" -}}
-{{- .Values.kafka.bootstrap | default (printf "%s-kafka-bootstrap.%s.svc:9092" .Values.kafka.clusterName .Release.Namespace) -}}
+{{- $port := ternary 9093 9092 .Values.kafka.tls.enabled -}}
+{{- .Values.kafka.bootstrap | default (printf "%s-kafka-bootstrap.%s.svc:%v" .Values.kafka.clusterName .Release.Namespace $port) -}}
+{{- end }}
+
+{{/* KAFKA_SECURITY_PROTOCOL for kafka.tls / kafka.sasl (librdkafka's security.protocol). */}}
+{{- define "orderflow.kafkaSecurityProtocol" -}}
+{{- $k := .Values.kafka -}}
+{{- if and $k.tls.enabled $k.sasl.enabled -}}SASL_SSL
+{{- else if $k.tls.enabled -}}SSL
+{{- else if $k.sasl.enabled -}}SASL_PLAINTEXT
+{{- else -}}PLAINTEXT
+{{- end -}}
+{{- end }}
+
+{{/* Where the Kafka CA certificate is mounted (the root filesystem is read-only). */}}
+{{- define "orderflow.kafkaCaDir" -}}/etc/orderflow/kafka-ca{{- end }}
+
+{{/*
+The Kafka security environment of every service container (a YAML list, empty when kafka.tls
+and kafka.sasl are off). The password only ever comes from a Secret.
+*/}}
+{{- define "orderflow.kafkaSecurityEnv" -}}
+{{- $k := .Values.kafka -}}
+{{- if or $k.tls.enabled $k.sasl.enabled }}
+- name: KAFKA_SECURITY_PROTOCOL
+  value: {{ include "orderflow.kafkaSecurityProtocol" . | quote }}
+{{- end }}
+{{- if $k.sasl.enabled }}
+- name: KAFKA_SASL_MECHANISM
+  value: {{ $k.sasl.mechanism | quote }}
+- name: KAFKA_SASL_USERNAME
+  value: {{ $k.sasl.username | quote }}
+- name: KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $k.sasl.passwordSecret | default $k.sasl.username | quote }}
+      key: {{ $k.sasl.passwordKey | quote }}
+{{- end }}
+{{- if $k.tls.enabled }}
+- name: KAFKA_SSL_CA_LOCATION
+  value: {{ printf "%s/%s" (include "orderflow.kafkaCaDir" .) $k.tls.caKey | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret the Kafka CA certificate is read from (kafka.tls.caSecret, else Strimzi's cluster CA). */}}
+{{- define "orderflow.kafkaCaSecret" -}}
+{{- .Values.kafka.tls.caSecret | default (printf "%s-cluster-ca-cert" .Values.kafka.clusterName) -}}
+{{- end }}
+
+{{/* Pod volumes for Kafka security: the CA certificate alone (one key of its Secret). Empty without TLS. */}}
+{{- define "orderflow.kafkaVolumes" -}}
+{{- if .Values.kafka.tls.enabled }}
+- name: kafka-ca
+  secret:
+    secretName: {{ include "orderflow.kafkaCaSecret" . | quote }}
+    items:
+      - key: {{ .Values.kafka.tls.caKey | quote }}
+        path: {{ .Values.kafka.tls.caKey | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Container volume mounts for Kafka security, read-only. Empty without TLS. */}}
+{{- define "orderflow.kafkaVolumeMounts" -}}
+{{- if .Values.kafka.tls.enabled }}
+- name: kafka-ca
+  mountPath: {{ include "orderflow.kafkaCaDir" . }}
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{/*
@@ -65,6 +136,10 @@ spec:
         seccompProfile:
           type: RuntimeDefault
       terminationGracePeriodSeconds: 30
+      {{- with (include "orderflow.kafkaVolumes" $root | trim) }}
+      volumes:
+        {{- . | nindent 8 }}
+      {{- end }}
       containers:
         - name: {{ .bin }}
           image: {{ printf "%s/%s:%s" $root.Values.image.prefix .bin $root.Values.image.tag | quote }}
@@ -82,12 +157,19 @@ spec:
               value: {{ $root.Values.logFormat | quote }}
             - name: RUST_LOG
               value: {{ $root.Values.rustLog | quote }}
+            {{- with (include "orderflow.kafkaSecurityEnv" $root | trim) }}
+            {{- . | nindent 12 }}
+            {{- end }}
             {{- with .env }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
             {{- with $root.Values.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
+          {{- with (include "orderflow.kafkaVolumeMounts" $root | trim) }}
+          volumeMounts:
+            {{- . | nindent 12 }}
+          {{- end }}
           startupProbe:
             httpGet: {path: /healthz, port: http}
             periodSeconds: 2
