@@ -79,7 +79,13 @@ impl KafkaConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap)
             .set("socket.keepalive.enable", "true")
-            .set("reconnect.backoff.max.ms", "2000");
+            .set("reconnect.backoff.max.ms", "2000")
+            // The largest response a client accepts. Kafka keeps a fetch response within
+            // fetch.max.bytes (50 MiB), so on Kafka this changes nothing. The local broker
+            // ignores fetch.max.bytes and answered a 1M-order replay with one 199 MB response,
+            // which librdkafka's default limit of 100 MB refused over and over: the consumer
+            // never got a record. 1 GiB lets it through.
+            .set("receive.message.max.bytes", "1073741824");
         for (k, v) in &self.extra {
             c.set(k, v);
         }
