@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from kafka import KafkaConsumer
 
-from common import Clock, die, report
+from common import Clock, polled, report
 
 
 def main():
@@ -26,30 +26,24 @@ def main():
         auto_offset_reset="earliest",
     )
     per_minute = defaultdict(lambda: [0, 0, 0])  # orders, failed, reserved
-    orders = reserved = failed = seen = idle = 0
-    while seen < a.count:
-        batch = consumer.poll(timeout_ms=1000, max_records=2000)
-        if not batch:
-            idle += 1
-            if idle > 60:
-                die(f"no records for 60 s after {seen}")
-            continue
-        idle = 0
-        for records in batch.values():
-            for r in records:
-                e = json.loads(r.value)
-                minute = e["ts"][:16] + ":00Z"
-                if e["type"] == "OrderPlaced":
-                    orders += 1
-                    per_minute[minute][0] += 1
-                elif e["type"] == "InventoryFailed":
-                    failed += 1
-                    per_minute[minute][1] += 1
-                elif e["type"] == "InventoryReserved":
-                    reserved += 1
-                    per_minute[minute][2] += 1
-                seen += 1
+    orders = reserved = failed = seen = 0
+    for records in polled(consumer, 2000, lambda: f"{seen} records"):
+        for r in records:
+            e = json.loads(r.value)
+            minute = e["ts"][:16] + ":00Z"
+            if e["type"] == "OrderPlaced":
+                orders += 1
+                per_minute[minute][0] += 1
+            elif e["type"] == "InventoryFailed":
+                failed += 1
+                per_minute[minute][1] += 1
+            elif e["type"] == "InventoryReserved":
+                reserved += 1
+                per_minute[minute][2] += 1
+            seen += 1
         consumer.commit()
+        if seen >= a.count:
+            break
     elapsed = clock.seconds()
     consumer.close()
     decided = reserved + failed

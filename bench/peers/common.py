@@ -43,6 +43,21 @@ class Clock:
         return time.perf_counter() - self.start
 
 
+def polled(consumer, max_records, progress):
+    """Yield the records of each poll, one list per poll; the peer dies after 60 s without a
+    record (progress() says how far it got)."""
+    idle = 0
+    while True:
+        batch = consumer.poll(timeout_ms=1000, max_records=max_records)
+        if not batch:
+            idle += 1
+            if idle > 60:
+                die(f"no records for 60 s after {progress()}")
+            continue
+        idle = 0
+        yield [r for records in batch.values() for r in records]
+
+
 def die(msg):
     print(f"peer: {msg}", file=sys.stderr)
     sys.exit(1)

@@ -6,7 +6,7 @@ import uuid
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from common import ITEMS, STOCK_PER_ITEM, Clock, die, now_iso, report
+from common import ITEMS, STOCK_PER_ITEM, Clock, now_iso, polled, report
 
 
 def main():
@@ -29,38 +29,31 @@ def main():
     stock = {item: STOCK_PER_ITEM for item in ITEMS}
     seen = set()
     decided = 0
-    idle = 0
-    while decided < a.count:
-        batch = consumer.poll(timeout_ms=1000, max_records=500)
-        if not batch:
-            idle += 1
-            if idle > 60:
-                die(f"no orders for 60 s after {decided} decisions")
-            continue
-        idle = 0
-        for records in batch.values():
-            for r in records:
-                order = json.loads(r.value)
-                if order["order_id"] in seen:
-                    continue
-                seen.add(order["order_id"])
-                item, qty = order["item"], order["qty"]
-                ok = stock.get(item, 0) >= qty
-                if ok:
-                    stock[item] -= qty
-                decision = dict(order)
-                decision.update(
-                    type="InventoryReserved" if ok else "InventoryFailed",
-                    event_id=str(uuid.uuid4()),
-                    status="reserved" if ok else "failed",
-                    decided_at=now_iso(),
-                )
-                if not ok:
-                    decision["reason"] = "insufficient stock"
-                producer.send(a.output, key=item, value=json.dumps(decision).encode())
-                decided += 1
+    for records in polled(consumer, 500, lambda: f"{decided} decisions"):
+        for r in records:
+            order = json.loads(r.value)
+            if order["order_id"] in seen:
+                continue
+            seen.add(order["order_id"])
+            item, qty = order["item"], order["qty"]
+            ok = stock.get(item, 0) >= qty
+            if ok:
+                stock[item] -= qty
+            decision = dict(order)
+            decision.update(
+                type="InventoryReserved" if ok else "InventoryFailed",
+                event_id=str(uuid.uuid4()),
+                status="reserved" if ok else "failed",
+                decided_at=now_iso(),
+            )
+            if not ok:
+                decision["reason"] = "insufficient stock"
+            producer.send(a.output, key=item, value=json.dumps(decision).encode())
+            decided += 1
         producer.flush()
         consumer.commit()
+        if decided >= a.count:
+            break
     elapsed = clock.seconds()
     consumer.close()
     producer.close()

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use orderflow_events::{
-    encode, Event, OrderPlaced, DEFAULT_ITEMS, GROUP_ANALYTICS, GROUP_INVENTORY,
-    TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
+    encode, Event, OrderPlaced, DEFAULT_ITEMS, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS,
+    TOPIC_ORDERS,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -329,23 +329,9 @@ async fn one_run(
 
     // P3 replay: analytics from earliest over orders + inventory-events (2N records)
     let bb = b.clone();
-    let reset = tokio::task::spawn_blocking(move || {
-        orderflowctl(
-            &bb,
-            &[
-                "reset",
-                "--group",
-                GROUP_ANALYTICS,
-                "--topic",
-                TOPIC_ORDERS,
-                "--topic",
-                TOPIC_INVENTORY_EVENTS,
-                "--to",
-                "earliest",
-            ],
-        )
-    })
-    .await??;
+    let reset =
+        tokio::task::spawn_blocking(move || orderflowctl(&bb, &crate::scenario::REPLAY_RESET_ARGS))
+            .await??;
     ensure!(reset.0 == 0, "orderflowctl reset: {}", reset.2);
     let t = Instant::now();
     let analytics = Service::start(ServiceKind::Analytics, &b, &[], &logs).await?;
@@ -422,6 +408,10 @@ async fn kcat_consume(
             "beginning",
             "-e",
             "-q",
+            // the same limit as orderflow's clients (runtime::kafka): the local broker ignores
+            // fetch.max.bytes and sends a whole backlog in one response
+            "-X",
+            "receive.message.max.bytes=1073741824",
         ]);
         let mut child = killable(&cmd)
             .stdout(Stdio::piped())

@@ -15,6 +15,18 @@ use crate::chart::{line_chart, Series};
 use crate::procs::{get_json, orderflowctl, Broker, Service, ServiceKind};
 use crate::wait;
 
+/// `orderflowctl` arguments of the lab's replay: the analytics group on both topics, to earliest.
+pub const REPLAY_RESET_ARGS: [&str; 9] = [
+    "reset",
+    "--group",
+    GROUP_ANALYTICS,
+    "--topic",
+    TOPIC_ORDERS,
+    "--topic",
+    TOPIC_INVENTORY_EVENTS,
+    "--to",
+    "earliest",
+];
 /// The fields of `/api/metrics` that depend only on the data, so a replay must reproduce them.
 pub const DATA_FIELDS: [&str; 5] = [
     "orders_total",
@@ -271,18 +283,8 @@ pub async fn run_on(opts: &Options, broker: &Broker) -> anyhow::Result<Report> {
         opts,
         "==> [3/4] replay: orderflowctl reset --group analytics --to earliest"
     );
-    let reset_args = [
-        "reset",
-        "--group",
-        GROUP_ANALYTICS,
-        "--topic",
-        TOPIC_ORDERS,
-        "--topic",
-        TOPIC_INVENTORY_EVENTS,
-        "--to",
-        "earliest",
-        "--json",
-    ];
+    let [a0, a1, a2, a3, a4, a5, a6, a7, a8] = REPLAY_RESET_ARGS;
+    let reset_args = [a0, a1, a2, a3, a4, a5, a6, a7, a8, "--json"];
     let bootstrap = broker.bootstrap.clone();
     let (code, _, stderr) = blocking(move || orderflowctl(&bootstrap, &reset_args)).await?;
     if code != 2 {
