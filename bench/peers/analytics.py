@@ -1,13 +1,18 @@
 """P3 peer: consume orders and inventory events from the beginning and compute the totals,
 failure rate and per-minute counts (event time), committing as it goes. Exits after COUNT
-records."""
+records.
+
+confluent-kafka here, not kafka-python: the local broker ignores fetch.max.bytes and answers
+the replay's first fetch with every record of both topics in one response (hundreds of MB for
+1M orders), which kafka-python did not get through within a minute. receive.message.max.bytes
+is raised as in orderflow's own clients."""
 import argparse
 import json
 from collections import defaultdict
 
-from kafka import KafkaConsumer
+from confluent_kafka import Consumer
 
-from common import Clock, polled, report
+from common import Clock, die, polled, report
 
 
 def main():
@@ -18,18 +23,29 @@ def main():
     ap.add_argument("topics", nargs="+")
     a = ap.parse_args()
     clock = Clock()
-    consumer = KafkaConsumer(
-        *a.topics,
-        bootstrap_servers=a.bootstrap,
-        group_id=a.group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
+    consumer = Consumer(
+        {
+            "bootstrap.servers": a.bootstrap,
+            "group.id": a.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "receive.message.max.bytes": 1073741824,
+        }
     )
+    consumer.subscribe(a.topics)
+
+    def fetch():
+        msgs = consumer.consume(num_messages=2000, timeout=1.0)
+        for m in msgs:
+            if m.error():
+                die(f"consume error: {m.error()}")
+        return msgs
+
     per_minute = defaultdict(lambda: [0, 0, 0])  # orders, failed, reserved
     orders = reserved = failed = seen = 0
-    for records in polled(consumer, 2000, lambda: f"{seen} records"):
+    for records in polled(fetch, lambda: f"{seen} records"):
         for r in records:
-            e = json.loads(r.value)
+            e = json.loads(r.value())
             minute = e["ts"][:16] + ":00Z"
             if e["type"] == "OrderPlaced":
                 orders += 1
@@ -41,7 +57,7 @@ def main():
                 reserved += 1
                 per_minute[minute][2] += 1
             seen += 1
-        consumer.commit()
+        consumer.commit(asynchronous=False)
         if seen >= a.count:
             break
     elapsed = clock.seconds()

@@ -43,19 +43,30 @@ class Clock:
         return time.perf_counter() - self.start
 
 
-def polled(consumer, max_records, progress):
-    """Yield the records of each poll, one list per poll; the peer dies after 60 s without a
-    record (progress() says how far it got)."""
+IDLE_LIMIT_S = 60
+
+
+def polled(fetch, progress):
+    """Yield the non-empty results of fetch() (a list of records, waiting up to about 1 s);
+    the peer dies after IDLE_LIMIT_S seconds without a record (progress() says how far it
+    got)."""
     idle = 0
     while True:
-        batch = consumer.poll(timeout_ms=1000, max_records=max_records)
-        if not batch:
+        records = fetch()
+        if not records:
             idle += 1
-            if idle > 60:
-                die(f"no records for 60 s after {progress()}")
+            if idle > IDLE_LIMIT_S:
+                die(f"no records for {IDLE_LIMIT_S} s after {progress()}")
             continue
         idle = 0
-        yield [r for records in batch.values() for r in records]
+        yield records
+
+
+def kafka_python_fetch(consumer, max_records):
+    """fetch() for polled(): one kafka-python poll, its records in one list."""
+    return lambda: [
+        r for rs in consumer.poll(timeout_ms=1000, max_records=max_records).values() for r in rs
+    ]
 
 
 def die(msg):

@@ -6,7 +6,7 @@ import uuid
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from common import ITEMS, STOCK_PER_ITEM, Clock, now_iso, polled, report
+from common import ITEMS, STOCK_PER_ITEM, Clock, kafka_python_fetch, now_iso, polled, report
 
 
 def main():
@@ -29,7 +29,7 @@ def main():
     stock = {item: STOCK_PER_ITEM for item in ITEMS}
     seen = set()
     decided = 0
-    for records in polled(consumer, 500, lambda: f"{decided} decisions"):
+    for records in polled(kafka_python_fetch(consumer, 500), lambda: f"{decided} decisions"):
         for r in records:
             order = json.loads(r.value)
             if order["order_id"] in seen:

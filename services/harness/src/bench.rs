@@ -350,9 +350,9 @@ async fn one_run(
     );
     push(s, "P5", "analytics-service", peak_rss_mib(analytics.pid()));
     analytics.stop(Duration::from_secs(20)).await?;
-    push(s, "P3", "orderflow", secs);
+    report_secs(s, "P3", "orderflow", 2 * n, secs);
     let secs = kcat_consume(tools, &b, &[TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS], 2 * n).await?;
-    push(s, "P3", "kcat", secs);
+    report_secs(s, "P3", "kcat", 2 * n, secs);
     let (secs, out) = timed(
         python(tools, "analytics.py")
             .args([
@@ -371,7 +371,7 @@ async fn one_run(
         out.contains(&format!("\"orders_total\": {n}")),
         "analytics.py: {out}"
     );
-    push(s, "P3", "python", secs);
+    report_secs(s, "P3", "python", 2 * n, secs);
 
     // P4 HTTP
     let order = Service::start(ServiceKind::Order, &b, &[], &logs).await?;
@@ -446,6 +446,13 @@ async fn kcat_consume(
         "    kcat -C {topics:?}: {total} records in {secs:.2} s"
     ));
     Ok(secs)
+}
+
+fn report_secs(s: &mut Samples, id: &str, subject: &str, records: u64, secs: f64) {
+    say(&format!(
+        "    {id} {subject:<10} {records} records in {secs:.2} s"
+    ));
+    push(s, id, subject, secs);
 }
 
 fn report_rate(s: &mut Samples, id: &str, subject: &str, n: u64, secs: f64) {
