@@ -194,9 +194,10 @@ pub async fn run(
     commit_every: Duration,
 ) -> Result<(), AnalyticsError> {
     health.set_not_ready("connecting to Kafka");
-    // Locally the topics are created here; under Strimzi they exist already.
-    if let Err(e) = orderflow_runtime::topics::ensure_topics(&kafka).await {
-        tracing::warn!(error = %e, "could not ensure topics (they may be managed elsewhere)");
+    // Waits for Kafka as long as it takes; locally the topics are created then (under
+    // Strimzi they exist already).
+    if !orderflow_runtime::topics::connect(&kafka, &health, &token).await? {
+        return Ok(());
     }
     let timeout = Duration::from_secs(10);
     let k = kafka.clone();

@@ -270,9 +270,10 @@ pub async fn run(
     token: CancellationToken,
 ) -> Result<(), InventoryError> {
     health.set_not_ready("connecting to Kafka");
-    // Locally the topics are created here; under Strimzi they exist already.
-    if let Err(e) = topics::ensure_topics(&kafka).await {
-        tracing::warn!(error = %e, "could not ensure topics (they may be managed elsewhere)");
+    // Waits for Kafka as long as it takes; locally the topics are created then (under
+    // Strimzi they exist already).
+    if !topics::connect(&kafka, &health, &token).await? {
+        return Ok(());
     }
     check_partitions(&kafka).await?;
 
