@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use orderflow_events::{decode, GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
-use orderflow_runtime::dlq::Dlq;
+use orderflow_events::{decode_on, GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
+use orderflow_runtime::dlq::{Dlq, Rejected};
 use orderflow_runtime::{Health, KafkaConfig};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -103,8 +103,9 @@ fn plan(kafka: &KafkaConfig, timeout: Duration) -> Result<Plan, AnalyticsError> 
     Ok(p)
 }
 
-/// Read `[from, to)` of every span into `state`. Records that do not decode were sent to
-/// the DLQ by the run that first read them; here they are only stepped over.
+/// Read `[from, to)` of every span into `state`. Records that do not decode were handled
+/// (sent to the DLQ or skipped) by the run that first read them; here they are only
+/// stepped over.
 fn rebuild(
     kafka: &KafkaConfig,
     spans: &[(String, i32, i64, i64)],
@@ -137,9 +138,9 @@ fn rebuild(
                 let key = (m.topic().to_string(), m.partition());
                 let end = ends.get(&key).copied().unwrap_or(0);
                 if m.offset() < end {
-                    match m.payload().map(decode) {
-                        Some(Ok(e)) => state.apply(m.topic(), m.partition(), m.offset(), &e),
-                        _ => state.advance(m.topic(), m.partition(), m.offset()),
+                    match decode_on(m.topic(), m.payload().unwrap_or_default()) {
+                        Ok(e) => state.apply(m.topic(), m.partition(), m.offset(), &e),
+                        Err(_) => state.advance(m.topic(), m.partition(), m.offset()),
                     }
                     n += 1;
                 }
@@ -193,9 +194,10 @@ pub async fn run(
     commit_every: Duration,
 ) -> Result<(), AnalyticsError> {
     health.set_not_ready("connecting to Kafka");
-    // Locally the topics are created here; under Strimzi they exist already.
-    if let Err(e) = orderflow_runtime::topics::ensure_topics(&kafka).await {
-        tracing::warn!(error = %e, "could not ensure topics (they may be managed elsewhere)");
+    // Waits for Kafka as long as it takes; locally the topics are created then (under
+    // Strimzi they exist already).
+    if !orderflow_runtime::topics::connect(&kafka, &health, &token).await? {
+        return Ok(());
     }
     let timeout = Duration::from_secs(10);
     let k = kafka.clone();
@@ -302,7 +304,7 @@ async fn handle(m: &BorrowedMessage<'_>, shared: &Shared, dlq: &Dlq, metrics: &A
         // Redelivered after a rebalance: already counted.
         return;
     }
-    match decode(m.payload().unwrap_or_default()) {
+    match decode_on(m.topic(), m.payload().unwrap_or_default()) {
         Ok(event) => {
             if let Ok(mut s) = shared.state.write() {
                 s.apply(m.topic(), m.partition(), m.offset(), &event);
@@ -310,9 +312,12 @@ async fn handle(m: &BorrowedMessage<'_>, shared: &Shared, dlq: &Dlq, metrics: &A
             }
         }
         Err(err) => {
-            dlq.send(m, &err).await;
-            if let Ok(mut i) = shared.info.write() {
-                i.dlq_total += 1;
+            // A bad order is reported by inventory (it decides orders); analytics reports
+            // the bad records of inventory-events, and steps over both.
+            if dlq.reject(m, &err).await == Rejected::Sent {
+                if let Ok(mut i) = shared.info.write() {
+                    i.dlq_total += 1;
+                }
             }
             if let Ok(mut s) = shared.state.write() {
                 s.advance(m.topic(), m.partition(), m.offset());

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use analytics_service::{api, consumer, metrics::AnalyticsMetrics};
 use anyhow::Context;
+use orderflow_events::GROUP_ANALYTICS;
 use orderflow_runtime::dlq::Dlq;
 use orderflow_runtime::{config, shutdown, supervise, telemetry, Health, KafkaConfig, OpsServer};
 use prometheus_client::registry::Registry;
@@ -32,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
         .producer("analytics-service")
         .create()
         .context("creating the DLQ producer")?;
-    let dlq = Dlq::new(producer, &mut registry);
+    let dlq = Dlq::new(producer, GROUP_ANALYTICS, &mut registry);
     let worker = consumer::run(
         kafka,
         shared.clone(),

@@ -2,7 +2,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::model::{DecisionStatus, Event, InventoryDecision, OrderPlaced};
-use crate::SCHEMA_VERSION;
+use crate::{SCHEMA_VERSION, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 
 /// Why a record could not be turned into an [`Event`]. The `Display` text is what goes
 /// into the DLQ reason header; [`DecodeError::kind`] is a stable label for metrics.
@@ -87,17 +87,45 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     Ok(event)
 }
 
+/// Deserialize the fields, keeping the path of the field an error is about, so that the
+/// reason names it (`` `qty`: invalid type: string "2", expected u32 ``), not only the type.
 fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, DecodeError> {
-    serde_json::from_value(v).map_err(|e| {
-        let msg = e.to_string();
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.into_inner().to_string();
         if let Some(rest) = msg.strip_prefix("missing field `") {
             DecodeError::MissingField(rest.trim_end_matches('`').to_string())
         } else if msg.starts_with("unknown field") {
             DecodeError::Invalid(msg)
-        } else {
+        } else if path.is_empty() || path == "." {
             DecodeError::WrongType(msg)
+        } else {
+            DecodeError::WrongType(format!("`{path}`: {msg}"))
         }
     })
+}
+
+/// [`decode`] a record read from `topic`, also refusing an event whose type does not belong
+/// there (an `InventoryReserved` on `orders`, an `OrderPlaced` on `inventory-events`): a
+/// consumer must not count or decide a record the contract puts on another topic.
+pub fn decode_on(topic: &str, bytes: &[u8]) -> Result<Event, DecodeError> {
+    let event = decode(bytes)?;
+    let fits = match topic {
+        TOPIC_ORDERS => matches!(event, Event::OrderPlaced(_)),
+        TOPIC_INVENTORY_EVENTS => matches!(
+            event,
+            Event::InventoryReserved(_) | Event::InventoryFailed(_)
+        ),
+        _ => true,
+    };
+    if fits {
+        Ok(event)
+    } else {
+        Err(DecodeError::Invalid(format!(
+            "{} does not belong on topic {topic}",
+            event.type_name()
+        )))
+    }
 }
 
 fn validate(event: &Event) -> Result<(), DecodeError> {
@@ -247,6 +275,34 @@ mod tests {
                 "{field}={bad}"
             );
         }
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let mut v = order_json();
+        v["qty"] = json!("2");
+        let err = decode_value(v).unwrap_err();
+        assert_eq!(err.kind(), "wrong_type");
+        assert!(err.to_string().contains("`qty`"), "{err}");
+        let mut v = order_json();
+        v["ts"] = json!("yesterday");
+        assert!(decode_value(v).unwrap_err().to_string().contains("`ts`"));
+    }
+
+    #[test]
+    fn events_must_fit_their_topic() {
+        let o = encode(&Event::OrderPlaced(order()));
+        let d = encode(&order().decide(None, Utc::now()).into_event());
+        assert!(decode_on(TOPIC_ORDERS, &o).is_ok());
+        assert!(decode_on(TOPIC_INVENTORY_EVENTS, &d).is_ok());
+        let err = decode_on(TOPIC_INVENTORY_EVENTS, &o).unwrap_err();
+        assert_eq!(err.kind(), "invalid");
+        assert!(err.to_string().contains("inventory-events"), "{err}");
+        assert_eq!(decode_on(TOPIC_ORDERS, &d).unwrap_err().kind(), "invalid");
+        assert_eq!(
+            decode_on(TOPIC_ORDERS, b"[]").unwrap_err(),
+            DecodeError::NotAnObject
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@
 mod codec;
 mod model;
 
-pub use codec::{decode, encode, DecodeError};
+pub use codec::{decode, decode_on, encode, DecodeError};
 pub use model::{DecisionStatus, Event, InventoryDecision, OrderPlaced};
 
 /// Topic of `OrderPlaced` events.
@@ -55,6 +55,19 @@ pub const HEADER_DLQ_PARTITION: &str = "orderflow.dlq.partition";
 /// DLQ header: offset of the rejected record.
 pub const HEADER_DLQ_OFFSET: &str = "orderflow.dlq.offset";
 
+/// The consumer group that reports a bad record of `topic` to [`TOPIC_DLQ`]: one DLQ entry
+/// per bad record, although both groups read `orders` (and inventory-service reads
+/// `inventory-events` too, to rebuild its ledger). The group that acts on a topic's records
+/// reports them: `inventory` decides orders, `analytics` is the consumer of
+/// `inventory-events`. Any other reader steps over the record, logs it and counts it.
+pub fn dlq_group(topic: &str) -> Option<&'static str> {
+    match topic {
+        TOPIC_ORDERS => Some(GROUP_INVENTORY),
+        TOPIC_INVENTORY_EVENTS => Some(GROUP_ANALYTICS),
+        _ => None,
+    }
+}
+
 /// The record key of any event about `item` (see the module docs for why it is the item).
 pub fn record_key(item: &str) -> &[u8] {
     item.as_bytes()
@@ -74,3 +87,15 @@ pub const DEFAULT_ITEMS: [&str; 8] = [
 ];
 /// Default initial stock of each item in [`DEFAULT_ITEMS`].
 pub const DEFAULT_STOCK_PER_ITEM: u64 = 2000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_topic_has_one_dlq_reporter() {
+        assert_eq!(dlq_group(TOPIC_ORDERS), Some(GROUP_INVENTORY));
+        assert_eq!(dlq_group(TOPIC_INVENTORY_EVENTS), Some(GROUP_ANALYTICS));
+        assert_eq!(dlq_group(TOPIC_DLQ), None);
+    }
+}

@@ -120,7 +120,7 @@ mod tests {
             partition: 0,
             offset: 0,
             event: Some(e),
-            raw: vec![],
+            ..Default::default()
         }
     }
 

@@ -16,6 +16,11 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A scratch directory for integration test `name` (unique per test process).
+pub fn test_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("orderflow-test-{name}-{}", std::process::id()))
+}
+
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -76,11 +81,16 @@ impl Broker {
         }
     }
 
-    /// Start a fresh local broker (data under `state_dir`, wiped first).
+    /// Start a fresh local broker (data under `state_dir`, wiped first) on a free port.
     pub fn start_local(state_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_local_on(state_dir, free_port()?)
+    }
+
+    /// Start a fresh local broker (data under `state_dir`, wiped first) on 127.0.0.1:`port`,
+    /// e.g. where services were already told to look for it.
+    pub fn start_local_on(state_dir: &Path, port: u16) -> anyhow::Result<Self> {
         let _ = std::fs::remove_dir_all(state_dir);
         std::fs::create_dir_all(state_dir)?;
-        let port = free_port()?;
         let broker = Self {
             bootstrap: format!("127.0.0.1:{port}"),
             state_dir: Some(state_dir.to_path_buf()),
@@ -175,6 +185,28 @@ pub async fn get_json(base_url: &str, path: &str) -> anyhow::Result<serde_json::
     Ok(body)
 }
 
+/// The sum of the samples of metric `name` in Prometheus/OpenMetrics `text` whose labels
+/// include all of `labels` (0 when there are none).
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (label_text, value) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            let has_all = labels
+                .iter()
+                .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")));
+            if !has_all {
+                return None;
+            }
+            value.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .sum()
+}
+
 /// orderflow's service binaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceKind {
@@ -236,6 +268,30 @@ impl Service {
         env: &[(&str, String)],
         log: PathBuf,
     ) -> anyhow::Result<Self> {
+        let mut svc = Self::spawn_logged(kind, bootstrap, env, log)?;
+        svc.wait_ready(Duration::from_secs(60)).await?;
+        Ok(svc)
+    }
+
+    /// Start `kind` like [`Service::start`] but do not wait for `/readyz` (e.g. while its
+    /// Kafka is unreachable on purpose).
+    pub fn spawn(
+        kind: ServiceKind,
+        bootstrap: &str,
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(log_dir)?;
+        let log = log_dir.join(format!("{}.log", kind.binary()));
+        Self::spawn_logged(kind, bootstrap, env, log)
+    }
+
+    fn spawn_logged(
+        kind: ServiceKind,
+        bootstrap: &str,
+        env: &[(&str, String)],
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
         let bin = bin_dir()?.join(kind.binary());
         if !bin.exists() {
             bail!(
@@ -261,18 +317,28 @@ impl Service {
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let mut svc = Self {
+        Ok(Self {
             kind,
             url: format!("http://127.0.0.1:{port}"),
             child,
             log,
-        };
-        svc.wait_ready(Duration::from_secs(60)).await?;
-        Ok(svc)
+        })
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Fail if the process has exited (with its status and where its log is).
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "{} exited ({status}); see {}",
+                self.kind.binary(),
+                self.log.display()
+            );
+        }
+        Ok(())
     }
 
     /// Wait until `/readyz` answers 200 (fails early if the process exited).
@@ -343,6 +409,26 @@ impl Service {
         get_json(&self.url, path).await
     }
 
+    /// GET `path`, returning status and body text whatever the status.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.text().await?))
+    }
+
+    /// The sum of the `/metrics` samples of `name` carrying all of `labels` (0 when none).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> anyhow::Result<f64> {
+        let (status, text) = self.get("/metrics").await?;
+        if status != 200 {
+            bail!("GET {}/metrics: {status}: {text}", self.url);
+        }
+        Ok(metric_sum(&text, name, labels))
+    }
+
     /// POST a JSON document, returning status and body.
     pub async fn post_json(
         &self,
@@ -365,5 +451,24 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_sum_matches_name_and_labels() {
+        let text = "# HELP orderflow_dlq_records Records sent\n\
+                    orderflow_dlq_records_total{reason=\"not_json\"} 2\n\
+                    orderflow_dlq_records_total{reason=\"wrong_type\"} 1\n\
+                    orderflow_dlq_records_total_other 9\n\
+                    orderflow_up 1\n";
+        let name = "orderflow_dlq_records_total";
+        assert_eq!(metric_sum(text, name, &[]), 3.0);
+        assert_eq!(metric_sum(text, name, &[("reason", "not_json")]), 2.0);
+        assert_eq!(metric_sum(text, name, &[("reason", "missing_field")]), 0.0);
+        assert_eq!(metric_sum(text, "orderflow_up", &[]), 1.0);
     }
 }

@@ -1,21 +1,33 @@
 //! Reading a topic back from the beginning up to its current end, for assertions.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use orderflow_events::{decode, Event};
+use orderflow_events::{decode_on, Event};
 use orderflow_runtime::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 /// One record as read back.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Record {
     pub partition: i32,
     pub offset: i64,
+    /// The event, if the record is a valid one for its topic (as the services decode it).
     pub event: Option<Event>,
     pub raw: Vec<u8>,
+    pub key: Option<Vec<u8>>,
+    /// Header name -> value (as UTF-8, lossy; e.g. the DLQ's reason and origin).
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Record {
+    /// The value of header `name`, if the record has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
 }
 
 /// Every record of `topic` from the earliest offset to the high watermarks as of now.
@@ -60,11 +72,24 @@ pub fn read_all(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Vec<Record>>
             .unwrap_or(0);
         if m.offset() < end {
             let raw = m.payload().unwrap_or_default().to_vec();
+            let headers = m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| {
+                            let v = String::from_utf8_lossy(h.value.unwrap_or_default());
+                            (h.key.to_string(), v.into_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             out.push(Record {
                 partition: m.partition(),
                 offset: m.offset(),
-                event: decode(&raw).ok(),
+                event: decode_on(topic, &raw).ok(),
                 raw,
+                key: m.key().map(<[u8]>::to_vec),
+                headers,
             });
         }
         if m.offset() + 1 >= end {

@@ -8,16 +8,13 @@ use orderflow_events::{
     DEFAULT_ITEMS, DEFAULT_STOCK_PER_ITEM, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
 };
 use orderflow_harness::oracle::{expected_metrics, inventory_violations};
+use orderflow_harness::procs::test_dir;
 use orderflow_harness::scenario::{self, Options};
 use orderflow_harness::{topics, Broker};
 
-fn out_dir(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("orderflow-test-{name}-{}", std::process::id()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_orders_lag_and_identical_replay() -> anyhow::Result<()> {
-    let dir = out_dir("pipeline");
+    let dir = test_dir("pipeline");
     let broker = Broker::start_local(&dir.join("broker"))?;
     let opts = Options {
         orders: 10_000,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use orderflow_events::{DEFAULT_ITEMS, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_harness::oracle::{expected_metrics, inventory_violations};
+use orderflow_harness::procs::test_dir;
 use orderflow_harness::scenario::{analytics_caught_up, data_view, lag_of};
 use orderflow_harness::{topics, wait, Broker, Service, ServiceKind};
 use orderflow_runtime::KafkaConfig;
@@ -16,9 +17,6 @@ use serde_json::json;
 // after session.timeout.ms (10 s) and rebalance; the local test broker never expires it and
 // the group would wait forever, so these tests use the static membership a production
 // restart should use anyway.
-fn out_dir(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("orderflow-test-{name}-{}", std::process::id()))
-}
 
 /// Records on `topic` so far (sum of high watermarks).
 async fn end_offsets(kafka: &KafkaConfig, topics: &'static [&'static str]) -> i64 {
@@ -45,7 +43,7 @@ async fn inventory_drained(kafka: &KafkaConfig) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn inventory_killed_mid_stream_decides_each_order_once_without_oversell() -> anyhow::Result<()>
 {
-    let dir = out_dir("inventory-restart");
+    let dir = test_dir("inventory-restart");
     let broker = Broker::start_local(&dir.join("broker"))?;
     let kafka = broker.kafka();
     let logs = dir.join("logs");
@@ -127,7 +125,7 @@ async fn inventory_killed_mid_stream_decides_each_order_once_without_oversell() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn analytics_killed_mid_stream_ends_with_the_uninterrupted_totals() -> anyhow::Result<()> {
-    let dir = out_dir("analytics-restart");
+    let dir = test_dir("analytics-restart");
     let broker = Broker::start_local(&dir.join("broker"))?;
     let kafka = broker.kafka();
     let logs = dir.join("logs");

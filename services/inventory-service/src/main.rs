@@ -20,6 +20,7 @@ use anyhow::Context;
 use inventory_service::config::Settings;
 use inventory_service::metrics::InventoryMetrics;
 use inventory_service::{api, worker};
+use orderflow_events::GROUP_INVENTORY;
 use orderflow_runtime::dlq::Dlq;
 use orderflow_runtime::{config, shutdown, supervise, telemetry, Health, KafkaConfig, OpsServer};
 use prometheus_client::registry::Registry;
@@ -50,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
         .create()
         .context("creating the Kafka producer")?;
     let sinks = worker::Sinks {
-        dlq: Dlq::new(producer.clone(), &mut registry),
+        dlq: Dlq::new(producer.clone(), GROUP_INVENTORY, &mut registry),
         producer,
     };
     let app = api::router(Arc::new(settings.stock.clone()), ledgers.clone());

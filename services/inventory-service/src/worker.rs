@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::future::join_all;
 use orderflow_events::{
-    decision_partition, decode, encode, record_key, DecisionStatus, DecodeError, Event,
+    decision_partition, decode_on, encode, record_key, DecisionStatus, DecodeError, Event,
     InventoryDecision, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
 };
 use orderflow_runtime::dlq::Dlq;
@@ -40,7 +40,7 @@ use orderflow_runtime::{kafka, topics, Health, KafkaConfig};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
@@ -172,12 +172,15 @@ impl ConsumerContext for InventoryContext {
 }
 
 /// Feed every decision recorded on `inventory-events` partition `p`, from the beginning up
-/// to the high watermark as of now, to `apply`. Returns how many records were read.
+/// to the high watermark as of now, to `apply`, and every record that is not a valid
+/// decision to `bad` (the rebuild steps over it: analytics, the consumer of
+/// `inventory-events`, reports it to the DLQ). Returns how many records were read.
 pub fn read_changelog(
     kafka: &KafkaConfig,
     p: i32,
     timeout: Duration,
     mut apply: impl FnMut(&InventoryDecision),
+    mut bad: impl FnMut(&BorrowedMessage<'_>, &DecodeError),
 ) -> Result<u64, InventoryError> {
     let reader: BaseConsumer = kafka.reader("inventory-rebuild").create()?;
     let (low, high) = reader.fetch_watermarks(TOPIC_INVENTORY_EVENTS, p, timeout)?;
@@ -195,14 +198,18 @@ pub fn read_changelog(
                 last = Instant::now();
                 if m.offset() < high {
                     read += 1;
-                    match m.payload().map(decode) {
-                        Some(Ok(Event::InventoryReserved(d)))
-                        | Some(Ok(Event::InventoryFailed(d))) => apply(&d),
-                        _ => tracing::warn!(
-                            partition = p,
-                            offset = m.offset(),
-                            "undecodable record in inventory-events skipped"
+                    match decode_on(TOPIC_INVENTORY_EVENTS, m.payload().unwrap_or_default()) {
+                        Ok(Event::InventoryReserved(d)) | Ok(Event::InventoryFailed(d)) => {
+                            apply(&d)
+                        }
+                        Ok(other) => bad(
+                            &m,
+                            &DecodeError::Invalid(format!(
+                                "{} on topic {TOPIC_INVENTORY_EVENTS}",
+                                other.type_name()
+                            )),
                         ),
+                        Err(e) => bad(&m, &e),
                     }
                 }
                 if m.offset() + 1 >= high {
@@ -221,12 +228,23 @@ pub fn read_changelog(
     }
 }
 
-async fn rebuild(kafka: &KafkaConfig, p: i32) -> Result<PartitionLedger, InventoryError> {
+async fn rebuild(
+    kafka: &KafkaConfig,
+    p: i32,
+    dlq: &Dlq,
+) -> Result<PartitionLedger, InventoryError> {
     let k = kafka.clone();
+    let dlq = dlq.clone();
     let started = Instant::now();
     let (ledger, records) = tokio::task::spawn_blocking(move || {
         let mut ledger = PartitionLedger::default();
-        let records = read_changelog(&k, p, Duration::from_secs(30), |d| ledger.record(d))?;
+        let records = read_changelog(
+            &k,
+            p,
+            Duration::from_secs(30),
+            |d| ledger.record(d),
+            |m, e| dlq.skip(m, e),
+        )?;
         Ok::<_, InventoryError>((ledger, records))
     })
     .await
@@ -252,9 +270,10 @@ pub async fn run(
     token: CancellationToken,
 ) -> Result<(), InventoryError> {
     health.set_not_ready("connecting to Kafka");
-    // Locally the topics are created here; under Strimzi they exist already.
-    if let Err(e) = topics::ensure_topics(&kafka).await {
-        tracing::warn!(error = %e, "could not ensure topics (they may be managed elsewhere)");
+    // Waits for Kafka as long as it takes; locally the topics are created then (under
+    // Strimzi they exist already).
+    if !topics::connect(&kafka, &health, &token).await? {
+        return Ok(());
     }
     check_partitions(&kafka).await?;
 
@@ -289,7 +308,7 @@ pub async fn run(
         let first = match first {
             None => {
                 // Idle: rebuild what was just assigned, so /readyz and /stock are current.
-                if let Err(e) = sync_ledgers(&kafka, &shared, &ledgers, &[]).await {
+                if let Err(e) = sync_ledgers(&kafka, &shared, &ledgers, &[], &sinks.dlq).await {
                     break Err(e);
                 }
                 metrics.set_stock(&settings.stock, &ledgers);
@@ -319,7 +338,7 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        if let Err(e) = sync_ledgers(&kafka, &shared, &ledgers, &batch).await {
+        if let Err(e) = sync_ledgers(&kafka, &shared, &ledgers, &batch, &sinks.dlq).await {
             break Err(e);
         }
         shared.publish(&health);
@@ -444,6 +463,7 @@ async fn sync_ledgers(
     shared: &Shared,
     ledgers: &Ledgers,
     batch: &[OwnedMessage],
+    dlq: &Dlq,
 ) -> Result<(), InventoryError> {
     let (assigned, stale) = match shared.ownership.lock() {
         Ok(o) => (o.assigned.clone().unwrap_or_default(), o.stale.clone()),
@@ -461,7 +481,7 @@ async fn sync_ledgers(
     // The partitions' changelogs are read in parallel, each by its own reader.
     let rebuilt = join_all(
         todo.iter()
-            .map(|p| async move { (*p, rebuild(kafka, *p).await) }),
+            .map(|p| async move { (*p, rebuild(kafka, *p, dlq).await) }),
     )
     .await;
     for (p, ledger) in rebuilt {
@@ -530,17 +550,17 @@ async fn decide_batch(
         }
         s.orders += 1;
         s.next.insert(p, m.offset() + 1);
-        let order = match decode(m.payload().unwrap_or_default()) {
+        let order = match decode_on(TOPIC_ORDERS, m.payload().unwrap_or_default()) {
             Ok(Event::OrderPlaced(o)) => o,
             Ok(other) => {
                 let err =
                     DecodeError::Invalid(format!("{} on topic {TOPIC_ORDERS}", other.type_name()));
-                sinks.dlq.send(m, &err).await;
+                sinks.dlq.reject(m, &err).await;
                 s.dlq += 1;
                 continue;
             }
             Err(err) => {
-                sinks.dlq.send(m, &err).await;
+                sinks.dlq.reject(m, &err).await;
                 s.dlq += 1;
                 continue;
             }

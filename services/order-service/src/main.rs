@@ -4,6 +4,8 @@
 //! - `KAFKA_BOOTSTRAP` [127.0.0.1:9092]: Kafka bootstrap servers
 //! - `HTTP_ADDR` [0.0.0.0:8080]: listen address (`:8080` works too)
 //! - `BULK_MAX` [5000000]: largest `count` accepted by `POST /orders/bulk`
+//! - `PUBLISH_TIMEOUT_MS` [15000]: how long an order may wait for Kafka's acknowledgement
+//!   before `POST /orders` answers 503
 //! - `LOG_FORMAT` [text]: `json` for one JSON object per log line; `RUST_LOG` filters
 //!
 //! Routes: `POST /orders`, `POST /orders/bulk`, `GET /stats`, `/healthz`, `/readyz`, `/metrics`.
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use order_service::{api, publisher::KafkaPublisher, AppMetrics};
 use orderflow_runtime::{
-    config, http::OpsServer, shutdown, telemetry, topics, Health, KafkaConfig,
+    config, http::OpsServer, shutdown, supervise, telemetry, topics, Health, KafkaConfig,
 };
 use prometheus_client::registry::Registry;
 
@@ -32,22 +34,22 @@ async fn main() -> anyhow::Result<()> {
     let metrics = AppMetrics::register(&mut registry);
     let health = Health::new();
 
-    // Locally the topics are created here, before anything asks for them; under Strimzi
-    // they exist already (KafkaTopic resources) and this changes nothing.
-    if let Err(e) = topics::ensure_topics(&kafka).await {
-        tracing::warn!(error = %e, "could not ensure topics (they may be managed elsewhere)");
-    }
     let publisher = Arc::new(KafkaPublisher::new(&kafka).context("creating the Kafka producer")?);
-    tokio::spawn(order_service::publisher::watch_readiness(
-        publisher.clone(),
-        health.clone(),
-        token.clone(),
-    ));
+    // HTTP is served at once (`/healthz`, and `/readyz` saying why it is not ready); in the
+    // background the service waits for Kafka as long as it takes and creates the topics
+    // locally (under Strimzi they exist already: KafkaTopic resources), then keeps `/readyz`
+    // honest. Orders posted meanwhile get a 503 after PUBLISH_TIMEOUT_MS.
+    let (p, h, t) = (publisher.clone(), health.clone(), token.clone());
+    let worker = async move {
+        if topics::connect(&kafka, &h, &t).await? {
+            order_service::publisher::watch_readiness(p, h, t).await;
+        }
+        Ok::<(), topics::TopicError>(())
+    };
 
     let app = api::router(api::AppState::new(publisher.clone(), metrics, bulk_max));
-    OpsServer::new(health, registry)
-        .serve(addr, app, token)
-        .await?;
+    let server = OpsServer::new(health, registry).serve(addr, app, token.clone());
+    supervise::worker_and_server(token, worker, server).await?;
     publisher.flush();
     tracing::info!("order-service stopped");
     Ok(())

@@ -1,12 +1,17 @@
 //! The dead-letter queue: a record that cannot be decoded or validated is copied, bytes
 //! unchanged, to `orderflow.dlq` with the reason and its origin in headers, and counted in
 //! `orderflow_dlq_records_total{reason}`; the consumer then moves past it.
+//!
+//! One DLQ entry per bad record: only the group [`dlq_group`] names for the record's topic
+//! sends it. Every other reader (analytics on `orders`, inventory's ledger rebuild from
+//! `inventory-events`) steps over it, logs it and counts it in
+//! `orderflow_bad_records_skipped_total{topic,reason}`.
 
 use std::time::Duration;
 
 use orderflow_events::{
-    DecodeError, HEADER_DLQ_OFFSET, HEADER_DLQ_PARTITION, HEADER_DLQ_REASON, HEADER_DLQ_TOPIC,
-    TOPIC_DLQ,
+    dlq_group, DecodeError, HEADER_DLQ_OFFSET, HEADER_DLQ_PARTITION, HEADER_DLQ_REASON,
+    HEADER_DLQ_TOPIC, TOPIC_DLQ,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,23 +19,79 @@ use prometheus_client::registry::Registry;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+type Labels = Vec<(String, String)>;
+
+/// What became of a rejected record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Written to `orderflow.dlq` (or, if even that failed, logged).
+    Sent,
+    /// Left to the group that reports the topic's bad records; logged and counted.
+    Skipped,
+}
+
 /// Sends rejected records to `orderflow.dlq` and counts them.
 #[derive(Clone)]
 pub struct Dlq {
     producer: FutureProducer,
-    records: Family<Vec<(String, String)>, Counter>,
+    group: &'static str,
+    records: Family<Labels, Counter>,
+    skipped: Family<Labels, Counter>,
 }
 
 impl Dlq {
-    /// Use `producer` (shared with the service's own records) and register the counter.
-    pub fn new(producer: FutureProducer, registry: &mut Registry) -> Self {
+    /// Use `producer` (shared with the service's own records) for the DLQ of consumer group
+    /// `group`, and register the counters.
+    pub fn new(producer: FutureProducer, group: &'static str, registry: &mut Registry) -> Self {
         let records = Family::default();
         registry.register(
             "orderflow_dlq_records",
             "Records sent to orderflow.dlq, by reason",
             records.clone(),
         );
-        Self { producer, records }
+        let skipped = Family::default();
+        registry.register(
+            "orderflow_bad_records_skipped",
+            "Records that failed to decode or validate and were stepped over without a DLQ entry, because another consumer group reports them (each time they are read), by topic and reason",
+            skipped.clone(),
+        );
+        Self {
+            producer,
+            group,
+            records,
+            skipped,
+        }
+    }
+
+    /// A record this service's group could not decode or validate: [`Dlq::send`] it when the
+    /// group reports the bad records of its topic ([`dlq_group`]), else [`Dlq::skip`] it.
+    pub async fn reject<M: Message>(&self, msg: &M, err: &DecodeError) -> Rejected {
+        if dlq_group(msg.topic()) == Some(self.group) {
+            self.send(msg, err).await;
+            Rejected::Sent
+        } else {
+            self.skip(msg, err);
+            Rejected::Skipped
+        }
+    }
+
+    /// Step over a bad record another group reports to the DLQ: log it and count it in
+    /// `orderflow_bad_records_skipped_total{topic,reason}`.
+    pub fn skip<M: Message>(&self, msg: &M, err: &DecodeError) {
+        self.skipped
+            .get_or_create(&vec![
+                ("topic".to_string(), msg.topic().to_string()),
+                ("reason".to_string(), err.kind().to_string()),
+            ])
+            .inc();
+        tracing::warn!(
+            topic = msg.topic(),
+            partition = msg.partition(),
+            offset = msg.offset(),
+            reason = %err,
+            reported_by = dlq_group(msg.topic()).unwrap_or("nobody"),
+            "bad record skipped (its DLQ entry is written by the group named in reported_by)"
+        );
     }
 
     /// Publish `msg` to the DLQ and wait for the broker's acknowledgement. A record the DLQ
@@ -72,5 +133,44 @@ impl Dlq {
             tracing::error!(error = %e, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(),
                 "could not write to the DLQ; the record is skipped, see this log line");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orderflow_events::{GROUP_ANALYTICS, TOPIC_ORDERS};
+    use rdkafka::message::{OwnedMessage, Timestamp};
+    use rdkafka::ClientConfig;
+
+    #[tokio::test]
+    async fn a_group_skips_and_counts_the_bad_records_another_group_reports() {
+        let mut registry = Registry::default();
+        // Nothing is sent (the record is skipped), so no broker is needed.
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .create()
+            .unwrap();
+        let dlq = Dlq::new(producer, GROUP_ANALYTICS, &mut registry);
+        let msg = OwnedMessage::new(
+            Some(b"nope".to_vec()),
+            None,
+            TOPIC_ORDERS.to_string(),
+            Timestamp::NotAvailable,
+            1,
+            7,
+            None,
+        );
+        let err = DecodeError::NotJson("expected value".into());
+        assert_eq!(dlq.reject(&msg, &err).await, Rejected::Skipped);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(
+                "orderflow_bad_records_skipped_total{topic=\"orders\",reason=\"not_json\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("orderflow_dlq_records_total{"), "{text}");
     }
 }

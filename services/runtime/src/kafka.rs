@@ -104,6 +104,11 @@ impl KafkaConfig {
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", "1000000")
             .set("message.timeout.ms", "60000")
+            // orderflow's topics are created on purpose (topics::ensure_topics locally,
+            // KafkaTopic resources under Strimzi). A record sent before they exist (an order
+            // posted while Kafka was down) must not make a broker with auto-creation on create
+            // the topic with its default partition count (librdkafka's producer default is true).
+            .set("allow.auto.create.topics", "false")
             .set(
                 "compression.type",
                 self.compression.as_deref().unwrap_or("lz4"),

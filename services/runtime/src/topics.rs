@@ -1,6 +1,7 @@
 //! Creating orderflow's topics at start-up (locally; in Kubernetes Strimzi's KafkaTopic
 //! resources own them and this finds them already there).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orderflow_events::{ALL_TOPICS, PARTITIONS, RETENTION_MS};
@@ -9,7 +10,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use thiserror::Error;
+use tokio_util::sync::CancellationToken;
 
+use crate::http::Health;
 use crate::kafka::KafkaConfig;
 
 #[derive(Debug, Error)]
@@ -86,6 +89,54 @@ pub fn wait_for_broker(kafka: &KafkaConfig, timeout: Duration) -> Result<(), Top
     }
 }
 
+/// Wait, as long as it takes, until the broker answers a metadata request, then create
+/// orderflow's topics ([`ensure_topics`]; a failure there is logged, the topics may be
+/// managed elsewhere). Meanwhile `/readyz` says why the service is not ready. A service
+/// started before Kafka (a node reboot, a rolling broker) stays up and connects when Kafka
+/// comes, instead of exiting after a start-up timeout. Returns `Ok(false)` when `token` was
+/// cancelled first.
+pub async fn connect(
+    kafka: &KafkaConfig,
+    health: &Health,
+    token: &CancellationToken,
+) -> Result<bool, TopicError> {
+    let probe: Arc<BaseConsumer> = Arc::new(kafka.reader("orderflow-probe").create()?);
+    let started = Instant::now();
+    let answered = loop {
+        let c = probe.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            c.fetch_metadata(None, Duration::from_secs(2)).map(|_| ())
+        })
+        .await;
+        match answer {
+            Ok(Ok(())) => break true,
+            Ok(Err(e)) => {
+                health.set_not_ready(format!("Kafka at {} unreachable: {e}", kafka.bootstrap))
+            }
+            Err(e) => health.set_not_ready(format!("probing Kafka failed: {e}")),
+        }
+        tokio::select! {
+            _ = token.cancelled() => break false,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    };
+    // Destroying a client can block (librdkafka joins its threads): not on the runtime.
+    let _ = tokio::task::spawn_blocking(move || drop(probe)).await;
+    if !answered {
+        return Ok(false);
+    }
+    tracing::info!(
+        bootstrap = %kafka.bootstrap,
+        waited_seconds = started.elapsed().as_secs_f64(),
+        "Kafka answered"
+    );
+    health.set_not_ready("connected to Kafka; creating topics");
+    if let Err(e) = ensure_topics(kafka).await {
+        tracing::warn!(error = %e, "could not ensure topics (they may be managed elsewhere)");
+    }
+    Ok(true)
+}
+
 /// Create every orderflow topic that does not exist yet (3 partitions, 7-day retention).
 /// Existing topics are left as they are.
 pub async fn ensure_topics(kafka: &KafkaConfig) -> Result<(), TopicError> {
@@ -103,7 +154,9 @@ pub async fn ensure_named_topics(kafka: &KafkaConfig, topics: &[&str]) -> Result
                 .set("retention.ms", &retention)
         })
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(15)));
     for result in admin.create_topics(new.iter(), &opts).await? {
         match result {
             Ok(topic) => tracing::info!(%topic, partitions = PARTITIONS, "created topic"),

@@ -1,0 +1,140 @@
+//! The services started before Kafka: they stay up, `/healthz` answers, `/readyz` says why
+//! they are not ready, an order is refused with a JSON 503 in bounded time; then the broker
+//! comes up on the address they were given and they become ready by themselves, create the
+//! topics (3 partitions, not a broker's auto-created default), and an order goes through.
+
+use std::time::{Duration, Instant};
+
+use orderflow_events::{Event, PARTITIONS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
+use orderflow_harness::procs::{free_port, test_dir};
+use orderflow_harness::scenario::caught_up_now;
+use orderflow_harness::{topics, wait, Broker, Service, ServiceKind};
+use serde_json::{json, Value};
+
+const PUBLISH_TIMEOUT_MS: u64 = 2000;
+
+/// `/healthz` answers 200 and `/readyz` 503 with a reason that names Kafka as unreachable.
+async fn alive_not_ready(s: &Service) -> Option<String> {
+    let (health, _) = s.get("/healthz").await.ok()?;
+    let (ready, body) = s.get("/readyz").await.ok()?;
+    let body: Value = serde_json::from_str(&body).ok()?;
+    let reason = body["reason"].as_str()?;
+    (health == 200
+        && ready == 503
+        && body["ready"].as_bool() == Some(false)
+        && reason.contains("unreachable"))
+    .then(|| reason.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn services_started_before_kafka_wait_for_it_and_recover() -> anyhow::Result<()> {
+    let dir = test_dir("no-broker");
+    let logs = dir.join("logs");
+    let port = free_port()?;
+    let bootstrap = format!("127.0.0.1:{port}");
+    let timeout = [("PUBLISH_TIMEOUT_MS", PUBLISH_TIMEOUT_MS.to_string())];
+    let mut services = vec![
+        Service::spawn(ServiceKind::Order, &bootstrap, &timeout, &logs)?,
+        Service::spawn(ServiceKind::Inventory, &bootstrap, &[], &logs)?,
+        Service::spawn(ServiceKind::Analytics, &bootstrap, &[], &logs)?,
+    ];
+
+    // Nothing listens on the port: alive, not ready, and saying why.
+    for s in &services {
+        let reason = wait::until(
+            &format!("{} to report Kafka unreachable", s.kind.binary()),
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || alive_not_ready(s),
+        )
+        .await?;
+        assert!(reason.contains(&bootstrap), "{reason}");
+    }
+    let order = &services[0];
+    let started = Instant::now();
+    let (status, body) = order
+        .post_json(
+            "/orders",
+            &json!({"item": "pizza", "qty": 1, "user_id": "u-early"}),
+            Duration::from_secs(30),
+        )
+        .await?;
+    let took = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "a JSON error: {body}"
+    );
+    assert!(
+        took < Duration::from_millis(PUBLISH_TIMEOUT_MS + 5000),
+        "POST /orders took {took:?} with PUBLISH_TIMEOUT_MS={PUBLISH_TIMEOUT_MS}"
+    );
+    // Still up and still explaining, well past the refused order.
+    for s in &mut services {
+        s.check_running()?;
+        alive_not_ready(s)
+            .await
+            .ok_or_else(|| anyhow::anyhow!("{} lost /healthz or /readyz", s.kind.binary()))?;
+    }
+
+    // Kafka arrives where they were told to look: each becomes ready by itself.
+    let broker = Broker::start_local_on(&dir.join("broker"), port)?;
+    let kafka = broker.kafka();
+    for s in &mut services {
+        s.wait_ready(Duration::from_secs(60)).await?;
+    }
+    for topic in [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS] {
+        let n = orderflow_runtime::topics::partition_count(&kafka, topic, Duration::from_secs(5))?;
+        assert_eq!(n, Some(PARTITIONS), "{topic} created by the services");
+    }
+
+    let (status, body) = services[0]
+        .post_json(
+            "/orders",
+            &json!({"item": "pizza", "qty": 1, "user_id": "u-late"}),
+            Duration::from_secs(30),
+        )
+        .await?;
+    assert_eq!(status, 202, "{body}");
+    let order_id = body["order_id"].as_str().unwrap_or_default().to_string();
+    let metrics = wait::until(
+        "the order to be decided and counted",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            let m = caught_up_now(&kafka, &services[2].url).await?;
+            (m["reserved_total"] == 1).then_some(m)
+        },
+    )
+    .await?;
+    assert_eq!(metrics["orders_total"], 1, "{metrics}");
+    assert_eq!(metrics["failed_total"], 0, "{metrics}");
+
+    // Exactly that order on `orders` (the refused one never got there), decided once.
+    let orders = topics::read_all(&kafka, TOPIC_ORDERS)?;
+    let decisions = topics::read_all(&kafka, TOPIC_INVENTORY_EVENTS)?;
+    let ids = |recs: &[topics::Record]| -> Vec<String> {
+        recs.iter()
+            .filter_map(|r| match &r.event {
+                Some(Event::OrderPlaced(o)) => Some(o.order_id.to_string()),
+                Some(Event::InventoryReserved(d)) | Some(Event::InventoryFailed(d)) => {
+                    Some(d.order_id.to_string())
+                }
+                None => None,
+            })
+            .collect()
+    };
+    assert_eq!(ids(&orders), vec![order_id.clone()]);
+    assert_eq!(ids(&decisions), vec![order_id]);
+
+    for s in services {
+        let name = s.kind.binary();
+        assert!(
+            s.stop(Duration::from_secs(20)).await?,
+            "{name} exits 0 on SIGTERM"
+        );
+    }
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
