@@ -256,9 +256,9 @@ impl Service {
         env: &[(&str, String)],
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(log_dir)?;
-        let log = log_dir.join(format!("{}.log", kind.binary()));
-        Self::start_logged(kind, bootstrap, env, log).await
+        let mut svc = Self::spawn(kind, bootstrap, env, log_dir)?;
+        svc.wait_ready(Duration::from_secs(60)).await?;
+        Ok(svc)
     }
 
     /// [`Service::start`], logging to the file `log` (appended).
