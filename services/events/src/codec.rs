@@ -109,23 +109,35 @@ fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, DecodeError
 /// there (an `InventoryReserved` on `orders`, an `OrderPlaced` on `inventory-events`): a
 /// consumer must not count or decide a record the contract puts on another topic.
 pub fn decode_on(topic: &str, bytes: &[u8]) -> Result<Event, DecodeError> {
-    let event = decode(bytes)?;
-    let fits = match topic {
-        TOPIC_ORDERS => matches!(event, Event::OrderPlaced(_)),
-        TOPIC_INVENTORY_EVENTS => matches!(
-            event,
-            Event::InventoryReserved(_) | Event::InventoryFailed(_)
-        ),
-        _ => true,
-    };
-    if fits {
-        Ok(event)
-    } else {
-        Err(DecodeError::Invalid(format!(
-            "{} does not belong on topic {topic}",
-            event.type_name()
-        )))
+    match topic {
+        TOPIC_ORDERS => decode_order(bytes).map(Event::OrderPlaced),
+        // validation ties the type to `status`, so into_event restores the same variant
+        TOPIC_INVENTORY_EVENTS => decode_decision(bytes).map(InventoryDecision::into_event),
+        _ => decode(bytes),
     }
+}
+
+/// [`decode_on`] `orders`: the one event type that belongs there.
+pub fn decode_order(bytes: &[u8]) -> Result<OrderPlaced, DecodeError> {
+    match decode(bytes)? {
+        Event::OrderPlaced(o) => Ok(o),
+        other => Err(misplaced(&other, TOPIC_ORDERS)),
+    }
+}
+
+/// [`decode_on`] `inventory-events`: a recorded decision, reserved or failed.
+pub fn decode_decision(bytes: &[u8]) -> Result<InventoryDecision, DecodeError> {
+    match decode(bytes)? {
+        Event::InventoryReserved(d) | Event::InventoryFailed(d) => Ok(d),
+        other => Err(misplaced(&other, TOPIC_INVENTORY_EVENTS)),
+    }
+}
+
+fn misplaced(event: &Event, topic: &str) -> DecodeError {
+    DecodeError::Invalid(format!(
+        "{} does not belong on topic {topic}",
+        event.type_name()
+    ))
 }
 
 fn validate(event: &Event) -> Result<(), DecodeError> {

@@ -22,7 +22,7 @@
 mod codec;
 mod model;
 
-pub use codec::{decode, decode_on, encode, DecodeError};
+pub use codec::{decode, decode_decision, decode_on, decode_order, encode, DecodeError};
 pub use model::{DecisionStatus, Event, InventoryDecision, OrderPlaced};
 
 /// Topic of `OrderPlaced` events.

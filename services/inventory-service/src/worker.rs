@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::future::join_all;
 use orderflow_events::{
-    decision_partition, decode_on, encode, record_key, DecisionStatus, DecodeError, Event,
-    InventoryDecision, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
+    decision_partition, decode_decision, decode_order, encode, record_key, DecisionStatus,
+    DecodeError, InventoryDecision, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
 };
 use orderflow_runtime::dlq::Dlq;
 use orderflow_runtime::{kafka, topics, Health, KafkaConfig};
@@ -198,17 +198,8 @@ pub fn read_changelog(
                 last = Instant::now();
                 if m.offset() < high {
                     read += 1;
-                    match decode_on(TOPIC_INVENTORY_EVENTS, m.payload().unwrap_or_default()) {
-                        Ok(Event::InventoryReserved(d)) | Ok(Event::InventoryFailed(d)) => {
-                            apply(&d)
-                        }
-                        Ok(other) => bad(
-                            &m,
-                            &DecodeError::Invalid(format!(
-                                "{} on topic {TOPIC_INVENTORY_EVENTS}",
-                                other.type_name()
-                            )),
-                        ),
+                    match decode_decision(m.payload().unwrap_or_default()) {
+                        Ok(d) => apply(&d),
                         Err(e) => bad(&m, &e),
                     }
                 }
@@ -550,15 +541,8 @@ async fn decide_batch(
         }
         s.orders += 1;
         s.next.insert(p, m.offset() + 1);
-        let order = match decode_on(TOPIC_ORDERS, m.payload().unwrap_or_default()) {
-            Ok(Event::OrderPlaced(o)) => o,
-            Ok(other) => {
-                let err =
-                    DecodeError::Invalid(format!("{} on topic {TOPIC_ORDERS}", other.type_name()));
-                sinks.dlq.reject(m, &err).await;
-                s.dlq += 1;
-                continue;
-            }
+        let order = match decode_order(m.payload().unwrap_or_default()) {
+            Ok(o) => o,
             Err(err) => {
                 sinks.dlq.reject(m, &err).await;
                 s.dlq += 1;
