@@ -9,6 +9,9 @@
 //! - `BATCH_MAX` [500]: most orders decided per produce-acknowledge-commit round (at least 1;
 //!   with `THROTTLE_MS` a batch is also cut to about one second of work, see
 //!   [`Settings::batch_limit`])
+//! - `TRANSACTIONAL_ID_PREFIX` [orderflow-inventory]: the decisions of `orders` partition
+//!   `p` are written by a transactional producer with id `<prefix>-<p>`, whichever replica
+//!   owns `p`; two installations sharing one Kafka cluster need different prefixes
 //! - `LOG_FORMAT` [text]: `json` for JSON lines; `RUST_LOG` filters
 //!
 //! A value that does not parse stops the service with a message naming the variable.
@@ -37,6 +40,7 @@ pub struct Settings {
     pub stock: Stock,
     pub throttle: Duration,
     pub batch_max: usize,
+    pub txn_prefix: String,
 }
 
 impl Default for Settings {
@@ -45,6 +49,7 @@ impl Default for Settings {
             stock: Stock::default(),
             throttle: Duration::ZERO,
             batch_max: 500,
+            txn_prefix: "orderflow-inventory".to_string(),
         }
     }
 }
@@ -88,7 +93,17 @@ impl Settings {
         if let Some(v) = get("INITIAL_STOCK") {
             s.stock = Stock::parse(&v)?;
         }
+        if let Some(v) = get("TRANSACTIONAL_ID_PREFIX") {
+            s.txn_prefix = v.trim().to_string();
+        }
         Ok(s)
+    }
+
+    /// The `transactional.id` of the producer that writes the decisions of `orders`
+    /// partition `p`: one id per partition, so the replica that takes `p` over aborts what
+    /// the previous owner left open and fences it off (see `worker`).
+    pub fn transactional_id(&self, p: i32) -> String {
+        format!("{}-{p}", self.txn_prefix)
     }
 
     /// Orders taken per batch: `BATCH_MAX`, cut so that a throttled batch is about one
@@ -137,6 +152,9 @@ mod tests {
         assert_eq!(s.batch_max, 100);
         assert_eq!(s.stock.initial("tofu"), Some(9));
         assert_eq!(s.batch_limit(), 50);
+        assert_eq!(s.transactional_id(2), "orderflow-inventory-2");
+        let s = from(&[("TRANSACTIONAL_ID_PREFIX", "staging-inv")]).unwrap();
+        assert_eq!(s.transactional_id(0), "staging-inv-0");
     }
 
     #[test]

@@ -12,17 +12,26 @@
 //! `inventory-events` partition, from the beginning up to the high watermark read at that
 //! moment. A revoked partition's ledger is dropped at once.
 //!
-//! Orders are taken in batches (up to `BATCH_MAX`, or what arrives within 20 ms). A batch is
-//! decided in order, all its decisions are sent without waiting for each other, and only
-//! once the broker acknowledged every one of them are the batch's next offsets committed
-//! (at-least-once, as in rust-rdkafka's at_least_once example). If an acknowledgement fails
-//! the loop stops without committing, so nothing is lost. A crash between the
-//! acknowledgements and the commit redelivers orders that are already decided; the ledger,
-//! rebuilt from `inventory-events`, knows their order ids and skips them, so an order is
-//! never decided twice. Rebalance callbacks only run inside `recv()`, i.e. between batches,
-//! so a batch is always decided and committed under one assignment; orders fetched before a
-//! revoke that arrives while a batch is being collected are left to the partition's next
-//! owner (not decided, not committed).
+//! Orders are taken in batches (up to `BATCH_MAX`, or what arrives within 20 ms). Every
+//! owned partition `p` has its own transactional producer (`transactional.id`
+//! `<TRANSACTIONAL_ID_PREFIX>-<p>`): a batch's decisions of `p`, the DLQ entries of its bad
+//! orders and the group's next offset for `p` are committed in one Kafka transaction
+//! (consume-decide-produce-commit, as in rust-rdkafka's transactions example). A
+//! `read_committed` reader (analytics, the ledger rebuild) sees a batch's decisions together
+//! with its offsets, or neither. A replica that dies mid-batch leaves its transaction open;
+//! the next owner of `p` opens its producer with the same id before anything else, which
+//! aborts that transaction and fences off the old producer should it still be alive, and
+//! only then reads the changelog. So the orders of an aborted batch are decided again, once,
+//! against a ledger that never saw their aborted decisions. The ledger also skips orders it
+//! knows as decided, a second line of defence.
+//!
+//! Any Kafka failure mid-run (a transaction that cannot commit, the broker gone, a changelog
+//! read that stalls) ends the session: open transactions are aborted, the consumer leaves,
+//! ledgers are dropped, and [`supervise::sessions`] starts again from the committed offsets
+//! after a backoff while `/readyz` reports the reason. Rebalance callbacks only run inside
+//! `recv()`, i.e. between batches, so a batch is always decided and committed under one
+//! assignment; orders fetched before a revoke that arrives while a batch is being collected
+//! are left to the partition's next owner (not decided, not committed).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,9 +45,9 @@ use orderflow_events::{
     DecodeError, InventoryDecision, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
 };
 use orderflow_runtime::dlq::Dlq;
-use orderflow_runtime::{kafka, topics, Health, KafkaConfig};
+use orderflow_runtime::{kafka, supervise, topics, Health, KafkaConfig};
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance, StreamConsumer,
 };
 use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -59,8 +68,10 @@ pub enum InventoryError {
     Topics(#[from] topics::TopicError),
     #[error("`{TOPIC_ORDERS}` has {orders} partitions but `{TOPIC_INVENTORY_EVENTS}` has {events}: they must match, because each decision goes to the partition number of its order")]
     PartitionMismatch { orders: i32, events: i32 },
-    #[error("a decision was not acknowledged by Kafka ({0}); stopping without committing, so the batch is decided again (idempotently) after a restart")]
+    #[error("a decision could not be handed to the producer ({0}); the batch's transaction is aborted and the batch decided again")]
     Delivery(String),
+    #[error("the transaction of orders partition {partition} failed ({error}); it is aborted and the batch decided again")]
+    Txn { partition: i32, error: String },
     #[error("reading inventory-events/{partition} stalled before offset {end}")]
     ChangelogStalled { partition: i32, end: i64 },
     #[error("internal: orders partition {0} is owned but its ledger was not rebuilt")]
@@ -68,6 +79,22 @@ pub enum InventoryError {
     #[error("background task failed: {0}")]
     Join(String),
 }
+
+impl InventoryError {
+    /// Errors a new session cannot cure: the process exits with them.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Self::PartitionMismatch { .. } | Self::NoLedger(_) | Self::Join(_)
+        )
+    }
+}
+
+/// The transactional producer of each owned `orders` partition.
+type Writers = BTreeMap<i32, FutureProducer>;
+
+/// How long a transaction's offset hand-over, commit or the producer's start may take.
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where decisions and rejected records go.
 #[derive(Clone)]
@@ -172,7 +199,8 @@ impl ConsumerContext for InventoryContext {
 }
 
 /// Feed every decision recorded on `inventory-events` partition `p`, from the beginning up
-/// to the high watermark as of now, to `apply`, and every record that is not a valid
+/// to the last stable offset as of now (a `read_committed` reader's end: committed
+/// transactions only), to `apply`, and every record that is not a valid
 /// decision to `bad` (the rebuild steps over it: analytics, the consumer of
 /// `inventory-events`, reports it to the DLQ). Returns how many records were read.
 pub fn read_changelog(
@@ -208,6 +236,8 @@ pub fn read_changelog(
                 }
             }
             Some(Err(e)) => tracing::warn!(error = %e, "changelog read error (retrying)"),
+            // The log may end in a transaction marker: no record, but the position moves.
+            None if kafka::reached(&reader, TOPIC_INVENTORY_EVENTS, p, high) => return Ok(read),
             None => {}
         }
         if last.elapsed() > timeout {
@@ -251,6 +281,8 @@ async fn rebuild(
 }
 
 /// Run until `token` is cancelled (then finish the batch in hand, commit, leave the group).
+/// A session that fails on Kafka is started again (see the module docs); only a
+/// configuration error ([`InventoryError::is_fatal`]) ends the service.
 pub async fn run(
     kafka: KafkaConfig,
     settings: Settings,
@@ -260,13 +292,55 @@ pub async fn run(
     sinks: Sinks,
     token: CancellationToken,
 ) -> Result<(), InventoryError> {
+    let ctx = Ctx {
+        kafka: &kafka,
+        settings: &settings,
+        ledgers: &ledgers,
+        health: &health,
+        metrics: &metrics,
+        sinks: &sinks,
+    };
+    let r = supervise::sessions(&health, &token, InventoryError::is_fatal, || {
+        session(ctx, &token)
+    })
+    .await;
+    // Every decision was committed with its transaction; flush anything else.
+    let p = sinks.producer.clone();
+    let _ = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10))).await;
+    r
+}
+
+/// What every session works with.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    kafka: &'a KafkaConfig,
+    settings: &'a Settings,
+    ledgers: &'a Ledgers,
+    health: &'a Health,
+    metrics: &'a InventoryMetrics,
+    sinks: &'a Sinks,
+}
+
+/// Connect, join the group and decide batches until cancelled (`Ok`) or a Kafka failure.
+async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), InventoryError> {
+    let Ctx {
+        kafka,
+        settings,
+        ledgers,
+        health,
+        metrics,
+        sinks,
+    } = ctx;
+    if let Ok(mut l) = ledgers.write() {
+        l.clear();
+    }
     health.set_not_ready("connecting to Kafka");
     // Waits for Kafka as long as it takes; locally the topics are created then (under
     // Strimzi they exist already).
-    if !topics::connect(&kafka, &health, &token).await? {
+    if !topics::connect(kafka, health, token).await? {
         return Ok(());
     }
-    check_partitions(&kafka).await?;
+    check_partitions(kafka).await?;
 
     let shared = Arc::new(Shared::default());
     let consumer: StreamConsumer<InventoryContext> = kafka
@@ -276,20 +350,22 @@ pub async fn run(
             ledgers: ledgers.clone(),
         })?;
     consumer.subscribe(&[TOPIC_ORDERS])?;
+    let probe_token = token.child_token();
     let probe = tokio::spawn(probe_kafka(
         sinks.producer.clone(),
         shared.clone(),
         health.clone(),
-        token.clone(),
+        probe_token.clone(),
     ));
     let limit = settings.batch_limit();
     tracing::info!(
         batch_limit = limit,
         "subscribed to {TOPIC_ORDERS} as group {GROUP_INVENTORY}"
     );
+    let mut writers = Writers::new();
 
     let outcome = loop {
-        shared.publish(&health);
+        shared.publish(health);
         let first = tokio::select! {
             biased;
             _ = token.cancelled() => break Ok(()),
@@ -299,16 +375,16 @@ pub async fn run(
         let first = match first {
             None => {
                 // Idle: rebuild what was just assigned, so /readyz and /stock are current.
-                if let Err(e) = sync_ledgers(&kafka, &shared, &ledgers, &[], &sinks.dlq).await {
+                if let Err(e) = sync_ledgers(ctx, &shared, &mut writers, &[]).await {
                     break Err(e);
                 }
-                metrics.set_stock(&settings.stock, &ledgers);
+                metrics.set_stock(&settings.stock, ledgers);
                 continue;
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consume error");
                 shared.set_kafka_error(Some(e.to_string()));
-                shared.publish(&health);
+                shared.publish(health);
                 tokio::select! {
                     _ = token.cancelled() => break Ok(()),
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -329,21 +405,28 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        if let Err(e) = sync_ledgers(&kafka, &shared, &ledgers, &batch, &sinks.dlq).await {
+        if let Err(e) = sync_ledgers(ctx, &shared, &mut writers, &batch).await {
             break Err(e);
         }
-        shared.publish(&health);
+        shared.publish(health);
         let started = Instant::now(); // batch time without any ledger rebuild (logged apart)
-        let summary =
-            match decide_batch(&batch, &settings, &ledgers, &sinks, &metrics, &token).await {
-                Ok(s) => s,
-                Err(e) => break Err(e),
-            };
-        let committed = commit(&consumer, &summary.next);
+        let Some(group) = consumer.group_metadata() else {
+            break Err(InventoryError::Txn {
+                partition: -1,
+                error: "the consumer has no group metadata".into(),
+            });
+        };
+        let summary = match decide_batch(&batch, ctx, &writers, token).await {
+            Ok(s) => s,
+            Err(e) => break Err(e),
+        };
+        if let Err(e) = commit_transactions(&writers, &summary.next, group).await {
+            break Err(e);
+        }
         metrics
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());
-        metrics.set_stock(&settings.stock, &ledgers);
+        metrics.set_stock(&settings.stock, ledgers);
         tracing::info!(
             orders = summary.orders,
             reserved = summary.reserved,
@@ -352,22 +435,28 @@ pub async fn run(
             dlq = summary.dlq,
             not_owned = summary.not_owned,
             next_offsets = ?summary.next,
-            committed,
             ms = started.elapsed().as_millis() as u64,
-            "batch decided"
+            "batch decided and committed"
         );
     };
 
     shared.stopping.store(true, Ordering::SeqCst);
-    shared.publish(&health);
-    token.cancel(); // also stops the probe when the loop ended on an error
+    shared.publish(health);
+    probe_token.cancel();
     let _ = probe.await;
-    if outcome.is_ok() {
-        // Every decision was acknowledged before its commit; flush anything else (DLQ).
-        let p = sinks.producer.clone();
-        let _ = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10))).await;
-    }
+    // On an error a transaction may be open: abort it now rather than leave it to the
+    // partition's next owner (who would abort it anyway when it opens its producer).
+    let aborts = writers.into_values().map(|w| {
+        tokio::task::spawn_blocking(move || {
+            let _ = w.abort_transaction(Duration::from_secs(5));
+            drop(w);
+        })
+    });
+    join_all(aborts).await;
     let _ = tokio::task::spawn_blocking(move || close_consumer(consumer, CLOSE_TIMEOUT)).await;
+    if let Ok(mut l) = ledgers.write() {
+        l.clear();
+    }
     outcome
 }
 
@@ -446,16 +535,48 @@ async fn check_partitions(kafka: &KafkaConfig) -> Result<(), InventoryError> {
     Ok(())
 }
 
-/// Rebuild the ledger of every assigned partition marked stale (and, defensively, of any
-/// assigned partition of the batch without one). Called between batches only, where no
-/// rebalance callback can run.
-async fn sync_ledgers(
+/// Open the transactional producer of `orders` partition `p`. `init_transactions` aborts
+/// the transaction a previous owner of `p` left open and fences that producer off; until it
+/// returns, nothing of `p` is read or decided.
+async fn open_writer(
     kafka: &KafkaConfig,
+    settings: &Settings,
+    p: i32,
+) -> Result<FutureProducer, InventoryError> {
+    let config = kafka.transactional_producer(
+        &format!("inventory-service-p{p}"),
+        &settings.transactional_id(p),
+    );
+    tokio::task::spawn_blocking(move || -> Result<FutureProducer, InventoryError> {
+        let w: FutureProducer = config.create()?;
+        w.init_transactions(TXN_TIMEOUT)
+            .map_err(|e| InventoryError::Txn {
+                partition: p,
+                error: format!("starting the transactional producer: {e}"),
+            })?;
+        Ok(w)
+    })
+    .await
+    .map_err(|e| InventoryError::Join(e.to_string()))?
+}
+
+/// For every assigned partition marked stale (and, defensively, any assigned partition of
+/// the batch without a ledger): open its transactional producer, then rebuild its ledger.
+/// Producers and ledgers of partitions no longer assigned are dropped. Called between
+/// batches only, where no rebalance callback can run and no transaction is open.
+async fn sync_ledgers(
+    ctx: Ctx<'_>,
     shared: &Shared,
-    ledgers: &Ledgers,
+    writers: &mut Writers,
     batch: &[OwnedMessage],
-    dlq: &Dlq,
 ) -> Result<(), InventoryError> {
+    let Ctx {
+        kafka,
+        settings,
+        ledgers,
+        sinks,
+        ..
+    } = ctx;
     let (assigned, stale) = match shared.ownership.lock() {
         Ok(o) => (o.assigned.clone().unwrap_or_default(), o.stale.clone()),
         Err(_) => return Err(InventoryError::Join("ownership lock poisoned".into())),
@@ -469,14 +590,16 @@ async fn sync_ledgers(
                 .filter(|p| assigned.contains(p) && !l.contains_key(p)),
         );
     }
-    // The partitions' changelogs are read in parallel, each by its own reader.
-    let rebuilt = join_all(
-        todo.iter()
-            .map(|p| async move { (*p, rebuild(kafka, *p, dlq).await) }),
-    )
+    // The partitions are taken over in parallel, each changelog by its own reader.
+    let taken = join_all(todo.iter().map(|p| async move {
+        let writer = open_writer(kafka, settings, *p).await?;
+        let ledger = rebuild(kafka, *p, &sinks.dlq).await?;
+        Ok::<_, InventoryError>((*p, writer, ledger))
+    }))
     .await;
-    for (p, ledger) in rebuilt {
-        let ledger = ledger?;
+    for t in taken {
+        let (p, writer, ledger) = t?;
+        writers.insert(p, writer);
         if let Ok(mut l) = ledgers.write() {
             l.insert(p, ledger);
         }
@@ -486,6 +609,16 @@ async fn sync_ledgers(
     }
     if let Ok(mut l) = ledgers.write() {
         l.retain(|p, _| assigned.contains(p));
+    }
+    let gone: Vec<i32> = writers
+        .keys()
+        .filter(|p| !assigned.contains(p))
+        .copied()
+        .collect();
+    for p in gone {
+        if let Some(w) = writers.remove(&p) {
+            let _ = tokio::task::spawn_blocking(move || drop(w)).await;
+        }
     }
     Ok(())
 }
@@ -513,19 +646,24 @@ fn status_label(s: DecisionStatus) -> &'static str {
     }
 }
 
-/// Decide every order of the batch, send the decisions, wait for all acknowledgements.
-/// On cancellation (SIGTERM) it stops taking further orders of the batch; those decided so
-/// far are still sent, acknowledged and committed.
+/// Decide every order of the batch and hand each decision (and each DLQ entry) to the
+/// transaction of its partition; [`commit_transactions`] then commits them. On cancellation
+/// (SIGTERM) it stops taking further orders of the batch; those decided so far are still
+/// committed.
 async fn decide_batch(
     batch: &[OwnedMessage],
-    settings: &Settings,
-    ledgers: &Ledgers,
-    sinks: &Sinks,
-    metrics: &InventoryMetrics,
+    ctx: Ctx<'_>,
+    writers: &Writers,
     token: &CancellationToken,
 ) -> Result<BatchSummary, InventoryError> {
+    let Ctx {
+        settings,
+        ledgers,
+        sinks,
+        metrics,
+        ..
+    } = ctx;
     let mut s = BatchSummary::default();
-    let mut sends = Vec::new();
     for m in batch {
         let p = m.partition();
         let owned = ledgers.read().map(|l| l.contains_key(&p)).unwrap_or(false);
@@ -533,6 +671,7 @@ async fn decide_batch(
             s.not_owned += 1; // revoked meanwhile: its new owner decides it
             continue;
         }
+        let writer = writers.get(&p).ok_or(InventoryError::NoLedger(p))?;
         if !settings.throttle.is_zero() {
             if token.is_cancelled() {
                 break;
@@ -540,11 +679,21 @@ async fn decide_batch(
             tokio::time::sleep(settings.throttle).await;
         }
         s.orders += 1;
-        s.next.insert(p, m.offset() + 1);
+        if s.next.insert(p, m.offset() + 1).is_none() {
+            writer
+                .begin_transaction()
+                .map_err(|e| InventoryError::Txn {
+                    partition: p,
+                    error: format!("beginning: {e}"),
+                })?;
+        }
         let order = match decode_order(m.payload().unwrap_or_default()) {
             Ok(o) => o,
             Err(err) => {
-                sinks.dlq.reject(m, &err).await;
+                sinks
+                    .dlq
+                    .reject_via(writer, m, &err)
+                    .map_err(|e| InventoryError::Delivery(e.to_string()))?;
                 s.dlq += 1;
                 continue;
             }
@@ -587,43 +736,55 @@ async fn decide_batch(
                     .key(&key)
                     .payload(&payload)
                     .timestamp(ts);
-                sends.push(
-                    kafka::enqueue(&sinks.producer, record)
+                // The acknowledgement is awaited by the transaction's commit, which fails
+                // if any record of it failed.
+                drop(
+                    kafka::enqueue(writer, record)
                         .map_err(|e| InventoryError::Delivery(e.to_string()))?,
                 );
             }
         }
     }
-    for r in join_all(sends).await {
-        if let Some(e) = kafka::delivery_error(r) {
-            return Err(InventoryError::Delivery(e));
-        }
-    }
     Ok(s)
 }
 
-/// Commit the batch's next offsets (synchronously: one round trip per batch). Returns
-/// whether the broker took the commit.
-fn commit(consumer: &StreamConsumer<InventoryContext>, next: &BTreeMap<i32, i64>) -> bool {
-    if next.is_empty() {
-        return true;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for (p, o) in next {
-        if let Err(e) = tpl.add_partition_offset(TOPIC_ORDERS, *p, Offset::Offset(*o)) {
-            tracing::warn!(error = %e, "building the commit list failed");
-            return false;
+/// Commit the open transaction of every partition of the batch, each with its next
+/// `orders` offset (the partitions in parallel). A transaction that fails is aborted and
+/// reported: its orders stay uncommitted and are decided again by the next session.
+async fn commit_transactions(
+    writers: &Writers,
+    next: &BTreeMap<i32, i64>,
+    group: ConsumerGroupMetadata,
+) -> Result<(), InventoryError> {
+    let group = Arc::new(group);
+    let commits = next.iter().map(|(&p, &offset)| {
+        let writer = writers.get(&p).cloned();
+        let group = group.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), InventoryError> {
+            let w = writer.ok_or(InventoryError::NoLedger(p))?;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(TOPIC_ORDERS, p, Offset::Offset(offset))?;
+            let done = w
+                .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
+                .and_then(|()| w.commit_transaction(TXN_TIMEOUT));
+            drop(tpl);
+            done.map_err(|e| {
+                let _ = w.abort_transaction(Duration::from_secs(5));
+                InventoryError::Txn {
+                    partition: p,
+                    error: e.to_string(),
+                }
+            })
+        })
+    });
+    let mut first_error = None;
+    for r in join_all(commits).await {
+        let r = r.map_err(|e| InventoryError::Join(e.to_string()))?;
+        if let Err(e) = r {
+            first_error.get_or_insert(e);
         }
     }
-    match consumer.commit(&tpl, CommitMode::Sync) {
-        Ok(()) => true,
-        Err(e) => {
-            // e.g. refused during a rebalance: the orders come again and are skipped as
-            // duplicates by the rebuilt ledger.
-            tracing::warn!(error = %e, "offset commit failed; the batch may be redelivered (harmless)");
-            false
-        }
-    }
+    first_error.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

@@ -140,7 +140,8 @@ async fn publish(producer: &FutureProducer, orders: &[OrderPlaced]) -> anyhow::R
     Ok(())
 }
 
-/// Records on `topic` so far (sum of high watermarks).
+/// Log end of `topic` so far (sum of high watermarks): its records plus transaction
+/// markers, i.e. a measure of progress, not a count.
 async fn records_on(kafka: &KafkaConfig, topic: &'static [&'static str]) -> i64 {
     lag_of(kafka, GROUP_INVENTORY, topic)
         .await
