@@ -12,18 +12,28 @@
 //! `inventory-events` partition, from the beginning up to the high watermark read at that
 //! moment. A revoked partition's ledger is dropped at once.
 //!
-//! Orders are taken in batches (up to `BATCH_MAX`, or what arrives within 20 ms). Every
-//! owned partition `p` has its own transactional producer (`transactional.id`
-//! `<TRANSACTIONAL_ID_PREFIX>-<p>`): a batch's decisions of `p`, the DLQ entries of its bad
-//! orders and the group's next offset for `p` are committed in one Kafka transaction
-//! (consume-decide-produce-commit, as in rust-rdkafka's transactions example). A
-//! `read_committed` reader (analytics, the ledger rebuild) sees a batch's decisions together
-//! with its offsets, or neither. A replica that dies mid-batch leaves its transaction open;
-//! the next owner of `p` opens its producer with the same id before anything else, which
-//! aborts that transaction and fences off the old producer should it still be alive, and
-//! only then reads the changelog. So the orders of an aborted batch are decided again, once,
-//! against a ledger that never saw their aborted decisions. The ledger also skips orders it
-//! knows as decided, a second line of defence.
+//! Orders are taken in batches (up to `BATCH_MAX`, or what arrives within 20 ms). A batch is
+//! decided in order, all its decisions are sent without waiting for each other, and only
+//! once the broker acknowledged every one of them are the batch's next offsets committed.
+//! Two ways to commit, chosen by `TRANSACTIONS`:
+//!
+//! - **Idempotent (default).** Decisions go through the idempotent producer, then the
+//!   offsets are committed (at-least-once, as in rust-rdkafka's at_least_once example). A
+//!   crash between the acknowledgements and the commit redelivers orders already decided;
+//!   the ledger, rebuilt from `inventory-events`, knows their order ids and skips them, so an
+//!   order is never decided twice.
+//! - **Transactions.** Every owned partition `p` has its own transactional producer
+//!   (`transactional.id` `<TRANSACTIONAL_ID_PREFIX>-<p>`): a batch's decisions of `p`, the
+//!   DLQ entries of its bad orders and the group's next offset for `p` are committed in one
+//!   Kafka transaction (consume-decide-produce-commit, as in rust-rdkafka's transactions
+//!   example), so a `read_committed` reader sees them together or not at all. A replica that
+//!   dies mid-batch leaves its transaction open; the next owner of `p` opens its producer
+//!   with the same id before anything else, which aborts that transaction and fences off the
+//!   old producer should it still be alive (a replica cut off from Kafka, not dead), and
+//!   only then reads the changelog. The ledger's duplicate check stays as a second line.
+//!   Not the default because the local test broker mishandles aborted transactions: after
+//!   an abort, `read_committed` consumers that did not read the abort marker themselves skip
+//!   every later record of that producer (see README "Guarantees").
 //!
 //! Any Kafka failure mid-run (a transaction that cannot commit, the broker gone, a changelog
 //! read that stalls) ends the session: open transactions are aborted, the consumer leaves,
@@ -47,7 +57,8 @@ use orderflow_events::{
 use orderflow_runtime::dlq::Dlq;
 use orderflow_runtime::{kafka, supervise, topics, Health, KafkaConfig};
 use rdkafka::consumer::{
-    BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+    StreamConsumer,
 };
 use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -410,19 +421,24 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
         }
         shared.publish(health);
         let started = Instant::now(); // batch time without any ledger rebuild (logged apart)
-        let Some(group) = consumer.group_metadata() else {
-            break Err(InventoryError::Txn {
-                partition: -1,
-                error: "the consumer has no group metadata".into(),
-            });
-        };
         let summary = match decide_batch(&batch, ctx, &writers, token).await {
             Ok(s) => s,
             Err(e) => break Err(e),
         };
-        if let Err(e) = commit_transactions(&writers, &summary.next, group).await {
-            break Err(e);
-        }
+        let committed = if settings.transactions {
+            let Some(group) = consumer.group_metadata() else {
+                break Err(InventoryError::Txn {
+                    partition: -1,
+                    error: "the consumer has no group metadata".into(),
+                });
+            };
+            if let Err(e) = commit_transactions(&writers, &summary.next, group).await {
+                break Err(e);
+            }
+            true
+        } else {
+            commit(&consumer, &summary.next)
+        };
         metrics
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -435,8 +451,9 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
             dlq = summary.dlq,
             not_owned = summary.not_owned,
             next_offsets = ?summary.next,
+            committed,
             ms = started.elapsed().as_millis() as u64,
-            "batch decided and committed"
+            "batch decided"
         );
     };
 
@@ -561,7 +578,8 @@ async fn open_writer(
 }
 
 /// For every assigned partition marked stale (and, defensively, any assigned partition of
-/// the batch without a ledger): open its transactional producer, then rebuild its ledger.
+/// the batch without a ledger): open its transactional producer (with `TRANSACTIONS`),
+/// then rebuild its ledger.
 /// Producers and ledgers of partitions no longer assigned are dropped. Called between
 /// batches only, where no rebalance callback can run and no transaction is open.
 async fn sync_ledgers(
@@ -592,14 +610,19 @@ async fn sync_ledgers(
     }
     // The partitions are taken over in parallel, each changelog by its own reader.
     let taken = join_all(todo.iter().map(|p| async move {
-        let writer = open_writer(kafka, settings, *p).await?;
+        let writer = match settings.transactions {
+            true => Some(open_writer(kafka, settings, *p).await?),
+            false => None,
+        };
         let ledger = rebuild(kafka, *p, &sinks.dlq).await?;
         Ok::<_, InventoryError>((*p, writer, ledger))
     }))
     .await;
     for t in taken {
         let (p, writer, ledger) = t?;
-        writers.insert(p, writer);
+        if let Some(w) = writer {
+            writers.insert(p, w);
+        }
         if let Ok(mut l) = ledgers.write() {
             l.insert(p, ledger);
         }
@@ -646,10 +669,11 @@ fn status_label(s: DecisionStatus) -> &'static str {
     }
 }
 
-/// Decide every order of the batch and hand each decision (and each DLQ entry) to the
-/// transaction of its partition; [`commit_transactions`] then commits them. On cancellation
-/// (SIGTERM) it stops taking further orders of the batch; those decided so far are still
-/// committed.
+/// Decide every order of the batch, send each decision (and each DLQ entry), and wait until
+/// the broker acknowledged all of them. With `TRANSACTIONS` they go to the open transaction
+/// of their partition, which [`commit_transactions`] then commits; without, to the
+/// idempotent producer, and [`commit`] then commits the offsets. On cancellation (SIGTERM)
+/// it stops taking further orders of the batch; those decided so far are still committed.
 async fn decide_batch(
     batch: &[OwnedMessage],
     ctx: Ctx<'_>,
@@ -664,6 +688,7 @@ async fn decide_batch(
         ..
     } = ctx;
     let mut s = BatchSummary::default();
+    let mut sends = Vec::new();
     for m in batch {
         let p = m.partition();
         let owned = ledgers.read().map(|l| l.contains_key(&p)).unwrap_or(false);
@@ -671,7 +696,10 @@ async fn decide_batch(
             s.not_owned += 1; // revoked meanwhile: its new owner decides it
             continue;
         }
-        let writer = writers.get(&p).ok_or(InventoryError::NoLedger(p))?;
+        let writer = match settings.transactions {
+            true => writers.get(&p).ok_or(InventoryError::NoLedger(p))?,
+            false => &sinks.producer,
+        };
         if !settings.throttle.is_zero() {
             if token.is_cancelled() {
                 break;
@@ -679,7 +707,7 @@ async fn decide_batch(
             tokio::time::sleep(settings.throttle).await;
         }
         s.orders += 1;
-        if s.next.insert(p, m.offset() + 1).is_none() {
+        if s.next.insert(p, m.offset() + 1).is_none() && settings.transactions {
             writer
                 .begin_transaction()
                 .map_err(|e| InventoryError::Txn {
@@ -690,10 +718,11 @@ async fn decide_batch(
         let order = match decode_order(m.payload().unwrap_or_default()) {
             Ok(o) => o,
             Err(err) => {
-                sinks
+                let sent = sinks
                     .dlq
                     .reject_via(writer, m, &err)
                     .map_err(|e| InventoryError::Delivery(e.to_string()))?;
+                sends.extend(sent);
                 s.dlq += 1;
                 continue;
             }
@@ -736,16 +765,43 @@ async fn decide_batch(
                     .key(&key)
                     .payload(&payload)
                     .timestamp(ts);
-                // The acknowledgement is awaited by the transaction's commit, which fails
-                // if any record of it failed.
-                drop(
+                sends.push(
                     kafka::enqueue(writer, record)
                         .map_err(|e| InventoryError::Delivery(e.to_string()))?,
                 );
             }
         }
     }
+    for r in join_all(sends).await {
+        if let Some(e) = kafka::delivery_error(r) {
+            return Err(InventoryError::Delivery(e));
+        }
+    }
     Ok(s)
+}
+
+/// Commit the batch's next offsets (synchronously: one round trip per batch). Returns
+/// whether the broker took the commit. Without `TRANSACTIONS` only.
+fn commit(consumer: &StreamConsumer<InventoryContext>, next: &BTreeMap<i32, i64>) -> bool {
+    if next.is_empty() {
+        return true;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in next {
+        if let Err(e) = tpl.add_partition_offset(TOPIC_ORDERS, *p, Offset::Offset(*o)) {
+            tracing::warn!(error = %e, "building the commit list failed");
+            return false;
+        }
+    }
+    match consumer.commit(&tpl, CommitMode::Sync) {
+        Ok(()) => true,
+        Err(e) => {
+            // e.g. refused during a rebalance: the orders come again and are skipped as
+            // duplicates by the rebuilt ledger.
+            tracing::warn!(error = %e, "offset commit failed; the batch may be redelivered (harmless)");
+            false
+        }
+    }
 }
 
 /// Commit the open transaction of every partition of the batch, each with its next
