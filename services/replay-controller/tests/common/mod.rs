@@ -158,8 +158,12 @@ pub fn failed_reason(o: &ReplayRequest) -> String {
         .unwrap_or_default()
 }
 
-/// Reasons of the Events about request `name`, oldest first.
-pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> anyhow::Result<Vec<String>> {
+/// The Events about request `name`, oldest first, as (reason, note).
+pub async fn events(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     let mut list: Vec<Event> = events
         .list(&ListParams::default())
@@ -169,7 +173,19 @@ pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> anyhow::Res
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .collect();
     list.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
-    Ok(list.into_iter().filter_map(|e| e.reason).collect())
+    Ok(list
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect())
+}
+
+/// Reasons of the Events about request `name`, oldest first.
+pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> anyhow::Result<Vec<String>> {
+    Ok(events(client, ns, name)
+        .await?
+        .into_iter()
+        .map(|(reason, _)| reason)
+        .collect())
 }
 
 pub async fn start_controller(env: &Env, extra: &[(&str, String)]) -> anyhow::Result<Service> {
@@ -254,7 +270,7 @@ pub fn stray_consumer(
 
 pub async fn wait_group_members(kafka: &KafkaConfig, n: usize) -> anyhow::Result<()> {
     wait::until(
-        "the stray consumer to join",
+        &format!("{n} member(s) in group {GROUP_ANALYTICS}"),
         Duration::from_secs(30),
         Duration::from_millis(200),
         || {
