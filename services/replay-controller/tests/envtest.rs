@@ -12,8 +12,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    apply_rr, create_deployment, event_reasons, failed_reason, log_ends, metrics_when, phase,
-    replicas, rr, setup, start_controller, stray_consumer, wait_group_members, wait_rr,
+    apply_rr, create_deployment, event_reasons, event_reasons_with, failed_reason, log_ends,
+    metrics_when, phase, replicas, rr, setup, start_controller, stray_consumer, wait_group_members,
+    wait_rr,
 };
 use kube::api::{Api, DeleteParams};
 use orderflow_harness::envtest::StandIn;
@@ -174,7 +175,7 @@ async fn replay_with_lag_completes_once_across_a_controller_crash() -> anyhow::R
     assert!(holding.status.and_then(|s| s.lag).is_some());
 
     // one Event per phase; the crash did not repeat the reset
-    let reasons = event_reasons(&c, ns, "replay-1").await?;
+    let reasons = event_reasons_with(&c, ns, "replay-1", "Succeeded").await?;
     assert_eq!(
         reasons,
         [

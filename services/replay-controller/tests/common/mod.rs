@@ -179,6 +179,26 @@ pub async fn events(
         .collect())
 }
 
+/// Reasons of the Events about request `name`, oldest first, once one of them is `reason`
+/// (a phase's Event follows its status write, so it may come after the status is seen).
+pub async fn event_reasons_with(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+) -> anyhow::Result<Vec<String>> {
+    wait::until(
+        &format!("{name}: a {reason} Event"),
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async move {
+            let r = event_reasons(client, ns, name).await.ok()?;
+            r.iter().any(|r| r == reason).then_some(r)
+        },
+    )
+    .await
+}
+
 /// Reasons of the Events about request `name`, oldest first.
 pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> anyhow::Result<Vec<String>> {
     Ok(events(client, ns, name)
