@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use common::{
-    apply_rr, create_deployment, event_reasons, events, log_ends, metrics_when, phase, replicas,
-    rr, setup, start_controller, stray_consumer, wait_group_members, wait_rr, Env,
+    apply_rr, create_deployment, event_reasons_with, events, log_ends, metrics_when, phase,
+    replicas, rr, setup, start_controller, stray_consumer, wait_group_members, wait_rr, Env,
 };
 use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
@@ -156,13 +156,14 @@ async fn group_is_empty(kafka: &KafkaConfig) -> bool {
     .is_some_and(|g| g.is_empty())
 }
 
-/// The pipeline between two requests.
+/// The pipeline between two requests. (Fields drop in order: the stand-ins stop their
+/// processes while the API server they watch is still up.)
 struct World {
-    env: Env,
     analytics: StandIn,
     inventory: StandIn,
-    /// analytics' metrics before any replay: every replay must recompute them.
+    /// analytics' metrics before the replays: every replay must recompute them.
     before: Value,
+    env: Env,
 }
 
 /// Where a request starts from: analytics has recomputed `before` and committed the log
@@ -187,8 +188,10 @@ impl World {
         start_controller(&self.env, &[("WATCH_NAMESPACE", NS.to_string())]).await
     }
 
-    /// Wait until the last replay is recomputed (identical metrics) and committed.
+    /// Wait until both deployments' processes run, and the last replay is recomputed
+    /// (identical metrics) and committed.
     async fn settled(&self) -> anyhow::Result<Start> {
+        self.running().await?;
         let before = self.before.clone();
         metrics_when(
             &self.analytics,
@@ -216,6 +219,20 @@ impl World {
             analytics_seen: self.analytics.seen().len(),
             inventory_seen: self.inventory.seen().len(),
         })
+    }
+
+    /// Wait until the stand-ins run both deployments' processes (ready).
+    async fn running(&self) -> anyhow::Result<()> {
+        wait::until(
+            "the analytics and inventory processes to run",
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || {
+                let up = self.analytics.url().is_some() && self.inventory.url().is_some();
+                async move { up.then_some(()) }
+            },
+        )
+        .await
     }
 
     async fn wait(
@@ -264,14 +281,14 @@ impl World {
         let lag = st.lag.clone().unwrap_or_default();
         assert!(lag.drained_after_seconds.is_some(), "{name}: {lag:?}");
         assert_eq!(lag.samples.last().map(|s| s.lag), Some(0), "{name}");
-        let reasons = event_reasons(&self.client(), NS, name).await?;
+        let reasons = event_reasons_with(&self.client(), NS, name, "Succeeded").await?;
         assert_eq!(reasons, ALL_PHASES, "{name}: {reasons:?}");
         Ok(done)
     }
 
     /// Both deployments back at their replica counts, and the stand-ins saw `analytics` and
     /// `inventory` (the replica counts set since `start`) and nothing else: no deployment
-    /// was scaled down twice or left down.
+    /// was scaled down twice or left down. Their processes run again.
     async fn restored(
         &self,
         start: &Start,
@@ -300,7 +317,8 @@ impl World {
                 self.analytics.seen(),
                 self.inventory.seen()
             )
-        })
+        })?;
+        self.running().await
     }
 
     /// SIGKILL the controller (by PID) and start a new one.
@@ -386,10 +404,10 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
     })
     .await?;
     let mut w = World {
-        env,
         analytics,
         inventory,
         before,
+        env,
     };
     let kafka = w.kafka();
     let mut ctl = w.controller().await?;
@@ -535,7 +553,7 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
     //    a lag sample of them taken.
     let t = Instant::now();
     let start = w.settled().await?;
-    apply_rr(&c, NS, rr("kill-5", spec(8))).await?;
+    apply_rr(&c, NS, rr("kill-5", spec(10))).await?;
     w.wait("kill-5", "HoldingLag with a lag sample", |o| {
         phase(o) == Phase::HoldingLag
             && o.status
