@@ -16,9 +16,13 @@
 //!   write that would *leave* the phase (see [`refuse_phase`]): the controller has done the
 //!   phase's work (scaled to 0 / reset the offsets / restored analytics / restored inventory)
 //!   and retries the write, the status still names the phase, and the kill lands exactly in
-//!   the window a crash between a side effect and its status write would. The one point this
-//!   cannot reach is "Resetting persisted, reset not yet made" (no API call sits between
-//!   them); a restart from there takes the same path as the one from ScalingDown tested here.
+//!   the window a crash between a side effect and its status write would. (The envtest
+//!   kube-apiserver is 1.20: no ValidatingAdmissionPolicy, and a webhook would need a TLS
+//!   server; the schema needs neither, and the controller needs no test hook.) The one point
+//!   this cannot reach is "Resetting persisted, reset not yet made": nothing but the
+//!   Resetting Event's POST sits between them. A restart from there runs the Resetting step,
+//!   finds no commit naming the request and resets, as the restart held just before
+//!   Resetting does here.
 //! - HoldingLag lasts `holdSeconds`: the kill comes after the first lag sample, with
 //!   inventory held at 0.
 
@@ -31,6 +35,7 @@ use common::{
     apply_rr, create_deployment, event_reasons_with, events, log_ends, metrics_when, phase,
     replicas, rr, setup, start_controller, stray_consumer, wait_group_members, wait_rr, Env,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
 use orderflow_events::{GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
@@ -80,8 +85,7 @@ async fn refuse_phase(env: &Env, phase: Phase, refuse: bool) -> anyhow::Result<(
         .ok_or_else(|| anyhow!("the CRD has no status.phase enum"))?
         .retain(|v| v.as_str() != Some(phase.as_str()));
     }
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(env.client.clone());
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
     crds.patch(
         "replayrequests.orderflow.io",
         &PatchParams::apply("test").force(),
