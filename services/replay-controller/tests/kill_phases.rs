@@ -258,11 +258,14 @@ impl World {
 
     /// The request ended Succeeded, once: one Event per phase, every partition of both
     /// topics reset once to earliest (from the committed `ends` when given: a second reset
-    /// would report 0), the lag recorded and drained, nothing left to restore.
+    /// would report 0), the lag recorded and drained, nothing left to restore. `at_kill`,
+    /// the request as it was when the controller was killed: the restarted one resumed it
+    /// (same start time) and kept the reset it had recorded.
     async fn succeeded_once(
         &self,
         name: &str,
         ends: Option<&[PartitionLag]>,
+        at_kill: Option<&ReplayRequest>,
     ) -> anyhow::Result<ReplayRequest> {
         let done = self
             .wait(name, "a final phase", |o| phase(o).is_final())
@@ -280,6 +283,12 @@ impl World {
                     .find(|p| p.topic == o.topic && p.partition == o.partition)
                     .map(|p| p.high_watermark);
                 assert_eq!(o.from, end, "{name}: {o:?}");
+            }
+        }
+        if let Some(killed) = at_kill.and_then(|o| o.status.as_ref()) {
+            assert_eq!(st.started_at, killed.started_at, "{name}");
+            if !killed.offsets.is_empty() {
+                assert_eq!(st.offsets, killed.offsets, "{name}");
             }
         }
         let lag = st.lag.clone().unwrap_or_default();
@@ -340,26 +349,26 @@ impl World {
         name: &str,
         refused: Phase,
         held: impl AsyncFn(&ReplayRequest) -> bool,
-    ) -> anyhow::Result<(Service, Start)> {
+    ) -> anyhow::Result<(Service, Start, ReplayRequest)> {
         let start = self.settled().await?;
         let failed_before = failed_reconciles(&ctl).await;
         refuse_phase(&self.env, refused, true).await?;
         apply_rr(&self.client(), NS, rr(name, spec(1))).await?;
         let api: Api<ReplayRequest> = Api::namespaced(self.client(), NS);
         let (api, ctl_ref, held) = (&api, &ctl, &held);
-        wait::until(
+        let at_kill = wait::until(
             &format!("{name}: held before {refused} by the refused status write"),
             Duration::from_secs(60),
             Duration::from_millis(100),
             move || async move {
                 let o = api.get(name).await.ok()?;
-                (failed_reconciles(ctl_ref).await > failed_before && held(&o).await).then_some(())
+                (failed_reconciles(ctl_ref).await > failed_before && held(&o).await).then_some(o)
             },
         )
         .await?;
         ctl.kill();
         refuse_phase(&self.env, refused, false).await?;
-        Ok((self.controller().await?, start))
+        Ok((self.controller().await?, start, at_kill))
     }
 }
 
@@ -453,7 +462,7 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
     .await?;
     assert_eq!(replicas(&c, NS, "analytics").await?, 0);
     assert_eq!(
-        a.status.map(|s| s.restore),
+        a.status.as_ref().map(|s| s.restore.clone()),
         Some(vec![Restore {
             deployment: "analytics".to_string(),
             replicas: 1
@@ -463,10 +472,11 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
     // the new controller finds both where they were; the stray member leaves
     stop_stray.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = stray.join();
-    w.succeeded_once("kill-1-a", Some(&start.ends)).await?;
+    w.succeeded_once("kill-1-a", Some(&start.ends), Some(&a))
+        .await?;
     // kill-1-b ran after kill-1-a had restored analytics, mid-rebuild: its `from` is wherever
     // analytics had got to
-    w.succeeded_once("kill-1-b", None).await?;
+    w.succeeded_once("kill-1-b", None, None).await?;
     w.restored(&start, &[0, 1, 0, 1], &[0, 2, 0, 2]).await?;
     eprintln!("Pending + ScalingDown: {:.1?}", t.elapsed());
 
@@ -475,7 +485,7 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
     let t = Instant::now();
     let k = kafka.clone();
     let cl = c.clone();
-    let (new_ctl, start) = w
+    let (new_ctl, start, at_kill) = w
         .kill_refusing(
             ctl,
             "kill-2",
@@ -488,7 +498,8 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
         )
         .await?;
     ctl = new_ctl;
-    w.succeeded_once("kill-2", Some(&start.ends)).await?;
+    w.succeeded_once("kill-2", Some(&start.ends), Some(&at_kill))
+        .await?;
     w.restored(&start, &[0, 1], &[0, 2]).await?;
     eprintln!("ScalingDown -> Resetting: {:.1?}", t.elapsed());
 
@@ -496,7 +507,7 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
     //    Restoring write refused. The new controller must find the reset, not make another.
     let t = Instant::now();
     let k = kafka.clone();
-    let (new_ctl, start) = w
+    let (new_ctl, start, at_kill) = w
         .kill_refusing(
             ctl,
             "kill-3",
@@ -511,7 +522,8 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
         )
         .await?;
     ctl = new_ctl;
-    w.succeeded_once("kill-3", Some(&start.ends)).await?;
+    w.succeeded_once("kill-3", Some(&start.ends), Some(&at_kill))
+        .await?;
     let restoring = events(&c, NS, "kill-3")
         .await?
         .into_iter()
@@ -529,7 +541,7 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
     //    lists analytics to restore, and inventory is not scaled yet).
     let t = Instant::now();
     let cl = c.clone();
-    let (new_ctl, start) = w
+    let (new_ctl, start, at_kill) = w
         .kill_refusing(
             ctl,
             "kill-4",
@@ -549,7 +561,8 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
         )
         .await?;
     ctl = new_ctl;
-    w.succeeded_once("kill-4", Some(&start.ends)).await?;
+    w.succeeded_once("kill-4", Some(&start.ends), Some(&at_kill))
+        .await?;
     w.restored(&start, &[0, 1], &[0, 2]).await?;
     eprintln!("Restoring: {:.1?}", t.elapsed());
 
@@ -595,7 +608,7 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
         })
         .await?;
     assert_eq!(replicas(&c, NS, "inventory").await?, 0);
-    let st = held.status.unwrap_or_default();
+    let st = held.status.clone().unwrap_or_default();
     assert_eq!(
         st.restore,
         [Restore {
@@ -609,7 +622,9 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
         st.lag
     );
     ctl = w.crash(ctl).await?;
-    let done = w.succeeded_once("kill-5", Some(&start.ends)).await?;
+    let done = w
+        .succeeded_once("kill-5", Some(&start.ends), Some(&held))
+        .await?;
     // the hold kept its end and its samples across the crash, and the lag drained after it
     let lag = done.status.and_then(|s| s.lag).unwrap_or_default();
     let lag_before = st.lag.clone().unwrap_or_default();
@@ -634,7 +649,7 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
     //    Succeeded write refused.
     let t = Instant::now();
     let cl = c.clone();
-    let (new_ctl, start) = w
+    let (new_ctl, start, at_kill) = w
         .kill_refusing(
             ctl,
             "kill-6",
@@ -650,7 +665,8 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
         )
         .await?;
     ctl = new_ctl;
-    w.succeeded_once("kill-6", Some(&start.ends)).await?;
+    w.succeeded_once("kill-6", Some(&start.ends), Some(&at_kill))
+        .await?;
     w.restored(&start, &[0, 1], &[0, 2]).await?;
     eprintln!("HoldingLag -> Succeeded: {:.1?}", t.elapsed());
 
