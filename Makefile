@@ -12,13 +12,14 @@ BIN := $(TARGET_DIR)/release
 .DEFAULT_GOAL := help
 -include mk/*.mk
 
-.PHONY: help build crds envtest-install e2e bench bench-tools demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
+.PHONY: help build crds envtest-install e2e bench bench-tools fuzz demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
 
 help:
 	@echo "make demo         run the lab scenario locally (installs the local broker on first use)"
 	@echo "make test         formatting, clippy, unit and integration tests (real local broker)"
 	@echo "make bench        orderflow vs kcat and a Python pipeline, 1M events x 3 runs -> target/bench/results.md"
 	@echo "make e2e          the users' flow on a local kube-apiserver: helm install, 10k orders, lag and replays by ReplayRequest"
+	@echo "make fuzz         the event decoder's property tests with 100,000 cases each (FUZZ_CASES)"
 	@echo "make build        release build of every binary"
 	@echo "make crds         regenerate helm/orderflow/crds/replayrequest.yaml from the Rust types"
 	@echo "make broker-up    start the local broker on 127.0.0.1:9092 (data in target/broker)"
@@ -59,6 +60,11 @@ e2e: build broker-install envtest-install k8s-tools
 # Benchmarks (not tests): BENCH_ARGS e.g. "--events 200000 --runs 5"; `make test` runs --smoke.
 bench: build broker-install bench-tools
 	$(BIN)/orderflow-bench --out target/bench $(BENCH_ARGS)
+
+# A longer run of the event decoder's property tests (make test runs 256 cases each).
+FUZZ_CASES ?= 100000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --locked -p orderflow-events --lib codec::tests
 
 # kcat (apt), the Python peer's venv (pip) and oha (cargo install), once, into the cache.
 bench-tools:

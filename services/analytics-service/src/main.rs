@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init("analytics-service");
-    let kafka = KafkaConfig::from_env();
+    let kafka = KafkaConfig::from_env()?;
     let addr = config::http_addr(":8082")?;
     let commit_ms: u64 = config::env_parse("COMMIT_INTERVAL_MS", 1000)?;
     let token = shutdown::on_signal();

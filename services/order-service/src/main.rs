@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
     // linger 0: a single POST /orders is sent at once (p50 0.4 ms instead of 1.6 ms at 1 ms
     // and 3.5 ms at 5 ms, oha at 2,000 req/s); bulk batches still fill behind the requests in
     // flight, and ran faster too (make bench, P1)
-    let kafka = KafkaConfig::from_env().linger_default(0);
+    let kafka = KafkaConfig::from_env()?.linger_default(0);
     let addr = config::http_addr("0.0.0.0:8080")?;
     let bulk_max: u64 = config::env_parse("BULK_MAX", 5_000_000)?;
     let token = shutdown::on_signal();

@@ -150,10 +150,10 @@ impl CliError {
 impl Cli {
     /// Kafka settings: `KAFKA_*` security settings from the environment, bootstrap from
     /// `--bootstrap` / `KAFKA_BOOTSTRAP`.
-    pub fn kafka(&self) -> KafkaConfig {
-        let mut k = KafkaConfig::from_env();
+    pub fn kafka(&self) -> Result<KafkaConfig, orderflow_runtime::ConfigError> {
+        let mut k = KafkaConfig::from_env()?;
         k.bootstrap = self.bootstrap.clone();
-        k
+        Ok(k)
     }
 }
 

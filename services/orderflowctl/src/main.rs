@@ -7,7 +7,13 @@ use orderflowctl::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let args = Cli::parse();
-    let kafka = args.kafka();
+    let kafka = match args.kafka() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("orderflowctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr();
     match cli::run(&args, &kafka, &mut out, &mut err) {

@@ -33,7 +33,7 @@ fn millis(name: &str, default: u64) -> anyhow::Result<Duration> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init("replay-controller");
-    let kafka = KafkaConfig::from_env();
+    let kafka = KafkaConfig::from_env()?;
     let addr = config::http_addr(":8083")?;
     let namespace = std::env::var("WATCH_NAMESPACE")
         .ok()

@@ -2,7 +2,7 @@
 
 use rdkafka::ClientConfig;
 
-use crate::config::env_or;
+use crate::config::{env_or, env_parse, ConfigError};
 
 /// Default bootstrap servers (DESIGN.md).
 pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
@@ -40,14 +40,16 @@ impl KafkaConfig {
         }
     }
 
-    pub fn from_env() -> Self {
+    /// The settings from the environment; a variable that does not parse is an error naming it.
+    pub fn from_env() -> Result<Self, ConfigError> {
         let mut cfg = Self::new(env_or("KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP));
         cfg.instance_id = std::env::var("GROUP_INSTANCE_ID")
             .ok()
             .filter(|v| !v.trim().is_empty());
-        cfg.linger_ms = std::env::var("KAFKA_LINGER_MS")
-            .ok()
-            .and_then(|v| v.trim().parse().ok());
+        cfg.linger_ms = match std::env::var("KAFKA_LINGER_MS") {
+            Ok(v) if !v.trim().is_empty() => Some(env_parse("KAFKA_LINGER_MS", 0u32)?),
+            _ => None,
+        };
         cfg.compression = std::env::var("KAFKA_COMPRESSION")
             .ok()
             .map(|v| v.trim().to_string())
@@ -65,7 +67,7 @@ impl KafkaConfig {
                 }
             }
         }
-        cfg
+        Ok(cfg)
     }
 
     /// Use `ms` as the producers' `linger.ms` unless `KAFKA_LINGER_MS` set one.
