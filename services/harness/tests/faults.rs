@@ -101,6 +101,24 @@ async fn check_topics_and_analytics(
     Ok(())
 }
 
+/// SIGTERM every service (each must exit 0), then stop the broker and remove `dir`.
+async fn stop_all<const N: usize>(
+    services: [Service; N],
+    broker: Broker,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    for svc in services {
+        let name = svc.kind.binary();
+        assert!(
+            svc.stop(Duration::from_secs(20)).await?,
+            "{name} exits 0 on SIGTERM"
+        );
+    }
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
 /// What the clients posting orders saw, and a switch to hold them between requests.
 #[derive(Default)]
 struct Tally {
@@ -320,15 +338,7 @@ async fn broker_restart_under_load_loses_and_doubles_nothing() -> anyhow::Result
         recovered.as_secs_f64(),
         on_orders.len()
     );
-    for svc in [order, inventory, analytics] {
-        assert!(
-            svc.stop(Duration::from_secs(20)).await?,
-            "exits 0 on SIGTERM"
-        );
-    }
-    drop(broker);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    stop_all([order, inventory, analytics], broker, &dir).await
 }
 
 /// Two inventory replicas share the orders while the stock runs out: B joins mid-stream
@@ -385,13 +395,5 @@ async fn inventory_replicas_one_killed_without_oversell() -> anyhow::Result<()> 
 
     inventory_drained(&kafka, 8000).await?;
     check_topics_and_analytics(&kafka, &analytics, &stock, 8000).await?;
-    for svc in [order, a, b, analytics] {
-        assert!(
-            svc.stop(Duration::from_secs(20)).await?,
-            "exits 0 on SIGTERM"
-        );
-    }
-    drop(broker);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    stop_all([order, a, b, analytics], broker, &dir).await
 }

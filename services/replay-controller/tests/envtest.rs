@@ -13,11 +13,10 @@ use std::time::Duration;
 
 use common::{
     apply_rr, create_deployment, event_reasons, event_reasons_with, failed_reason, log_ends,
-    metrics_when, phase, replicas, rr, setup, start_controller, stray_consumer, wait_group_members,
-    wait_rr,
+    metrics_when, phase, replicas, rr, setup, stand_ins, start_controller, stray_consumer,
+    wait_group_members, wait_rr,
 };
 use kube::api::{Api, DeleteParams};
-use orderflow_harness::envtest::StandIn;
 use orderflow_harness::{wait, Service, ServiceKind};
 use replay_controller::crd::{Phase, ReplayRequest};
 use serde_json::json;
@@ -32,24 +31,7 @@ async fn replay_with_lag_completes_once_across_a_controller_crash() -> anyhow::R
     create_deployment(&c, ns, "analytics", 1).await?;
     create_deployment(&c, ns, "inventory", 2).await?;
     let logs = env.dir.join("logs");
-    let analytics = StandIn::spawn(
-        c.clone(),
-        ns,
-        "analytics",
-        ServiceKind::Analytics,
-        env.broker.bootstrap.clone(),
-        vec![("COMMIT_INTERVAL_MS", "200".to_string())],
-        logs.clone(),
-    );
-    let inventory = StandIn::spawn(
-        c.clone(),
-        ns,
-        "inventory",
-        ServiceKind::Inventory,
-        env.broker.bootstrap.clone(),
-        vec![],
-        logs.clone(),
-    );
+    let (analytics, inventory) = stand_ins(&env, ns, &logs);
     let order = Service::start(ServiceKind::Order, &env.broker.bootstrap, &[], &logs).await?;
     let (status, _) = order
         .post_json(

@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use common::{
     apply_rr, create_deployment, event_reasons_with, events, log_ends, metrics_when, phase,
-    replicas, rr, setup, start_controller, stray_consumer, wait_group_members, wait_rr, Env,
+    replicas, rr, setup, stand_ins, start_controller, stray_consumer, wait_group_members, wait_rr,
+    Env,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
@@ -383,24 +384,7 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
     env.cp.kubectl(&["create", "namespace", PROBE_NS])?;
     apply_rr(&c, PROBE_NS, rr("probe", spec(1))).await?;
     let logs = env.dir.join("logs");
-    let analytics = StandIn::spawn(
-        c.clone(),
-        NS,
-        "analytics",
-        ServiceKind::Analytics,
-        env.broker.bootstrap.clone(),
-        vec![("COMMIT_INTERVAL_MS", "200".to_string())],
-        logs.clone(),
-    );
-    let inventory = StandIn::spawn(
-        c.clone(),
-        NS,
-        "inventory",
-        ServiceKind::Inventory,
-        env.broker.bootstrap.clone(),
-        vec![],
-        logs.clone(),
-    );
+    let (analytics, inventory) = stand_ins(&env, NS, &logs);
     let order = Service::start(ServiceKind::Order, &env.broker.bootstrap, &[], &logs).await?;
     let (status, _) = order
         .post_json(

@@ -94,6 +94,30 @@ pub async fn create_deployment(
     Ok(())
 }
 
+/// Stand-in kubelets running the `analytics` (committing every 200 ms) and `inventory`
+/// Deployments of `ns` as processes, logging under `logs`.
+pub fn stand_ins(env: &Env, ns: &str, logs: &std::path::Path) -> (StandIn, StandIn) {
+    let spawn = |name: &str, kind, extra: Vec<(&'static str, String)>| {
+        StandIn::spawn(
+            env.client.clone(),
+            ns,
+            name,
+            kind,
+            env.broker.bootstrap.clone(),
+            extra,
+            logs.to_path_buf(),
+        )
+    };
+    (
+        spawn(
+            "analytics",
+            ServiceKind::Analytics,
+            vec![("COMMIT_INTERVAL_MS", "200".to_string())],
+        ),
+        spawn("inventory", ServiceKind::Inventory, vec![]),
+    )
+}
+
 pub async fn replicas(client: &Client, ns: &str, name: &str) -> anyhow::Result<i32> {
     let d = Api::<Deployment>::namespaced(client.clone(), ns)
         .get(name)
