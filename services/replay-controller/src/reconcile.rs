@@ -800,7 +800,16 @@ impl<'a> Run<'a> {
         if st.phase != before {
             self.ctx.metrics.entered(st.phase.as_str());
             let message = st.message.clone().unwrap_or_default();
-            tracing::info!(request = %self.rr.name_any(), phase = %st.phase, "{message}");
+            // one line per phase change: `kubectl logs deploy/replay-controller | jq` follows a request
+            tracing::info!(
+                name = %self.rr.name_any(),
+                namespace = self.rr.metadata.namespace.as_deref().unwrap_or_default(),
+                phase = %st.phase,
+                from = %before,
+                group = %self.rr.spec.consumer_group,
+                message = %message,
+                "ReplayRequest phase"
+            );
             let kind = if st.phase == Phase::Failed {
                 EventType::Warning
             } else {
