@@ -12,7 +12,7 @@ BIN := $(TARGET_DIR)/release
 .DEFAULT_GOAL := help
 -include mk/*.mk
 
-.PHONY: help build crds envtest-install e2e bench bench-tools demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
+.PHONY: help build crds envtest-install e2e bench bench-tools browser-tools vendor-ui demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
 
 help:
 	@echo "make demo         run the lab scenario locally (installs the local broker on first use)"
@@ -64,7 +64,15 @@ bench: build broker-install bench-tools
 bench-tools:
 	scripts/bench-tools.sh
 
-test-rust: build broker-install envtest-install k8s-tools bench-tools
+# Debian's chromium for the dashboard's browser test (services/harness/tests/dashboard.rs), once.
+browser-tools:
+	scripts/browser-tools.sh
+
+# Re-vendor the dashboard's charting library (the files are committed; see the script).
+vendor-ui:
+	scripts/vendor-ui.sh
+
+test-rust: build broker-install envtest-install k8s-tools bench-tools browser-tools
 	@mkdir -p $(TARGET_DIR)
 	@set -o pipefail; $(CARGO) test --release --workspace --locked 2>&1 | tee $(TEST_LOG); rc=$$?; \
 	  awk '/^test result:/ { p += $$4; f += $$6; s += $$8 } \
