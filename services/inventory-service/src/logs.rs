@@ -1,20 +1,24 @@
 //! The log lines of inventory's per-order path, in one place.
 //!
-//! Logging every decision at INFO costs throughput on the 100k+ orders/s path (see the
-//! README, "Logs"), so: a *failed* decision is one INFO line (rare, and what an operator
-//! looks for), a reserved one is a DEBUG line, and every batch is one INFO line with the
-//! offset range it covered per partition (`batch decided`). Per-order lines for every
-//! decision: `RUST_LOG=info,inventory_service=debug`.
+//! Every decision is a DEBUG line with `order_id`, `item`, `qty`, `status`, `reason`,
+//! `partition` and `offset` (of the order on `orders`), under the target
+//! `inventory_service::logs`; every batch is one INFO line (`batch decided`: counts per status
+//! and the offset range it covered per partition). Per-order lines at INFO were measured to
+//! cost 40-45% of the throughput (200k orders: 1.2-1.5 s of deciding without them, 2.1-2.6 s
+//! with ~200k lines; `scripts/measure-log-cost.sh`), and "only failed decisions at INFO" is no
+//! cheaper once an item's stock runs out (192k of those 200k orders failed with the default
+//! stock). Per-order lines: `RUST_LOG=info,inventory_service::logs=debug`. Records sent to the
+//! DLQ are always one WARN line each (orderflow-runtime).
 
 use std::collections::BTreeMap;
 
 use orderflow_events::{DecisionStatus, InventoryDecision};
 
-/// One line for a decision, with `order_id`, `item`, `status`, `reason`, `partition` and
-/// `offset` (of the order on `orders`).
+/// One DEBUG line for a decision, with `order_id`, `item`, `status`, `reason`, `partition`
+/// and `offset` (of the order on `orders`).
 pub fn decided(d: &InventoryDecision, partition: i32, offset: i64) {
     match d.status {
-        DecisionStatus::Failed => tracing::info!(
+        DecisionStatus::Failed => tracing::debug!(
             order_id = %d.order_id,
             item = %d.item,
             qty = d.qty,
