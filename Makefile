@@ -52,7 +52,7 @@ envtest-install:
 	scripts/envtest/install-apiserver.sh
 
 # The end-to-end flow alone (it is part of `make test` too); writes target/e2e/report.md.
-e2e: build broker-install envtest-install k8s-tools
+e2e: build broker-install envtest-install k8s-tools browser-tools
 	$(CARGO) test --release --locked -p orderflow-harness --test e2e
 	@echo "report: target/e2e/report.md (lag chart target/e2e/lag.svg, log target/e2e/e2e.log)"
 

@@ -115,7 +115,13 @@ pub struct Outcome {
 /// Run the whole flow; everything started is stopped when this returns, also on error.
 pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     let out = &opts.out_dir;
-    let _ = std::fs::remove_dir_all(out);
+    // only what this flow writes: target/e2e also holds the dashboard test's screenshot
+    for own in ["e2e.log", "report.md", "lag.svg", "dashboard-k8s.png"] {
+        let _ = std::fs::remove_file(out.join(own));
+    }
+    for own in ["logs", "kube", "broker"] {
+        let _ = std::fs::remove_dir_all(out.join(own));
+    }
     std::fs::create_dir_all(out)?;
     let log = Log::create(&out.join("e2e.log"))?;
     let ns = opts.namespace.as_str();
@@ -340,6 +346,32 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         "$ kubectl -n {ns} describe rr\n{}",
         describe_rr.trim_end()
     ));
+    // the dashboard's ReplayRequests panel: analytics lists them with its own ServiceAccount
+    // (the chart's Role: get/list/watch replayrequests), and shows each one's outcome
+    let url = first_url(&kubelet, ANALYTICS)?;
+    let panel = wait::until(
+        "analytics' dashboard to list the three ReplayRequests as Succeeded",
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || async {
+            let doc = crate::procs::get_json(&url, "/api/dashboard").await.ok()?;
+            let items = doc["replays"]["items"].as_array()?.clone();
+            let done = ["lag-1", "replay-1", "replay-from-time"].iter().all(|n| {
+                items.iter().any(|i| {
+                    i["name"] == *n && i["phase"] == "Succeeded" && i["completed_at"].is_string()
+                })
+            });
+            (doc["replays"]["available"] == true && done).then_some(doc["replays"].clone())
+        },
+    )
+    .await?;
+    log.line(&format!(
+        "    dashboard: ReplayRequests panel lists {} request(s), all Succeeded",
+        panel["items"].as_array().map_or(0, |i| i.len())
+    ));
+    let png = out.join("dashboard-k8s.png");
+    crate::browser::screenshot(out, &format!("{url}/"), &png, (1400, 1000), 6000).await?;
+    log.line(&format!("    dashboard screenshot: {}", png.display()));
     step_done("report", &log);
 
     let outcome = Outcome {
