@@ -23,11 +23,24 @@
       el.textContent = "";
       opts.width = width(el);
       opts.height = 220;
+      opts.legend = { live: false };
       charts[id] = new uPlot(opts, data, el);
     } else {
       charts[id].setData(data);
     }
   }
+
+  // time axis: `pad` seconds either side, and at least a minute wide (one sample would
+  // otherwise be stretched over years)
+  function timeRange(pad) {
+    return function (u, min, max) {
+      if (min === null || max === null) { return [min, max]; }
+      if (max - min < 60) { var mid = (min + max) / 2; return [mid - 30 - pad, mid + 30 + pad]; }
+      return [min - pad, max + pad];
+    };
+  }
+  // counts: from 0
+  function fromZero(u, min, max) { return [0, max > 0 ? max * 1.08 : 1]; }
 
   function barsOrLine() {
     return (uPlot.paths && uPlot.paths.bars) ? uPlot.paths.bars({ size: [0.7, 40] }) : undefined;
@@ -42,11 +55,12 @@
       failed.push(m.failed);
     });
     draw("chart-orders", {
-      scales: { x: { time: true } },
+      // half a minute either side, so the first and last bars are whole
+      scales: { x: { time: true, range: timeRange(30) }, y: { range: fromZero } },
       series: [{},
         { label: "orders", stroke: COLORS.orders, fill: "rgba(47,111,223,0.35)", paths: barsOrLine(), points: { show: false } },
         { label: "failed", stroke: COLORS.failed, width: 2 }],
-      axes: [{}, { size: 60 }]
+      axes: [{ space: 80 }, { size: 60 }]
     }, [x, orders, failed]);
   }
 
@@ -60,11 +74,11 @@
       }
     });
     draw("chart-failure", {
-      scales: { x: { time: true }, y: { range: [0, 1] } },
+      scales: { x: { time: true, range: timeRange(0) }, y: { range: [0, 1] } },
       series: [{},
         { label: "failure rate", stroke: COLORS.rate, width: 2, fill: "rgba(217,138,26,0.12)",
           value: function (u, v) { return v === null ? "\u2013" : fmtPct(v); } }],
-      axes: [{}, { size: 60, values: function (u, vals) { return vals.map(function (v) { return Math.round(v * 100) + "%"; }); } }]
+      axes: [{ space: 80 }, { size: 60, values: function (u, vals) { return vals.map(function (v) { return Math.round(v * 100) + "%"; }); } }]
     }, [x, rate]);
   }
 
@@ -83,7 +97,7 @@
     var series = [{}].concat(groups.map(function (g) {
       return { label: g, stroke: COLORS[g] || COLORS.other, width: 2, spanGaps: false };
     }));
-    draw("chart-lag", { scales: { x: { time: true } }, series: series, axes: [{}, { size: 60 }] }, [x].concat(ys));
+    draw("chart-lag", { scales: { x: { time: true, range: timeRange(0) }, y: { range: fromZero } }, series: series, axes: [{ space: 90 }, { size: 60 }] }, [x].concat(ys));
     var latest = lag.history && lag.history.length ? lag.history[lag.history.length - 1].groups : {};
     $("kpi-lag-inventory").textContent = fmtInt(latest.inventory);
     $("kpi-lag-analytics").textContent = fmtInt(latest.analytics);
