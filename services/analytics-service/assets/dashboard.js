@@ -30,12 +30,16 @@
     }
   }
 
-  // time axis: `pad` seconds either side, and at least a minute wide (one sample would
-  // otherwise be stretched over years)
-  function timeRange(pad) {
+  // time axis: `pad` seconds either side, and at least `span` seconds wide (one sample would
+  // otherwise be stretched over years): centred, or ending at the newest sample
+  function timeRange(pad, span, right) {
     return function (u, min, max) {
       if (min === null || max === null) { return [min, max]; }
-      if (max - min < 60) { var mid = (min + max) / 2; return [mid - 30 - pad, mid + 30 + pad]; }
+      if (max - min < span) {
+        if (right) { return [max - span, max + pad]; }
+        var mid = (min + max) / 2;
+        return [mid - span / 2 - pad, mid + span / 2 + pad];
+      }
       return [min - pad, max + pad];
     };
   }
@@ -56,7 +60,7 @@
     });
     draw("chart-orders", {
       // half a minute either side, so the first and last bars are whole
-      scales: { x: { time: true, range: timeRange(30) }, y: { range: fromZero } },
+      scales: { x: { time: true, range: timeRange(30, 60, false) }, y: { range: fromZero } },
       series: [{},
         { label: "orders", stroke: COLORS.orders, fill: "rgba(47,111,223,0.35)", paths: barsOrLine(), points: { show: false } },
         { label: "failed", stroke: COLORS.failed, width: 2 }],
@@ -74,7 +78,7 @@
       }
     });
     draw("chart-failure", {
-      scales: { x: { time: true, range: timeRange(0) }, y: { range: [0, 1] } },
+      scales: { x: { time: true, range: timeRange(0, 60, false) }, y: { range: [0, 1] } },
       series: [{},
         { label: "failure rate", stroke: COLORS.rate, width: 2, fill: "rgba(217,138,26,0.12)",
           value: function (u, v) { return v === null ? "\u2013" : fmtPct(v); } }],
@@ -97,7 +101,7 @@
     var series = [{}].concat(groups.map(function (g) {
       return { label: g, stroke: COLORS[g] || COLORS.other, width: 2, spanGaps: false };
     }));
-    draw("chart-lag", { scales: { x: { time: true, range: timeRange(0) }, y: { range: fromZero } }, series: series, axes: [{ space: 90 }, { size: 60 }] }, [x].concat(ys));
+    draw("chart-lag", { scales: { x: { time: true, range: timeRange(0, 10, true) }, y: { range: fromZero } }, series: series, axes: [{ space: 90 }, { size: 60 }] }, [x].concat(ys));
     var latest = lag.history && lag.history.length ? lag.history[lag.history.length - 1].groups : {};
     $("kpi-lag-inventory").textContent = fmtInt(latest.inventory);
     $("kpi-lag-analytics").textContent = fmtInt(latest.analytics);
