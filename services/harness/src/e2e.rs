@@ -346,6 +346,25 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         "$ kubectl -n {ns} describe rr\n{}",
         describe_rr.trim_end()
     ));
+    // one JSON log line per phase change (`kubectl logs deploy/replay-controller | jq`)
+    let ctl_log = std::fs::read_to_string(out.join("logs").join("replay-controller-0.log"))?;
+    let phases: Vec<Value> = ctl_log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["event"] == "phase")
+        .collect();
+    for name in ["lag-1", "replay-1", "replay-from-time"] {
+        let seen: Vec<&str> = phases
+            .iter()
+            .filter(|l| l["name"] == name && l["namespace"] == ns)
+            .filter_map(|l| l["phase"].as_str())
+            .collect();
+        ensure!(
+            seen.first() == Some(&"ScalingDown") && seen.last() == Some(&"Succeeded"),
+            "replay-controller's phase log lines of {name}: {seen:?}"
+        );
+        log.line(&format!("    log: {name}: {}", seen.join(" -> ")));
+    }
     // the dashboard's ReplayRequests panel: analytics lists them with its own ServiceAccount
     // (the chart's Role: get/list/watch replayrequests), and shows each one's outcome
     let url = first_url(&kubelet, ANALYTICS)?;
