@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use orderflow_events::{decode_on, GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_runtime::dlq::{Dlq, Rejected};
-use orderflow_runtime::{Health, KafkaConfig};
+use orderflow_runtime::{kafka, supervise, Health, KafkaConfig};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -42,6 +42,8 @@ pub enum AnalyticsError {
         reached: i64,
         wanted: i64,
     },
+    #[error("the DLQ did not take a bad record, so it stays uncommitted: {0}")]
+    Dlq(rdkafka::error::KafkaError),
     #[error("background task failed: {0}")]
     Join(String),
 }
@@ -149,7 +151,17 @@ fn rebuild(
                 }
             }
             Some(Err(e)) => tracing::warn!(error = %e, "rebuild read error (retrying)"),
-            None => {}
+            None => {
+                // Nothing more to read: a span may end in transaction markers, which are
+                // never delivered as records but move the position.
+                for ((t, p), d) in done.iter_mut() {
+                    let end = ends.get(&(t.clone(), *p)).copied().unwrap_or(0);
+                    if !*d && kafka::reached(&reader, t, *p, end) {
+                        *d = true;
+                        last_progress = Instant::now();
+                    }
+                }
+            }
         }
         if last_progress.elapsed() > timeout {
             let (t, p, reached, wanted) = spans
@@ -163,6 +175,13 @@ fn rebuild(
                 reached,
                 wanted,
             });
+        }
+    }
+    // The spans were read to their ends, including any transaction markers after their last
+    // records: the state's next offsets are the spans' ends (the committed offsets).
+    for (t, p, _, to) in spans {
+        if *to > 0 {
+            state.advance(t, *p, to - 1);
         }
     }
     Ok(n)
@@ -183,7 +202,10 @@ fn commit_list(
     Ok(tpl)
 }
 
-/// Run analytics until `token` is cancelled.
+/// Run analytics until `token` is cancelled. A session that fails (Kafka lost during the
+/// rebuild, a record the DLQ did not take, ...) is started again by
+/// [`supervise::sessions`]: the state is rebuilt from the committed offsets, so nothing is
+/// counted twice or lost; only a failed background task ends the service.
 pub async fn run(
     kafka: KafkaConfig,
     shared: Shared,
@@ -193,10 +215,38 @@ pub async fn run(
     token: CancellationToken,
     commit_every: Duration,
 ) -> Result<(), AnalyticsError> {
+    supervise::sessions(
+        &health,
+        &token,
+        |e| matches!(e, AnalyticsError::Join(_)),
+        || {
+            session(
+                &kafka,
+                &shared,
+                &health,
+                &metrics,
+                &dlq,
+                &token,
+                commit_every,
+            )
+        },
+    )
+    .await
+}
+
+async fn session(
+    kafka: &KafkaConfig,
+    shared: &Shared,
+    health: &Health,
+    metrics: &AnalyticsMetrics,
+    dlq: &Dlq,
+    token: &CancellationToken,
+    commit_every: Duration,
+) -> Result<(), AnalyticsError> {
     health.set_not_ready("connecting to Kafka");
     // Waits for Kafka as long as it takes; locally the topics are created then (under
     // Strimzi they exist already).
-    if !orderflow_runtime::topics::connect(&kafka, &health, &token).await? {
+    if !orderflow_runtime::topics::connect(kafka, health, token).await? {
         return Ok(());
     }
     let timeout = Duration::from_secs(10);
@@ -268,13 +318,18 @@ pub async fn run(
         tokio::select! {
             _ = token.cancelled() => break,
             _ = ticker.tick() => {
+                dirty |= skip_to_positions(&consumer, shared);
                 if dirty {
-                    dirty = !commit(&consumer, &shared, &bases, &health);
+                    dirty = !commit(&consumer, shared, &bases, health);
                 }
             }
             msg = consumer.recv() => match msg {
                 Ok(m) => {
-                    handle(&m, &shared, &dlq, &metrics).await;
+                    if let Err(e) = handle(&m, shared, dlq, metrics).await {
+                        // Not committed past: the next session reads it again.
+                        consumer.unsubscribe();
+                        return Err(e);
+                    }
                     dirty = true;
                     health.set_ready("consuming");
                 }
@@ -287,13 +342,18 @@ pub async fn run(
         }
     }
     // Shutdown: commit what was applied, then leave the group.
-    commit(&consumer, &shared, &bases, &health);
+    commit(&consumer, shared, &bases, health);
     consumer.unsubscribe();
     tracing::info!("analytics consumer stopped");
     Ok(())
 }
 
-async fn handle(m: &BorrowedMessage<'_>, shared: &Shared, dlq: &Dlq, metrics: &AnalyticsMetrics) {
+async fn handle(
+    m: &BorrowedMessage<'_>,
+    shared: &Shared,
+    dlq: &Dlq,
+    metrics: &AnalyticsMetrics,
+) -> Result<(), AnalyticsError> {
     let already = shared
         .state
         .read()
@@ -302,7 +362,7 @@ async fn handle(m: &BorrowedMessage<'_>, shared: &Shared, dlq: &Dlq, metrics: &A
         .unwrap_or(0);
     if m.offset() < already {
         // Redelivered after a rebalance: already counted.
-        return;
+        return Ok(());
     }
     let started = Instant::now();
     match decode_on(m.topic(), m.payload().unwrap_or_default()) {
@@ -316,7 +376,7 @@ async fn handle(m: &BorrowedMessage<'_>, shared: &Shared, dlq: &Dlq, metrics: &A
         Err(err) => {
             // A bad order is reported by inventory (it decides orders); analytics reports
             // the bad records of inventory-events, and steps over both.
-            if dlq.reject(m, &err).await == Rejected::Sent {
+            if dlq.reject(m, &err).await.map_err(AnalyticsError::Dlq)? == Rejected::Sent {
                 if let Ok(mut i) = shared.info.write() {
                     i.dlq_total += 1;
                 }
@@ -326,6 +386,33 @@ async fn handle(m: &BorrowedMessage<'_>, shared: &Shared, dlq: &Dlq, metrics: &A
             }
         }
     }
+    Ok(())
+}
+
+/// Move the state's next offsets up to the consumer's positions. They differ only by
+/// records the consumer never delivers: the transaction markers after inventory's
+/// decisions (and aborted decisions). Without this a caught-up group would keep a lag of
+/// one marker per partition. Returns whether anything moved.
+fn skip_to_positions(consumer: &StreamConsumer, shared: &Shared) -> bool {
+    let Ok(positions) = consumer.position() else {
+        return false;
+    };
+    let Ok(mut s) = shared.state.write() else {
+        return false;
+    };
+    let mut moved = false;
+    for e in positions.elements() {
+        let Some(pos) = e.offset().to_raw().filter(|o| *o >= 0) else {
+            continue;
+        };
+        if s.next_offset(e.topic(), e.partition())
+            .is_some_and(|n| pos > n)
+        {
+            s.advance(e.topic(), e.partition(), pos - 1);
+            moved = true;
+        }
+    }
+    moved
 }
 
 /// Commit every applied position synchronously; returns whether it worked.

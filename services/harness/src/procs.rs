@@ -125,7 +125,18 @@ impl Broker {
 
     /// Stop and start the broker again on the same port, keeping its data.
     pub fn restart(&self) -> anyhow::Result<()> {
-        self.run_script("stop", self.port())?;
+        self.stop()?;
+        self.start_again()
+    }
+
+    /// Stop the local broker (SIGTERM, then SIGKILL), keeping its data.
+    pub fn stop(&self) -> anyhow::Result<()> {
+        self.run_script("stop", self.port())
+    }
+
+    /// Start the local broker again on its port, on the data it had, and wait until it
+    /// answers.
+    pub fn start_again(&self) -> anyhow::Result<()> {
         self.run_script("start", self.port())?;
         orderflow_runtime::topics::wait_for_broker(&self.kafka(), Duration::from_secs(30))?;
         Ok(())

@@ -18,7 +18,8 @@ use serde_json::json;
 // the group would wait forever, so these tests use the static membership a production
 // restart should use anyway.
 
-/// Records on `topic` so far (sum of high watermarks).
+/// Log end of `topic` so far (sum of high watermarks): its records plus transaction
+/// markers, i.e. a measure of progress, not a count.
 async fn end_offsets(kafka: &KafkaConfig, topics: &'static [&'static str]) -> i64 {
     lag_of(kafka, GROUP_INVENTORY, topics)
         .await

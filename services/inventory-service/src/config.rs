@@ -9,6 +9,14 @@
 //! - `BATCH_MAX` [500]: most orders decided per produce-acknowledge-commit round (at least 1;
 //!   with `THROTTLE_MS` a batch is also cut to about one second of work, see
 //!   [`Settings::batch_limit`])
+//! - `TRANSACTIONS` [false]: `true` commits each batch's decisions, DLQ entries and offsets
+//!   in one Kafka transaction per partition (see `worker`); `false` sends them with the
+//!   idempotent producer and commits the offsets once they are acknowledged, the ledger
+//!   making a redelivered order a no-op
+//! - `TRANSACTIONAL_ID_PREFIX` [orderflow-inventory]: with `TRANSACTIONS=true`, the decisions
+//!   of `orders` partition `p` are written by a transactional producer with id
+//!   `<prefix>-<p>`, whichever replica owns `p`; two installations sharing one Kafka cluster
+//!   need different prefixes
 //! - `LOG_FORMAT` [text]: `json` for JSON lines; `RUST_LOG` filters
 //!
 //! A value that does not parse stops the service with a message naming the variable.
@@ -37,6 +45,8 @@ pub struct Settings {
     pub stock: Stock,
     pub throttle: Duration,
     pub batch_max: usize,
+    pub transactions: bool,
+    pub txn_prefix: String,
 }
 
 impl Default for Settings {
@@ -45,6 +55,8 @@ impl Default for Settings {
             stock: Stock::default(),
             throttle: Duration::ZERO,
             batch_max: 500,
+            transactions: false,
+            txn_prefix: "orderflow-inventory".to_string(),
         }
     }
 }
@@ -88,7 +100,30 @@ impl Settings {
         if let Some(v) = get("INITIAL_STOCK") {
             s.stock = Stock::parse(&v)?;
         }
+        if let Some(v) = get("TRANSACTIONS") {
+            s.transactions = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "TRANSACTIONS",
+                        value: v,
+                        reason: "expected true or false".into(),
+                    })
+                }
+            };
+        }
+        if let Some(v) = get("TRANSACTIONAL_ID_PREFIX") {
+            s.txn_prefix = v.trim().to_string();
+        }
         Ok(s)
+    }
+
+    /// The `transactional.id` of the producer that writes the decisions of `orders`
+    /// partition `p`: one id per partition, so the replica that takes `p` over aborts what
+    /// the previous owner left open and fences it off (see `worker`).
+    pub fn transactional_id(&self, p: i32) -> String {
+        format!("{}-{p}", self.txn_prefix)
     }
 
     /// Orders taken per batch: `BATCH_MAX`, cut so that a throttled batch is about one
@@ -137,6 +172,15 @@ mod tests {
         assert_eq!(s.batch_max, 100);
         assert_eq!(s.stock.initial("tofu"), Some(9));
         assert_eq!(s.batch_limit(), 50);
+        assert_eq!(s.transactional_id(2), "orderflow-inventory-2");
+        assert!(!s.transactions);
+        let s = from(&[
+            ("TRANSACTIONAL_ID_PREFIX", "staging-inv"),
+            ("TRANSACTIONS", "true"),
+        ])
+        .unwrap();
+        assert_eq!(s.transactional_id(0), "staging-inv-0");
+        assert!(s.transactions);
     }
 
     #[test]
@@ -149,6 +193,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("INITIAL_STOCK") && e.contains("burger:3"), "{e}");
+        let e = from(&[("TRANSACTIONS", "yes")]).unwrap_err().to_string();
+        assert!(
+            e.contains("TRANSACTIONS") && e.contains("true or false"),
+            "{e}"
+        );
     }
 
     #[test]

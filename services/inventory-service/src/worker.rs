@@ -14,15 +14,34 @@
 //!
 //! Orders are taken in batches (up to `BATCH_MAX`, or what arrives within 20 ms). A batch is
 //! decided in order, all its decisions are sent without waiting for each other, and only
-//! once the broker acknowledged every one of them are the batch's next offsets committed
-//! (at-least-once, as in rust-rdkafka's at_least_once example). If an acknowledgement fails
-//! the loop stops without committing, so nothing is lost. A crash between the
-//! acknowledgements and the commit redelivers orders that are already decided; the ledger,
-//! rebuilt from `inventory-events`, knows their order ids and skips them, so an order is
-//! never decided twice. Rebalance callbacks only run inside `recv()`, i.e. between batches,
-//! so a batch is always decided and committed under one assignment; orders fetched before a
-//! revoke that arrives while a batch is being collected are left to the partition's next
-//! owner (not decided, not committed).
+//! once the broker acknowledged every one of them are the batch's next offsets committed.
+//! Two ways to commit, chosen by `TRANSACTIONS`:
+//!
+//! - **Idempotent (default).** Decisions go through the idempotent producer, then the
+//!   offsets are committed (at-least-once, as in rust-rdkafka's at_least_once example). A
+//!   crash between the acknowledgements and the commit redelivers orders already decided;
+//!   the ledger, rebuilt from `inventory-events`, knows their order ids and skips them, so an
+//!   order is never decided twice.
+//! - **Transactions.** Every owned partition `p` has its own transactional producer
+//!   (`transactional.id` `<TRANSACTIONAL_ID_PREFIX>-<p>`): a batch's decisions of `p`, the
+//!   DLQ entries of its bad orders and the group's next offset for `p` are committed in one
+//!   Kafka transaction (consume-decide-produce-commit, as in rust-rdkafka's transactions
+//!   example), so a `read_committed` reader sees them together or not at all. A replica that
+//!   dies mid-batch leaves its transaction open; the next owner of `p` opens its producer
+//!   with the same id before anything else, which aborts that transaction and fences off the
+//!   old producer should it still be alive (a replica cut off from Kafka, not dead), and
+//!   only then reads the changelog. The ledger's duplicate check stays as a second line.
+//!   Not the default because the local test broker mishandles aborted transactions: after
+//!   an abort, `read_committed` consumers that did not read the abort marker themselves skip
+//!   every later record of that producer (see README "Guarantees").
+//!
+//! Any Kafka failure mid-run (a transaction that cannot commit, the broker gone, a changelog
+//! read that stalls) ends the session: open transactions are aborted, the consumer leaves,
+//! ledgers are dropped, and [`supervise::sessions`] starts again from the committed offsets
+//! after a backoff while `/readyz` reports the reason. Rebalance callbacks only run inside
+//! `recv()`, i.e. between batches, so a batch is always decided and committed under one
+//! assignment; orders fetched before a revoke that arrives while a batch is being collected
+//! are left to the partition's next owner (not decided, not committed).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,9 +55,10 @@ use orderflow_events::{
     DecodeError, InventoryDecision, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
 };
 use orderflow_runtime::dlq::Dlq;
-use orderflow_runtime::{kafka, topics, Health, KafkaConfig};
+use orderflow_runtime::{kafka, supervise, topics, Health, KafkaConfig};
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+    StreamConsumer,
 };
 use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -60,8 +80,10 @@ pub enum InventoryError {
     Topics(#[from] topics::TopicError),
     #[error("`{TOPIC_ORDERS}` has {orders} partitions but `{TOPIC_INVENTORY_EVENTS}` has {events}: they must match, because each decision goes to the partition number of its order")]
     PartitionMismatch { orders: i32, events: i32 },
-    #[error("a decision was not acknowledged by Kafka ({0}); stopping without committing, so the batch is decided again (idempotently) after a restart")]
+    #[error("a decision could not be handed to the producer ({0}); the batch's transaction is aborted and the batch decided again")]
     Delivery(String),
+    #[error("the transaction of orders partition {partition} failed ({error}); it is aborted and the batch decided again")]
+    Txn { partition: i32, error: String },
     #[error("reading inventory-events/{partition} stalled before offset {end}")]
     ChangelogStalled { partition: i32, end: i64 },
     #[error("internal: orders partition {0} is owned but its ledger was not rebuilt")]
@@ -69,6 +91,22 @@ pub enum InventoryError {
     #[error("background task failed: {0}")]
     Join(String),
 }
+
+impl InventoryError {
+    /// Errors a new session cannot cure: the process exits with them.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Self::PartitionMismatch { .. } | Self::NoLedger(_) | Self::Join(_)
+        )
+    }
+}
+
+/// The transactional producer of each owned `orders` partition.
+type Writers = BTreeMap<i32, FutureProducer>;
+
+/// How long a transaction's offset hand-over, commit or the producer's start may take.
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where decisions and rejected records go.
 #[derive(Clone)]
@@ -173,7 +211,8 @@ impl ConsumerContext for InventoryContext {
 }
 
 /// Feed every decision recorded on `inventory-events` partition `p`, from the beginning up
-/// to the high watermark as of now, to `apply`, and every record that is not a valid
+/// to the last stable offset as of now (a `read_committed` reader's end: committed
+/// transactions only), to `apply`, and every record that is not a valid
 /// decision to `bad` (the rebuild steps over it: analytics, the consumer of
 /// `inventory-events`, reports it to the DLQ). Returns how many records were read.
 pub fn read_changelog(
@@ -209,6 +248,8 @@ pub fn read_changelog(
                 }
             }
             Some(Err(e)) => tracing::warn!(error = %e, "changelog read error (retrying)"),
+            // The log may end in a transaction marker: no record, but the position moves.
+            None if kafka::reached(&reader, TOPIC_INVENTORY_EVENTS, p, high) => return Ok(read),
             None => {}
         }
         if last.elapsed() > timeout {
@@ -252,6 +293,8 @@ async fn rebuild(
 }
 
 /// Run until `token` is cancelled (then finish the batch in hand, commit, leave the group).
+/// A session that fails on Kafka is started again (see the module docs); only a
+/// configuration error ([`InventoryError::is_fatal`]) ends the service.
 pub async fn run(
     kafka: KafkaConfig,
     settings: Settings,
@@ -261,13 +304,55 @@ pub async fn run(
     sinks: Sinks,
     token: CancellationToken,
 ) -> Result<(), InventoryError> {
+    let ctx = Ctx {
+        kafka: &kafka,
+        settings: &settings,
+        ledgers: &ledgers,
+        health: &health,
+        metrics: &metrics,
+        sinks: &sinks,
+    };
+    let r = supervise::sessions(&health, &token, InventoryError::is_fatal, || {
+        session(ctx, &token)
+    })
+    .await;
+    // Every decision was committed with its transaction; flush anything else.
+    let p = sinks.producer.clone();
+    let _ = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10))).await;
+    r
+}
+
+/// What every session works with.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    kafka: &'a KafkaConfig,
+    settings: &'a Settings,
+    ledgers: &'a Ledgers,
+    health: &'a Health,
+    metrics: &'a InventoryMetrics,
+    sinks: &'a Sinks,
+}
+
+/// Connect, join the group and decide batches until cancelled (`Ok`) or a Kafka failure.
+async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), InventoryError> {
+    let Ctx {
+        kafka,
+        settings,
+        ledgers,
+        health,
+        metrics,
+        sinks,
+    } = ctx;
+    if let Ok(mut l) = ledgers.write() {
+        l.clear();
+    }
     health.set_not_ready("connecting to Kafka");
     // Waits for Kafka as long as it takes; locally the topics are created then (under
     // Strimzi they exist already).
-    if !topics::connect(&kafka, &health, &token).await? {
+    if !topics::connect(kafka, health, token).await? {
         return Ok(());
     }
-    check_partitions(&kafka).await?;
+    check_partitions(kafka).await?;
 
     let shared = Arc::new(Shared::default());
     let consumer: StreamConsumer<InventoryContext> = kafka
@@ -277,20 +362,22 @@ pub async fn run(
             ledgers: ledgers.clone(),
         })?;
     consumer.subscribe(&[TOPIC_ORDERS])?;
+    let probe_token = token.child_token();
     let probe = tokio::spawn(probe_kafka(
         sinks.producer.clone(),
         shared.clone(),
         health.clone(),
-        token.clone(),
+        probe_token.clone(),
     ));
     let limit = settings.batch_limit();
     tracing::info!(
         batch_limit = limit,
         "subscribed to {TOPIC_ORDERS} as group {GROUP_INVENTORY}"
     );
+    let mut writers = Writers::new();
 
     let outcome = loop {
-        shared.publish(&health);
+        shared.publish(health);
         let first = tokio::select! {
             biased;
             _ = token.cancelled() => break Ok(()),
@@ -300,16 +387,16 @@ pub async fn run(
         let first = match first {
             None => {
                 // Idle: rebuild what was just assigned, so /readyz and /stock are current.
-                if let Err(e) = sync_ledgers(&kafka, &shared, &ledgers, &[], &sinks.dlq).await {
+                if let Err(e) = sync_ledgers(ctx, &shared, &mut writers, &[]).await {
                     break Err(e);
                 }
-                metrics.set_stock(&settings.stock, &ledgers);
+                metrics.set_stock(&settings.stock, ledgers);
                 continue;
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consume error");
                 shared.set_kafka_error(Some(e.to_string()));
-                shared.publish(&health);
+                shared.publish(health);
                 tokio::select! {
                     _ = token.cancelled() => break Ok(()),
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -331,21 +418,33 @@ pub async fn run(
             }
         }
         metrics.consumed.inc_by(batch.len() as u64);
-        if let Err(e) = sync_ledgers(&kafka, &shared, &ledgers, &batch, &sinks.dlq).await {
+        if let Err(e) = sync_ledgers(ctx, &shared, &mut writers, &batch).await {
             break Err(e);
         }
-        shared.publish(&health);
+        shared.publish(health);
         let started = Instant::now(); // batch time without any ledger rebuild (logged apart)
-        let summary =
-            match decide_batch(&batch, &settings, &ledgers, &sinks, &metrics, &token).await {
-                Ok(s) => s,
-                Err(e) => break Err(e),
+        let summary = match decide_batch(&batch, ctx, &writers, token).await {
+            Ok(s) => s,
+            Err(e) => break Err(e),
+        };
+        let committed = if settings.transactions {
+            let Some(group) = consumer.group_metadata() else {
+                break Err(InventoryError::Txn {
+                    partition: -1,
+                    error: "the consumer has no group metadata".into(),
+                });
             };
-        let committed = commit(&consumer, &summary.next);
+            if let Err(e) = commit_transactions(&writers, &summary.next, group).await {
+                break Err(e);
+            }
+            true
+        } else {
+            commit(&consumer, &summary.next)
+        };
         metrics
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());
-        metrics.set_stock(&settings.stock, &ledgers);
+        metrics.set_stock(&settings.stock, ledgers);
         tracing::info!(
             orders = summary.orders,
             reserved = summary.reserved,
@@ -362,15 +461,22 @@ pub async fn run(
     };
 
     shared.stopping.store(true, Ordering::SeqCst);
-    shared.publish(&health);
-    token.cancel(); // also stops the probe when the loop ended on an error
+    shared.publish(health);
+    probe_token.cancel();
     let _ = probe.await;
-    if outcome.is_ok() {
-        // Every decision was acknowledged before its commit; flush anything else (DLQ).
-        let p = sinks.producer.clone();
-        let _ = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10))).await;
-    }
+    // On an error a transaction may be open: abort it now rather than leave it to the
+    // partition's next owner (who would abort it anyway when it opens its producer).
+    let aborts = writers.into_values().map(|w| {
+        tokio::task::spawn_blocking(move || {
+            let _ = w.abort_transaction(Duration::from_secs(5));
+            drop(w);
+        })
+    });
+    join_all(aborts).await;
     let _ = tokio::task::spawn_blocking(move || close_consumer(consumer, CLOSE_TIMEOUT)).await;
+    if let Ok(mut l) = ledgers.write() {
+        l.clear();
+    }
     outcome
 }
 
@@ -449,16 +555,49 @@ async fn check_partitions(kafka: &KafkaConfig) -> Result<(), InventoryError> {
     Ok(())
 }
 
-/// Rebuild the ledger of every assigned partition marked stale (and, defensively, of any
-/// assigned partition of the batch without one). Called between batches only, where no
-/// rebalance callback can run.
-async fn sync_ledgers(
+/// Open the transactional producer of `orders` partition `p`. `init_transactions` aborts
+/// the transaction a previous owner of `p` left open and fences that producer off; until it
+/// returns, nothing of `p` is read or decided.
+async fn open_writer(
     kafka: &KafkaConfig,
+    settings: &Settings,
+    p: i32,
+) -> Result<FutureProducer, InventoryError> {
+    let config = kafka.transactional_producer(
+        &format!("inventory-service-p{p}"),
+        &settings.transactional_id(p),
+    );
+    tokio::task::spawn_blocking(move || -> Result<FutureProducer, InventoryError> {
+        let w: FutureProducer = config.create()?;
+        w.init_transactions(TXN_TIMEOUT)
+            .map_err(|e| InventoryError::Txn {
+                partition: p,
+                error: format!("starting the transactional producer: {e}"),
+            })?;
+        Ok(w)
+    })
+    .await
+    .map_err(|e| InventoryError::Join(e.to_string()))?
+}
+
+/// For every assigned partition marked stale (and, defensively, any assigned partition of
+/// the batch without a ledger): open its transactional producer (with `TRANSACTIONS`),
+/// then rebuild its ledger.
+/// Producers and ledgers of partitions no longer assigned are dropped. Called between
+/// batches only, where no rebalance callback can run and no transaction is open.
+async fn sync_ledgers(
+    ctx: Ctx<'_>,
     shared: &Shared,
-    ledgers: &Ledgers,
+    writers: &mut Writers,
     batch: &[OwnedMessage],
-    dlq: &Dlq,
 ) -> Result<(), InventoryError> {
+    let Ctx {
+        kafka,
+        settings,
+        ledgers,
+        sinks,
+        ..
+    } = ctx;
     let (assigned, stale) = match shared.ownership.lock() {
         Ok(o) => (o.assigned.clone().unwrap_or_default(), o.stale.clone()),
         Err(_) => return Err(InventoryError::Join("ownership lock poisoned".into())),
@@ -472,14 +611,21 @@ async fn sync_ledgers(
                 .filter(|p| assigned.contains(p) && !l.contains_key(p)),
         );
     }
-    // The partitions' changelogs are read in parallel, each by its own reader.
-    let rebuilt = join_all(
-        todo.iter()
-            .map(|p| async move { (*p, rebuild(kafka, *p, dlq).await) }),
-    )
+    // The partitions are taken over in parallel, each changelog by its own reader.
+    let taken = join_all(todo.iter().map(|p| async move {
+        let writer = match settings.transactions {
+            true => Some(open_writer(kafka, settings, *p).await?),
+            false => None,
+        };
+        let ledger = rebuild(kafka, *p, &sinks.dlq).await?;
+        Ok::<_, InventoryError>((*p, writer, ledger))
+    }))
     .await;
-    for (p, ledger) in rebuilt {
-        let ledger = ledger?;
+    for t in taken {
+        let (p, writer, ledger) = t?;
+        if let Some(w) = writer {
+            writers.insert(p, w);
+        }
         if let Ok(mut l) = ledgers.write() {
             l.insert(p, ledger);
         }
@@ -489,6 +635,16 @@ async fn sync_ledgers(
     }
     if let Ok(mut l) = ledgers.write() {
         l.retain(|p, _| assigned.contains(p));
+    }
+    let gone: Vec<i32> = writers
+        .keys()
+        .filter(|p| !assigned.contains(p))
+        .copied()
+        .collect();
+    for p in gone {
+        if let Some(w) = writers.remove(&p) {
+            let _ = tokio::task::spawn_blocking(move || drop(w)).await;
+        }
     }
     Ok(())
 }
@@ -516,17 +672,24 @@ fn status_label(s: DecisionStatus) -> &'static str {
     }
 }
 
-/// Decide every order of the batch, send the decisions, wait for all acknowledgements.
-/// On cancellation (SIGTERM) it stops taking further orders of the batch; those decided so
-/// far are still sent, acknowledged and committed.
+/// Decide every order of the batch, send each decision (and each DLQ entry), and wait until
+/// the broker acknowledged all of them. With `TRANSACTIONS` they go to the open transaction
+/// of their partition, which [`commit_transactions`] then commits; without, to the
+/// idempotent producer, and [`commit`] then commits the offsets. On cancellation (SIGTERM)
+/// it stops taking further orders of the batch; those decided so far are still committed.
 async fn decide_batch(
     batch: &[OwnedMessage],
-    settings: &Settings,
-    ledgers: &Ledgers,
-    sinks: &Sinks,
-    metrics: &InventoryMetrics,
+    ctx: Ctx<'_>,
+    writers: &Writers,
     token: &CancellationToken,
 ) -> Result<BatchSummary, InventoryError> {
+    let Ctx {
+        settings,
+        ledgers,
+        sinks,
+        metrics,
+        ..
+    } = ctx;
     let mut s = BatchSummary::default();
     let mut sends = Vec::new();
     for m in batch {
@@ -536,6 +699,10 @@ async fn decide_batch(
             s.not_owned += 1; // revoked meanwhile: its new owner decides it
             continue;
         }
+        let writer = match settings.transactions {
+            true => writers.get(&p).ok_or(InventoryError::NoLedger(p))?,
+            false => &sinks.producer,
+        };
         if !settings.throttle.is_zero() {
             if token.is_cancelled() {
                 break;
@@ -543,11 +710,22 @@ async fn decide_batch(
             tokio::time::sleep(settings.throttle).await;
         }
         s.orders += 1;
-        s.next.insert(p, m.offset() + 1);
+        if s.next.insert(p, m.offset() + 1).is_none() && settings.transactions {
+            writer
+                .begin_transaction()
+                .map_err(|e| InventoryError::Txn {
+                    partition: p,
+                    error: format!("beginning: {e}"),
+                })?;
+        }
         let order = match decode_order(m.payload().unwrap_or_default()) {
             Ok(o) => o,
             Err(err) => {
-                sinks.dlq.reject(m, &err).await;
+                let sent = sinks
+                    .dlq
+                    .reject_via(writer, m, &err)
+                    .map_err(|e| InventoryError::Delivery(e.to_string()))?;
+                sends.extend(sent);
                 s.dlq += 1;
                 continue;
             }
@@ -591,7 +769,7 @@ async fn decide_batch(
                     .key(&key)
                     .payload(&payload)
                     .timestamp(ts);
-                sends.push(kafka::enqueue(&sinks.producer, record).map_err(|e| {
+                sends.push(kafka::enqueue(writer, record).map_err(|e| {
                     metrics.produce_failures.inc();
                     InventoryError::Delivery(e.to_string())
                 })?);
@@ -608,7 +786,7 @@ async fn decide_batch(
 }
 
 /// Commit the batch's next offsets (synchronously: one round trip per batch). Returns
-/// whether the broker took the commit.
+/// whether the broker took the commit. Without `TRANSACTIONS` only.
 fn commit(consumer: &StreamConsumer<InventoryContext>, next: &BTreeMap<i32, i64>) -> bool {
     if next.is_empty() {
         return true;
@@ -629,6 +807,45 @@ fn commit(consumer: &StreamConsumer<InventoryContext>, next: &BTreeMap<i32, i64>
             false
         }
     }
+}
+
+/// Commit the open transaction of every partition of the batch, each with its next
+/// `orders` offset (the partitions in parallel). A transaction that fails is aborted and
+/// reported: its orders stay uncommitted and are decided again by the next session.
+async fn commit_transactions(
+    writers: &Writers,
+    next: &BTreeMap<i32, i64>,
+    group: ConsumerGroupMetadata,
+) -> Result<(), InventoryError> {
+    let group = Arc::new(group);
+    let commits = next.iter().map(|(&p, &offset)| {
+        let writer = writers.get(&p).cloned();
+        let group = group.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), InventoryError> {
+            let w = writer.ok_or(InventoryError::NoLedger(p))?;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(TOPIC_ORDERS, p, Offset::Offset(offset))?;
+            let done = w
+                .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
+                .and_then(|()| w.commit_transaction(TXN_TIMEOUT));
+            drop(tpl);
+            done.map_err(|e| {
+                let _ = w.abort_transaction(Duration::from_secs(5));
+                InventoryError::Txn {
+                    partition: p,
+                    error: e.to_string(),
+                }
+            })
+        })
+    });
+    let mut first_error = None;
+    for r in join_all(commits).await {
+        let r = r.map_err(|e| InventoryError::Join(e.to_string()))?;
+        if let Err(e) = r {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

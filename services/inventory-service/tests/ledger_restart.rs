@@ -31,7 +31,7 @@ struct Inventory {
 }
 
 impl Inventory {
-    async fn start(bootstrap: &str, log: &Path) -> anyhow::Result<Self> {
+    async fn start(bootstrap: &str, log: &Path, transactions: bool) -> anyhow::Result<Self> {
         let port = free_port()?;
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -52,6 +52,7 @@ impl Inventory {
             // local broker never expires a killed dynamic member; Kafka would after 10 s).
             .env("GROUP_INSTANCE_ID", "inventory-test-0")
             .env("LOG_FORMAT", "json")
+            .env("TRANSACTIONS", transactions.to_string())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -140,7 +141,8 @@ async fn publish(producer: &FutureProducer, orders: &[OrderPlaced]) -> anyhow::R
     Ok(())
 }
 
-/// Records on `topic` so far (sum of high watermarks).
+/// Log end of `topic` so far (sum of high watermarks): its records plus transaction
+/// markers, i.e. a measure of progress, not a count.
 async fn records_on(kafka: &KafkaConfig, topic: &'static [&'static str]) -> i64 {
     lag_of(kafka, GROUP_INVENTORY, topic)
         .await
@@ -160,16 +162,30 @@ async fn kill_after_decisions(kafka: &KafkaConfig, svc: Inventory, n: i64) -> an
     Ok(())
 }
 
-fn out_dir() -> PathBuf {
+fn out_dir(mode: &str) -> PathBuf {
     std::env::temp_dir().join(format!(
-        "orderflow-inventory-ledger-restart-{}",
+        "orderflow-inventory-ledger-restart-{mode}-{}",
         std::process::id()
     ))
 }
 
+/// Idempotent mode (the default): the ledger rebuilt from inventory-events skips the orders
+/// redelivered after a kill.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_mid_stream_decides_each_order_once_without_oversell() -> anyhow::Result<()> {
-    let dir = out_dir();
+    killed_mid_stream(false).await
+}
+
+/// `TRANSACTIONS=true`: a kill leaves a transaction open, the restarted process aborts it
+/// (same transactional.id per partition) and decides those orders again; a read_committed
+/// reader sees each order decided once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_transactions_killed_mid_batch_decides_each_order_once() -> anyhow::Result<()> {
+    killed_mid_stream(true).await
+}
+
+async fn killed_mid_stream(transactions: bool) -> anyhow::Result<()> {
+    let dir = out_dir(if transactions { "txn" } else { "idempotent" });
     let broker = Broker::start_local(&dir.join("broker"))?;
     let kafka = broker.kafka();
     let log = dir.join("inventory-service.log");
@@ -187,9 +203,9 @@ async fn killed_mid_stream_decides_each_order_once_without_oversell() -> anyhow:
         .collect();
     publish(&producer, &orders).await?;
 
-    let svc = Inventory::start(&broker.bootstrap, &log).await?;
+    let svc = Inventory::start(&broker.bootstrap, &log, transactions).await?;
     kill_after_decisions(&kafka, svc, 1500).await?;
-    let svc = Inventory::start(&broker.bootstrap, &log).await?;
+    let svc = Inventory::start(&broker.bootstrap, &log, transactions).await?;
     kill_after_decisions(&kafka, svc, 3500).await?;
     let at_last_kill = records_on(&kafka, &[TOPIC_INVENTORY_EVENTS]).await;
     assert!(
@@ -197,7 +213,7 @@ async fn killed_mid_stream_decides_each_order_once_without_oversell() -> anyhow:
         "the kill came too late to be mid-stream ({at_last_kill} decisions)"
     );
 
-    let svc = Inventory::start(&broker.bootstrap, &log).await?;
+    let svc = Inventory::start(&broker.bootstrap, &log, transactions).await?;
     // The same orders again (an upstream producer retrying): decided once all the same.
     publish(&producer, &orders[..REPEATED]).await?;
     let total = (ORDERS + REPEATED) as i64;

@@ -7,8 +7,6 @@
 //! `inventory-events`) steps over it, logs it and counts it in
 //! `orderflow_bad_records_skipped_total{topic,reason}`.
 
-use std::time::Duration;
-
 use orderflow_events::{
     dlq_group, DecodeError, HEADER_DLQ_OFFSET, HEADER_DLQ_PARTITION, HEADER_DLQ_REASON,
     HEADER_DLQ_TOPIC, TOPIC_DLQ,
@@ -16,15 +14,16 @@ use orderflow_events::{
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 type Labels = Vec<(String, String)>;
 
 /// What became of a rejected record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejected {
-    /// Written to `orderflow.dlq` (or, if even that failed, logged).
+    /// Written to `orderflow.dlq`.
     Sent,
     /// Left to the group that reports the topic's bad records; logged and counted.
     Skipped,
@@ -65,13 +64,35 @@ impl Dlq {
 
     /// A record this service's group could not decode or validate: [`Dlq::send`] it when the
     /// group reports the bad records of its topic ([`dlq_group`]), else [`Dlq::skip`] it.
-    pub async fn reject<M: Message>(&self, msg: &M, err: &DecodeError) -> Rejected {
+    /// An error means the DLQ did not take the record: the caller must not move past it.
+    pub async fn reject<M: Message>(
+        &self,
+        msg: &M,
+        err: &DecodeError,
+    ) -> Result<Rejected, KafkaError> {
         if dlq_group(msg.topic()) == Some(self.group) {
-            self.send(msg, err).await;
-            Rejected::Sent
+            self.send(msg, err).await?;
+            Ok(Rejected::Sent)
         } else {
             self.skip(msg, err);
-            Rejected::Skipped
+            Ok(Rejected::Skipped)
+        }
+    }
+
+    /// [`Dlq::reject`] through `producer` (e.g. a transactional one, so the DLQ entry commits
+    /// with the consumer's offsets): the entry is only enqueued, the returned future (if it
+    /// was sent) resolves when the broker took it.
+    pub fn reject_via<M: Message>(
+        &self,
+        producer: &FutureProducer,
+        msg: &M,
+        err: &DecodeError,
+    ) -> Result<Option<DeliveryFuture>, KafkaError> {
+        if dlq_group(msg.topic()) == Some(self.group) {
+            self.enqueue_via(producer, msg, err).map(Some)
+        } else {
+            self.skip(msg, err);
+            Ok(None)
         }
     }
 
@@ -94,10 +115,24 @@ impl Dlq {
         );
     }
 
-    /// Publish `msg` to the DLQ and wait for the broker's acknowledgement. A record the DLQ
-    /// cannot take either is logged with its coordinates (and still counted): the consumer
-    /// must move on rather than stop on one bad record.
-    pub async fn send<M: Message>(&self, msg: &M, err: &DecodeError) {
+    /// Publish `msg` to the DLQ and wait for the broker's acknowledgement. An error means
+    /// the DLQ did not take it: the caller keeps the record uncommitted (it is read and
+    /// rejected again later) rather than lose it.
+    pub async fn send<M: Message>(&self, msg: &M, err: &DecodeError) -> Result<(), KafkaError> {
+        let delivery = self.enqueue_via(&self.producer, msg, err)?;
+        match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(e),
+            Err(_) => Err(KafkaError::Canceled),
+        }
+    }
+
+    fn enqueue_via<M: Message>(
+        &self,
+        producer: &FutureProducer,
+        msg: &M,
+        err: &DecodeError,
+    ) -> Result<DeliveryFuture, KafkaError> {
         self.records
             .get_or_create(&vec![("reason".to_string(), err.kind().to_string())])
             .inc();
@@ -129,10 +164,7 @@ impl Dlq {
             record = record.key(key);
         }
         tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), reason = %reason, "record sent to DLQ");
-        if let Err((e, _)) = self.producer.send(record, Duration::from_secs(30)).await {
-            tracing::error!(error = %e, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(),
-                "could not write to the DLQ; the record is skipped, see this log line");
-        }
+        crate::kafka::enqueue(producer, record)
     }
 }
 
@@ -162,7 +194,7 @@ mod tests {
             None,
         );
         let err = DecodeError::NotJson("expected value".into());
-        assert_eq!(dlq.reject(&msg, &err).await, Rejected::Skipped);
+        assert_eq!(dlq.reject(&msg, &err).await.unwrap(), Rejected::Skipped);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(

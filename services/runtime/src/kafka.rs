@@ -116,6 +116,17 @@ impl KafkaConfig {
         c
     }
 
+    /// A transactional producer (`transactional.id` = `txn_id`): its records and the consumer
+    /// offsets sent with them become visible together, to `read_committed` readers, or not at
+    /// all. A new producer with the same id aborts what its predecessor left open and fences
+    /// it off, so the id must name the unit of work (e.g. an input partition), not a process.
+    pub fn transactional_producer(&self, client_id: &str, txn_id: &str) -> ClientConfig {
+        let mut c = self.producer(client_id);
+        c.set("transactional.id", txn_id)
+            .set("transaction.timeout.ms", "60000");
+        c
+    }
+
     /// A group consumer that commits only what the service has finished with: no auto
     /// commit, start from the earliest record when the group has no committed offset.
     pub fn consumer(&self, group: &str, client_id: &str) -> ClientConfig {
@@ -175,6 +186,26 @@ where
             Err((e, _)) => return Err(e),
         }
     }
+}
+
+/// Whether `consumer` has read `topic`/`partition` up to `end` (exclusive). Uses the
+/// consumer's position rather than the offset of the last record: a `read_committed`
+/// reader never sees transaction markers or aborted records, so the last offset before
+/// `end` may never arrive as a message, but the position moves past it.
+pub fn reached<C: rdkafka::consumer::Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+    consumer: &C,
+    topic: &str,
+    partition: i32,
+    end: i64,
+) -> bool {
+    consumer
+        .position()
+        .ok()
+        .and_then(|tpl| {
+            tpl.find_partition(topic, partition)
+                .and_then(|e| e.offset().to_raw())
+        })
+        .is_some_and(|o| o >= end)
 }
 
 /// The error of a delivery, if it failed.

@@ -5,6 +5,9 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::Health;
 
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +48,52 @@ where
     worked.and(served)
 }
 
+/// Run a worker's Kafka `session` again and again, so the service outlives a broker that
+/// goes away mid-run: `session` returns `Ok` when the token was cancelled (the service
+/// stops), an error `fatal` accepts ends the worker (a configuration error: the process
+/// exits non-zero with it), and after any other error the service stays up, `/readyz`
+/// says why, and a new session starts after a backoff (1 s, doubling up to 30 s; back to
+/// 1 s after a session that lasted a minute). A session must commit nothing it has not
+/// finished, so starting again from the committed offsets loses and doubles nothing.
+pub async fn sessions<E, F, Fut>(
+    health: &Health,
+    token: &CancellationToken,
+    fatal: impl Fn(&E) -> bool,
+    mut session: F,
+) -> Result<(), E>
+where
+    E: Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    const FIRST: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(30);
+    let mut backoff = FIRST;
+    loop {
+        let started = Instant::now();
+        match session().await {
+            Ok(()) => return Ok(()),
+            Err(e) if fatal(&e) => return Err(e),
+            Err(e) => {
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = FIRST;
+                }
+                tracing::error!(
+                    error = %e,
+                    retry_in_s = backoff.as_secs(),
+                    "Kafka session failed; starting again from the committed offsets"
+                );
+                health.set_not_ready(format!("{e} (retrying in {} s)", backoff.as_secs()));
+                tokio::select! {
+                    _ = token.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +109,53 @@ mod tests {
         let r = worker_and_server(token.clone(), async { Err::<(), _>("broken") }, server).await;
         assert_eq!(r.unwrap_err().to_string(), "broken");
         assert!(token.is_cancelled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_start_again_after_errors_until_one_is_fatal() {
+        let (health, token) = (Health::new(), CancellationToken::new());
+        let mut runs = 0;
+        let r = sessions(
+            &health,
+            &token,
+            |e: &String| e == "fatal",
+            || {
+                runs += 1;
+                let n = runs;
+                async move {
+                    match n {
+                        1 | 2 => Err("broker gone".to_string()),
+                        _ => Err("fatal".to_string()),
+                    }
+                }
+            },
+        )
+        .await;
+        assert_eq!(r.unwrap_err(), "fatal");
+        assert_eq!(runs, 3);
+        assert!(!health.is_ready());
+        assert!(
+            health.detail().contains("broker gone"),
+            "{}",
+            health.detail()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_end_when_cancelled_during_the_backoff() {
+        let (health, token) = (Health::new(), CancellationToken::new());
+        let t = token.clone();
+        let r = sessions(
+            &health,
+            &token,
+            |_: &String| false,
+            || {
+                t.cancel();
+                async { Err("broker gone".to_string()) }
+            },
+        )
+        .await;
+        assert!(r.is_ok());
     }
 
     #[tokio::test]

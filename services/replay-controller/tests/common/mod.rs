@@ -1,0 +1,310 @@
+//! Helpers shared by the controller's envtest integration tests (envtest.rs, kill_phases.rs):
+//! a real kube-apiserver + etcd with the generated CRD applied, the local broker, Deployments,
+//! ReplayRequests, the controller process, and reads of Events and Kafka offsets.
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use orderflow_events::{GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
+use orderflow_harness::envtest::{ControlPlane, StandIn};
+use orderflow_harness::{wait, Broker, Service, ServiceKind};
+use orderflow_runtime::KafkaConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use replay_controller::crd::{Phase, ReplayRequest};
+use serde_json::{json, Value};
+
+pub fn out_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("orderflow-rc-{name}-{}", std::process::id()))
+}
+
+pub struct Env {
+    pub cp: ControlPlane,
+    pub broker: Broker,
+    pub client: Client,
+    pub dir: PathBuf,
+}
+
+pub async fn setup(name: &str) -> anyhow::Result<Env> {
+    let dir = out_dir(name);
+    let cp = ControlPlane::start(&dir.join("kube"))?;
+    let broker = Broker::start_local(&dir.join("broker"))?;
+    orderflow_runtime::topics::ensure_topics(&broker.kafka()).await?;
+    let client = cp.client().await?;
+    // the CRD exactly as the chart ships it (crdgen's output)
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&replay_controller::crd_yaml()?)?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        "replayrequests.orderflow.io",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    wait::until(
+        "the ReplayRequest CRD to be established",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let crds = crds.clone();
+            async move {
+                let c = crds.get("replayrequests.orderflow.io").await.ok()?;
+                c.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            }
+        },
+    )
+    .await?;
+    Ok(Env {
+        cp,
+        broker,
+        client,
+        dir,
+    })
+}
+
+pub async fn create_deployment(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+) -> anyhow::Result<()> {
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": format!("orderflow/{name}:test")}]}
+            }
+        }
+    }))?;
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &d)
+        .await?;
+    Ok(())
+}
+
+pub async fn replicas(client: &Client, ns: &str, name: &str) -> anyhow::Result<i32> {
+    let d = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(name)
+        .await?;
+    Ok(d.spec.and_then(|s| s.replicas).unwrap_or(-1))
+}
+
+pub async fn apply_rr(client: &Client, ns: &str, body: Value) -> anyhow::Result<()> {
+    let rr: ReplayRequest = serde_json::from_value(body)?;
+    Api::<ReplayRequest>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &rr)
+        .await?;
+    Ok(())
+}
+
+pub fn rr(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "orderflow.io/v1alpha1", "kind": "ReplayRequest",
+           "metadata": {"name": name}, "spec": spec})
+}
+
+/// Poll the request until `pred` holds on it.
+pub async fn wait_rr(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&ReplayRequest) -> bool,
+) -> anyhow::Result<ReplayRequest> {
+    let api: Api<ReplayRequest> = Api::namespaced(client.clone(), ns);
+    let r = wait::until(
+        &format!("{name}: {what}"),
+        timeout,
+        Duration::from_millis(100),
+        || {
+            let api = api.clone();
+            let pred = &pred;
+            async move { api.get(name).await.ok().filter(|o| pred(o)) }
+        },
+    )
+    .await;
+    if r.is_err() {
+        if let Ok(o) = api.get(name).await {
+            eprintln!(
+                "{name} is now: {}",
+                serde_json::to_string_pretty(&o.status)?
+            );
+        }
+    }
+    r
+}
+
+pub fn phase(o: &ReplayRequest) -> Phase {
+    o.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+pub fn failed_reason(o: &ReplayRequest) -> String {
+    o.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Failed"))
+        .and_then(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
+/// The Events about request `name`, oldest first, as (reason, note).
+pub async fn events(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let mut list: Vec<Event> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect();
+    list.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    Ok(list
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect())
+}
+
+/// Reasons of the Events about request `name`, oldest first, once one of them is `reason`
+/// (a phase's Event follows its status write, so it may come after the status is seen).
+pub async fn event_reasons_with(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+) -> anyhow::Result<Vec<String>> {
+    wait::until(
+        &format!("{name}: a {reason} Event"),
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async move {
+            let r = event_reasons(client, ns, name).await.ok()?;
+            r.iter().any(|r| r == reason).then_some(r)
+        },
+    )
+    .await
+}
+
+/// Reasons of the Events about request `name`, oldest first.
+pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> anyhow::Result<Vec<String>> {
+    Ok(events(client, ns, name)
+        .await?
+        .into_iter()
+        .map(|(reason, _)| reason)
+        .collect())
+}
+
+pub async fn start_controller(env: &Env, extra: &[(&str, String)]) -> anyhow::Result<Service> {
+    let mut vars = vec![
+        ("KUBECONFIG", env.cp.kubeconfig.display().to_string()),
+        ("POLL_MS", "300".to_string()),
+        ("RETRY_BASE_MS", "300".to_string()),
+        ("RETRY_MAX_MS", "1000".to_string()),
+        ("KAFKA_TIMEOUT_MS", "2000".to_string()),
+        ("RUST_LOG", "info,kube=warn".to_string()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+    Service::start(
+        ServiceKind::ReplayController,
+        &env.broker.bootstrap,
+        &vars,
+        &env.dir.join("logs"),
+    )
+    .await
+}
+
+pub async fn metrics_when(
+    standin: &StandIn,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    wait::until(
+        what,
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || {
+            let url = standin.url();
+            let pred = &pred;
+            async move {
+                let m: Value = reqwest::get(format!("{}/api/metrics", url?))
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                pred(&m).then_some(m)
+            }
+        },
+    )
+    .await
+}
+
+pub async fn log_ends(kafka: &KafkaConfig) -> anyhow::Result<Vec<orderflowctl::PartitionLag>> {
+    let k = kafka.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        orderflowctl::lag(
+            &k,
+            GROUP_ANALYTICS,
+            &[TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS],
+            Duration::from_secs(10),
+        )
+    })
+    .await??)
+}
+
+/// A consumer in group `analytics` outside any Deployment (e.g. someone's laptop): the
+/// group never becomes empty while it runs.
+pub fn stray_consumer(
+    kafka: &KafkaConfig,
+) -> anyhow::Result<(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<()>,
+)> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let consumer: BaseConsumer = kafka.consumer(GROUP_ANALYTICS, "stray").create()?;
+    consumer.subscribe(&[TOPIC_ORDERS])?;
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let t = std::thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+        consumer.unsubscribe();
+    });
+    Ok((stop, t))
+}
+
+pub async fn wait_group_members(kafka: &KafkaConfig, n: usize) -> anyhow::Result<()> {
+    wait::until(
+        &format!("{n} member(s) in group {GROUP_ANALYTICS}"),
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let k = kafka.clone();
+            async move {
+                let info = tokio::task::spawn_blocking(move || {
+                    orderflowctl::describe_group(&k, GROUP_ANALYTICS, Duration::from_secs(5))
+                })
+                .await
+                .ok()?
+                .ok()?;
+                (info.members == n && info.state == "Stable").then_some(())
+            }
+        },
+    )
+    .await
+}

@@ -1,0 +1,681 @@
+//! The controller SIGKILLed in every phase of a ReplayRequest, then started again: each
+//! request still ends Succeeded once, with one reset of the analytics group's offsets (from
+//! the offsets analytics had committed, to earliest), analytics' metrics recomputed identical,
+//! and both deployments back at their replica counts (DESIGN.md: "A controller restart in any
+//! phase resumes the request without resetting twice or leaving a deployment scaled down").
+//!
+//! One real kube-apiserver, one broker, one set of service processes (stand-ins for the
+//! kubelet, see envtest.rs) and one controller process at a time; the requests run one after
+//! another, each one only once the previous one's replay has been recomputed and committed.
+//!
+//! Every kill happens at a point the test has observed, never after a sleep:
+//! - Pending and ScalingDown: a consumer outside the analytics Deployment keeps the group
+//!   busy, so a request waits in ScalingDown (analytics scaled to 0) and a second request for
+//!   the same group queues in Pending behind it; both are persisted, and the kill hits both.
+//! - the other phases pass in milliseconds, so the API server is made to refuse the status
+//!   write that would *leave* the phase (see [`refuse_phase`]): the controller has done the
+//!   phase's work (scaled to 0 / reset the offsets / restored analytics / restored inventory)
+//!   and retries the write, the status still names the phase, and the kill lands exactly in
+//!   the window a crash between a side effect and its status write would. (The envtest
+//!   kube-apiserver is 1.20: no ValidatingAdmissionPolicy, and a webhook would need a TLS
+//!   server; the schema needs neither, and the controller needs no test hook.) The one point
+//!   this cannot reach is "Resetting persisted, reset not yet made": nothing but the
+//!   Resetting Event's POST sits between them. A restart from there runs the Resetting step,
+//!   finds no commit naming the request and resets, as the restart held just before
+//!   Resetting does here.
+//! - HoldingLag lasts `holdSeconds`: the kill comes after the first lag sample, with
+//!   inventory held at 0.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use common::{
+    apply_rr, create_deployment, event_reasons_with, events, log_ends, metrics_when, phase,
+    replicas, rr, setup, start_controller, stray_consumer, wait_group_members, wait_rr, Env,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use orderflow_events::{GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
+use orderflow_harness::envtest::StandIn;
+use orderflow_harness::scenario::compare_metrics;
+use orderflow_harness::{wait, Service, ServiceKind};
+use orderflow_runtime::KafkaConfig;
+use orderflowctl::{reset_metadata_by_of, PartitionLag};
+use replay_controller::crd::{Phase, ReplayRequest, Restore};
+use serde_json::{json, Value};
+
+const NS: &str = "default";
+/// Where the probe request lives (the controller only watches `NS`).
+const PROBE_NS: &str = "probe";
+const ORDERS: u64 = 1500;
+/// Orders published while inventory is held at 0 in the HoldingLag round: the lag.
+const LAG_ORDERS: u64 = 300;
+/// Every phase a request with spec.lag passes, one Event each.
+const ALL_PHASES: [&str; 5] = [
+    "ScalingDown",
+    "Resetting",
+    "Restoring",
+    "HoldingLag",
+    "Succeeded",
+];
+
+fn spec(hold_seconds: u32) -> Value {
+    json!({"consumerGroup": "analytics", "deployment": "analytics",
+           "topics": [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS], "resetTo": "earliest",
+           "lag": {"deployment": "inventory", "replicas": 0, "holdSeconds": hold_seconds,
+                   "sampleSeconds": 1}})
+}
+
+/// Make the API server refuse (`refuse`) or accept again status writes that enter `phase`.
+/// The CRD's schema lists the phases a status may name; without `phase` in that list a
+/// status write entering it fails validation (422), as it would behind a refusing admission
+/// webhook. The controller then keeps retrying that write (a failed reconcile) with the
+/// previous phase persisted: it is held between two phases for as long as the test wants.
+/// Returns once a dry-run status write on the probe request gets the expected answer.
+async fn refuse_phase(env: &Env, phase: Phase, refuse: bool) -> anyhow::Result<()> {
+    let mut crd: Value = serde_yaml::from_str(&replay_controller::crd_yaml()?)?;
+    if refuse {
+        crd.pointer_mut(
+            "/spec/versions/0/schema/openAPIV3Schema/properties/status/properties/phase/enum",
+        )
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| anyhow!("the CRD has no status.phase enum"))?
+        .retain(|v| v.as_str() != Some(phase.as_str()));
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    crds.patch(
+        "replayrequests.orderflow.io",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    let probes: Api<ReplayRequest> = Api::namespaced(env.client.clone(), PROBE_NS);
+    let what = if refuse { "refused" } else { "accepted" };
+    wait::until(
+        &format!("status writes entering {phase} to be {what}"),
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let probes = probes.clone();
+            async move {
+                let dry = PatchParams {
+                    dry_run: true,
+                    ..PatchParams::default()
+                };
+                let body = json!({"status": {"phase": phase.as_str()}});
+                match probes
+                    .patch_status("probe", &dry, &Patch::Merge(&body))
+                    .await
+                {
+                    Ok(_) => (!refuse).then_some(()),
+                    Err(kube::Error::Api(e)) if e.code == 422 => refuse.then_some(()),
+                    Err(_) => None,
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// Failed reconciles of this controller process (a refused status write is one).
+async fn failed_reconciles(ctl: &Service) -> f64 {
+    ctl.metric("orderflow_replay_reconciles_total", &[("result", "error")])
+        .await
+        .unwrap_or(0.0)
+}
+
+/// The analytics group's committed offsets and the log ends.
+async fn group_offsets(kafka: &KafkaConfig) -> Option<Vec<PartitionLag>> {
+    log_ends(kafka).await.ok()
+}
+
+/// The analytics group's commit metadata on every partition of both topics.
+async fn commit_metadata(kafka: &KafkaConfig) -> Option<Vec<String>> {
+    let k = kafka.clone();
+    let committed = tokio::task::spawn_blocking(move || {
+        orderflowctl::committed_offsets(
+            &k,
+            GROUP_ANALYTICS,
+            &[TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS],
+            Duration::from_secs(5),
+        )
+    })
+    .await
+    .ok()?
+    .ok()?;
+    Some(committed.into_iter().map(|c| c.metadata).collect())
+}
+
+async fn group_is_empty(kafka: &KafkaConfig) -> bool {
+    let k = kafka.clone();
+    tokio::task::spawn_blocking(move || {
+        orderflowctl::describe_group(&k, GROUP_ANALYTICS, Duration::from_secs(5))
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .is_some_and(|g| g.is_empty())
+}
+
+/// The pipeline between two requests. (Fields drop in order: the stand-ins stop their
+/// processes while the API server they watch is still up.)
+struct World {
+    analytics: StandIn,
+    inventory: StandIn,
+    /// analytics' metrics before the replays: every replay must recompute them.
+    before: Value,
+    env: Env,
+}
+
+/// Where a request starts from: analytics has recomputed `before` and committed the log
+/// ends (so a reset reports them as `from`), and how many replica changes the stand-ins had
+/// seen.
+struct Start {
+    ends: Vec<PartitionLag>,
+    analytics_seen: usize,
+    inventory_seen: usize,
+}
+
+impl World {
+    fn client(&self) -> kube::Client {
+        self.env.client.clone()
+    }
+
+    fn kafka(&self) -> KafkaConfig {
+        self.env.broker.kafka()
+    }
+
+    async fn controller(&self) -> anyhow::Result<Service> {
+        start_controller(&self.env, &[("WATCH_NAMESPACE", NS.to_string())]).await
+    }
+
+    /// Wait until both deployments' processes run, and the last replay is recomputed
+    /// (identical metrics) and committed.
+    async fn settled(&self) -> anyhow::Result<Start> {
+        self.running().await?;
+        let before = self.before.clone();
+        metrics_when(
+            &self.analytics,
+            "analytics to recompute the metrics from before the replays",
+            move |m| compare_metrics(&before, m).is_empty(),
+        )
+        .await?;
+        let kafka = self.kafka();
+        let ends = wait::until(
+            "analytics to commit the log ends",
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || {
+                let kafka = kafka.clone();
+                async move {
+                    let p = group_offsets(&kafka).await?;
+                    (p.len() == 6 && p.iter().all(|p| p.committed == Some(p.high_watermark)))
+                        .then_some(p)
+                }
+            },
+        )
+        .await?;
+        Ok(Start {
+            ends,
+            analytics_seen: self.analytics.seen().len(),
+            inventory_seen: self.inventory.seen().len(),
+        })
+    }
+
+    /// Wait until the stand-ins run both deployments' processes (ready).
+    async fn running(&self) -> anyhow::Result<()> {
+        wait::until(
+            "the analytics and inventory processes to run",
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || {
+                let up = self.analytics.url().is_some() && self.inventory.url().is_some();
+                async move { up.then_some(()) }
+            },
+        )
+        .await
+    }
+
+    async fn wait(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&ReplayRequest) -> bool,
+    ) -> anyhow::Result<ReplayRequest> {
+        wait_rr(
+            &self.client(),
+            NS,
+            name,
+            what,
+            Duration::from_secs(60),
+            pred,
+        )
+        .await
+    }
+
+    /// The request ended Succeeded, once: one Event per phase, every partition of both
+    /// topics reset once to earliest (from the committed `ends` when given: a second reset
+    /// would report 0), the lag recorded and drained, nothing left to restore. `at_kill`,
+    /// the request as it was when the controller was killed: the restarted one resumed it
+    /// (same start time) and kept the reset it had recorded.
+    async fn succeeded_once(
+        &self,
+        name: &str,
+        ends: Option<&[PartitionLag]>,
+        at_kill: Option<&ReplayRequest>,
+    ) -> anyhow::Result<ReplayRequest> {
+        let done = self
+            .wait(name, "a final phase", |o| phase(o).is_final())
+            .await?;
+        let st = done.status.clone().unwrap_or_default();
+        assert_eq!(st.phase, Phase::Succeeded, "{name}: {:?}", st.message);
+        assert!(st.restore.is_empty(), "{name}: {:?}", st.restore);
+        assert!(st.completed_at.is_some(), "{name}");
+        assert_eq!(st.offsets.len(), 6, "{name}: {:?}", st.offsets);
+        for o in &st.offsets {
+            assert_eq!(o.to, 0, "{name}: {o:?}");
+            if let Some(ends) = ends {
+                let end = ends
+                    .iter()
+                    .find(|p| p.topic == o.topic && p.partition == o.partition)
+                    .map(|p| p.high_watermark);
+                assert_eq!(o.from, end, "{name}: {o:?}");
+            }
+        }
+        if let Some(killed) = at_kill.and_then(|o| o.status.as_ref()) {
+            assert_eq!(st.started_at, killed.started_at, "{name}");
+            if !killed.offsets.is_empty() {
+                assert_eq!(st.offsets, killed.offsets, "{name}");
+            }
+        }
+        let lag = st.lag.clone().unwrap_or_default();
+        assert!(lag.drained_after_seconds.is_some(), "{name}: {lag:?}");
+        assert_eq!(lag.samples.last().map(|s| s.lag), Some(0), "{name}");
+        let reasons = event_reasons_with(&self.client(), NS, name, "Succeeded").await?;
+        assert_eq!(reasons, ALL_PHASES, "{name}: {reasons:?}");
+        Ok(done)
+    }
+
+    /// Both deployments back at their replica counts, and the stand-ins saw `analytics` and
+    /// `inventory` (the replica counts set since `start`) and nothing else: no deployment
+    /// was scaled down twice or left down. Their processes run again.
+    async fn restored(
+        &self,
+        start: &Start,
+        analytics: &[i32],
+        inventory: &[i32],
+    ) -> anyhow::Result<()> {
+        let c = self.client();
+        assert_eq!(replicas(&c, NS, "analytics").await?, 1);
+        assert_eq!(replicas(&c, NS, "inventory").await?, 2);
+        wait::until(
+            "the stand-ins to see the restored replica counts",
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || {
+                let a = self.analytics.seen();
+                let i = self.inventory.seen();
+                let ok = a.get(start.analytics_seen..) == Some(analytics)
+                    && i.get(start.inventory_seen..) == Some(inventory);
+                async move { ok.then_some(()) }
+            },
+        )
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "{e}: analytics saw {:?}, inventory saw {:?}",
+                self.analytics.seen(),
+                self.inventory.seen()
+            )
+        })?;
+        self.running().await
+    }
+
+    /// SIGKILL the controller (by PID) and start a new one.
+    async fn crash(&self, ctl: Service) -> anyhow::Result<Service> {
+        ctl.kill();
+        self.controller().await
+    }
+
+    /// One request held between `phase` and the next one by refusing the status write that
+    /// leaves it; `held` must hold on the persisted request and the world once the
+    /// controller has done the phase's work. Kill there, accept the write again, restart.
+    async fn kill_refusing(
+        &self,
+        ctl: Service,
+        name: &str,
+        refused: Phase,
+        held: impl AsyncFn(&ReplayRequest) -> bool,
+    ) -> anyhow::Result<(Service, Start, ReplayRequest)> {
+        let start = self.settled().await?;
+        let failed_before = failed_reconciles(&ctl).await;
+        refuse_phase(&self.env, refused, true).await?;
+        apply_rr(&self.client(), NS, rr(name, spec(1))).await?;
+        let api: Api<ReplayRequest> = Api::namespaced(self.client(), NS);
+        let (api, ctl_ref, held) = (&api, &ctl, &held);
+        let at_kill = wait::until(
+            &format!("{name}: held before {refused} by the refused status write"),
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            move || async move {
+                let o = api.get(name).await.ok()?;
+                (failed_reconciles(ctl_ref).await > failed_before && held(&o).await).then_some(o)
+            },
+        )
+        .await?;
+        ctl.kill();
+        refuse_phase(&self.env, refused, false).await?;
+        Ok((self.controller().await?, start, at_kill))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let env = setup("kill").await?;
+    let c = env.client.clone();
+    create_deployment(&c, NS, "analytics", 1).await?;
+    create_deployment(&c, NS, "inventory", 2).await?;
+    // the probe request refuse_phase checks the schema with (no controller watches there)
+    env.cp.kubectl(&["create", "namespace", PROBE_NS])?;
+    apply_rr(&c, PROBE_NS, rr("probe", spec(1))).await?;
+    let logs = env.dir.join("logs");
+    let analytics = StandIn::spawn(
+        c.clone(),
+        NS,
+        "analytics",
+        ServiceKind::Analytics,
+        env.broker.bootstrap.clone(),
+        vec![("COMMIT_INTERVAL_MS", "200".to_string())],
+        logs.clone(),
+    );
+    let inventory = StandIn::spawn(
+        c.clone(),
+        NS,
+        "inventory",
+        ServiceKind::Inventory,
+        env.broker.bootstrap.clone(),
+        vec![],
+        logs.clone(),
+    );
+    let order = Service::start(ServiceKind::Order, &env.broker.bootstrap, &[], &logs).await?;
+    let (status, _) = order
+        .post_json(
+            "/orders/bulk",
+            &json!({"count": ORDERS}),
+            Duration::from_secs(60),
+        )
+        .await?;
+    assert_eq!(status, 200);
+    let before = metrics_when(&analytics, "analytics to count every decided order", |m| {
+        m["orders_total"] == ORDERS
+            && m["reserved_total"].as_u64().unwrap_or(0) + m["failed_total"].as_u64().unwrap_or(0)
+                == ORDERS
+    })
+    .await?;
+    let mut w = World {
+        analytics,
+        inventory,
+        before,
+        env,
+    };
+    let kafka = w.kafka();
+    let mut ctl = w.controller().await?;
+    eprintln!("setup took {:.1?}", t0.elapsed());
+
+    // 1. Pending and ScalingDown, in one kill: "kill-1-a" waits in ScalingDown for a stray
+    //    member of the group to leave (analytics already scaled to 0), "kill-1-b" for the
+    //    same group is queued in Pending behind it.
+    let t = Instant::now();
+    let start = w.settled().await?;
+    let (stop_stray, stray) = stray_consumer(&kafka)?;
+    wait_group_members(&kafka, 2).await?;
+    apply_rr(&c, NS, rr("kill-1-a", spec(1))).await?;
+    let a = w
+        .wait(
+            "kill-1-a",
+            "ScalingDown, waiting for the stray member",
+            |o| {
+                phase(o) == Phase::ScalingDown
+                    && o.status
+                        .as_ref()
+                        .and_then(|s| s.message.as_deref())
+                        .is_some_and(|m| {
+                            m.contains(
+                                "waiting for consumer group analytics to become empty: 1 member(s)",
+                            )
+                        })
+            },
+        )
+        .await?;
+    apply_rr(&c, NS, rr("kill-1-b", spec(1))).await?;
+    w.wait("kill-1-b", "Pending behind kill-1-a", |o| {
+        phase(o) == Phase::Pending
+            && o.status
+                .as_ref()
+                .and_then(|s| s.message.as_deref())
+                .is_some_and(|m| m.contains("waiting for ReplayRequest kill-1-a"))
+    })
+    .await?;
+    assert_eq!(replicas(&c, NS, "analytics").await?, 0);
+    assert_eq!(
+        a.status.as_ref().map(|s| s.restore.clone()),
+        Some(vec![Restore {
+            deployment: "analytics".to_string(),
+            replicas: 1
+        }])
+    );
+    ctl = w.crash(ctl).await?;
+    // the new controller finds both where they were; the stray member leaves
+    stop_stray.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = stray.join();
+    w.succeeded_once("kill-1-a", Some(&start.ends), Some(&a))
+        .await?;
+    // kill-1-b ran after kill-1-a had restored analytics, mid-rebuild: its `from` is wherever
+    // analytics had got to
+    w.succeeded_once("kill-1-b", None, None).await?;
+    w.restored(&start, &[0, 1, 0, 1], &[0, 2, 0, 2]).await?;
+    eprintln!("Pending + ScalingDown: {:.1?}", t.elapsed());
+
+    // 2. Between ScalingDown and Resetting, analytics held at 0: scaled down, the group empty,
+    //    the Resetting write refused.
+    let t = Instant::now();
+    let k = kafka.clone();
+    let cl = c.clone();
+    let (new_ctl, start, at_kill) = w
+        .kill_refusing(
+            ctl,
+            "kill-2",
+            Phase::Resetting,
+            async |o: &ReplayRequest| {
+                phase(o) == Phase::ScalingDown
+                    && replicas(&cl, NS, "analytics").await.ok() == Some(0)
+                    && group_is_empty(&k).await
+            },
+        )
+        .await?;
+    ctl = new_ctl;
+    w.succeeded_once("kill-2", Some(&start.ends), Some(&at_kill))
+        .await?;
+    w.restored(&start, &[0, 1], &[0, 2]).await?;
+    eprintln!("ScalingDown -> Resetting: {:.1?}", t.elapsed());
+
+    // 3. Resetting: the offsets reset (every partition's commit names this request), the
+    //    Restoring write refused. The new controller must find the reset, not make another.
+    let t = Instant::now();
+    let k = kafka.clone();
+    let (new_ctl, start, at_kill) = w
+        .kill_refusing(
+            ctl,
+            "kill-3",
+            Phase::Restoring,
+            async |o: &ReplayRequest| {
+                let uid = o.uid().unwrap_or_default();
+                phase(o) == Phase::Resetting
+                    && commit_metadata(&k).await.is_some_and(|m| {
+                        m.len() == 6 && m.iter().all(|m| reset_metadata_by_of(m) == Some(&uid))
+                    })
+            },
+        )
+        .await?;
+    ctl = new_ctl;
+    w.succeeded_once("kill-3", Some(&start.ends), Some(&at_kill))
+        .await?;
+    let restoring = events(&c, NS, "kill-3")
+        .await?
+        .into_iter()
+        .find(|(reason, _)| reason == "Restoring")
+        .map(|(_, note)| note)
+        .unwrap_or_default();
+    assert!(
+        restoring.contains("found already made by this request"),
+        "{restoring}"
+    );
+    w.restored(&start, &[0, 1], &[0, 2]).await?;
+    eprintln!("Resetting: {:.1?}", t.elapsed());
+
+    // 4. Restoring: analytics restored, the HoldingLag write refused (so the status still
+    //    lists analytics to restore, and inventory is not scaled yet).
+    let t = Instant::now();
+    let cl = c.clone();
+    let (new_ctl, start, at_kill) = w
+        .kill_refusing(
+            ctl,
+            "kill-4",
+            Phase::HoldingLag,
+            async |o: &ReplayRequest| {
+                phase(o) == Phase::Restoring
+                    && o.status.as_ref().is_some_and(|s| {
+                        s.restore
+                            == [Restore {
+                                deployment: "analytics".to_string(),
+                                replicas: 1,
+                            }]
+                    })
+                    && replicas(&cl, NS, "analytics").await.ok() == Some(1)
+                    && replicas(&cl, NS, "inventory").await.ok() == Some(2)
+            },
+        )
+        .await?;
+    ctl = new_ctl;
+    w.succeeded_once("kill-4", Some(&start.ends), Some(&at_kill))
+        .await?;
+    w.restored(&start, &[0, 1], &[0, 2]).await?;
+    eprintln!("Restoring: {:.1?}", t.elapsed());
+
+    // 5. HoldingLag: inventory held at 0 (its process stopped) while more orders arrive,
+    //    a lag sample of them taken.
+    let t = Instant::now();
+    let start = w.settled().await?;
+    apply_rr(&c, NS, rr("kill-5", spec(10))).await?;
+    w.wait("kill-5", "HoldingLag with a lag sample", |o| {
+        phase(o) == Phase::HoldingLag
+            && o.status
+                .as_ref()
+                .and_then(|s| s.lag.as_ref())
+                .is_some_and(|l| !l.samples.is_empty())
+    })
+    .await?;
+    wait::until(
+        "the inventory stand-in to stop its process",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let stopped = w.inventory.url().is_none();
+            async move { stopped.then_some(()) }
+        },
+    )
+    .await?;
+    assert_eq!(replicas(&c, NS, "inventory").await?, 0);
+    let (status, _) = order
+        .post_json(
+            "/orders/bulk",
+            &json!({"count": LAG_ORDERS}),
+            Duration::from_secs(60),
+        )
+        .await?;
+    assert_eq!(status, 200);
+    let held = w
+        .wait("kill-5", "a lag sample of the new orders", |o| {
+            phase(o) == Phase::HoldingLag
+                && o.status
+                    .as_ref()
+                    .and_then(|s| s.lag.as_ref())
+                    .is_some_and(|l| l.peak >= LAG_ORDERS as i64)
+        })
+        .await?;
+    assert_eq!(replicas(&c, NS, "inventory").await?, 0);
+    let st = held.status.clone().unwrap_or_default();
+    assert_eq!(
+        st.restore,
+        [Restore {
+            deployment: "inventory".to_string(),
+            replicas: 2
+        }]
+    );
+    assert!(
+        st.lag.as_ref().is_some_and(|l| l.restored_at.is_none()),
+        "{:?}",
+        st.lag
+    );
+    ctl = w.crash(ctl).await?;
+    let done = w
+        .succeeded_once("kill-5", Some(&start.ends), Some(&held))
+        .await?;
+    // the hold kept its end and its samples across the crash, and the lag drained after it
+    let lag = done.status.and_then(|s| s.lag).unwrap_or_default();
+    let lag_before = st.lag.clone().unwrap_or_default();
+    assert_eq!(lag.hold_until, lag_before.hold_until);
+    assert!(lag.peak >= LAG_ORDERS as i64, "{lag:?}");
+    assert!(
+        lag.samples.starts_with(&lag_before.samples),
+        "{lag:?} / {lag_before:?}"
+    );
+    assert!(lag.restored_at.is_some(), "{lag:?}");
+    w.restored(&start, &[0, 1], &[0, 2]).await?;
+    // every order is counted now: the reference the next replay must recompute
+    w.before = metrics_when(&w.analytics, "analytics to count the new orders", |m| {
+        m["orders_total"] == ORDERS + LAG_ORDERS
+            && m["reserved_total"].as_u64().unwrap_or(0) + m["failed_total"].as_u64().unwrap_or(0)
+                == ORDERS + LAG_ORDERS
+    })
+    .await?;
+    eprintln!("HoldingLag: {:.1?}", t.elapsed());
+
+    // 6. Between HoldingLag and Succeeded: inventory restored, the lag drained, the
+    //    Succeeded write refused.
+    let t = Instant::now();
+    let cl = c.clone();
+    let (new_ctl, start, at_kill) = w
+        .kill_refusing(
+            ctl,
+            "kill-6",
+            Phase::Succeeded,
+            async |o: &ReplayRequest| {
+                phase(o) == Phase::HoldingLag
+                    && o.status.as_ref().is_some_and(|s| {
+                        s.restore.is_empty()
+                            && s.lag.as_ref().is_some_and(|l| l.restored_at.is_some())
+                    })
+                    && replicas(&cl, NS, "inventory").await.ok() == Some(2)
+            },
+        )
+        .await?;
+    ctl = new_ctl;
+    w.succeeded_once("kill-6", Some(&start.ends), Some(&at_kill))
+        .await?;
+    w.restored(&start, &[0, 1], &[0, 2]).await?;
+    eprintln!("HoldingLag -> Succeeded: {:.1?}", t.elapsed());
+
+    // the last replay recomputed too
+    w.settled().await?;
+    ctl.stop(Duration::from_secs(10)).await?;
+    w.analytics.shutdown().await;
+    w.inventory.shutdown().await;
+    drop(order);
+    eprintln!("total {:.1?}", t0.elapsed());
+    Ok(())
+}
