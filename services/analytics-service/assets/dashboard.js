@@ -34,6 +34,9 @@
   // otherwise be stretched over years): centred, or ending at the newest sample
   function timeRange(pad, span, right) {
     return function (u, min, max) {
+      // uPlot widens a single x value by itself before calling this: use the data instead
+      var xs = u.data && u.data[0];
+      if (xs && xs.length > 0) { min = xs[0]; max = xs[xs.length - 1]; }
       if (min === null || max === null) { return [min, max]; }
       if (max - min < span) {
         if (right) { return [max - span, max + pad]; }
