@@ -12,7 +12,7 @@ BIN := $(TARGET_DIR)/release
 .DEFAULT_GOAL := help
 -include mk/*.mk
 
-.PHONY: help build crds envtest-install e2e bench bench-tools fuzz demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
+.PHONY: help build crds envtest-install e2e bench bench-tools browser-tools vendor-ui fuzz demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
 
 help:
 	@echo "make demo         run the lab scenario locally (installs the local broker on first use)"
@@ -53,7 +53,7 @@ envtest-install:
 	scripts/envtest/install-apiserver.sh
 
 # The end-to-end flow alone (it is part of `make test` too); writes target/e2e/report.md.
-e2e: build broker-install envtest-install k8s-tools
+e2e: build broker-install envtest-install k8s-tools browser-tools
 	$(CARGO) test --release --locked -p orderflow-harness --test e2e
 	@echo "report: target/e2e/report.md (lag chart target/e2e/lag.svg, log target/e2e/e2e.log)"
 
@@ -70,7 +70,15 @@ fuzz:
 bench-tools:
 	scripts/bench-tools.sh
 
-test-rust: build broker-install envtest-install k8s-tools bench-tools
+# Debian's chromium for the dashboard's browser test (services/harness/tests/dashboard.rs), once.
+browser-tools:
+	scripts/browser-tools.sh
+
+# Re-vendor the dashboard's charting library (the files are committed; see the script).
+vendor-ui:
+	scripts/vendor-ui.sh
+
+test-rust: build broker-install envtest-install k8s-tools bench-tools browser-tools
 	@mkdir -p $(TARGET_DIR)
 	@set -o pipefail; $(CARGO) test --release --workspace --locked 2>&1 | tee $(TEST_LOG); rc=$$?; \
 	  awk '/^test result:/ { p += $$4; f += $$6; s += $$8 } \

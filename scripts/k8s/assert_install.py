@@ -56,8 +56,11 @@ for name, port in ports.items():
     check(env.get("HTTP_ADDR", {}).get("value") == f"0.0.0.0:{port}", f"{name}: HTTP_ADDR on {port}")
     check(env.get("LOG_FORMAT", {}).get("value") == "json", f"{name}: LOG_FORMAT json")
     is_ctl = name == "replay-controller"
-    check(pod.get("serviceAccountName") == ("replay-controller" if is_ctl else None), f"{name}: service account")
-    check(pod.get("automountServiceAccountToken") is is_ctl, f"{name}: API token mounted only for the controller")
+    # the controller, and analytics for its dashboard's ReplayRequests panel (read-only Role)
+    own_sa = {"replay-controller": "replay-controller", "analytics": "analytics"}.get(name)
+    check(pod.get("serviceAccountName") == own_sa, f"{name}: service account {own_sa}")
+    check(pod.get("automountServiceAccountToken") is (own_sa is not None),
+          f"{name}: API token mounted only for the controller and analytics")
     if name == "analytics" or is_ctl:
         check(spec.get("strategy", {}).get("type") == "Recreate", f"{name}: Recreate (never two at once)")
     if name == "inventory":
@@ -65,6 +68,10 @@ for name, port in ports.items():
     if is_ctl:
         check(env.get("WATCH_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
               == "metadata.namespace", "controller: WATCH_NAMESPACE from its namespace")
+    if name == "analytics":
+        check(env.get("REPLAY_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+              == "metadata.namespace", "analytics: REPLAY_NAMESPACE from its namespace")
+        check("LAG_INTERVAL_MS" in env, "analytics: LAG_INTERVAL_MS set")
 
     s = get("Service", name)
     if s:
@@ -89,6 +96,19 @@ for r in role.get("rules", []):
     check("*" not in r.get("verbs", []) and "*" not in r.get("resources", []), f"role: no wildcards ({r})")
     check("delete" not in r.get("verbs", []) and "create" not in r.get("verbs", []) or r.get("resources") == ["events"],
           f"role: create only for events, delete never ({r})")
+
+# analytics: read-only on replayrequests, nothing else
+get("ServiceAccount", "analytics")
+arole = get("Role", "analytics")
+arb = get("RoleBinding", "analytics")
+if arb:
+    check(arb["roleRef"]["name"] == "analytics"
+          and arb["subjects"] == [{"kind": "ServiceAccount", "name": "analytics", "namespace": ns}],
+          "rolebinding binds analytics' service account to its Role")
+if arole:
+    check(arole.get("rules") == [{"apiGroups": ["orderflow.io"], "resources": ["replayrequests"],
+                                  "verbs": ["get", "list", "watch"]}],
+          f"role analytics: get/list/watch replayrequests only ({arole.get('rules')})")
 
 for f in fails:
     print(f"assert_install: FAILED: {f}")

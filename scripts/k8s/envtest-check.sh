@@ -9,7 +9,8 @@
 #      that turns Kafka TLS + SASL on and one that turns it off again, each with assertions on the
 #      stored Deployments (scripts/k8s/assert_kafka_security.py), `helm uninstall`
 #   3. RBAC: `kubectl auth can-i --as system:serviceaccount:<ns>:replay-controller`, allowed what the
-#      controller needs, denied the rest (needs an apiserver with RBAC authorization)
+#      controller needs, denied the rest; the same for analytics (get/list/watch replayrequests
+#      only) (needs an apiserver with RBAC authorization)
 # Environment: ENVTEST_SCRIPTS (default scripts/envtest), STRIMZI_CRDS, ORDERFLOW_CACHE.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -166,6 +167,23 @@ else
   CAN_NS=other can no list replayrequests.orderflow.io
   can no list namespaces --all-namespaces; can no create customresourcedefinitions.apiextensions.k8s.io
   echo "   RBAC: $allowed allowed and $((m + 5)) denied checks evaluated for $SA"
+  # analytics (the dashboard's ReplayRequests panel): read-only on replayrequests, nothing else
+  ASA=system:serviceaccount:$NS:analytics
+  acan() {  # acan EXPECT VERB RESOURCE [flags]
+    local expect=$1; shift
+    local got; got=$(k auth can-i "$@" --as "$ASA" -n "${CAN_NS:-$NS}" 2>/dev/null || true)
+    [ "$got" = "$expect" ] || fail "can-i $* as analytics (namespace ${CAN_NS:-$NS}): expected $expect, got ${got:-error}"
+  }
+  for v in get list watch; do acan yes "$v" replayrequests.orderflow.io; done
+  for args in "patch replayrequests.orderflow.io" "update replayrequests.orderflow.io" "delete replayrequests.orderflow.io" \
+              "create replayrequests.orderflow.io" "patch replayrequests.orderflow.io --subresource=status" \
+              "get deployments.apps" "patch deployments.apps --subresource=scale" "get secrets" "list secrets" \
+              "get pods" "create events"; do
+    # shellcheck disable=SC2086
+    acan no $args
+  done
+  CAN_NS=other acan no list replayrequests.orderflow.io
+  echo "   RBAC: 3 allowed and 12 denied checks evaluated for $ASA"
 fi
 
 "$HELM" uninstall orderflow --namespace "$NS" >/dev/null || fail "helm uninstall"

@@ -364,12 +364,14 @@ async fn handle(
         // Redelivered after a rebalance: already counted.
         return Ok(());
     }
+    let started = Instant::now();
     match decode_on(m.topic(), m.payload().unwrap_or_default()) {
         Ok(event) => {
             if let Ok(mut s) = shared.state.write() {
                 s.apply(m.topic(), m.partition(), m.offset(), &event);
                 metrics.observe(m.topic(), &s);
             }
+            metrics.applied(started.elapsed());
         }
         Err(err) => {
             // A bad order is reported by inventory (it decides orders); analytics reports

@@ -115,7 +115,13 @@ pub struct Outcome {
 /// Run the whole flow; everything started is stopped when this returns, also on error.
 pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     let out = &opts.out_dir;
-    let _ = std::fs::remove_dir_all(out);
+    // only what this flow writes: target/e2e also holds the dashboard test's screenshot
+    for own in ["e2e.log", "report.md", "lag.svg", "dashboard-k8s.png"] {
+        let _ = std::fs::remove_file(out.join(own));
+    }
+    for own in ["logs", "kube", "broker"] {
+        let _ = std::fs::remove_dir_all(out.join(own));
+    }
     std::fs::create_dir_all(out)?;
     let log = Log::create(&out.join("e2e.log"))?;
     let ns = opts.namespace.as_str();
@@ -340,6 +346,51 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         "$ kubectl -n {ns} describe rr\n{}",
         describe_rr.trim_end()
     ));
+    // one JSON log line per phase change (`kubectl logs deploy/replay-controller | jq`)
+    let ctl_log = std::fs::read_to_string(out.join("logs").join("replay-controller-0.log"))?;
+    let phases: Vec<Value> = ctl_log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["event"] == "phase")
+        .collect();
+    for name in ["lag-1", "replay-1", "replay-from-time"] {
+        let seen: Vec<&str> = phases
+            .iter()
+            .filter(|l| l["name"] == name && l["namespace"] == ns)
+            .filter_map(|l| l["phase"].as_str())
+            .collect();
+        ensure!(
+            seen.first() == Some(&"ScalingDown") && seen.last() == Some(&"Succeeded"),
+            "replay-controller's phase log lines of {name}: {seen:?}"
+        );
+        log.line(&format!("    log: {name}: {}", seen.join(" -> ")));
+    }
+    // the dashboard's ReplayRequests panel: analytics lists them with its own ServiceAccount
+    // (the chart's Role: get/list/watch replayrequests), and shows each one's outcome
+    let url = first_url(&kubelet, ANALYTICS)?;
+    let panel = wait::until(
+        "analytics' dashboard to list the three ReplayRequests as Succeeded",
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || async {
+            let doc = crate::procs::get_json(&url, "/api/dashboard").await.ok()?;
+            let items = doc["replays"]["items"].as_array()?.clone();
+            let done = ["lag-1", "replay-1", "replay-from-time"].iter().all(|n| {
+                items.iter().any(|i| {
+                    i["name"] == *n && i["phase"] == "Succeeded" && i["completed_at"].is_string()
+                })
+            });
+            (doc["replays"]["available"] == true && done).then_some(doc["replays"].clone())
+        },
+    )
+    .await?;
+    log.line(&format!(
+        "    dashboard: ReplayRequests panel lists {} request(s), all Succeeded",
+        panel["items"].as_array().map_or(0, |i| i.len())
+    ));
+    let png = out.join("dashboard-k8s.png");
+    crate::browser::screenshot(out, &format!("{url}/"), &png, (1400, 1000), 6000).await?;
+    log.line(&format!("    dashboard screenshot: {}", png.display()));
     step_done("report", &log);
 
     let outcome = Outcome {

@@ -3,6 +3,7 @@
 //! assertions, and runs the lab's scenario for `make demo` and the integration tests.
 
 pub mod bench;
+pub mod browser;
 pub mod chart;
 pub mod e2e;
 pub mod envtest;

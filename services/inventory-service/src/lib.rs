@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod ledger;
+pub mod logs;
 pub mod metrics;
 pub mod ready;
 pub mod worker;

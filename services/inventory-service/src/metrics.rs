@@ -16,6 +16,10 @@ type Labels = Vec<(String, String)>;
 
 #[derive(Clone)]
 pub struct InventoryMetrics {
+    /// `orders` records received (every record of every batch).
+    pub consumed: Counter,
+    /// Decisions Kafka did not acknowledge (or that could not be handed to the producer).
+    pub produce_failures: Counter,
     pub decisions: Family<Labels, Counter>,
     pub duplicates: Counter,
     pub batch_seconds: Histogram,
@@ -26,12 +30,24 @@ pub struct InventoryMetrics {
 impl InventoryMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
+            consumed: Counter::default(),
+            produce_failures: Counter::default(),
             decisions: Family::default(),
             duplicates: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             stock_available: Family::default(),
             shown: Arc::default(),
         };
+        registry.register(
+            "orderflow_inventory_orders_consumed",
+            "Records read from orders by this replica",
+            m.consumed.clone(),
+        );
+        registry.register(
+            "orderflow_inventory_produce_failures",
+            "Decisions Kafka did not acknowledge (the batch is not committed and is decided again after a restart)",
+            m.produce_failures.clone(),
+        );
         registry.register(
             "orderflow_inventory_decisions",
             "Decisions recorded, by status",

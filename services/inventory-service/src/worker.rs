@@ -68,6 +68,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::ledger::{Outcome, PartitionLedger};
+use crate::logs;
 use crate::metrics::InventoryMetrics;
 use crate::ready::{self, Snapshot};
 
@@ -416,6 +417,7 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
                 Err(_) => break,
             }
         }
+        metrics.consumed.inc_by(batch.len() as u64);
         if let Err(e) = sync_ledgers(ctx, &shared, &mut writers, &batch).await {
             break Err(e);
         }
@@ -451,6 +453,7 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
             dlq = summary.dlq,
             not_owned = summary.not_owned,
             next_offsets = ?summary.next,
+            offsets = %logs::offset_ranges(batch.iter().map(|m| (m.partition(), m.offset()))),
             committed,
             ms = started.elapsed().as_millis() as u64,
             "batch decided"
@@ -744,6 +747,7 @@ async fn decide_batch(
                 tracing::debug!(order_id = %order.order_id, partition = p, offset = m.offset(), "already decided; skipped");
             }
             Outcome::Decided(d) => {
+                logs::decided(&d, p, m.offset());
                 match d.status {
                     DecisionStatus::Reserved => s.reserved += 1,
                     DecisionStatus::Failed => s.failed += 1,
@@ -765,15 +769,16 @@ async fn decide_batch(
                     .key(&key)
                     .payload(&payload)
                     .timestamp(ts);
-                sends.push(
-                    kafka::enqueue(writer, record)
-                        .map_err(|e| InventoryError::Delivery(e.to_string()))?,
-                );
+                sends.push(kafka::enqueue(writer, record).map_err(|e| {
+                    metrics.produce_failures.inc();
+                    InventoryError::Delivery(e.to_string())
+                })?);
             }
         }
     }
     for r in join_all(sends).await {
         if let Some(e) = kafka::delivery_error(r) {
+            metrics.produce_failures.inc();
             return Err(InventoryError::Delivery(e));
         }
     }

@@ -97,17 +97,20 @@ pub fn router<P: Publisher>(state: AppState<P>) -> Router {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// The `reason` label of `orderflow_orders_rejected_requests_total`.
+    reason: &'static str,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
+            reason,
         }
     }
     fn bad(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+        Self::new(StatusCode::BAD_REQUEST, "invalid_field", message)
     }
 }
 
@@ -119,7 +122,11 @@ impl IntoResponse for ApiError {
 
 impl From<PublishError> for ApiError {
     fn from(e: PublishError) -> Self {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "kafka_unavailable",
+            e.to_string(),
+        )
     }
 }
 
@@ -132,10 +139,17 @@ fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<
     if !ct.to_ascii_lowercase().starts_with("application/json") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
             format!("Content-Type must be application/json (got {:?})", ct),
         ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("invalid request body: {e}"),
+        )
+    })
 }
 
 fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
@@ -200,13 +214,21 @@ async fn place_order<P: Publisher>(
         let order = OrderPlaced::new(req.item, req.qty, req.user_id, Utc::now());
         let order_id = order.order_id;
         let started = std::time::Instant::now();
+        let item = order.item.clone();
         match s.publisher.publish(order).await {
-            Ok(()) => {
+            Ok(at) => {
                 s.metrics.published.inc();
                 s.metrics
                     .publish_seconds
                     .observe(started.elapsed().as_secs_f64());
-                tracing::debug!(%order_id, "order published");
+                tracing::info!(
+                    %order_id,
+                    item = %item,
+                    topic = orderflow_events::TOPIC_ORDERS,
+                    partition = at.partition,
+                    offset = at.offset,
+                    "order accepted"
+                );
                 Ok(order_id)
             }
             Err(e) => {
@@ -223,10 +245,8 @@ async fn place_order<P: Publisher>(
 }
 
 fn reject(metrics: &AppMetrics, e: ApiError) -> Response {
-    if e.status.is_client_error() {
-        metrics.rejected_requests.inc();
-    }
-    tracing::info!(status = e.status.as_u16(), error = %e.message, "request refused");
+    metrics.rejected(e.reason, e.status.is_client_error());
+    tracing::info!(status = e.status.as_u16(), reason = e.reason, error = %e.message, "request refused");
     e.into_response()
 }
 
@@ -299,6 +319,7 @@ async fn stats<P: Publisher>(State(s): State<AppState<P>>) -> Json<Stats> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::publisher::Position;
     use axum::body::Body;
     use axum::http::Request;
     use http_body_util::BodyExt;
@@ -313,12 +334,16 @@ mod tests {
     }
 
     impl Publisher for FakePublisher {
-        async fn publish(&self, order: OrderPlaced) -> Result<(), PublishError> {
+        async fn publish(&self, order: OrderPlaced) -> Result<Position, PublishError> {
             if self.fail {
                 return Err(PublishError::NotAcknowledged("broker down".into()));
             }
-            self.published.lock().unwrap().push(order);
-            Ok(())
+            let mut v = self.published.lock().unwrap();
+            v.push(order);
+            Ok(Position {
+                partition: 0,
+                offset: v.len() as i64 - 1,
+            })
         }
         async fn publish_bulk(&self, mut plan: BulkPlan) -> Result<BulkOutcome, PublishError> {
             let n = plan.count();
@@ -440,6 +465,38 @@ mod tests {
         .await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
         assert!(json["error"].as_str().unwrap().contains("broker down"));
+    }
+
+    #[tokio::test]
+    async fn refusals_are_counted_by_reason() {
+        let p = Arc::new(FakePublisher::default());
+        let metrics = AppMetrics::default();
+        let router = || router(AppState::new(p.clone(), metrics.clone(), 1000));
+        let ok = r#"{"item":"pizza","qty":1,"user_id":"u"}"#;
+        for (ct, body) in [
+            ("text/plain", ok),
+            ("application/json", "{nope"),
+            (
+                "application/json",
+                r#"{"item":"pizza","qty":0,"user_id":"u"}"#,
+            ),
+            ("application/json", r#"{"item":"","qty":1,"user_id":"u"}"#),
+            ("application/json", ok),
+        ] {
+            call(router(), "POST", "/orders", ct, body).await;
+        }
+        let count = |reason: &str| {
+            metrics
+                .rejected
+                .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+                .get()
+        };
+        assert_eq!(count("unsupported_media_type"), 1);
+        assert_eq!(count("invalid_body"), 1);
+        assert_eq!(count("invalid_field"), 2);
+        assert_eq!(count("kafka_unavailable"), 0);
+        assert_eq!(metrics.rejected_requests.get(), 4);
+        assert_eq!(metrics.published.get(), 1);
     }
 
     #[tokio::test]

@@ -6,14 +6,22 @@ pub mod bulk;
 pub mod publisher;
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
 
 /// Prometheus metrics of order-service.
 #[derive(Clone)]
 pub struct AppMetrics {
+    /// Records acknowledged by Kafka (single and bulk): the records order-service produced.
     pub published: Counter,
     pub publish_failures: Counter,
+    /// Requests refused, by reason (`unsupported_media_type`, `invalid_body`,
+    /// `invalid_field`, `kafka_unavailable`).
+    pub rejected: Family<Labels, Counter>,
+    /// Requests refused as invalid (4xx), for `/stats`.
     pub rejected_requests: Counter,
     pub publish_seconds: Histogram,
 }
@@ -23,6 +31,7 @@ impl AppMetrics {
         let m = Self {
             published: Counter::default(),
             publish_failures: Counter::default(),
+            rejected: Family::default(),
             rejected_requests: Counter::default(),
             publish_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
         };
@@ -38,8 +47,8 @@ impl AppMetrics {
         );
         registry.register(
             "orderflow_orders_rejected_requests",
-            "Order requests refused as invalid (4xx)",
-            m.rejected_requests.clone(),
+            "Order requests refused, by reason (unsupported_media_type, invalid_body, invalid_field: 4xx; kafka_unavailable: 503)",
+            m.rejected.clone(),
         );
         registry.register(
             "orderflow_orders_publish_seconds",
@@ -47,6 +56,16 @@ impl AppMetrics {
             m.publish_seconds.clone(),
         );
         m
+    }
+
+    /// Count a refused request (`client_error`: refused as invalid, a 4xx).
+    pub fn rejected(&self, reason: &str, client_error: bool) {
+        if client_error {
+            self.rejected_requests.inc();
+        }
+        self.rejected
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
     }
 }
 

@@ -58,10 +58,20 @@ impl BulkOutcome {
     }
 }
 
+/// Where Kafka stored an acknowledged record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+}
+
 /// Where orders go. The Kafka implementation is [`KafkaPublisher`]; tests use a fake.
 pub trait Publisher: Send + Sync + 'static {
-    /// Publish one order; resolves once the broker acknowledged it.
-    fn publish(&self, order: OrderPlaced) -> impl Future<Output = Result<(), PublishError>> + Send;
+    /// Publish one order; resolves once the broker acknowledged it, with where it was stored.
+    fn publish(
+        &self,
+        order: OrderPlaced,
+    ) -> impl Future<Output = Result<Position, PublishError>> + Send;
     /// Publish every order of `plan`; resolves once all were acknowledged (or failed).
     fn publish_bulk(
         &self,
@@ -110,13 +120,18 @@ impl KafkaPublisher {
 }
 
 impl Publisher for KafkaPublisher {
-    async fn publish(&self, order: OrderPlaced) -> Result<(), PublishError> {
+    async fn publish(&self, order: OrderPlaced) -> Result<Position, PublishError> {
         let fut = self
             .enqueue(&order)
             .map_err(|e| PublishError::NotAcknowledged(e.to_string()))?;
-        match delivery_error(fut.await) {
-            None => Ok(()),
-            Some(e) => Err(PublishError::NotAcknowledged(e)),
+        match fut.await {
+            Ok(Ok(d)) => Ok(Position {
+                partition: d.partition,
+                offset: d.offset,
+            }),
+            r => Err(PublishError::NotAcknowledged(
+                delivery_error(r).unwrap_or_default(),
+            )),
         }
     }
 

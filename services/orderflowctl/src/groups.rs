@@ -294,6 +294,38 @@ pub fn sample_lag(
     Ok(LagSample::new(Utc::now().timestamp_millis(), partitions))
 }
 
+/// One client kept open to sample a group's lag on the same topics again and again (the lag
+/// exporter of analytics-service, [`watch_lag`]). The topics' partitions are looked up once,
+/// when it is opened.
+pub struct LagProbe {
+    handle: GroupHandle,
+    parts: Vec<(String, i32)>,
+}
+
+impl LagProbe {
+    /// Fails when a topic does not exist (yet).
+    pub fn open(
+        kafka: &KafkaConfig,
+        group: &str,
+        topics: &[&str],
+        timeout: Duration,
+    ) -> Result<Self, GroupError> {
+        let handle = GroupHandle::open(kafka, group, timeout)?;
+        let parts = handle.partitions(topics)?;
+        Ok(Self { handle, parts })
+    }
+
+    pub fn group(&self) -> &str {
+        &self.handle.group
+    }
+
+    /// The group's lag on every partition now, with the time it was taken.
+    pub fn sample(&self) -> Result<LagSample, GroupError> {
+        let partitions = self.handle.lag(&self.parts)?;
+        Ok(LagSample::new(Utc::now().timestamp_millis(), partitions))
+    }
+}
+
 /// Committed offsets and commit metadata of `group` on every partition of `topics`.
 pub fn committed_offsets(
     kafka: &KafkaConfig,
@@ -423,12 +455,11 @@ pub fn watch_lag(
 ) -> Result<WatchEnd, GroupError> {
     let start = Instant::now();
     let deadline = opts.timeout.map(|t| start + t);
-    let h = GroupHandle::open(kafka, group, request_timeout)?;
-    let parts = h.partitions(topics)?;
+    let probe = LagProbe::open(kafka, group, topics, request_timeout)?;
     let mut samples = 0usize;
     loop {
         let tick = Instant::now();
-        let sample = LagSample::new(Utc::now().timestamp_millis(), h.lag(&parts)?);
+        let sample = probe.sample()?;
         samples += 1;
         on_sample(&sample);
         if opts.until_zero && sample.total == 0 {

@@ -15,7 +15,7 @@ mod model;
 pub use error::{GroupError, ParseResetToError};
 pub use groups::{
     committed_offsets, describe_group, lag, plan_reset_now, reset, reset_by, sample_lag, watch_lag,
-    WatchEnd, WatchOptions,
+    LagProbe, WatchEnd, WatchOptions,
 };
 pub use model::{
     is_reset_metadata, partition_lag, plan_reset, reset_metadata, reset_metadata_by,

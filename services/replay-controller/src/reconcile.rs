@@ -800,7 +800,17 @@ impl<'a> Run<'a> {
         if st.phase != before {
             self.ctx.metrics.entered(st.phase.as_str());
             let message = st.message.clone().unwrap_or_default();
-            tracing::info!(request = %self.rr.name_any(), phase = %st.phase, "{message}");
+            // one line per phase change, its text the phase's message; `event: "phase"` selects
+            // them: `kubectl logs deploy/replay-controller | jq 'select(.event == "phase")'`
+            tracing::info!(
+                event = "phase",
+                name = %self.rr.name_any(),
+                namespace = self.rr.metadata.namespace.as_deref().unwrap_or_default(),
+                phase = %st.phase,
+                from = %before,
+                group = %self.rr.spec.consumer_group,
+                "{message}"
+            );
             let kind = if st.phase == Phase::Failed {
                 EventType::Warning
             } else {

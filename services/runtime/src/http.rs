@@ -1,15 +1,22 @@
 //! The ops HTTP surface every service serves: `/healthz` (the process is alive),
 //! `/readyz` (connected to Kafka and working; 503 with the reason otherwise) and
-//! `/metrics` (Prometheus/OpenMetrics text), merged with the service's own routes.
+//! `/metrics` (Prometheus/OpenMetrics text), merged with the service's own routes; every
+//! request to any of them is counted and timed by [`HttpMetrics`] (a middleware layer), by
+//! method, route (the matched path pattern, e.g. `/orders/bulk`) and status.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -64,6 +71,79 @@ impl Health {
     }
 }
 
+type Labels = Vec<(String, String)>;
+
+/// The route label of requests no route matched (404s): never the raw path, whose values
+/// would be unbounded.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+fn duration_histogram() -> Histogram {
+    // 100 µs .. ~3.3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// HTTP request metrics of a service:
+/// `orderflow_http_requests_total{method,route,status}` and
+/// `orderflow_http_request_duration_seconds{method,route,status}` (a histogram).
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: Family<Labels, Counter>,
+    duration: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl HttpMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+        };
+        registry.register(
+            "orderflow_http_requests",
+            "HTTP requests served, by method, route (matched path pattern) and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "orderflow_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method, route and status",
+            m.duration.clone(),
+        );
+        m
+    }
+
+    /// Count and time every request of `router` (routes added before this call).
+    pub fn layer(&self, router: Router) -> Router {
+        router.layer(middleware::from_fn_with_state(self.clone(), track))
+    }
+
+    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let labels = vec![
+            ("method".to_string(), method.to_string()),
+            ("route".to_string(), route.to_string()),
+            ("status".to_string(), status.to_string()),
+        ];
+        self.requests.get_or_create(&labels).inc();
+        self.duration.get_or_create(&labels).observe(seconds);
+    }
+}
+
+async fn track(State(m): State<HttpMetrics>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| UNMATCHED_ROUTE.to_string());
+    let method = req.method().as_str().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    m.observe(
+        &method,
+        &route,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
 #[derive(Clone)]
 struct OpsState {
     health: Health,
@@ -74,14 +154,24 @@ struct OpsState {
 pub struct OpsServer {
     pub health: Health,
     pub registry: Arc<Registry>,
+    pub http: HttpMetrics,
 }
 
 impl OpsServer {
-    pub fn new(health: Health, registry: Registry) -> Self {
+    /// The server of a service whose metrics are in `registry`; the HTTP request metrics
+    /// ([`HttpMetrics`]) are registered there too.
+    pub fn new(health: Health, mut registry: Registry) -> Self {
+        let http = HttpMetrics::register(&mut registry);
         Self {
             health,
             registry: Arc::new(registry),
+            http,
         }
+    }
+
+    /// `app` merged with the ops routes, every request counted and timed.
+    pub fn app(&self, app: Router) -> Router {
+        self.http.layer(app.merge(self.router()))
     }
 
     /// The ops routes alone.
@@ -103,7 +193,7 @@ impl OpsServer {
         app: Router,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let router = app.merge(self.router());
+        let router = self.app(app);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (set HTTP_ADDR): {e}"))?;
@@ -198,5 +288,24 @@ mod tests {
         let (code, body) = get(server.router(), "/metrics").await;
         assert_eq!(code, StatusCode::OK);
         assert!(body.contains("orderflow_test_things_total 3"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_method_matched_route_and_status() {
+        let server = OpsServer::new(Health::new(), Registry::default());
+        let app =
+            server.app(Router::new().route("/items/{id}", axum::routing::get(|| async { "item" })));
+        for path in ["/items/7", "/items/8", "/nope", "/healthz"] {
+            let _ = get(app.clone(), path).await;
+        }
+        let (_, body) = get(server.router(), "/metrics").await;
+        for want in [
+            "orderflow_http_requests_total{method=\"GET\",route=\"/items/{id}\",status=\"200\"} 2",
+            "orderflow_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1",
+            "orderflow_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1",
+            "orderflow_http_request_duration_seconds_count{method=\"GET\",route=\"/items/{id}\",status=\"200\"} 2",
+        ] {
+            assert!(body.contains(want), "{want} missing in:\n{body}");
+        }
     }
 }

@@ -12,7 +12,7 @@ pub mod telemetry;
 pub mod topics;
 
 pub use config::{env_or, env_parse, ConfigError};
-pub use http::{Health, OpsServer};
+pub use http::{Health, HttpMetrics, OpsServer};
 pub use kafka::KafkaConfig;
 
 /// Every binary that links this crate allocates with mimalloc. With glibc's malloc, librdkafka's
