@@ -42,6 +42,8 @@ pub enum AnalyticsError {
         reached: i64,
         wanted: i64,
     },
+    #[error("{0}; a new consumer takes over")]
+    Fatal(String),
     #[error("the DLQ did not take a bad record, so it stays uncommitted: {0}")]
     Dlq(rdkafka::error::KafkaError),
     #[error("background task failed: {0}")]
@@ -322,6 +324,9 @@ async fn session(
                 if dirty {
                     dirty = !commit(&consumer, shared, &bases, health);
                 }
+                if let Some(f) = kafka::fatal(consumer.client()) {
+                    return Err(AnalyticsError::Fatal(f));
+                }
             }
             msg = consumer.recv() => match msg {
                 Ok(m) => {
@@ -334,6 +339,9 @@ async fn session(
                     health.set_ready("consuming");
                 }
                 Err(e) => {
+                    if let Some(f) = kafka::fatal(consumer.client()) {
+                        return Err(AnalyticsError::Fatal(f));
+                    }
                     health.set_not_ready(format!("Kafka: {e}"));
                     tracing::warn!(error = %e, "consume error");
                     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -207,17 +207,27 @@ async fn broker_restart_under_load_loses_and_doubles_nothing() -> anyhow::Result
         &logs,
     )
     .await?;
+    // Static members: the local broker restores its groups from disk, sometimes with a
+    // member the consumer no longer answers to (it rejoins under a new id after
+    // UNKNOWN_MEMBER_ID), and it never expires that ghost, so the group would wait for it
+    // forever. Kafka expires it after session.timeout.ms; a static member simply replaces it.
     let mut inventory = Service::start(
         ServiceKind::Inventory,
         &broker.bootstrap,
-        &[("INITIAL_STOCK", stock_env)],
+        &[
+            ("INITIAL_STOCK", stock_env),
+            ("GROUP_INSTANCE_ID", "inventory-0".to_string()),
+        ],
         &logs,
     )
     .await?;
     let mut analytics = Service::start(
         ServiceKind::Analytics,
         &broker.bootstrap,
-        &[("COMMIT_INTERVAL_MS", "200".to_string())],
+        &[
+            ("COMMIT_INTERVAL_MS", "200".to_string()),
+            ("GROUP_INSTANCE_ID", "analytics-0".to_string()),
+        ],
         &logs,
     )
     .await?;

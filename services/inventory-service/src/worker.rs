@@ -88,6 +88,8 @@ pub enum InventoryError {
     ChangelogStalled { partition: i32, end: i64 },
     #[error("internal: orders partition {0} is owned but its ledger was not rebuilt")]
     NoLedger(i32),
+    #[error("{0}; new Kafka clients take over")]
+    Fatal(String),
     #[error("background task failed: {0}")]
     Join(String),
 }
@@ -341,7 +343,7 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
         ledgers,
         health,
         metrics,
-        sinks,
+        ..
     } = ctx;
     if let Ok(mut l) = ledgers.write() {
         l.clear();
@@ -362,9 +364,13 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
             ledgers: ledgers.clone(),
         })?;
     consumer.subscribe(&[TOPIC_ORDERS])?;
+    // The decisions' producer (without TRANSACTIONS) lives as long as the session: one that
+    // failed fatally (e.g. an idempotent producer whose sequence a restarted broker no longer
+    // knows) is replaced with the session.
+    let producer: FutureProducer = kafka.producer("inventory-service").create()?;
     let probe_token = token.child_token();
     let probe = tokio::spawn(probe_kafka(
-        sinks.producer.clone(),
+        producer.clone(),
         shared.clone(),
         health.clone(),
         probe_token.clone(),
@@ -394,6 +400,9 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
                 continue;
             }
             Some(Err(e)) => {
+                if let Some(f) = kafka::fatal(consumer.client()) {
+                    break Err(InventoryError::Fatal(f));
+                }
                 tracing::warn!(error = %e, "consume error");
                 shared.set_kafka_error(Some(e.to_string()));
                 shared.publish(health);
@@ -423,7 +432,7 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
         }
         shared.publish(health);
         let started = Instant::now(); // batch time without any ledger rebuild (logged apart)
-        let summary = match decide_batch(&batch, ctx, &writers, token).await {
+        let summary = match decide_batch(&batch, ctx, &writers, &producer, token).await {
             Ok(s) => s,
             Err(e) => break Err(e),
         };
@@ -441,6 +450,10 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
         } else {
             commit(&consumer, &summary.next)
         };
+        if let Some(f) = kafka::fatal(consumer.client()).or_else(|| kafka::fatal(producer.client()))
+        {
+            break Err(InventoryError::Fatal(f));
+        }
         metrics
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -681,6 +694,7 @@ async fn decide_batch(
     batch: &[OwnedMessage],
     ctx: Ctx<'_>,
     writers: &Writers,
+    producer: &FutureProducer,
     token: &CancellationToken,
 ) -> Result<BatchSummary, InventoryError> {
     let Ctx {
@@ -701,7 +715,7 @@ async fn decide_batch(
         }
         let writer = match settings.transactions {
             true => writers.get(&p).ok_or(InventoryError::NoLedger(p))?,
-            false => &sinks.producer,
+            false => producer,
         };
         if !settings.throttle.is_zero() {
             if token.is_cancelled() {

@@ -210,6 +210,17 @@ pub fn reached<C: rdkafka::consumer::Consumer<X>, X: rdkafka::consumer::Consumer
         .is_some_and(|o| o >= end)
 }
 
+/// The fatal error of a client, if it had one: such a client (a consumer fenced as a static
+/// member, an idempotent producer that lost its sequence) never works again and must be
+/// replaced by a new one.
+pub fn fatal<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+) -> Option<String> {
+    client
+        .fatal_error()
+        .map(|(code, reason)| format!("fatal Kafka client error {code}: {reason}"))
+}
+
 /// The error of a delivery, if it failed.
 pub fn delivery_error(
     result: Result<
