@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{
     apply_rr, create_deployment, event_reasons, event_reasons_with, failed_reason, log_ends,
     metrics_when, phase, replicas, rr, setup, stand_ins, start_controller, stray_consumer,
-    wait_group_members, wait_rr,
+    wait_group_members, wait_rr, waiting_for_stray,
 };
 use kube::api::{Api, DeleteParams};
 use orderflow_harness::{wait, Service, ServiceKind};
@@ -266,17 +266,7 @@ async fn refusals_queueing_deletion_and_timeouts_restore_the_deployments() -> an
         "first",
         "waiting for the group",
         Duration::from_secs(30),
-        |o| {
-            phase(o) == Phase::ScalingDown
-                && o.status
-                    .as_ref()
-                    .and_then(|s| s.message.as_deref())
-                    .is_some_and(|m| {
-                        m.contains(
-                            "waiting for consumer group analytics to become empty: 1 member(s)",
-                        )
-                    })
-        },
+        waiting_for_stray,
     )
     .await?;
     assert_eq!(o.status.map(|s| s.restore.len()), Some(1));

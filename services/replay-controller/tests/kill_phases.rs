@@ -34,7 +34,7 @@ use anyhow::anyhow;
 use common::{
     apply_rr, create_deployment, event_reasons_with, events, log_ends, metrics_when, phase,
     replicas, rr, setup, stand_ins, start_controller, stray_consumer, wait_group_members, wait_rr,
-    Env,
+    waiting_for_stray, Env,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
@@ -422,17 +422,7 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
         .wait(
             "kill-1-a",
             "ScalingDown, waiting for the stray member",
-            |o| {
-                phase(o) == Phase::ScalingDown
-                    && o.status
-                        .as_ref()
-                        .and_then(|s| s.message.as_deref())
-                        .is_some_and(|m| {
-                            m.contains(
-                                "waiting for consumer group analytics to become empty: 1 member(s)",
-                            )
-                        })
-            },
+            waiting_for_stray,
         )
         .await?;
     apply_rr(&c, NS, rr("kill-1-b", spec(1))).await?;

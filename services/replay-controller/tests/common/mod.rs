@@ -170,6 +170,17 @@ pub async fn wait_rr(
     r
 }
 
+/// Scaled down and waiting for the one stray member of group `analytics` to leave.
+pub fn waiting_for_stray(o: &ReplayRequest) -> bool {
+    phase(o) == Phase::ScalingDown
+        && o.status
+            .as_ref()
+            .and_then(|s| s.message.as_deref())
+            .is_some_and(|m| {
+                m.contains("waiting for consumer group analytics to become empty: 1 member(s)")
+            })
+}
+
 pub fn phase(o: &ReplayRequest) -> Phase {
     o.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
