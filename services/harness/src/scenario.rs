@@ -153,6 +153,44 @@ pub async fn lag_of(
     .await
 }
 
+/// Sum of the high watermarks of `topics` (0 when they cannot be read): records plus
+/// transaction markers, so a measure of progress rather than a count.
+pub async fn log_end(kafka: &KafkaConfig, topics: &'static [&'static str]) -> i64 {
+    lag_of(kafka, GROUP_INVENTORY, topics)
+        .await
+        .map(|l| l.iter().map(|p| p.high_watermark).sum())
+        .unwrap_or(0)
+}
+
+/// Wait until the log end of `inventory-events` reaches `at_least` (e.g. to kill a service
+/// while it is deciding).
+pub async fn wait_decisions(kafka: &KafkaConfig, at_least: i64) -> anyhow::Result<()> {
+    wait::until(
+        &format!("inventory-events to reach {at_least}"),
+        Duration::from_secs(120),
+        Duration::from_millis(20),
+        || async { (log_end(kafka, &[TOPIC_INVENTORY_EVENTS]).await >= at_least).then_some(()) },
+    )
+    .await
+}
+
+/// Wait until group `inventory` has committed every record of `orders`, and `orders` holds
+/// exactly `produced` records when given (else at least one).
+pub async fn inventory_drained(kafka: &KafkaConfig, produced: Option<i64>) -> anyhow::Result<()> {
+    wait::until(
+        "inventory to commit every order",
+        Duration::from_secs(180),
+        Duration::from_millis(200),
+        || async {
+            let lags = lag_of(kafka, GROUP_INVENTORY, &[TOPIC_ORDERS]).await.ok()?;
+            let on_orders: i64 = lags.iter().map(|l| l.high_watermark).sum();
+            let count_ok = produced.map_or(on_orders > 0, |n| on_orders == n);
+            (count_ok && lags.iter().all(|l| l.lag == 0)).then_some(())
+        },
+    )
+    .await
+}
+
 /// Analytics' metrics if it has consumed both topics up to their current ends, else `None`.
 pub async fn caught_up_now(kafka: &KafkaConfig, analytics_url: &str) -> Option<Value> {
     let lags = lag_of(

@@ -13,7 +13,9 @@ use orderflow_events::{
 };
 use orderflow_harness::oracle::{expected_metrics, inventory_violations};
 use orderflow_harness::procs::test_dir;
-use orderflow_harness::scenario::{analytics_caught_up, data_view, lag_of};
+use orderflow_harness::scenario::{
+    analytics_caught_up, data_view, inventory_drained, lag_of, log_end, wait_decisions,
+};
 use orderflow_harness::{topics, wait, Broker, Service, ServiceKind};
 use orderflow_runtime::KafkaConfig;
 use serde_json::json;
@@ -30,38 +32,6 @@ fn small_stock(per_item: u64) -> (HashMap<String, u64>, String) {
         .collect::<Vec<_>>()
         .join(",");
     (stock, env)
-}
-
-/// Log end of `inventory-events` (records plus transaction markers): a measure of progress.
-async fn decisions_progress(kafka: &KafkaConfig) -> i64 {
-    lag_of(kafka, GROUP_INVENTORY, &[TOPIC_INVENTORY_EVENTS])
-        .await
-        .map(|l| l.iter().map(|p| p.high_watermark).sum())
-        .unwrap_or(0)
-}
-
-async fn wait_progress(kafka: &KafkaConfig, at_least: i64) -> anyhow::Result<()> {
-    wait::until(
-        &format!("inventory-events to reach {at_least}"),
-        Duration::from_secs(120),
-        Duration::from_millis(20),
-        || async { (decisions_progress(kafka).await >= at_least).then_some(()) },
-    )
-    .await
-}
-
-async fn inventory_drained(kafka: &KafkaConfig, orders: i64) -> anyhow::Result<()> {
-    wait::until(
-        &format!("inventory to commit all {orders} orders"),
-        Duration::from_secs(180),
-        Duration::from_millis(200),
-        || async {
-            let lags = lag_of(kafka, GROUP_INVENTORY, &[TOPIC_ORDERS]).await.ok()?;
-            let produced: i64 = lags.iter().map(|l| l.high_watermark).sum();
-            (produced == orders && lags.iter().all(|l| l.lag == 0)).then_some(())
-        },
-    )
-    .await
 }
 
 /// The topics agree with themselves and with analytics: each order of `orders` decided
@@ -335,7 +305,7 @@ async fn broker_restart_under_load_loses_and_doubles_nothing() -> anyhow::Result
     // A 503 may still have reached the broker (the outcome of a timed-out send is unknown
     // to the client), so `orders` holds at least the accepted ones.
     assert!(on_orders.len() >= ids.len());
-    inventory_drained(&kafka, on_orders.len() as i64).await?;
+    inventory_drained(&kafka, Some(on_orders.len() as i64)).await?;
     check_topics_and_analytics(&kafka, &analytics, &stock, on_orders.len()).await?;
     println!(
         "broker restart: {} accepted ({} before the stop), {} answered 503, {} other; \
@@ -389,21 +359,21 @@ async fn inventory_replicas_one_killed_without_oversell() -> anyhow::Result<()> 
         .await?;
     assert_eq!(status, 200, "{body}");
 
-    wait_progress(&kafka, 800).await?;
+    wait_decisions(&kafka, 800).await?;
     // B joins: a rebalance hands some of A's partitions to B mid-stream.
     let b = start("inventory-b").await?;
-    let at = decisions_progress(&kafka).await;
-    wait_progress(&kafka, at + 1500).await?;
+    let at = log_end(&kafka, &[TOPIC_INVENTORY_EVENTS]).await;
+    wait_decisions(&kafka, at + 1500).await?;
     // B dies mid-batch (SIGKILL) and comes back.
     b.kill();
-    let at_kill = decisions_progress(&kafka).await;
+    let at_kill = log_end(&kafka, &[TOPIC_INVENTORY_EVENTS]).await;
     assert!(
         at_kill < 8000,
         "the kill came too late to be mid-stream ({at_kill})"
     );
     let b = start("inventory-b").await?;
 
-    inventory_drained(&kafka, 8000).await?;
+    inventory_drained(&kafka, Some(8000)).await?;
     check_topics_and_analytics(&kafka, &analytics, &stock, 8000).await?;
     stop_all([order, a, b, analytics], broker, &dir).await
 }

@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use orderflow_events::{DEFAULT_ITEMS, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
+use orderflow_events::{DEFAULT_ITEMS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_harness::oracle::{expected_metrics, inventory_violations};
 use orderflow_harness::procs::test_dir;
-use orderflow_harness::scenario::{analytics_caught_up, data_view, lag_of};
-use orderflow_harness::{topics, wait, Broker, Service, ServiceKind};
-use orderflow_runtime::KafkaConfig;
+use orderflow_harness::scenario::{
+    analytics_caught_up, data_view, inventory_drained, log_end, wait_decisions,
+};
+use orderflow_harness::{topics, Broker, Service, ServiceKind};
 use serde_json::json;
 
 // The crashed process is restarted with the same GROUP_INSTANCE_ID (static membership), so it
@@ -17,29 +18,6 @@ use serde_json::json;
 // after session.timeout.ms (10 s) and rebalance; the local test broker never expires it and
 // the group would wait forever, so these tests use the static membership a production
 // restart should use anyway.
-
-/// Log end of `topic` so far (sum of high watermarks): its records plus transaction
-/// markers, i.e. a measure of progress, not a count.
-async fn end_offsets(kafka: &KafkaConfig, topics: &'static [&'static str]) -> i64 {
-    lag_of(kafka, GROUP_INVENTORY, topics)
-        .await
-        .map(|l| l.iter().map(|p| p.high_watermark).sum())
-        .unwrap_or(0)
-}
-
-async fn inventory_drained(kafka: &KafkaConfig) -> anyhow::Result<()> {
-    wait::until(
-        "inventory lag to reach 0",
-        Duration::from_secs(180),
-        Duration::from_millis(200),
-        || async {
-            let lags = lag_of(kafka, GROUP_INVENTORY, &[TOPIC_ORDERS]).await.ok()?;
-            let produced: i64 = lags.iter().map(|l| l.high_watermark).sum();
-            (produced > 0 && lags.iter().all(|l| l.lag == 0)).then_some(())
-        },
-    )
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn inventory_killed_mid_stream_decides_each_order_once_without_oversell() -> anyhow::Result<()>
@@ -75,15 +53,9 @@ async fn inventory_killed_mid_stream_decides_each_order_once_without_oversell() 
     assert_eq!(status, 200, "{body}");
 
     // Kill it while it is deciding: some decisions written, many orders left.
-    wait::until(
-        "inventory to decide 1500 orders",
-        Duration::from_secs(120),
-        Duration::from_millis(20),
-        || async { (end_offsets(&kafka, &[TOPIC_INVENTORY_EVENTS]).await >= 1500).then_some(()) },
-    )
-    .await?;
+    wait_decisions(&kafka, 1500).await?;
     inventory.kill();
-    let decided_before_restart = end_offsets(&kafka, &[TOPIC_INVENTORY_EVENTS]).await;
+    let decided_before_restart = log_end(&kafka, &[TOPIC_INVENTORY_EVENTS]).await;
     assert!(
         decided_before_restart < 5000,
         "the kill came too late to be mid-stream"
@@ -96,7 +68,7 @@ async fn inventory_killed_mid_stream_decides_each_order_once_without_oversell() 
         &logs,
     )
     .await?;
-    inventory_drained(&kafka).await?;
+    inventory_drained(&kafka, None).await?;
 
     let orders = topics::read_all(&kafka, TOPIC_ORDERS)?;
     let decisions = topics::read_all(&kafka, TOPIC_INVENTORY_EVENTS)?;
@@ -151,13 +123,7 @@ async fn analytics_killed_mid_stream_ends_with_the_uninterrupted_totals() -> any
         .await?;
     assert_eq!(status, 200, "{body}");
     // Crash analytics while decisions are still arriving.
-    wait::until(
-        "1000 decisions",
-        Duration::from_secs(120),
-        Duration::from_millis(20),
-        || async { (end_offsets(&kafka, &[TOPIC_INVENTORY_EVENTS]).await >= 1000).then_some(()) },
-    )
-    .await?;
+    wait_decisions(&kafka, 1000).await?;
     let seen = analytics.get_json("/api/metrics").await?;
     assert!(
         seen["orders_total"].as_u64().unwrap_or(0) > 0,
@@ -176,7 +142,7 @@ async fn analytics_killed_mid_stream_ends_with_the_uninterrupted_totals() -> any
 
     let analytics =
         Service::start(ServiceKind::Analytics, &broker.bootstrap, &static_id, &logs).await?;
-    inventory_drained(&kafka).await?;
+    inventory_drained(&kafka, None).await?;
     let metrics = analytics_caught_up(&kafka, &analytics.url, Duration::from_secs(120)).await?;
 
     // The uninterrupted answer, from the topics themselves.

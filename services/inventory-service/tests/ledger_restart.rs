@@ -10,12 +10,11 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::future::join_all;
 use orderflow_events::{
-    encode, record_key, Event, OrderPlaced, DEFAULT_ITEMS, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS,
-    TOPIC_ORDERS,
+    encode, record_key, Event, OrderPlaced, DEFAULT_ITEMS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
 };
 use orderflow_harness::oracle::inventory_violations;
 use orderflow_harness::procs::free_port;
-use orderflow_harness::scenario::lag_of;
+use orderflow_harness::scenario::{inventory_drained, log_end, wait_decisions};
 use orderflow_harness::{topics, wait, Broker};
 use orderflow_runtime::{kafka, KafkaConfig};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -141,23 +140,8 @@ async fn publish(producer: &FutureProducer, orders: &[OrderPlaced]) -> anyhow::R
     Ok(())
 }
 
-/// Log end of `topic` so far (sum of high watermarks): its records plus transaction
-/// markers, i.e. a measure of progress, not a count.
-async fn records_on(kafka: &KafkaConfig, topic: &'static [&'static str]) -> i64 {
-    lag_of(kafka, GROUP_INVENTORY, topic)
-        .await
-        .map(|l| l.iter().map(|p| p.high_watermark).sum())
-        .unwrap_or(0)
-}
-
 async fn kill_after_decisions(kafka: &KafkaConfig, svc: Inventory, n: i64) -> anyhow::Result<()> {
-    wait::until(
-        &format!("{n} decisions on inventory-events"),
-        Duration::from_secs(120),
-        Duration::from_millis(20),
-        || async { (records_on(kafka, &[TOPIC_INVENTORY_EVENTS]).await >= n).then_some(()) },
-    )
-    .await?;
+    wait_decisions(kafka, n).await?;
     svc.kill9();
     Ok(())
 }
@@ -207,7 +191,7 @@ async fn killed_mid_stream(transactions: bool) -> anyhow::Result<()> {
     kill_after_decisions(&kafka, svc, 1500).await?;
     let svc = Inventory::start(&broker.bootstrap, &log, transactions).await?;
     kill_after_decisions(&kafka, svc, 3500).await?;
-    let at_last_kill = records_on(&kafka, &[TOPIC_INVENTORY_EVENTS]).await;
+    let at_last_kill = log_end(&kafka, &[TOPIC_INVENTORY_EVENTS]).await;
     assert!(
         at_last_kill < ORDERS as i64,
         "the kill came too late to be mid-stream ({at_last_kill} decisions)"
@@ -217,19 +201,7 @@ async fn killed_mid_stream(transactions: bool) -> anyhow::Result<()> {
     // The same orders again (an upstream producer retrying): decided once all the same.
     publish(&producer, &orders[..REPEATED]).await?;
     let total = (ORDERS + REPEATED) as i64;
-    wait::until(
-        "inventory to consume every order",
-        Duration::from_secs(180),
-        Duration::from_millis(200),
-        || async {
-            let lags = lag_of(&kafka, GROUP_INVENTORY, &[TOPIC_ORDERS])
-                .await
-                .ok()?;
-            let produced: i64 = lags.iter().map(|l| l.high_watermark).sum();
-            (produced == total && lags.iter().all(|l| l.lag == 0)).then_some(())
-        },
-    )
-    .await?;
+    inventory_drained(&kafka, Some(total)).await?;
 
     let on_orders = topics::read_all(&kafka, TOPIC_ORDERS)?;
     let decisions = topics::read_all(&kafka, TOPIC_INVENTORY_EVENTS)?;
