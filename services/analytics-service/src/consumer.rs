@@ -16,6 +16,7 @@ use orderflow_runtime::dlq::{Dlq, Rejected};
 use orderflow_runtime::{kafka, supervise, Health, KafkaConfig};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
@@ -310,6 +311,9 @@ async fn session(
     let consumer: StreamConsumer = kafka
         .consumer(GROUP_ANALYTICS, "analytics-service")
         .create()?;
+    // The DLQ's producer lives as long as the session, like the consumer: a client that
+    // failed fatally is replaced with the session.
+    let producer: FutureProducer = kafka.producer("analytics-service").create()?;
     consumer.subscribe(&TOPICS)?;
     health.set_ready("consuming");
 
@@ -324,13 +328,13 @@ async fn session(
                 if dirty {
                     dirty = !commit(&consumer, shared, &bases, health);
                 }
-                if let Some(f) = kafka::fatal(consumer.client()) {
+                if let Some(f) = kafka::fatal(consumer.client()).or_else(|| kafka::fatal(producer.client())) {
                     return Err(AnalyticsError::Fatal(f));
                 }
             }
             msg = consumer.recv() => match msg {
                 Ok(m) => {
-                    if let Err(e) = handle(&m, shared, dlq, metrics).await {
+                    if let Err(e) = handle(&m, shared, dlq, &producer, metrics).await {
                         // Not committed past: the next session reads it again.
                         consumer.unsubscribe();
                         return Err(e);
@@ -360,6 +364,7 @@ async fn handle(
     m: &BorrowedMessage<'_>,
     shared: &Shared,
     dlq: &Dlq,
+    producer: &FutureProducer,
     metrics: &AnalyticsMetrics,
 ) -> Result<(), AnalyticsError> {
     let already = shared
@@ -384,7 +389,12 @@ async fn handle(
         Err(err) => {
             // A bad order is reported by inventory (it decides orders); analytics reports
             // the bad records of inventory-events, and steps over both.
-            if dlq.reject(m, &err).await.map_err(AnalyticsError::Dlq)? == Rejected::Sent {
+            if dlq
+                .reject(producer, m, &err)
+                .await
+                .map_err(AnalyticsError::Dlq)?
+                == Rejected::Sent
+            {
                 if let Ok(mut i) = shared.info.write() {
                     i.dlq_total += 1;
                 }

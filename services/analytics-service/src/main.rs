@@ -19,7 +19,6 @@ use std::time::Duration;
 use analytics_service::dashboard::{self, DashboardState};
 use analytics_service::lag::{self, LagBoard, LagMetrics};
 use analytics_service::{api, consumer, metrics::AnalyticsMetrics, replays};
-use anyhow::Context;
 use orderflow_events::GROUP_ANALYTICS;
 use orderflow_runtime::dlq::Dlq;
 use orderflow_runtime::{config, shutdown, supervise, telemetry, Health, KafkaConfig, OpsServer};
@@ -47,11 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let board = Arc::new(RwLock::new(LagBoard::new(lag_history, lag_every)));
     let replay_view = replays::SharedReplays::default();
 
-    let producer = kafka
-        .producer("analytics-service")
-        .create()
-        .context("creating the DLQ producer")?;
-    let dlq = Dlq::new(producer, GROUP_ANALYTICS, &mut registry);
+    let dlq = Dlq::new(GROUP_ANALYTICS, &mut registry);
     // Side tasks: they stop with the token and never stop the service.
     tokio::spawn(lag::run(
         kafka.clone(),

@@ -16,7 +16,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use inventory_service::config::Settings;
 use inventory_service::metrics::InventoryMetrics;
 use inventory_service::{api, worker};
@@ -46,14 +45,7 @@ async fn main() -> anyhow::Result<()> {
     let health = Health::new();
     let ledgers = worker::Ledgers::default();
 
-    let producer: rdkafka::producer::FutureProducer = kafka
-        .producer("inventory-service")
-        .create()
-        .context("creating the Kafka producer")?;
-    let sinks = worker::Sinks {
-        dlq: Dlq::new(producer.clone(), GROUP_INVENTORY, &mut registry),
-        producer,
-    };
+    let dlq = Dlq::new(GROUP_INVENTORY, &mut registry);
     let app = api::router(Arc::new(settings.stock.clone()), ledgers.clone());
     let worker = worker::run(
         kafka,
@@ -61,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
         ledgers,
         health.clone(),
         metrics,
-        sinks,
+        dlq,
         token.clone(),
     );
     let server = OpsServer::new(health, registry).serve(addr, app, token.clone());

@@ -80,7 +80,7 @@ pub enum InventoryError {
     Topics(#[from] topics::TopicError),
     #[error("`{TOPIC_ORDERS}` has {orders} partitions but `{TOPIC_INVENTORY_EVENTS}` has {events}: they must match, because each decision goes to the partition number of its order")]
     PartitionMismatch { orders: i32, events: i32 },
-    #[error("a decision could not be handed to the producer ({0}); the batch's transaction is aborted and the batch decided again")]
+    #[error("a decision or DLQ entry was not taken by Kafka ({0}); the batch is not committed and is decided again")]
     Delivery(String),
     #[error("the transaction of orders partition {partition} failed ({error}); it is aborted and the batch decided again")]
     Txn { partition: i32, error: String },
@@ -109,13 +109,6 @@ type Writers = BTreeMap<i32, FutureProducer>;
 
 /// How long a transaction's offset hand-over, commit or the producer's start may take.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Where decisions and rejected records go.
-#[derive(Clone)]
-pub struct Sinks {
-    pub producer: FutureProducer,
-    pub dlq: Dlq,
-}
 
 /// Ledgers of the partitions this replica owns, shared with `GET /stock`.
 pub type Ledgers = Arc<RwLock<BTreeMap<i32, PartitionLedger>>>;
@@ -303,7 +296,7 @@ pub async fn run(
     ledgers: Ledgers,
     health: Health,
     metrics: InventoryMetrics,
-    sinks: Sinks,
+    dlq: Dlq,
     token: CancellationToken,
 ) -> Result<(), InventoryError> {
     let ctx = Ctx {
@@ -312,16 +305,12 @@ pub async fn run(
         ledgers: &ledgers,
         health: &health,
         metrics: &metrics,
-        sinks: &sinks,
+        dlq: &dlq,
     };
-    let r = supervise::sessions(&health, &token, InventoryError::is_fatal, || {
+    supervise::sessions(&health, &token, InventoryError::is_fatal, || {
         session(ctx, &token)
     })
-    .await;
-    // Every decision was committed with its transaction; flush anything else.
-    let p = sinks.producer.clone();
-    let _ = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10))).await;
-    r
+    .await
 }
 
 /// What every session works with.
@@ -332,7 +321,7 @@ struct Ctx<'a> {
     ledgers: &'a Ledgers,
     health: &'a Health,
     metrics: &'a InventoryMetrics,
-    sinks: &'a Sinks,
+    dlq: &'a Dlq,
 }
 
 /// Connect, join the group and decide batches until cancelled (`Ok`) or a Kafka failure.
@@ -345,9 +334,6 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
         metrics,
         ..
     } = ctx;
-    if let Ok(mut l) = ledgers.write() {
-        l.clear();
-    }
     health.set_not_ready("connecting to Kafka");
     // Waits for Kafka as long as it takes; locally the topics are created then (under
     // Strimzi they exist already).
@@ -608,7 +594,7 @@ async fn sync_ledgers(
         kafka,
         settings,
         ledgers,
-        sinks,
+        dlq,
         ..
     } = ctx;
     let (assigned, stale) = match shared.ownership.lock() {
@@ -630,7 +616,7 @@ async fn sync_ledgers(
             true => Some(open_writer(kafka, settings, *p).await?),
             false => None,
         };
-        let ledger = rebuild(kafka, *p, &sinks.dlq).await?;
+        let ledger = rebuild(kafka, *p, dlq).await?;
         Ok::<_, InventoryError>((*p, writer, ledger))
     }))
     .await;
@@ -700,7 +686,7 @@ async fn decide_batch(
     let Ctx {
         settings,
         ledgers,
-        sinks,
+        dlq,
         metrics,
         ..
     } = ctx;
@@ -735,8 +721,7 @@ async fn decide_batch(
         let order = match decode_order(m.payload().unwrap_or_default()) {
             Ok(o) => o,
             Err(err) => {
-                let sent = sinks
-                    .dlq
+                let sent = dlq
                     .reject_via(writer, m, &err)
                     .map_err(|e| InventoryError::Delivery(e.to_string()))?;
                 sends.extend(sent);

@@ -29,19 +29,19 @@ pub enum Rejected {
     Skipped,
 }
 
-/// Sends rejected records to `orderflow.dlq` and counts them.
+/// Sends rejected records to `orderflow.dlq` and counts them. The producer is the caller's:
+/// a service replaces its Kafka clients when they fail, and inventory writes DLQ entries in
+/// its transactions.
 #[derive(Clone)]
 pub struct Dlq {
-    producer: FutureProducer,
     group: &'static str,
     records: Family<Labels, Counter>,
     skipped: Family<Labels, Counter>,
 }
 
 impl Dlq {
-    /// Use `producer` (shared with the service's own records) for the DLQ of consumer group
-    /// `group`, and register the counters.
-    pub fn new(producer: FutureProducer, group: &'static str, registry: &mut Registry) -> Self {
+    /// The DLQ of consumer group `group`; registers the counters.
+    pub fn new(group: &'static str, registry: &mut Registry) -> Self {
         let records = Family::default();
         registry.register(
             "orderflow_dlq_records",
@@ -55,33 +55,36 @@ impl Dlq {
             skipped.clone(),
         );
         Self {
-            producer,
             group,
             records,
             skipped,
         }
     }
 
-    /// A record this service's group could not decode or validate: [`Dlq::send`] it when the
-    /// group reports the bad records of its topic ([`dlq_group`]), else [`Dlq::skip`] it.
-    /// An error means the DLQ did not take the record: the caller must not move past it.
+    /// A record this service's group could not decode or validate: sent to the DLQ through
+    /// `producer`, waiting for the broker's acknowledgement, when the group reports the bad
+    /// records of its topic ([`dlq_group`]), else [`Dlq::skip`]ped. An error means the DLQ did
+    /// not take the record: the caller keeps it uncommitted (it is read and rejected again
+    /// later) rather than lose it.
     pub async fn reject<M: Message>(
         &self,
+        producer: &FutureProducer,
         msg: &M,
         err: &DecodeError,
     ) -> Result<Rejected, KafkaError> {
-        if dlq_group(msg.topic()) == Some(self.group) {
-            self.send(msg, err).await?;
-            Ok(Rejected::Sent)
-        } else {
-            self.skip(msg, err);
-            Ok(Rejected::Skipped)
+        match self.reject_via(producer, msg, err)? {
+            None => Ok(Rejected::Skipped),
+            Some(delivery) => match delivery.await {
+                Ok(Ok(_)) => Ok(Rejected::Sent),
+                Ok(Err((e, _))) => Err(e),
+                Err(_) => Err(KafkaError::Canceled),
+            },
         }
     }
 
-    /// [`Dlq::reject`] through `producer` (e.g. a transactional one, so the DLQ entry commits
-    /// with the consumer's offsets): the entry is only enqueued, the returned future (if it
-    /// was sent) resolves when the broker took it.
+    /// [`Dlq::reject`] without waiting: the entry is only enqueued (e.g. into an open
+    /// transaction, so it commits with the consumer's offsets), and the returned future, if
+    /// it was sent, resolves when the broker took it.
     pub fn reject_via<M: Message>(
         &self,
         producer: &FutureProducer,
@@ -89,7 +92,7 @@ impl Dlq {
         err: &DecodeError,
     ) -> Result<Option<DeliveryFuture>, KafkaError> {
         if dlq_group(msg.topic()) == Some(self.group) {
-            self.enqueue_via(producer, msg, err).map(Some)
+            self.enqueue(producer, msg, err).map(Some)
         } else {
             self.skip(msg, err);
             Ok(None)
@@ -115,19 +118,8 @@ impl Dlq {
         );
     }
 
-    /// Publish `msg` to the DLQ and wait for the broker's acknowledgement. An error means
-    /// the DLQ did not take it: the caller keeps the record uncommitted (it is read and
-    /// rejected again later) rather than lose it.
-    pub async fn send<M: Message>(&self, msg: &M, err: &DecodeError) -> Result<(), KafkaError> {
-        let delivery = self.enqueue_via(&self.producer, msg, err)?;
-        match delivery.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(e),
-            Err(_) => Err(KafkaError::Canceled),
-        }
-    }
-
-    fn enqueue_via<M: Message>(
+    /// Count `msg`, log it and hand it to `producer` for the DLQ, with reason and origin.
+    fn enqueue<M: Message>(
         &self,
         producer: &FutureProducer,
         msg: &M,
@@ -183,7 +175,7 @@ mod tests {
             .set("bootstrap.servers", "127.0.0.1:1")
             .create()
             .unwrap();
-        let dlq = Dlq::new(producer, GROUP_ANALYTICS, &mut registry);
+        let dlq = Dlq::new(GROUP_ANALYTICS, &mut registry);
         let msg = OwnedMessage::new(
             Some(b"nope".to_vec()),
             None,
@@ -194,7 +186,10 @@ mod tests {
             None,
         );
         let err = DecodeError::NotJson("expected value".into());
-        assert_eq!(dlq.reject(&msg, &err).await.unwrap(), Rejected::Skipped);
+        assert_eq!(
+            dlq.reject(&producer, &msg, &err).await.unwrap(),
+            Rejected::Skipped
+        );
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
