@@ -12,25 +12,25 @@ BIN := $(TARGET_DIR)/release
 .DEFAULT_GOAL := help
 -include mk/*.mk
 
-.PHONY: help build crds envtest-install e2e bench bench-tools browser-tools vendor-ui fuzz demo test test-rust lint-rust fmt broker-install broker-up broker-down clean-demo
+.PHONY: help build crds envtest-install e2e bench bench-tools browser-tools vendor-ui fuzz demo test test-rust lint-rust fmt kafka-install kafka-up kafka-down clean-demo
 
 help:
-	@echo "make demo         run the lab scenario locally (installs the local broker on first use)"
-	@echo "make test         formatting, clippy, unit and integration tests (real local broker)"
+	@echo "make demo         run the lab scenario locally (installs Apache Kafka on first use)"
+	@echo "make test         formatting, clippy, unit and integration tests (on Apache Kafka 4.3.1)"
 	@echo "make bench        orderflow vs kcat and a Python pipeline, 1M events x 3 runs -> target/bench/results.md"
 	@echo "make e2e          the users' flow on a local kube-apiserver: helm install, 10k orders, lag and replays by ReplayRequest"
 	@echo "make fuzz         the event decoder's property tests with 100,000 cases each (FUZZ_CASES)"
 	@echo "make build        release build of every binary"
 	@echo "make crds         regenerate helm/orderflow/crds/replayrequest.yaml from the Rust types"
-	@echo "make broker-up    start the local broker on 127.0.0.1:9092 (data in target/broker)"
-	@echo "make broker-down  stop it"
+	@echo "make kafka-up     start Apache Kafka 4.3.1 on 127.0.0.1:9092 (data in target/kafka)"
+	@echo "make kafka-down   stop it"
 
 build:
 	$(CARGO) build --release --workspace --bins --locked
 
 # The demo starts its own broker on a free port unless KAFKA_BOOTSTRAP names one.
 demo: build
-	@if [ -z "$$KAFKA_BOOTSTRAP" ]; then scripts/broker.sh install; fi
+	@if [ -z "$$KAFKA_BOOTSTRAP" ]; then scripts/kafka.sh install; fi
 	$(BIN)/orderflow-demo --out target/demo
 
 fmt:
@@ -53,12 +53,12 @@ envtest-install:
 	scripts/envtest/install-apiserver.sh
 
 # The end-to-end flow alone (it is part of `make test` too); writes target/e2e/report.md.
-e2e: build broker-install envtest-install k8s-tools browser-tools
+e2e: build kafka-install envtest-install k8s-tools browser-tools
 	$(CARGO) test --release --locked -p orderflow-harness --test e2e
 	@echo "report: target/e2e/report.md (lag chart target/e2e/lag.svg, log target/e2e/e2e.log)"
 
 # Benchmarks (not tests): BENCH_ARGS e.g. "--events 200000 --runs 5"; `make test` runs --smoke.
-bench: build broker-install bench-tools
+bench: build kafka-install bench-tools
 	$(BIN)/orderflow-bench --out target/bench $(BENCH_ARGS)
 
 # A longer run of the event decoder's property tests (make test runs 256 cases each).
@@ -78,7 +78,7 @@ browser-tools:
 vendor-ui:
 	scripts/vendor-ui.sh
 
-test-rust: build broker-install envtest-install k8s-tools bench-tools browser-tools
+test-rust: build kafka-install envtest-install k8s-tools bench-tools browser-tools
 	@mkdir -p $(TARGET_DIR)
 	@set -o pipefail; $(CARGO) test --release --workspace --locked 2>&1 | tee $(TEST_LOG); rc=$$?; \
 	  awk '/^test result:/ { p += $$4; f += $$6; s += $$8 } \
@@ -87,14 +87,15 @@ test-rust: build broker-install envtest-install k8s-tools bench-tools browser-to
 
 test: lint-rust test-rust
 
-broker-install:
-	scripts/broker.sh install
+# Apache Kafka 4.3.1 from Maven Central's jars (scripts/kafka.sh; needs Java 17+), once.
+kafka-install:
+	scripts/kafka.sh install
 
-broker-up:
-	scripts/broker.sh start $(CURDIR)/target/broker
+kafka-up:
+	KAFKA_PORT=$${KAFKA_PORT:-9092} scripts/kafka.sh start $(CURDIR)/target/kafka
 
-broker-down:
-	scripts/broker.sh stop $(CURDIR)/target/broker
+kafka-down:
+	scripts/kafka.sh stop $(CURDIR)/target/kafka
 
 clean-demo:
 	rm -rf target/demo

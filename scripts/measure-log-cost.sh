@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What inventory's per-order log lines cost: a fresh local broker per run, N orders published
+# What inventory's per-order log lines cost: a fresh local Kafka per run, N orders published
 # while inventory is stopped, then inventory started with RUST_LOG=<filter> (LOG_FORMAT=json,
 # log to a file) and timed until its group's lag is 0. Prints seconds, orders/s, log lines, bytes.
 # Usage: scripts/measure-log-cost.sh [N] [RUST_LOG filter]...   (release binaries in $BIN)
@@ -13,7 +13,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 for filter in "$@"; do
   work=$(mktemp -d /tmp/orderflow-logcost.XXXXXX)
   port=$(free_port); http=$(free_port); ihttp=$(free_port)
-  KAFKA_PORT=$port "$ROOT/scripts/broker.sh" start "$work/broker" >/dev/null
+  KAFKA_PORT=$port "$ROOT/scripts/kafka.sh" start "$work/kafka" >/dev/null
   export KAFKA_BOOTSTRAP=127.0.0.1:$port
   HTTP_ADDR=127.0.0.1:$http "$BIN/order-service" >"$work/order.log" 2>&1 & opid=$!
   until curl -sf "127.0.0.1:$http/readyz" >/dev/null; do sleep 0.2; done
@@ -24,7 +24,7 @@ for filter in "$@"; do
   "$BIN/orderflowctl" lag --group inventory --topic orders --until-zero --interval-ms 100 --timeout-secs 600 >/dev/null 2>&1
   t1=$(date +%s.%N)
   kill "$ipid" "$opid"; wait "$ipid" "$opid" 2>/dev/null || true
-  KAFKA_PORT=$port "$ROOT/scripts/broker.sh" stop "$work/broker" >/dev/null
+  "$ROOT/scripts/kafka.sh" stop "$work/kafka" >/dev/null
   secs=$(echo "$t1 - $t0" | bc -l)
   # deciding alone: from the first to the last "batch decided" line (start-up excluded)
   decide=$(python3 -c '

@@ -1,7 +1,7 @@
 //! The users' flow end to end, on a local control plane: `make e2e`, and part of `make test`
 //! (tests/e2e.rs runs [`run`]).
 //!
-//! A real kube-apiserver + etcd with RBAC (scripts/envtest), the local broker, `helm install`
+//! A real kube-apiserver + etcd with RBAC (scripts/envtest), a local Apache Kafka, `helm install`
 //! of helm/orderflow, and [`Kubelet`] running the chart's Deployments as local processes (the
 //! only stand-in: no kubelet runs here). Orders go in over HTTP; ReplayRequests are applied
 //! with `kubectl apply` from deploy/samples; results are read back from `kubectl`, the
@@ -135,7 +135,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     };
 
     // 1. control plane, broker, helm install, the chart's Deployments running
-    log.line("==> [1/6] kube-apiserver + etcd (RBAC), local broker, helm install");
+    log.line("==> [1/6] kube-apiserver + etcd (RBAC), Apache Kafka, helm install");
     let cp = ControlPlane::start_rbac(&out.join("kube"))?;
     let broker = Broker::start_local(&out.join("broker"))?;
     let kafka = broker.kafka();
@@ -681,7 +681,7 @@ pub fn report_markdown(o: &Outcome) -> String {
     let _ = writeln!(s, "# orderflow end to end (local control plane)\n");
     let _ = writeln!(
         s,
-        "kube-apiserver + etcd with RBAC, the local broker, `helm install` of helm/orderflow, and \
+        "kube-apiserver + etcd with RBAC, a local Apache Kafka 4.3.1, `helm install` of helm/orderflow, and \
          the chart's Deployments run as local processes by the test's stand-in kubelet.\n"
     );
     let _ = writeln!(s, "## /api/metrics at each stage\n");

@@ -1,4 +1,4 @@
-//! Test and demo harness: starts the local broker and orderflow's services as real local
+//! Test and demo harness: starts Apache Kafka and orderflow's services as real local
 //! processes (killed by PID when dropped), talks to them over HTTP, reads topics back for
 //! assertions, and runs the lab's scenario for `make demo` and the integration tests.
 

@@ -226,18 +226,18 @@ pub async fn analytics_caught_up(
     .await
 }
 
-/// Run the scenario on the local broker (or `KAFKA_BOOTSTRAP`); everything started is
+/// Run the scenario on a local Apache Kafka (or `KAFKA_BOOTSTRAP`); everything started is
 /// stopped when this returns, also on error.
 pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     std::fs::create_dir_all(&opts.out_dir)?;
-    say!(opts, "==> starting the broker");
+    say!(opts, "==> starting Apache Kafka");
     let broker = Broker::start_or_external(&opts.out_dir.join("broker"))?;
     say!(
         opts,
         "    Kafka at {} ({})",
         broker.bootstrap,
         if broker.is_local() {
-            "local broker"
+            "local Apache Kafka 4.3.1, scripts/kafka.sh"
         } else {
             "KAFKA_BOOTSTRAP"
         }

@@ -30,9 +30,41 @@ impl Record {
     }
 }
 
-/// Every record of `topic` from the earliest offset to the high watermarks as of now.
+/// Every record of `topic` from the earliest offset to the end as of now, as a
+/// `read_committed` consumer sees it: committed records only, up to the last stable offset.
 pub fn read_all(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Vec<Record>> {
-    let consumer: BaseConsumer = kafka.reader("orderflow-harness").create()?;
+    read_to_end(kafka.reader("orderflow-harness").create()?, topic)
+}
+
+/// [`read_all`] as a `read_uncommitted` consumer: also the records of open and of aborted
+/// transactions, up to the high watermarks.
+pub fn read_all_uncommitted(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Vec<Record>> {
+    let mut cfg = kafka.reader("orderflow-harness");
+    cfg.set("isolation.level", "read_uncommitted");
+    read_to_end(cfg.create()?, topic)
+}
+
+/// Per partition of `topic`, (partition, high watermark, last stable offset): the two
+/// differ while a transaction is open on the partition.
+pub fn open_transactions(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Vec<(i32, i64, i64)>> {
+    let mut cfg = kafka.reader("orderflow-harness-hw");
+    cfg.set("isolation.level", "read_uncommitted");
+    let uncommitted: BaseConsumer = cfg.create()?;
+    let committed: BaseConsumer = kafka.reader("orderflow-harness-lso").create()?;
+    let timeout = Duration::from_secs(10);
+    let md = committed.fetch_metadata(Some(topic), timeout)?;
+    let mut out = Vec::new();
+    for t in md.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            let (_, hw) = uncommitted.fetch_watermarks(topic, p.id(), timeout)?;
+            let (_, lso) = committed.fetch_watermarks(topic, p.id(), timeout)?;
+            out.push((p.id(), hw, lso));
+        }
+    }
+    Ok(out)
+}
+
+fn read_to_end(consumer: BaseConsumer, topic: &str) -> anyhow::Result<Vec<Record>> {
     let timeout = Duration::from_secs(10);
     let md = consumer.fetch_metadata(Some(topic), timeout)?;
     let partitions: Vec<i32> = md

@@ -1,23 +1,25 @@
-//! Faults while orders flow: the broker restarted under load, and inventory replicas
-//! joining, killed and leaving mid-stream. Checked against the records on the topics, as a
-//! `read_committed` consumer sees them: every accepted order once in `orders`, decided
-//! exactly once, never oversold, and counted once by analytics.
+//! Faults while orders flow: the broker killed under load, the leader of an `orders`
+//! partition killed in a three-node cluster, and inventory replicas joining, killed and
+//! leaving mid-stream; each with inventory in both commit modes (idempotent, and Kafka
+//! transactions). Checked against the records on the topics, as a `read_committed`
+//! consumer sees them: every accepted order once in `orders`, decided exactly once, never
+//! oversold, and counted once by analytics, which reads live across any aborted
+//! transaction. Every consumer is a dynamic group member.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use orderflow_events::{
-    Event, DEFAULT_ITEMS, GROUP_ANALYTICS, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
-};
+use orderflow_events::{Event, DEFAULT_ITEMS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_harness::oracle::{expected_metrics, inventory_violations};
 use orderflow_harness::procs::test_dir;
 use orderflow_harness::scenario::{
-    analytics_caught_up, data_view, inventory_drained, lag_of, log_end, wait_decisions,
+    analytics_caught_up, data_view, inventory_drained, log_end, wait_decisions,
 };
 use orderflow_harness::{topics, wait, Broker, Service, ServiceKind};
 use orderflow_runtime::KafkaConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
 
 /// Stock small enough to run out during a test, so an oversell would show.
@@ -89,14 +91,12 @@ async fn stop_all<const N: usize>(
     Ok(())
 }
 
-/// What the clients posting orders saw, and a switch to hold them between requests.
+/// What the clients posting orders saw.
 #[derive(Default)]
 struct Tally {
     accepted: Mutex<Vec<String>>,
     unavailable: AtomicU64,
     other: AtomicU64,
-    hold: AtomicBool,
-    in_flight: AtomicU64,
 }
 
 /// `clients` tasks posting single orders to `url` until `stop`.
@@ -113,12 +113,6 @@ fn post_orders(
                 let http = reqwest::Client::new();
                 let mut i = 0usize;
                 while !stop.load(Ordering::SeqCst) {
-                    tally.in_flight.fetch_add(1, Ordering::SeqCst);
-                    if tally.hold.load(Ordering::SeqCst) {
-                        tally.in_flight.fetch_sub(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                        continue;
-                    }
                     i += 1;
                     let item = DEFAULT_ITEMS[(c + i) % DEFAULT_ITEMS.len()];
                     let body =
@@ -145,7 +139,6 @@ fn post_orders(
                             tally.other.fetch_add(1, Ordering::SeqCst);
                         }
                     }
-                    tally.in_flight.fetch_sub(1, Ordering::SeqCst);
                 }
             })
         })
@@ -160,12 +153,53 @@ async fn ready_status(svc: &Service) -> u16 {
     svc.get("/readyz").await.map(|(s, _)| s).unwrap_or(0)
 }
 
-/// The broker is stopped while order-service is publishing and inventory and analytics are
+/// Every order answered 202 is on `orders` exactly once; returns how many records `orders`
+/// holds (at least the accepted ones: a request answered 503 may still have reached Kafka,
+/// as the outcome of a timed-out send is unknown to the client).
+fn accepted_once_on_orders(kafka: &KafkaConfig, tally: &Tally) -> anyhow::Result<usize> {
+    let ids: Vec<String> = tally.accepted.lock().map(|a| a.clone()).unwrap_or_default();
+    let on_orders = topics::read_all(kafka, TOPIC_ORDERS)?;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for r in &on_orders {
+        if let Some(Event::OrderPlaced(o)) = &r.event {
+            *seen.entry(o.order_id.to_string()).or_default() += 1;
+        }
+    }
+    let missing = ids.iter().filter(|id| !seen.contains_key(*id)).count();
+    let doubled = seen.values().filter(|n| **n > 1).count();
+    assert_eq!(missing, 0, "accepted orders missing from {TOPIC_ORDERS}");
+    assert_eq!(doubled, 0, "orders on {TOPIC_ORDERS} more than once");
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "order ids are unique");
+    assert!(on_orders.len() >= ids.len());
+    Ok(on_orders.len())
+}
+
+/// inventory's environment for a commit mode.
+fn mode(transactions: bool) -> (&'static str, String) {
+    ("TRANSACTIONS", transactions.to_string())
+}
+
+/// A crashed dynamic member is expired after this long (the broker's minimum).
+fn session() -> (&'static str, String) {
+    ("KAFKA_SESSION_TIMEOUT_MS", "6000".to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_killed_under_load_loses_and_doubles_nothing() -> anyhow::Result<()> {
+    broker_killed_under_load(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_killed_under_load_with_transactions() -> anyhow::Result<()> {
+    broker_killed_under_load(true).await
+}
+
+/// The broker is SIGKILLed while order-service is publishing and inventory and analytics are
 /// consuming, and started again on its data. The services stay up, say not ready while it is
 /// gone, recover by themselves, and nothing accepted is lost or doubled.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn broker_restart_under_load_loses_and_doubles_nothing() -> anyhow::Result<()> {
-    let dir = test_dir("broker-restart");
+async fn broker_killed_under_load(transactions: bool) -> anyhow::Result<()> {
+    let dir = test_dir(&format!("broker-kill-{transactions}"));
     let broker = Broker::start_local(&dir.join("broker"))?;
     let kafka = broker.kafka();
     let logs = dir.join("logs");
@@ -177,27 +211,17 @@ async fn broker_restart_under_load_loses_and_doubles_nothing() -> anyhow::Result
         &logs,
     )
     .await?;
-    // Static members: the local broker restores its groups from disk, sometimes with a
-    // member the consumer no longer answers to (it rejoins under a new id after
-    // UNKNOWN_MEMBER_ID), and it never expires that ghost, so the group would wait for it
-    // forever. Kafka expires it after session.timeout.ms; a static member simply replaces it.
     let mut inventory = Service::start(
         ServiceKind::Inventory,
         &broker.bootstrap,
-        &[
-            ("INITIAL_STOCK", stock_env),
-            ("GROUP_INSTANCE_ID", "inventory-0".to_string()),
-        ],
+        &[("INITIAL_STOCK", stock_env), mode(transactions)],
         &logs,
     )
     .await?;
     let mut analytics = Service::start(
         ServiceKind::Analytics,
         &broker.bootstrap,
-        &[
-            ("COMMIT_INTERVAL_MS", "200".to_string()),
-            ("GROUP_INSTANCE_ID", "analytics-0".to_string()),
-        ],
+        &[("COMMIT_INTERVAL_MS", "200".to_string())],
         &logs,
     )
     .await?;
@@ -213,37 +237,9 @@ async fn broker_restart_under_load_loses_and_doubles_nothing() -> anyhow::Result
     )
     .await?;
 
-    // The writes pause for the instant of the stop only: the local broker writes its data to
-    // disk when told to stop but goes on acknowledging records for about 0.1 s, and those are
-    // lost (measured: 305 of 16,021 acknowledged records missing after a restart under load).
-    // Kafka does not acknowledge what it has not logged, so this is the test bed's flaw.
-    // Orders posted while the broker is down and after it is back are not held, and the
-    // consumers stay connected throughout.
-    tally.hold.store(true, Ordering::SeqCst);
-    wait::until(
-        "the clients' requests in flight to finish, both groups to commit the log ends",
-        Duration::from_secs(60),
-        Duration::from_millis(5),
-        || async {
-            if tally.in_flight.load(Ordering::SeqCst) != 0 {
-                return None;
-            }
-            let inv = lag_of(&kafka, GROUP_INVENTORY, &[TOPIC_ORDERS])
-                .await
-                .ok()?;
-            let ana = lag_of(
-                &kafka,
-                GROUP_ANALYTICS,
-                &[TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS],
-            )
-            .await
-            .ok()?;
-            inv.iter().chain(&ana).all(|l| l.lag == 0).then_some(())
-        },
-    )
-    .await?;
-    broker.stop()?;
-    tally.hold.store(false, Ordering::SeqCst);
+    // A crash, not a shutdown: nothing is flushed, no client is told. Kafka acknowledges
+    // (acks=all) only what it has written to its log, which survives the process.
+    broker.kill()?;
     let down_at = Instant::now();
     let accepted_before = accepted(&tally);
     // While it is gone: up, not ready (inventory and analytics notice within their probe
@@ -288,35 +284,20 @@ async fn broker_restart_under_load_loses_and_doubles_nothing() -> anyhow::Result
         svc.check_running()?;
     }
 
-    let ids: Vec<String> = tally.accepted.lock().map(|a| a.clone()).unwrap_or_default();
-    let on_orders = topics::read_all(&kafka, TOPIC_ORDERS)?;
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for r in &on_orders {
-        if let Some(Event::OrderPlaced(o)) = &r.event {
-            *seen.entry(o.order_id.to_string()).or_default() += 1;
-        }
-    }
-    let missing = ids.iter().filter(|id| !seen.contains_key(*id)).count();
-    let doubled = seen.values().filter(|n| **n > 1).count();
-    assert_eq!(missing, 0, "accepted orders missing from {TOPIC_ORDERS}");
-    assert_eq!(doubled, 0, "orders on {TOPIC_ORDERS} more than once");
-    let unique: HashSet<&String> = ids.iter().collect();
-    assert_eq!(unique.len(), ids.len(), "order ids are unique");
-    // A 503 may still have reached the broker (the outcome of a timed-out send is unknown
-    // to the client), so `orders` holds at least the accepted ones.
-    assert!(on_orders.len() >= ids.len());
-    inventory_drained(&kafka, Some(on_orders.len() as i64)).await?;
-    check_topics_and_analytics(&kafka, &analytics, &stock, on_orders.len()).await?;
+    let on_orders = accepted_once_on_orders(&kafka, &tally)?;
+    inventory_drained(&kafka, Some(on_orders as i64)).await?;
+    check_topics_and_analytics(&kafka, &analytics, &stock, on_orders).await?;
     println!(
-        "broker restart: {} accepted ({} before the stop), {} answered 503, {} other; \
-         broker down {:.1} s; all ready {:.1} s after it came back; {} on orders, each decided once",
-        ids.len(),
+        "broker kill (transactions {transactions}): {} accepted ({} before the kill), {} \
+         answered 503, {} other; broker down {:.1} s; all ready {:.1} s after it came back; \
+         {} on orders, each decided once",
+        accepted(&tally),
         accepted_before,
         tally.unavailable.load(Ordering::SeqCst),
         tally.other.load(Ordering::SeqCst),
         outage.as_secs_f64(),
         recovered.as_secs_f64(),
-        on_orders.len()
+        on_orders
     );
     stop_all([order, inventory, analytics], broker, &dir).await
 }
@@ -326,13 +307,21 @@ async fn broker_restart_under_load_loses_and_doubles_nothing() -> anyhow::Result
 /// No order is decided twice, none is lost, no item is oversold, and analytics counts each
 /// once.
 ///
-/// Both replicas are static members (`GROUP_INSTANCE_ID`), and the killed one is restarted
-/// with its id, as Kubernetes restarts a killed container: it takes its partitions back. On
-/// Kafka they would otherwise move to A after `session.timeout.ms`; the local test broker
-/// never expires a dead member, so without the restart they would stay unowned.
+/// Both replicas are dynamic members. Kafka expires the killed B after its session timeout
+/// (the broker's minimum, 6 s); B is restarted as Kubernetes restarts a killed container,
+/// and joins as a new member.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn inventory_replicas_one_killed_without_oversell() -> anyhow::Result<()> {
-    let dir = test_dir("replicas");
+    inventory_replicas_one_killed(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn inventory_replicas_one_killed_with_transactions() -> anyhow::Result<()> {
+    inventory_replicas_one_killed(true).await
+}
+
+async fn inventory_replicas_one_killed(transactions: bool) -> anyhow::Result<()> {
+    let dir = test_dir(&format!("replicas-{transactions}"));
     let broker = Broker::start_local(&dir.join("broker"))?;
     let kafka = broker.kafka();
     let logs = dir.join("logs");
@@ -342,7 +331,8 @@ async fn inventory_replicas_one_killed_without_oversell() -> anyhow::Result<()> 
         let env = vec![
             ("THROTTLE_MS", "1".to_string()),
             ("INITIAL_STOCK", stock_env.clone()),
-            ("GROUP_INSTANCE_ID", name.to_string()),
+            session(),
+            mode(transactions),
         ];
         let (bootstrap, log) = (broker.bootstrap.clone(), logs.join(format!("{name}.log")));
         async move { Service::start_logged(ServiceKind::Inventory, &bootstrap, &env, log).await }
@@ -376,4 +366,123 @@ async fn inventory_replicas_one_killed_without_oversell() -> anyhow::Result<()> 
     inventory_drained(&kafka, Some(8000)).await?;
     check_topics_and_analytics(&kafka, &analytics, &stock, 8000).await?;
     stop_all([order, a, b, analytics], broker, &dir).await
+}
+
+/// `(leader, replicas, in-sync replicas)` of `topic`/`partition` as the cluster reports now.
+fn partition_state(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partition: i32,
+) -> anyhow::Result<(i32, usize, usize)> {
+    let consumer: BaseConsumer = kafka.reader("orderflow-faults-metadata").create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+    md.topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions())
+        .find(|p| p.id() == partition)
+        .map(|p| (p.leader(), p.replicas().len(), p.isr().len()))
+        .ok_or_else(|| anyhow::anyhow!("{topic}/{partition} is not in the metadata"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_killed_in_a_three_node_cluster_loses_nothing() -> anyhow::Result<()> {
+    leader_killed_in_a_three_node_cluster(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_killed_in_a_three_node_cluster_with_transactions() -> anyhow::Result<()> {
+    leader_killed_in_a_three_node_cluster(true).await
+}
+
+/// Three KRaft nodes on loopback, every topic replicated three times with
+/// `min.insync.replicas` 2, producers with `acks=all`. The node leading `orders` partition
+/// 0 is SIGKILLed while orders are posted and consumed, and is not brought back. No
+/// acknowledged order is lost, none is decided twice, and no service process restarts.
+async fn leader_killed_in_a_three_node_cluster(transactions: bool) -> anyhow::Result<()> {
+    let dir = test_dir(&format!("cluster-{transactions}"));
+    let broker = Broker::start_cluster(&dir.join("kafka"), 3)?;
+    let kafka = broker.kafka();
+    let logs = dir.join("logs");
+    let (stock, stock_env) = small_stock(300);
+    let mut order = Service::start(
+        ServiceKind::Order,
+        &broker.bootstrap,
+        &[("PUBLISH_TIMEOUT_MS", "3000".to_string())],
+        &logs,
+    )
+    .await?;
+    let mut inventory = Service::start(
+        ServiceKind::Inventory,
+        &broker.bootstrap,
+        &[("INITIAL_STOCK", stock_env), mode(transactions)],
+        &logs,
+    )
+    .await?;
+    let mut analytics =
+        Service::start(ServiceKind::Analytics, &broker.bootstrap, &[], &logs).await?;
+    for topic in [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS] {
+        let (_, replicas, isr) = partition_state(&kafka, topic, 0)?;
+        assert_eq!((replicas, isr), (3, 3), "{topic}/0 replicated on all nodes");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let clients = post_orders(order.url.clone(), 4, stop.clone(), tally.clone());
+    wait::until(
+        "1000 orders accepted",
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || async { (accepted(&tally) >= 1000).then_some(()) },
+    )
+    .await?;
+
+    let (leader, _, _) = partition_state(&kafka, TOPIC_ORDERS, 0)?;
+    let node = usize::try_from(leader)?;
+    broker.kill_node(node)?;
+    let killed_at = Instant::now();
+    let refused_before = tally.unavailable.load(Ordering::SeqCst);
+    let new_leader = wait::until(
+        "another node to lead orders/0",
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || async {
+            partition_state(&kafka, TOPIC_ORDERS, 0)
+                .ok()
+                .filter(|(l, _, _)| *l >= 0 && *l != leader)
+        },
+    )
+    .await?;
+    let leaderless = killed_at.elapsed();
+    let target = accepted(&tally) + 1000;
+    wait::until(
+        "1000 more orders accepted after the kill",
+        Duration::from_secs(90),
+        Duration::from_millis(20),
+        || async { (accepted(&tally) >= target).then_some(()) },
+    )
+    .await?;
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await?;
+    }
+    for svc in [&mut order, &mut inventory, &mut analytics] {
+        svc.check_running()?;
+    }
+
+    let on_orders = accepted_once_on_orders(&kafka, &tally)?;
+    inventory_drained(&kafka, Some(on_orders as i64)).await?;
+    check_topics_and_analytics(&kafka, &analytics, &stock, on_orders).await?;
+    println!(
+        "three nodes (transactions {transactions}): node {node}, leader of orders/0, killed; \
+         orders/0 had no leader for {:.1} s (then node {}); {} requests answered 503 after \
+         the kill, {} other; {} accepted, {} on orders, each decided once; no service restarted",
+        leaderless.as_secs_f64(),
+        new_leader.0,
+        tally.unavailable.load(Ordering::SeqCst) - refused_before,
+        tally.other.load(Ordering::SeqCst),
+        accepted(&tally),
+        on_orders
+    );
+    stop_all([order, inventory, analytics], broker, &dir).await
 }

@@ -1,4 +1,4 @@
-//! inventory-service against the real local broker: SIGKILLed twice mid-stream and restarted,
+//! inventory-service against Apache Kafka: SIGKILLed twice mid-stream and restarted,
 //! with some orders also delivered twice upstream, it still records exactly one decision per
 //! order_id and never reserves more than the stock. Then SIGTERM exits 0.
 
@@ -47,9 +47,9 @@ impl Inventory {
             .env("INITIAL_STOCK", stock)
             // Slow enough that a kill lands mid-stream, with decisions sent but not committed.
             .env("THROTTLE_MS", "1")
-            // Static membership: the restarted process takes the partitions back at once (the
-            // local broker never expires a killed dynamic member; Kafka would after 10 s).
-            .env("GROUP_INSTANCE_ID", "inventory-test-0")
+            // A dynamic member: Kafka expires the killed process after its session timeout
+            // (the broker's minimum, 6 s), then the restarted one gets the partitions.
+            .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
             .env("LOG_FORMAT", "json")
             .env("TRANSACTIONS", transactions.to_string())
             .stdin(Stdio::null())

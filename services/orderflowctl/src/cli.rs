@@ -18,7 +18,8 @@ use crate::model::{LagSample, OffsetChange, ResetTo};
 /// Topics `lag` looks at when no `--topic` is given: the ones orderflow's groups consume.
 pub const DEFAULT_LAG_TOPICS: [&str; 2] = [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS];
 
-/// Exit code when a reset is refused because the group has members.
+/// Exit code when a reset is refused because the group has members (by our check or by
+/// Kafka).
 pub const EXIT_GROUP_NOT_EMPTY: i32 = 2;
 /// Exit code when `lag --until-zero` did not see lag 0 before `--timeout-secs`.
 pub const EXIT_NOT_DRAINED: i32 = 3;
@@ -140,7 +141,9 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Group(GroupError::NotEmpty { .. }) => EXIT_GROUP_NOT_EMPTY,
+            Self::Group(GroupError::NotEmpty { .. } | GroupError::RefusedByKafka { .. }) => {
+                EXIT_GROUP_NOT_EMPTY
+            }
             Self::NotDrained { .. } => EXIT_NOT_DRAINED,
             _ => 1,
         }
@@ -386,6 +389,16 @@ mod tests {
             members: 2,
         });
         assert_eq!(refused.exit_code(), EXIT_GROUP_NOT_EMPTY);
+        let by_kafka = CliError::Group(GroupError::RefusedByKafka {
+            group: "analytics".into(),
+            code: "UnknownMemberId".into(),
+        });
+        assert_eq!(by_kafka.exit_code(), EXIT_GROUP_NOT_EMPTY);
+        assert_eq!(
+            by_kafka.to_string(),
+            "Kafka refused to reset consumer group analytics: the group has active members \
+             (Kafka answered UnknownMemberId); stop its consumers before resetting offsets"
+        );
         let slow = CliError::NotDrained {
             group: "inventory".into(),
             secs: 30,

@@ -9,8 +9,9 @@ pub enum GroupError {
     #[error("Kafka error: {0}")]
     Kafka(#[from] KafkaError),
 
-    /// Offsets of a group with live members cannot be reset (real Kafka refuses it too;
-    /// some brokers accept it, so this check is ours).
+    /// Offsets of a group with live members cannot be reset. Kafka refuses it too
+    /// ([`GroupError::RefusedByKafka`]); this check of ours comes first, so the refusal
+    /// names the members' count and the group's state.
     #[error(
         "consumer group {group} has {members} active member(s) (state {state}): \
          stop its consumers before resetting offsets"
@@ -20,6 +21,16 @@ pub enum GroupError {
         state: String,
         members: usize,
     },
+
+    /// Kafka refused to commit the reset's offsets because the group is not empty: a
+    /// consumer joined after our own check, or the check was skipped. Kafka answers
+    /// `UNKNOWN_MEMBER_ID` (a commit from outside a group that has members),
+    /// `REBALANCE_IN_PROGRESS` or `ILLEGAL_GENERATION`.
+    #[error(
+        "Kafka refused to reset consumer group {group}: the group has active members \
+         (Kafka answered {code}); stop its consumers before resetting offsets"
+    )]
+    RefusedByKafka { group: String, code: String },
 
     /// Topics that are not on the broker.
     #[error("topic(s) not found on the broker: {}", .0.join(", "))]

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use orderflow_runtime::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::TopicPartitionListElem;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::GroupError;
@@ -137,7 +139,7 @@ impl GroupHandle {
         let committed = self.consumer.commit(&tpl, CommitMode::Sync);
         let unassigned = self.consumer.unassign();
         drop(tpl);
-        committed?;
+        committed.map_err(|e| refused_by_kafka(&self.group, e))?;
         unassigned?;
         Ok(())
     }
@@ -172,6 +174,50 @@ impl GroupHandle {
             }
         }
         Ok(())
+    }
+}
+
+/// Run `f` again while Kafka answers that the group coordinator is not ready yet (a fresh
+/// cluster creates `__consumer_offsets` on the first group request, and a coordinator
+/// that moved loads its groups first), for up to `timeout` in all.
+fn while_coordinator_loads<T>(
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<T, KafkaError>,
+) -> Result<T, KafkaError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Err(e)
+                if Instant::now() < deadline
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::CoordinatorLoadInProgress
+                                | RDKafkaErrorCode::CoordinatorNotAvailable
+                                | RDKafkaErrorCode::NotCoordinator
+                        )
+                    ) =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// A commit error that is Kafka's refusal to change the offsets of a group with members
+/// becomes [`GroupError::RefusedByKafka`]; any other stays a Kafka error.
+fn refused_by_kafka(group: &str, e: KafkaError) -> GroupError {
+    match e.rdkafka_error_code() {
+        Some(
+            code @ (RDKafkaErrorCode::UnknownMemberId
+            | RDKafkaErrorCode::RebalanceInProgress
+            | RDKafkaErrorCode::IllegalGeneration),
+        ) => GroupError::RefusedByKafka {
+            group: group.to_string(),
+            code: format!("{code:?}"),
+        },
+        _ => GroupError::Kafka(e),
     }
 }
 
@@ -237,7 +283,8 @@ pub fn describe_group(
     // Learn the brokers first: the group listing asks every known broker, and on a fresh
     // client it otherwise waits about a second for the broker list.
     consumer.fetch_metadata(None, timeout)?;
-    let list = consumer.fetch_group_list(Some(group), timeout)?;
+    let list =
+        while_coordinator_loads(timeout, || consumer.fetch_group_list(Some(group), timeout))?;
     let info = list
         .groups()
         .iter()
@@ -367,8 +414,8 @@ fn plan_with(
 
 /// Reset `group`'s committed offsets on every partition of `topics`.
 ///
-/// 1. Refuses with [`GroupError::NotEmpty`] unless the group has no members (checked
-///    here: some brokers would accept the commit anyway).
+/// 1. Refuses with [`GroupError::NotEmpty`] unless the group has no members. Kafka would
+///    refuse the commit too ([`GroupError::RefusedByKafka`]), but less plainly.
 /// 2. Plans the new offsets ([`plan_reset`]) and commits them synchronously as absolute
 ///    offsets, each with commit metadata `orderflow.reset=<RFC 3339 now>`
 ///    ([`crate::reset_metadata`]), from a client that assigns the partitions and never
@@ -409,6 +456,21 @@ pub fn reset_by(
             members: info.members,
         });
     }
+    reset_leaving_the_check_to_kafka(kafka, group, topics, to, timeout, by)
+}
+
+/// [`reset_by`] without our own check of the group's members: steps 2 and 3 only. Kafka
+/// itself refuses the commit while the group has members, which this reports as
+/// [`GroupError::RefusedByKafka`] (a member may also join between our check and the
+/// commit). Public so that a test can show Kafka's refusal; tools use [`reset_by`].
+pub fn reset_leaving_the_check_to_kafka(
+    kafka: &KafkaConfig,
+    group: &str,
+    topics: &[&str],
+    to: ResetTo,
+    timeout: Duration,
+    by: Option<&str>,
+) -> Result<Vec<OffsetChange>, GroupError> {
     let h = GroupHandle::open(kafka, group, timeout)?;
     let plan = plan_with(&h, topics, &to)?;
     let at = Utc::now();

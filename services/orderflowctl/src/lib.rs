@@ -14,8 +14,8 @@ mod model;
 
 pub use error::{GroupError, ParseResetToError};
 pub use groups::{
-    committed_offsets, describe_group, lag, plan_reset_now, reset, reset_by, sample_lag, watch_lag,
-    LagProbe, WatchEnd, WatchOptions,
+    committed_offsets, describe_group, lag, plan_reset_now, reset, reset_by,
+    reset_leaving_the_check_to_kafka, sample_lag, watch_lag, LagProbe, WatchEnd, WatchOptions,
 };
 pub use model::{
     is_reset_metadata, partition_lag, plan_reset, reset_metadata, reset_metadata_by,

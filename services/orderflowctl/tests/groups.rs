@@ -1,5 +1,5 @@
-//! Consumer-group lag, refusal and resets against the real local broker, which each test
-//! starts itself (scripts/broker.sh, free port, own state dir) and stops by PID on drop.
+//! Consumer-group lag, refusal and resets against Apache Kafka, which each test starts
+//! itself (scripts/kafka.sh, free port, own state dir) and stops by PID on drop.
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -30,7 +30,7 @@ struct Broker {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/broker.sh")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka.sh")
 }
 
 impl Broker {
@@ -65,7 +65,7 @@ impl Broker {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
-            "broker.sh start failed: {}",
+            "kafka.sh start failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(
@@ -196,6 +196,58 @@ fn member_that_committed(
     consumer
 }
 
+/// One of Kafka's own command-line tools (`scripts/kafka.sh tool NAME ARGS`); its stdout.
+fn kafka_tool(name: &str, args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(script())
+        .arg("tool")
+        .arg(name)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kafka.sh tool {name} {args:?} failed: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The rows of a table printed by `kafka-consumer-groups` for `group`, each split on
+/// whitespace, header and blank lines left out.
+fn tool_rows(table: &str, group: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .filter(|r| r.first().is_some_and(|g| g == group))
+        .collect()
+}
+
+/// `(partition, new offset)` of `kafka-consumer-groups --reset-offsets ... --dry-run`.
+fn tool_plan(bootstrap: &str, group: &str, topic: &str, to: &[&str]) -> Vec<(i32, i64)> {
+    let mut args = vec![
+        "--bootstrap-server",
+        bootstrap,
+        "--reset-offsets",
+        "--group",
+        group,
+        "--topic",
+        topic,
+        "--dry-run",
+    ];
+    args.extend_from_slice(to);
+    let out = kafka_tool("kafka-consumer-groups", &args);
+    // GROUP TOPIC PARTITION NEW-OFFSET
+    let mut plan: Vec<(i32, i64)> = tool_rows(&out, group)
+        .iter()
+        .map(|r| (r[2].parse().unwrap(), r[3].parse().unwrap()))
+        .collect();
+    plan.sort_unstable();
+    assert!(!plan.is_empty(), "no plan in {out}");
+    plan
+}
+
 fn ctl(bootstrap: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_orderflowctl"))
         .args(args)
@@ -324,8 +376,58 @@ fn lag_refusal_while_live_then_resets() {
     );
     assert!(text(&out.stdout).contains("total lag      18"));
 
-    // While the member is live: the group is Stable with 1 member and a reset is refused
-    // by our own check (the local broker would accept it).
+    // Kafka's own tool reads the same live group the same way, partition by partition:
+    // GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG CONSUMER-ID HOST CLIENT-ID
+    let described = kafka_tool(
+        "kafka-consumer-groups",
+        &[
+            "--bootstrap-server",
+            &broker.bootstrap,
+            "--describe",
+            "--group",
+            group,
+        ],
+    );
+    let mut theirs: Vec<(i32, i64, i64, i64)> = tool_rows(&described, group)
+        .iter()
+        .map(|r| {
+            let n = |i: usize| r[i].parse::<i64>().unwrap();
+            (r[2].parse().unwrap(), n(3), n(4), n(5))
+        })
+        .collect();
+    theirs.sort_unstable();
+    let ours: Vec<(i32, i64, i64, i64)> = lags
+        .iter()
+        .map(|l| (l.partition, l.committed.unwrap(), l.high_watermark, l.lag))
+        .collect();
+    assert_eq!(
+        ours, theirs,
+        "orderflowctl lag vs kafka-consumer-groups:\n{described}"
+    );
+
+    // While the member is live, Kafka itself refuses to change the group's offsets (our
+    // check skipped here), and nothing changes.
+    let err = orderflowctl::reset_leaving_the_check_to_kafka(
+        &kafka,
+        group,
+        &[topic],
+        ResetTo::Earliest,
+        T,
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, GroupError::RefusedByKafka { group: g, .. } if g == group),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("Kafka refused to reset consumer group analytics: the group has active members (Kafka answered "),
+        "{err}"
+    );
+    assert_eq!(committed(&kafka, group, topic), (all_at(n, 4), false));
+
+    // Our own check refuses first, naming the group's state and members.
     let info = orderflowctl::describe_group(&kafka, group, T).unwrap();
     assert_eq!((info.state.as_str(), info.members), ("Stable", 1));
     assert_eq!(info.member_list[0].client_id, "orderflowctl-test");
@@ -381,6 +483,28 @@ fn lag_refusal_while_live_then_resets() {
             .filter(|i| i.is_empty())
     });
     assert_eq!(info.members, 0);
+
+    // Our plans are the ones Kafka's tool computes (`--reset-offsets ... --dry-run`).
+    let at = DateTime::<Utc>::from_timestamp_millis(base_ms + 7_500).unwrap();
+    for (to, tool_args) in [
+        (ResetTo::Earliest, vec!["--to-earliest".to_string()]),
+        (ResetTo::Latest, vec!["--to-latest".to_string()]),
+        (
+            ResetTo::Timestamp(at),
+            vec![
+                "--to-datetime".to_string(),
+                at.format("%Y-%m-%dT%H:%M:%S%.3f").to_string() + "Z",
+            ],
+        ),
+    ] {
+        let ours = orderflowctl::plan_reset_now(&kafka, group, &[topic], to, T).unwrap();
+        let args: Vec<&str> = tool_args.iter().map(String::as_str).collect();
+        assert_eq!(
+            targets(&ours),
+            tool_plan(&broker.bootstrap, group, topic, &args),
+            "plan for {to}"
+        );
+    }
 
     // earliest
     let before = Utc::now() - chrono::Duration::milliseconds(1);

@@ -15,19 +15,28 @@ pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
 ///   `linger.ms`); each service picks its own default with [`KafkaConfig::linger_default`]
 /// - `KAFKA_COMPRESSION` (optional, default `lz4`): the producers' `compression.type`
 ///   (`none`, `gzip`, `snappy`, `lz4`, `zstd`)
+/// - `KAFKA_SESSION_TIMEOUT_MS` (optional, default 10000): a group consumer's
+///   `session.timeout.ms`, after which Kafka expires a member that stopped heartbeating
+///   (a crashed replica) and hands its partitions to the others. Kafka refuses values
+///   outside the broker's `group.min.session.timeout.ms` (6000 by default) to
+///   `group.max.session.timeout.ms`.
 /// - `GROUP_INSTANCE_ID` (optional): static group membership (KIP-345). A consumer restarted
-///   with the same id takes its partitions back at once, without waiting for the session
-///   timeout to expire its crashed predecessor. Leave it unset for a consumer whose group
-///   must become empty when it stops (a static member does not leave the group on
-///   shutdown, so an offset reset would have to wait for its session to expire).
+///   with the same id within the session timeout takes its partitions back at once, without
+///   a rebalance. Leave it unset for a consumer whose group must become empty when it stops
+///   (a static member does not leave the group on shutdown, so an offset reset would have
+///   to wait for its session to expire).
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     pub bootstrap: String,
     extra: Vec<(String, String)>,
     instance_id: Option<String>,
+    session_timeout_ms: u32,
     linger_ms: Option<u32>,
     compression: Option<String>,
 }
+
+/// A group consumer's `session.timeout.ms` unless `KAFKA_SESSION_TIMEOUT_MS` sets one.
+pub const DEFAULT_SESSION_TIMEOUT_MS: u32 = 10_000;
 
 impl KafkaConfig {
     pub fn new(bootstrap: impl Into<String>) -> Self {
@@ -35,6 +44,7 @@ impl KafkaConfig {
             bootstrap: bootstrap.into(),
             extra: Vec::new(),
             instance_id: None,
+            session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
             linger_ms: None,
             compression: None,
         }
@@ -46,6 +56,7 @@ impl KafkaConfig {
         cfg.instance_id = std::env::var("GROUP_INSTANCE_ID")
             .ok()
             .filter(|v| !v.trim().is_empty());
+        cfg.session_timeout_ms = env_parse("KAFKA_SESSION_TIMEOUT_MS", DEFAULT_SESSION_TIMEOUT_MS)?;
         cfg.linger_ms = match std::env::var("KAFKA_LINGER_MS") {
             Ok(v) if !v.trim().is_empty() => Some(env_parse("KAFKA_LINGER_MS", 0u32)?),
             _ => None,
@@ -81,13 +92,7 @@ impl KafkaConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap)
             .set("socket.keepalive.enable", "true")
-            .set("reconnect.backoff.max.ms", "2000")
-            // The largest response a client accepts. Kafka keeps a fetch response within
-            // fetch.max.bytes (50 MiB), so on Kafka this changes nothing. The local broker
-            // ignores fetch.max.bytes and answered a 1M-order replay with one 199 MB response,
-            // which librdkafka's default limit of 100 MB refused over and over: the consumer
-            // never got a record. 1 GiB lets it through.
-            .set("receive.message.max.bytes", "1073741824");
+            .set("reconnect.backoff.max.ms", "2000");
         for (k, v) in &self.extra {
             c.set(k, v);
         }
@@ -139,8 +144,12 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            // well under a third of the session, as Kafka asks
+            .set(
+                "heartbeat.interval.ms",
+                (self.session_timeout_ms / 6).clamp(100, 1000).to_string(),
+            )
             .set("partition.assignment.strategy", "range");
         if let Some(id) = &self.instance_id {
             c.set("group.instance.id", id);
