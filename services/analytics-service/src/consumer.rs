@@ -316,6 +316,16 @@ async fn session(
     let producer: FutureProducer = kafka.producer("analytics-service").create()?;
     consumer.subscribe(&TOPICS)?;
     health.set_ready("consuming");
+    // Ready while Kafka answers (a consumer with nothing to read would not notice it gone).
+    let probe_token = token.child_token();
+    let _probe_stops = probe_token.clone().drop_guard();
+    tokio::spawn(kafka::probe_reachable(producer.clone(), probe_token, {
+        let health = health.clone();
+        move |error| match error {
+            None => health.set_ready("consuming"),
+            Some(e) => health.set_not_ready(format!("Kafka unreachable: {e}")),
+        }
+    }));
 
     let mut ticker = tokio::time::interval(commit_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -439,7 +449,11 @@ fn commit(consumer: &StreamConsumer, shared: &Shared, bases: &Bases, health: &He
         Ok(s) => commit_list(&s, bases),
         Err(_) => return false,
     };
-    match tpl.and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync)) {
+    // A synchronous commit waits for the coordinator, up to socket.timeout.ms when Kafka is
+    // gone: off the async workers, so that /readyz and the probe keep answering.
+    match tpl
+        .and_then(|tpl| tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync)))
+    {
         Ok(()) => true,
         Err(e) => {
             // e.g. a commit refused during a rebalance: it is retried on the next tick;

@@ -355,12 +355,17 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
     // knows) is replaced with the session.
     let producer: FutureProducer = kafka.producer("inventory-service").create()?;
     let probe_token = token.child_token();
-    let probe = tokio::spawn(probe_kafka(
-        producer.clone(),
-        shared.clone(),
-        health.clone(),
-        probe_token.clone(),
-    ));
+    let probe = {
+        let (shared, health) = (shared.clone(), health.clone());
+        tokio::spawn(kafka::probe_reachable(
+            producer.clone(),
+            probe_token.clone(),
+            move |error| {
+                shared.set_kafka_error(error);
+                shared.publish(&health);
+            },
+        ))
+    };
     let limit = settings.batch_limit();
     tracing::info!(
         batch_limit = limit,
@@ -505,35 +510,6 @@ fn close_consumer(consumer: StreamConsumer<InventoryContext>, within: Duration) 
             seconds = within.as_secs(),
             "closing the consumer did not finish in time; exiting without it (offsets are committed)"
         ),
-    }
-}
-
-/// Keep the Kafka part of `/readyz` honest while the loop is idle or busy: ready only while
-/// the broker answers metadata requests.
-async fn probe_kafka(
-    producer: FutureProducer,
-    shared: Arc<Shared>,
-    health: Health,
-    token: CancellationToken,
-) {
-    loop {
-        let p = producer.clone();
-        let probe = tokio::task::spawn_blocking(move || {
-            p.client()
-                .fetch_metadata(None, Duration::from_secs(3))
-                .map(|_| ())
-        })
-        .await;
-        match probe {
-            Ok(Ok(())) => shared.set_kafka_error(None),
-            Ok(Err(e)) => shared.set_kafka_error(Some(e.to_string())),
-            Err(e) => shared.set_kafka_error(Some(format!("probe failed: {e}"))),
-        }
-        shared.publish(&health);
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
     }
 }
 
@@ -797,7 +773,9 @@ fn commit(consumer: &StreamConsumer<InventoryContext>, next: &BTreeMap<i32, i64>
             return false;
         }
     }
-    match consumer.commit(&tpl, CommitMode::Sync) {
+    // Off the async workers: a synchronous commit waits for the coordinator, up to
+    // socket.timeout.ms when Kafka is gone, and /readyz must keep answering meanwhile.
+    match tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync)) {
         Ok(()) => true,
         Err(e) => {
             // e.g. refused during a rebalance: the orders come again and are skipped as

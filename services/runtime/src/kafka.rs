@@ -243,3 +243,32 @@ pub fn delivery_error(
         Err(_) => Some("the producer dropped the record".into()),
     }
 }
+
+/// Ask the broker for metadata through `producer` every 2 s until `token` is cancelled, and
+/// hand each outcome to `report` (`None`: Kafka answered; `Some`: the request's error). A consumer with
+/// nothing to read does not notice a broker that is gone; this keeps a service's
+/// `/readyz` honest while it is idle as well as while it is busy.
+pub async fn probe_reachable(
+    producer: rdkafka::producer::FutureProducer,
+    token: tokio_util::sync::CancellationToken,
+    mut report: impl FnMut(Option<String>) + Send,
+) {
+    loop {
+        let p = producer.clone();
+        let probe = tokio::task::spawn_blocking(move || {
+            rdkafka::producer::Producer::client(&p)
+                .fetch_metadata(None, std::time::Duration::from_secs(3))
+                .map(|_| ())
+        })
+        .await;
+        report(match probe {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("the probe failed: {e}")),
+        });
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+        }
+    }
+}
