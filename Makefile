@@ -80,7 +80,7 @@ vendor-ui:
 
 test-rust: build kafka-install envtest-install k8s-tools bench-tools browser-tools
 	@mkdir -p $(TARGET_DIR)
-	@set -o pipefail; $(CARGO) test --release --workspace --locked 2>&1 | tee $(TEST_LOG); rc=$$?; \
+	@set -o pipefail; $(CARGO) test --release --workspace --locked --no-fail-fast 2>&1 | tee $(TEST_LOG); rc=$$?; \
 	  awk '/^test result:/ { p += $$4; f += $$6; s += $$8 } \
 	       END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' $(TEST_LOG); \
 	  exit $$rc

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::Context;
 use orderflow_events::{decode_on, Event};
 use orderflow_runtime::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -89,9 +88,13 @@ fn read_to_end(consumer: BaseConsumer, topic: &str) -> anyhow::Result<Vec<Record
     consumer.assign(&tpl)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let mut done = std::collections::HashMap::new();
+    let mut last_error = None;
     while done.len() < ends.len() {
         if std::time::Instant::now() > deadline {
-            anyhow::bail!("reading {topic} back timed out");
+            anyhow::bail!(
+                "reading {topic} back timed out (last error: {})",
+                last_error.as_deref().unwrap_or("none")
+            );
         }
         let Some(m) = consumer.poll(Duration::from_millis(200)) else {
             // A partition may end in transaction markers: no record, but the position moves.
@@ -102,7 +105,15 @@ fn read_to_end(consumer: BaseConsumer, topic: &str) -> anyhow::Result<Vec<Record
             }
             continue;
         };
-        let m = m.with_context(|| format!("reading {topic}"))?;
+        // A broker of the cluster that is down (a fault test killed it) is reported as an
+        // error while the reader goes on with the others.
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                last_error = Some(e.to_string());
+                continue;
+            }
+        };
         let end = ends
             .iter()
             .find(|(p, _)| *p == m.partition())

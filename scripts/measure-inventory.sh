@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# What inventory's per-order log lines cost: a fresh local Kafka per run, N orders published
-# while inventory is stopped, then inventory started with RUST_LOG=<filter> (LOG_FORMAT=json,
+# What a setting of inventory-service costs: a fresh local Kafka per run, N orders published
+# while inventory is stopped, then inventory started with the run's settings (LOG_FORMAT=json,
 # log to a file) and timed until its group's lag is 0. Prints seconds, orders/s, log lines, bytes.
-# Usage: scripts/measure-log-cost.sh [N] [RUST_LOG filter]...   (release binaries in $BIN)
-# Example: scripts/measure-log-cost.sh 200000 info "info,inventory_service::logs=debug"
+# Usage: scripts/measure-inventory.sh [N] ["VAR=value VAR2=value ..."]...  (release binaries in $BIN)
+# Examples: scripts/measure-inventory.sh 200000 RUST_LOG=info "RUST_LOG=info,inventory_service::logs=debug"
+#           scripts/measure-inventory.sh 200000 TRANSACTIONS=false TRANSACTIONS=true
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 N=${1:-200000}; shift || true
-[ $# -gt 0 ] || set -- info
+[ $# -gt 0 ] || set -- RUST_LOG=info
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-for filter in "$@"; do
-  work=$(mktemp -d /tmp/orderflow-logcost.XXXXXX)
+for settings in "$@"; do
+  work=$(mktemp -d /tmp/orderflow-measure.XXXXXX)
   port=$(free_port); http=$(free_port); ihttp=$(free_port)
   KAFKA_PORT=$port "$ROOT/scripts/kafka.sh" start "$work/kafka" >/dev/null
   export KAFKA_BOOTSTRAP=127.0.0.1:$port
@@ -20,7 +21,8 @@ for filter in "$@"; do
   curl -sf -XPOST "127.0.0.1:$http/orders/bulk" -H 'content-type: application/json' \
     -d "{\"count\":$N,\"seed\":1}" >/dev/null
   t0=$(date +%s.%N)
-  RUST_LOG=$filter LOG_FORMAT=json HTTP_ADDR=127.0.0.1:$ihttp "$BIN/inventory-service" >"$work/inventory.log" 2>&1 & ipid=$!
+  # shellcheck disable=SC2086  # the run's settings are VAR=value words
+  env LOG_FORMAT=json HTTP_ADDR=127.0.0.1:$ihttp $settings "$BIN/inventory-service" >"$work/inventory.log" 2>&1 & ipid=$!
   "$BIN/orderflowctl" lag --group inventory --topic orders --until-zero --interval-ms 100 --timeout-secs 600 >/dev/null 2>&1
   t1=$(date +%s.%N)
   kill "$ipid" "$opid"; wait "$ipid" "$opid" 2>/dev/null || true
@@ -33,7 +35,7 @@ from datetime import datetime
 ts = [json.loads(l)["timestamp"] for l in open(sys.argv[1]) if "\"batch decided\"" in l]
 p = lambda t: datetime.fromisoformat(t.replace("Z", "+00:00")[:26] + "+00:00")
 print((p(ts[-1]) - p(ts[0])).total_seconds())' "$work/inventory.log")
-  printf '%-45s %d orders: to lag 0 %6.2f s, deciding %6.2f s = %7.0f orders/s, %7d log lines, %6.1f MB\n' "RUST_LOG=$filter" "$N" "$secs" \
+  printf '%-45s %d orders: to lag 0 %6.2f s, deciding %6.2f s = %7.0f orders/s, %7d log lines, %6.1f MB\n' "$settings" "$N" "$secs" \
     "$decide" "$(echo "$N / $decide" | bc -l)" "$(wc -l <"$work/inventory.log")" "$(echo "$(stat -c %s "$work/inventory.log") / 1000000" | bc -l)"
   rm -rf "$work"
 done
