@@ -26,7 +26,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::{Client, Resource, ResourceExt};
-use orderflowctl::{reset_metadata_by_of, reset_metadata_from, ResetTo};
+use orderflowctl::{reset_metadata_by_of, reset_metadata_from};
 use serde_json::json;
 use thiserror::Error;
 
@@ -221,23 +221,6 @@ async fn cleanup(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, 
     Ok(Action::await_change())
 }
 
-/// Check the spec beyond what the CRD schema can say: the reset target with its timestamp.
-pub fn validate(spec: &ReplayRequestSpec) -> Result<ResetTo, String> {
-    if spec.topics.iter().any(|t| t.trim().is_empty()) {
-        return Err("spec.topics has an empty topic name".to_string());
-    }
-    if let Some(lag) = &spec.lag {
-        if lag.replicas < 0 {
-            return Err(format!(
-                "spec.lag.replicas must be 0 or more (got {})",
-                lag.replicas
-            ));
-        }
-    }
-    ResetTo::from_parts(spec.reset_to.as_str(), spec.timestamp.as_deref())
-        .map_err(|e| format!("spec.resetTo/spec.timestamp: {e}"))
-}
-
 fn fmt_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -410,7 +393,7 @@ impl<'a> Run<'a> {
 
     async fn start(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
         let spec = self.spec();
-        let to = match validate(spec) {
+        let to = match spec.validate() {
             Ok(to) => to,
             Err(msg) => return Ok(self.fail(st, "InvalidSpec", msg).await?),
         };
@@ -485,7 +468,7 @@ impl<'a> Run<'a> {
 
     async fn reset(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
         let spec = self.spec();
-        let to = match validate(spec) {
+        let to = match spec.validate() {
             Ok(to) => to,
             Err(msg) => return Ok(self.fail(st, "InvalidSpec", msg).await?),
         };
