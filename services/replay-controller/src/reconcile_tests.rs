@@ -15,7 +15,7 @@ use orderflowctl::{CommittedOffset, GroupError, GroupInfo, OffsetChange, ResetTo
 use serde_json::{json, Value};
 
 use super::*;
-use crate::crd::ReplayRequestStatus;
+use crate::crd::{Phase, ReplayRequestStatus};
 use crate::kafka::{AdminError, GroupAdmin};
 
 const UID: &str = "7c1f-uid";
