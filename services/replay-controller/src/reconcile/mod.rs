@@ -280,7 +280,3 @@ impl<'a> Run<'a> {
         &self.rr.spec
     }
 }
-
-#[cfg(test)]
-#[path = "../reconcile_tests.rs"]
-mod tests;
