@@ -362,8 +362,10 @@ mod tests {
     use super::*;
     use kube::CustomResourceExt;
 
+    /// A request with `lag` and its defaults (group and topics), as deploy/samples/lag.yaml
+    /// without the optional fields.
     #[test]
-    fn the_design_example_parses() {
+    fn a_lag_request_with_the_defaults_parses() {
         let yaml = r#"
 apiVersion: orderflow.io/v1alpha1
 kind: ReplayRequest
