@@ -3,6 +3,7 @@
 //! its committed output. Doc comments become the schema's descriptions (`kubectl explain`).
 
 use kube::CustomResource;
+use orderflowctl::ResetTo;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +73,25 @@ pub struct ReplayRequestSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub timeout_seconds: Option<u32>,
+}
+
+impl ReplayRequestSpec {
+    /// Check the spec beyond what the CRD schema can say: the reset target with its timestamp.
+    pub fn validate(&self) -> Result<ResetTo, String> {
+        if self.topics.iter().any(|t| t.trim().is_empty()) {
+            return Err("spec.topics has an empty topic name".to_string());
+        }
+        if let Some(lag) = &self.lag {
+            if lag.replicas < 0 {
+                return Err(format!(
+                    "spec.lag.replicas must be 0 or more (got {})",
+                    lag.replicas
+                ));
+            }
+        }
+        ResetTo::from_parts(self.reset_to.as_str(), self.timestamp.as_deref())
+            .map_err(|e| format!("spec.resetTo/spec.timestamp: {e}"))
+    }
 }
 
 /// The reset target.
@@ -342,8 +362,10 @@ mod tests {
     use super::*;
     use kube::CustomResourceExt;
 
+    /// A request with `lag` and its defaults (group and topics), as deploy/samples/lag.yaml
+    /// without the optional fields.
     #[test]
-    fn the_design_example_parses() {
+    fn a_lag_request_with_the_defaults_parses() {
         let yaml = r#"
 apiVersion: orderflow.io/v1alpha1
 kind: ReplayRequest

@@ -6,6 +6,11 @@ pub mod kafka;
 pub mod metrics;
 pub mod reconcile;
 
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod reconcile_tests;
+
 pub use crd::{ReplayRequest, ReplayRequestSpec, ReplayRequestStatus};
 
 /// The CRD as the YAML document committed in the chart.

@@ -2,23 +2,40 @@
 
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-type Labels = Vec<(String, String)>;
+/// `{result="ok"}` or `{result="error"}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+/// `{kind="..."}`: what failed (kube | kafka | finalizer | invalid).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+/// `{phase="..."}`: the phase entered.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: &'static str,
+}
 
 #[derive(Clone)]
 pub struct Metrics {
     /// Reconciles run, by result (ok | error).
-    pub reconciles: Family<Labels, Counter>,
+    pub reconciles: Family<ResultLabels, Counter>,
     /// Reconcile errors, by kind (kube | kafka | finalizer ...).
-    pub failures: Family<Labels, Counter>,
+    pub failures: Family<KindLabels, Counter>,
     /// How long one reconcile took.
     pub duration: Histogram,
     /// Requests that reached a phase (every phase change), by phase.
-    pub transitions: Family<Labels, Counter>,
+    pub transitions: Family<PhaseLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -31,10 +48,6 @@ impl Default for Metrics {
             transitions: Family::default(),
         }
     }
-}
-
-fn label(k: &str, v: &str) -> Labels {
-    vec![(k.to_string(), v.to_string())]
 }
 
 impl Metrics {
@@ -67,15 +80,41 @@ impl Metrics {
         self.duration.observe(took.as_secs_f64());
         let result = if ok { "ok" } else { "error" };
         self.reconciles
-            .get_or_create(&label("result", result))
+            .get_or_create(&ResultLabels { result })
             .inc();
     }
 
-    pub fn failed(&self, kind: &str) {
-        self.failures.get_or_create(&label("kind", kind)).inc();
+    pub fn failed(&self, kind: &'static str) {
+        self.failures.get_or_create(&KindLabels { kind }).inc();
     }
 
-    pub fn entered(&self, phase: &str) {
-        self.transitions.get_or_create(&label("phase", phase)).inc();
+    pub fn entered(&self, phase: &'static str) {
+        self.transitions.get_or_create(&PhaseLabels { phase }).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::encoding::text::encode;
+
+    #[test]
+    fn the_labels_are_named_result_kind_and_phase() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.reconciled(Duration::from_millis(3), true);
+        m.reconciled(Duration::from_millis(3), false);
+        m.failed("kafka");
+        m.entered("Succeeded");
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        for line in [
+            r#"orderflow_replay_reconciles_total{result="ok"} 1"#,
+            r#"orderflow_replay_reconciles_total{result="error"} 1"#,
+            r#"orderflow_replay_reconcile_failures_total{kind="kafka"} 1"#,
+            r#"orderflow_replay_phase_transitions_total{phase="Succeeded"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

@@ -27,7 +27,7 @@ fn the_samples_parse_and_validate() {
     for name in ["replay.yaml", "replay-timestamp.yaml", "lag.yaml"] {
         let text = std::fs::read_to_string(repo("deploy/samples").join(name)).expect(name);
         let rr: ReplayRequest = serde_yaml::from_str(&text).expect(name);
-        replay_controller::reconcile::validate(&rr.spec).expect(name);
+        rr.spec.validate().expect(name);
         assert_eq!(rr.spec.deployment, "analytics", "{name}");
     }
 }

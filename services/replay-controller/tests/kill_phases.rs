@@ -1,8 +1,10 @@
 //! The controller SIGKILLed in every phase of a ReplayRequest, then started again: each
 //! request still ends Succeeded once, with one reset of the analytics group's offsets (from
 //! the offsets analytics had committed, to earliest), analytics' metrics recomputed identical,
-//! and both deployments back at their replica counts (DESIGN.md: "A controller restart in any
-//! phase resumes the request without resetting twice or leaving a deployment scaled down").
+//! and both deployments back at their replica counts (docs/replay-controller.md, Safety: "A
+//! controller restart in any phase resumes the request: a deployment's previous replica count
+//! is never lost, and a reset made just before a crash is recognised by the uid in its commit
+//! metadata and not made again"; the rules are in the module docs of src/reconcile/mod.rs).
 //!
 //! One real kube-apiserver, one broker, one set of service processes (stand-ins for the
 //! kubelet, see envtest.rs) and one controller process at a time; the requests run one after

@@ -1,0 +1,289 @@
+//! Test fixtures, as kube-rs/controller-rs keeps them in a `fixtures` module (compiled for
+//! tests only): ReplayRequests to reconcile, a Kubernetes API mocked with tower-test by a
+//! small in-memory API server that records every call the reconciler makes, in order (status
+//! writes, scale patches, Events), and Kafka faked by a scripted [`GroupAdmin`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use orderflowctl::{CommittedOffset, GroupError, GroupInfo, OffsetChange, ResetTo};
+use serde_json::{json, Value};
+
+use crate::crd::{Phase, ReplayRequest, ReplayRequestStatus};
+use crate::kafka::{AdminError, GroupAdmin};
+use crate::metrics::Metrics;
+use crate::reconcile::{reconcile, Context, Error, Settings, FINALIZER};
+
+// ReplayRequests
+
+/// The uid of [`request`]'s ReplayRequest (the reset tags commit metadata with it).
+pub const UID: &str = "7c1f-uid";
+
+/// ReplayRequest `replay-1` in namespace `default`, created 2026-11-22T10:00:00Z, with the
+/// finalizer already added, as the API server holds it (JSON).
+pub fn request(spec: Value, status: Option<Value>) -> Value {
+    let mut rr = json!({
+        "apiVersion": "orderflow.io/v1alpha1", "kind": "ReplayRequest",
+        "metadata": {"name": "replay-1", "namespace": "default", "uid": UID,
+                     "generation": 1, "resourceVersion": "1",
+                     "creationTimestamp": "2026-11-22T10:00:00Z",
+                     "finalizers": [FINALIZER]},
+        "spec": spec,
+    });
+    if let Some(s) = status {
+        rr["status"] = s;
+    }
+    rr
+}
+
+/// A spec that replays group analytics (deployment analytics) on orders from earliest.
+pub fn replay_spec() -> Value {
+    json!({"consumerGroup": "analytics", "deployment": "analytics",
+           "topics": ["orders"], "resetTo": "earliest"})
+}
+
+// The Kubernetes API, faked
+
+/// What the fake API server saw, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    /// A status write: phase and the restore list at that moment.
+    Status(Phase, Vec<(String, i32)>),
+    /// A scale patch: deployment, replicas.
+    Scale(String, i32),
+    /// An Event: reason.
+    Event(String),
+}
+
+/// The expected status write: `phase` with `restore` as (deployment, replicas).
+pub fn status(phase: Phase, restore: &[(&str, i32)]) -> Call {
+    Call::Status(
+        phase,
+        restore.iter().map(|(d, n)| (d.to_string(), *n)).collect(),
+    )
+}
+
+/// The expected Event with `reason`.
+pub fn ev(reason: &str) -> Call {
+    Call::Event(reason.to_string())
+}
+
+/// The fake API server's state: the one ReplayRequest, each deployment's replicas, and
+/// the calls so far.
+struct FakeApi {
+    rr: Value,
+    deployments: HashMap<String, i32>,
+    calls: Vec<Call>,
+}
+
+/// Serve the mocked API until the client is dropped.
+fn api_server(state: Arc<Mutex<FakeApi>>) -> Client {
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let (code, reply) = answer(&state, parts.method.as_str(), parts.uri.path(), body);
+            let resp = Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap();
+            send.send_response(resp);
+        }
+    });
+    Client::new(svc, "default")
+}
+
+/// Answer one API call as the API server would, recording the writes in `calls`.
+fn answer(state: &Arc<Mutex<FakeApi>>, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let mut s = state.lock().unwrap();
+    let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "reason": "NotFound", "code": 404, "message": "not found"});
+    let rr_base = "/apis/orderflow.io/v1alpha1/namespaces/default/replayrequests";
+    let dep_base = "/apis/apps/v1/namespaces/default/deployments/";
+    match (method, path) {
+        ("GET", p) if p == format!("{rr_base}/replay-1/status") => (200, s.rr.clone()),
+        ("GET", p) if p == rr_base => (
+            200,
+            json!({"apiVersion": "orderflow.io/v1alpha1", "kind": "ReplayRequestList",
+                   "metadata": {}, "items": [s.rr.clone()]}),
+        ),
+        ("PATCH", p) if p == format!("{rr_base}/replay-1/status") => {
+            let status: ReplayRequestStatus =
+                serde_json::from_value(body["status"].clone()).unwrap();
+            let restore = status
+                .restore
+                .iter()
+                .map(|r| (r.deployment.clone(), r.replicas))
+                .collect();
+            s.calls.push(Call::Status(status.phase, restore));
+            s.rr["status"] = body["status"].clone();
+            (200, s.rr.clone())
+        }
+        ("GET", p) if p.starts_with(dep_base) && p.ends_with("/scale") => {
+            let name = p[dep_base.len()..].trim_end_matches("/scale").to_string();
+            match s.deployments.get(&name) {
+                Some(n) => (200, scale(&name, *n)),
+                None => (404, not_found),
+            }
+        }
+        ("PATCH", p) if p.starts_with(dep_base) && p.ends_with("/scale") => {
+            let name = p[dep_base.len()..].trim_end_matches("/scale").to_string();
+            let n = body["spec"]["replicas"].as_i64().unwrap() as i32;
+            if !s.deployments.contains_key(&name) {
+                return (404, not_found);
+            }
+            s.deployments.insert(name.clone(), n);
+            s.calls.push(Call::Scale(name.clone(), n));
+            (200, scale(&name, n))
+        }
+        ("POST", "/apis/events.k8s.io/v1/namespaces/default/events") => {
+            s.calls.push(Call::Event(
+                body["reason"].as_str().unwrap_or("").to_string(),
+            ));
+            (201, body)
+        }
+        (m, p) => panic!("unexpected API call {m} {p}"),
+    }
+}
+
+/// A deployment's Scale object (autoscaling/v1).
+fn scale(name: &str, n: i32) -> Value {
+    json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+           "metadata": {"name": name, "namespace": "default"},
+           "spec": {"replicas": n}, "status": {"replicas": n}})
+}
+
+// Kafka, faked
+
+/// Kafka, scripted.
+#[derive(Default)]
+pub struct FakeKafka {
+    pub members: usize,
+    pub unreachable: bool,
+    pub committed: Vec<CommittedOffset>,
+    pub resets: Mutex<Vec<String>>,
+}
+
+/// What the admin client returns when no broker answers.
+fn down() -> AdminError {
+    AdminError::Group(GroupError::Kafka(
+        rdkafka::error::KafkaError::MetadataFetch(
+            rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure,
+        ),
+    ))
+}
+
+#[async_trait]
+impl GroupAdmin for FakeKafka {
+    async fn describe(&self, group: &str) -> Result<GroupInfo, AdminError> {
+        if self.unreachable {
+            return Err(down());
+        }
+        Ok(GroupInfo {
+            group: group.to_string(),
+            state: if self.members > 0 { "Stable" } else { "Empty" }.to_string(),
+            members: self.members,
+            member_list: Vec::new(),
+        })
+    }
+
+    async fn committed(
+        &self,
+        _group: &str,
+        _topics: &[String],
+    ) -> Result<Vec<CommittedOffset>, AdminError> {
+        Ok(self.committed.clone())
+    }
+
+    async fn reset(
+        &self,
+        _group: &str,
+        _topics: &[String],
+        to: ResetTo,
+        by: &str,
+    ) -> Result<Vec<OffsetChange>, AdminError> {
+        self.resets.lock().unwrap().push(format!("{to} by {by}"));
+        Ok(vec![OffsetChange {
+            topic: "orders".to_string(),
+            partition: 0,
+            from: Some(40),
+            to: 0,
+        }])
+    }
+
+    async fn lag(&self, _group: &str, _topics: &[String]) -> Result<i64, AdminError> {
+        Ok(0)
+    }
+}
+
+// The reconciler's Context on both fakes
+
+/// A [`Context`] whose client talks to the fake API server and whose Kafka is a
+/// [`FakeKafka`], with what both saw.
+pub struct Harness {
+    state: Arc<Mutex<FakeApi>>,
+    pub kafka: Arc<FakeKafka>,
+    ctx: Arc<Context>,
+}
+
+/// The fake API server holding `rr` and `deployments` (name, replicas), and `kafka`.
+pub fn harness(rr: Value, deployments: &[(&str, i32)], kafka: FakeKafka) -> Harness {
+    let state = Arc::new(Mutex::new(FakeApi {
+        rr,
+        deployments: deployments
+            .iter()
+            .map(|(n, r)| (n.to_string(), *r))
+            .collect(),
+        calls: Vec::new(),
+    }));
+    let client = api_server(state.clone());
+    let kafka = Arc::new(kafka);
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        admin: kafka.clone(),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "replay-controller".to_string(),
+                instance: None,
+            },
+        ),
+        metrics: Metrics::default(),
+        settings: Settings::default(),
+    });
+    Harness { state, kafka, ctx }
+}
+
+impl Harness {
+    pub async fn reconcile(&self) -> Result<Action, Error> {
+        let rr: ReplayRequest = serde_json::from_value(self.state.lock().unwrap().rr.clone())
+            .expect("a valid ReplayRequest");
+        reconcile(Arc::new(rr), self.ctx.clone()).await
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    pub fn status(&self) -> ReplayRequestStatus {
+        serde_json::from_value(self.state.lock().unwrap().rr["status"].clone()).unwrap()
+    }
+
+    pub fn replicas(&self, d: &str) -> i32 {
+        self.state.lock().unwrap().deployments[d]
+    }
+}

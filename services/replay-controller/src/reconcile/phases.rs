@@ -1,0 +1,267 @@
+//! The step of each phase of a request, from Pending to Restoring (HoldingLag is in
+//! `lag`), and the order in which requests for the same consumer group or deployments run.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use kube::api::ListParams;
+use kube::{Resource, ResourceExt};
+use orderflowctl::{reset_metadata_by_of, reset_metadata_from};
+
+use super::{fmt_time, parse_time, secs, Next, Run, StepError, LAG_FIELD};
+use crate::crd::{
+    LagStatus, PartitionOffsets, Phase, ReplayRequest, ReplayRequestSpec, ReplayRequestStatus,
+    ResetTarget, Restore, DEFAULT_TIMEOUT_SECONDS,
+};
+
+/// Another request that must finish before `rr` starts: one touching the same consumer
+/// group or deployments that is running, or that is pending and was created earlier.
+pub fn blocker<'a>(rr: &ReplayRequest, others: &'a [ReplayRequest]) -> Option<&'a ReplayRequest> {
+    let touched = |r: &ReplayRequest| {
+        let mut d = vec![r.spec.deployment.clone()];
+        if let Some(l) = &r.spec.lag {
+            d.push(l.deployment.clone());
+        }
+        d
+    };
+    let mine = touched(rr);
+    let key = |r: &ReplayRequest| (r.meta().creation_timestamp.clone(), r.name_any());
+    others.iter().find(|o| {
+        if o.uid() == rr.uid() || o.meta().deletion_timestamp.is_some() {
+            return false;
+        }
+        let overlaps = o.spec.consumer_group == rr.spec.consumer_group
+            || touched(o).iter().any(|d| mine.contains(d));
+        let phase = o.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        overlaps && (phase.is_active() || (phase == Phase::Pending && key(o) < key(rr)))
+    })
+}
+
+impl Run<'_> {
+    /// The step of the phase `st` is in; it changes `st`, which the driver then saves.
+    pub(super) async fn step(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
+        match st.phase {
+            Phase::Pending => self.start(st).await,
+            Phase::ScalingDown => self.scale_down(st).await,
+            Phase::Resetting => self.reset(st).await,
+            Phase::Restoring => self.restore(st).await,
+            Phase::HoldingLag => self.hold(st).await,
+            Phase::Succeeded | Phase::Failed => Ok(Next::Done),
+        }
+    }
+
+    pub(super) fn enter(&self, st: &mut ReplayRequestStatus, phase: Phase, message: String) {
+        st.phase = phase;
+        st.phase_started_at = Some(fmt_time(self.now));
+        st.message = Some(message);
+    }
+
+    /// When the deployment must be back up at the latest (ScalingDown and Resetting).
+    pub(super) fn deadline(&self, st: &ReplayRequestStatus) -> DateTime<Utc> {
+        let started = parse_time(st.started_at.as_deref()).unwrap_or(self.now);
+        started
+            + secs(
+                self.spec()
+                    .timeout_seconds
+                    .unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+            )
+    }
+
+    async fn start(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
+        let spec = self.spec();
+        let to = match spec.validate() {
+            Ok(to) => to,
+            Err(msg) => return Ok(self.fail(st, "InvalidSpec", msg).await?),
+        };
+        let others = self.rrs.list(&ListParams::default()).await?;
+        if let Some(b) = blocker(self.rr, &others.items) {
+            st.message = Some(format!(
+                "waiting for ReplayRequest {} (phase {}) to finish: same consumer group or deployment",
+                b.name_any(),
+                b.status.as_ref().map(|s| s.phase).unwrap_or_default()
+            ));
+            return Ok(Next::Wait(self.ctx.settings.poll));
+        }
+        let Some(replicas) = self.replicas(&spec.deployment).await? else {
+            return Ok(self.missing(st, &spec.deployment, "").await?);
+        };
+        if let Some(lag) = &spec.lag {
+            if self.replicas(&lag.deployment).await?.is_none() {
+                return Ok(self.missing(st, &lag.deployment, LAG_FIELD).await?);
+            }
+        }
+        st.started_at = Some(fmt_time(self.now));
+        st.restore = vec![Restore {
+            deployment: spec.deployment.clone(),
+            replicas,
+        }];
+        let msg = format!(
+            "scaling deployment {} from {replicas} to 0 replicas to stop consumer group {} (reset to {to})",
+            spec.deployment, spec.consumer_group
+        );
+        self.enter(st, Phase::ScalingDown, msg);
+        Ok(Next::Continue)
+    }
+
+    async fn scale_down(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
+        let spec = self.spec();
+        if !self.scale(&spec.deployment, 0).await? {
+            return Ok(self.missing(st, &spec.deployment, "").await?);
+        }
+        let info = self.ctx.admin.describe(&spec.consumer_group).await?;
+        if info.is_empty() {
+            let msg = format!(
+                "consumer group {} is empty (state {}); resetting its offsets on {} to {}",
+                spec.consumer_group,
+                info.state,
+                spec.topics.join(", "),
+                reset_label(spec)
+            );
+            self.enter(st, Phase::Resetting, msg);
+            return Ok(Next::Continue);
+        }
+        let deadline = self.deadline(st);
+        if self.now >= deadline {
+            let msg = format!(
+                "consumer group {} still has {} member(s) (state {}) {} s after scaling {} to 0; gave up and restored the deployment",
+                spec.consumer_group,
+                info.members,
+                info.state,
+                spec.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+                spec.deployment
+            );
+            return Ok(self.fail(st, "GroupNotEmpty", msg).await?);
+        }
+        st.message = Some(format!(
+            "waiting for consumer group {} to become empty: {} member(s), state {} (gives up at {})",
+            spec.consumer_group,
+            info.members,
+            info.state,
+            deadline.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ));
+        Ok(Next::Wait(self.ctx.settings.poll))
+    }
+
+    async fn reset(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
+        let spec = self.spec();
+        let to = match spec.validate() {
+            Ok(to) => to,
+            Err(msg) => return Ok(self.fail(st, "InvalidSpec", msg).await?),
+        };
+        let uid = self.rr.uid().unwrap_or_default();
+        let committed = self
+            .ctx
+            .admin
+            .committed(&spec.consumer_group, &spec.topics)
+            .await?;
+        let already = !uid.is_empty()
+            && !committed.is_empty()
+            && committed
+                .iter()
+                .all(|c| reset_metadata_by_of(&c.metadata) == Some(uid.as_str()));
+        let (offsets, how) = if already {
+            // Made before a controller restart (the status write was lost): not again.
+            let offsets = committed
+                .iter()
+                .map(|c| PartitionOffsets {
+                    topic: c.topic.clone(),
+                    partition: c.partition,
+                    from: reset_metadata_from(&c.metadata).flatten(),
+                    to: c.offset.unwrap_or_default(),
+                })
+                .collect();
+            (offsets, "found already made by this request")
+        } else {
+            match self
+                .ctx
+                .admin
+                .reset(&spec.consumer_group, &spec.topics, to, &uid)
+                .await
+            {
+                Ok(changes) => (
+                    changes
+                        .into_iter()
+                        .map(|c| PartitionOffsets {
+                            topic: c.topic,
+                            partition: c.partition,
+                            from: c.from,
+                            to: c.to,
+                        })
+                        .collect(),
+                    "reset",
+                ),
+                Err(e) if e.is_not_empty() => {
+                    let msg = format!("{e}; waiting for the group to become empty again");
+                    self.enter(st, Phase::ScalingDown, msg);
+                    return Ok(Next::Wait(self.ctx.settings.poll));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let restore_to = st
+            .restore
+            .iter()
+            .find(|r| r.deployment == spec.deployment)
+            .map_or(0, |r| r.replicas);
+        st.offsets = offsets;
+        let msg = format!(
+            "offsets of {} on {} partition(s) {how} (to {}); restoring deployment {} to {restore_to} replica(s)",
+            spec.consumer_group,
+            st.offsets.len(),
+            reset_label(spec),
+            spec.deployment
+        );
+        self.enter(st, Phase::Restoring, msg);
+        Ok(Next::Continue)
+    }
+
+    async fn restore(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
+        let spec = self.spec();
+        let restored = match self.restore_one(st, &spec.deployment).await? {
+            Some(r) => format!("{} restored to {} replica(s)", r.deployment, r.replicas),
+            None => String::new(),
+        };
+        let summary = format!(
+            "reset {} on {} partition(s) of {} to {}; {restored}",
+            spec.consumer_group,
+            st.offsets.len(),
+            spec.topics.join(", "),
+            reset_label(spec)
+        );
+        let Some(lag) = &spec.lag else {
+            self.succeed(st, summary);
+            return Ok(Next::Continue);
+        };
+        let Some(current) = self.replicas(&lag.deployment).await? else {
+            return Ok(self.missing(st, &lag.deployment, LAG_FIELD).await?);
+        };
+        st.restore.push(Restore {
+            deployment: lag.deployment.clone(),
+            replicas: current,
+        });
+        let hold_until = self.now + secs(lag.hold_seconds);
+        st.lag = Some(LagStatus {
+            consumer_group: lag.group().to_string(),
+            hold_until: Some(fmt_time(hold_until)),
+            ..LagStatus::default()
+        });
+        let msg = format!(
+            "{summary}; holding deployment {} at {} replica(s) until {}, then back to {current}",
+            lag.deployment,
+            lag.replicas,
+            hold_until.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        self.enter(st, Phase::HoldingLag, msg);
+        Ok(Next::Continue)
+    }
+
+    pub(super) fn succeed(&self, st: &mut ReplayRequestStatus, message: String) {
+        self.enter(st, Phase::Succeeded, message);
+        st.completed_at = Some(fmt_time(self.now));
+    }
+}
+
+fn reset_label(spec: &ReplayRequestSpec) -> String {
+    match (&spec.reset_to, &spec.timestamp) {
+        (ResetTarget::Timestamp, Some(t)) => format!("timestamp {t}"),
+        (t, _) => t.as_str().to_string(),
+    }
+}
