@@ -10,7 +10,10 @@
    deploy/topics.yaml), Read and Describe on each consumer group (GROUP_*), Describe only on the
    group.id of each client that never joins a group (KafkaConfig::reader("x") -> "x-reader", in
    services/ outside the test harness); literal names only, no cluster ACLs, no All/Create/Alter/
-   Delete/IdempotentWrite.
+   Delete/IdempotentWrite. With the chart's inventory.transactions.enabled (the default), also
+   Write and Describe on the transactionalId prefix inventory uses (`<release>-inventory`,
+   release `orderflow` as docs/kubernetes.md installs it, or inventory.transactions.idPrefix):
+   the one prefixed ACL.
 3. The chart's defaults (helm/orderflow/values.yaml) match: cluster name, SASL user name, SCRAM
    mechanism, the Secret keys Strimzi writes (ca.crt, password), TLS listener port 9093.
 
@@ -111,14 +114,22 @@ check(readers, "services/: KafkaConfig::reader calls found")
 want = {("topic", t): {"Read", "Write", "Describe"} for t in topics}
 want.update({("group", g): {"Read", "Describe"} for g in groups})
 want.update({("group", r): {"Describe"} for r in readers})
+inv = yaml.safe_load(pathlib.Path("helm/orderflow/values.yaml").read_text())["inventory"]["transactions"]
+txn_key = ("transactionalId", inv.get("idPrefix") or "orderflow-inventory")
+if inv.get("enabled"):
+    want[txn_key] = {"Write", "Describe"}
 got = {}
 for acl in authz.get("acls", []):
     res = acl.get("resource", {})
     key = (res.get("type"), res.get("name"))
     check(acl.get("type", "allow") == "allow" and acl.get("host", "*") == "*", f"ACL {key}: allow from any host")
-    check(res.get("patternType", "literal") == "literal" and "*" not in (res.get("name") or "*"),
-          f"ACL {key}: a literal name, no prefix or wildcard")
-    check(res.get("type") in ("topic", "group"), f"ACL {key}: topics and groups only (no cluster, no transactionalId)")
+    if key == txn_key:
+        check(res.get("patternType") == "prefix" and "*" not in (res.get("name") or "*"),
+              f"ACL {key}: inventory's transactional ids, a prefix without wildcards")
+    else:
+        check(res.get("patternType", "literal") == "literal" and "*" not in (res.get("name") or "*"),
+              f"ACL {key}: a literal name, no prefix or wildcard")
+        check(res.get("type") in ("topic", "group"), f"ACL {key}: topics and groups only (no cluster)")
     check(key not in got, f"ACL {key}: listed once")
     got[key] = set(acl.get("operations", []))
 for key, ops in sorted(want.items()):

@@ -9,10 +9,10 @@
 //! - `BATCH_MAX` [500]: most orders decided per produce-acknowledge-commit round (at least 1;
 //!   with `THROTTLE_MS` a batch is also cut to about one second of work, see
 //!   [`Settings::batch_limit`])
-//! - `TRANSACTIONS` [false]: `true` commits each batch's decisions, DLQ entries and offsets
-//!   in one Kafka transaction per partition (see `worker`); `false` sends them with the
-//!   idempotent producer and commits the offsets once they are acknowledged, the ledger
-//!   making a redelivered order a no-op
+//! - `TRANSACTIONS` [true]: commit each batch's decisions, DLQ entries and offsets in one
+//!   Kafka transaction per partition (see `worker`); `false` sends them with the idempotent
+//!   producer and commits the offsets once they are acknowledged, the ledger making a
+//!   redelivered order a no-op (README "Guarantees" compares the two)
 //! - `TRANSACTIONAL_ID_PREFIX` [orderflow-inventory]: with `TRANSACTIONS=true`, the decisions
 //!   of `orders` partition `p` are written by a transactional producer with id
 //!   `<prefix>-<p>`, whichever replica owns `p`; two installations sharing one Kafka cluster
@@ -55,7 +55,7 @@ impl Default for Settings {
             stock: Stock::default(),
             throttle: Duration::ZERO,
             batch_max: 500,
-            transactions: false,
+            transactions: true,
             txn_prefix: "orderflow-inventory".to_string(),
         }
     }
@@ -173,14 +173,14 @@ mod tests {
         assert_eq!(s.stock.initial("tofu"), Some(9));
         assert_eq!(s.batch_limit(), 50);
         assert_eq!(s.transactional_id(2), "orderflow-inventory-2");
-        assert!(!s.transactions);
+        assert!(s.transactions, "transactions are the default");
         let s = from(&[
             ("TRANSACTIONAL_ID_PREFIX", "staging-inv"),
-            ("TRANSACTIONS", "true"),
+            ("TRANSACTIONS", "false"),
         ])
         .unwrap();
         assert_eq!(s.transactional_id(0), "staging-inv-0");
-        assert!(s.transactions);
+        assert!(!s.transactions);
     }
 
     #[test]
