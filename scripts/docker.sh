@@ -14,6 +14,7 @@
 # Environment: ORDERFLOW_CACHE (/var/cache/orderflow), DOCKER_STATE, DOCKER_SOCK,
 #   DOCKER_START_TIMEOUT (60), DOCKER_STOP_TIMEOUT (30).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 default_cache=/var/cache/orderflow
 if ! mkdir -p "$default_cache" 2>/dev/null || [ ! -w "$default_cache" ]; then default_cache=$HOME/.cache/orderflow; fi
@@ -31,10 +32,11 @@ die() { say "$*"; exit 1; }
 
 dockerd_bin() { command -v dockerd || { [ -x /usr/sbin/dockerd ] && echo /usr/sbin/dockerd; } || true; }
 
-install() {
+do_install() {
   local missing=()
   [ -n "$(dockerd_bin)" ] || missing+=(docker.io)
   command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+  command -v jq >/dev/null || missing+=(jq)   # scripts/docker/runc-bounded edits OCI configs with it
   if [ ${#missing[@]} -eq 0 ]; then say "dockerd and debootstrap present"; return 0; fi
   [ "$(id -u)" = 0 ] || die "installing ${missing[*]} needs root: run 'sudo $0 install' (or apt-get install ${missing[*]})"
   command -v apt-get >/dev/null || die "no apt-get: install a Docker engine (dockerd) and debootstrap yourself"
@@ -57,6 +59,21 @@ running_pid() {
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q dockerd "/proc/$pid/comm" 2>/dev/null && echo "$pid"
 }
 
+# CapBnd of this shell against every capability the kernel has (0..cap_last_cap)
+bounding_set_reduced() {
+  local last bnd
+  last=$(cat /proc/sys/kernel/cap_last_cap 2>/dev/null || echo 40)
+  bnd=$((16#$(awk '/^CapBnd:/ { print $2 }' /proc/self/status)))
+  [ "$bnd" -ne $(((1 << (last + 1)) - 1)) ]
+}
+missing_caps() {
+  local last bnd i out=""
+  last=$(cat /proc/sys/kernel/cap_last_cap); bnd=$((16#$(awk '/^CapBnd:/ { print $2 }' /proc/self/status)))
+  for ((i = 0; i <= last; i++)); do (( (bnd >> i) & 1 )) || out+="${out:+,}cap#$i"; done
+  command -v capsh >/dev/null && out=$(capsh --decode=$(printf '%x' $(( ((1 << (last + 1)) - 1) & ~bnd ))) | sed 's/.*=//')
+  echo "$out"
+}
+
 answers() { timeout 10 docker info >/dev/null 2>&1; }
 
 start() {
@@ -72,11 +89,18 @@ start() {
   [ -f "$STATE/daemon.json" ] || echo '{}' >"$STATE/daemon.json"
   if [ -f "$PIDFILE" ] && ! running_pid >/dev/null; then rm -f "$PIDFILE"; fi
   if ! running_pid >/dev/null; then
-    local t0=$SECONDS
+    local t0=$SECONDS runtime=()
+    if bounding_set_reduced; then
+      # Privileged containers (kind's nodes) would ask for capabilities this root does not have.
+      command -v jq >/dev/null || die "jq is needed for the runc wrapper: run '$0 install'"
+      mkdir -p "$STATE/bin"; command install -m 0755 scripts/docker/runc-bounded "$STATE/bin/runc-bounded"
+      runtime=(--add-runtime "runc-bounded=$STATE/bin/runc-bounded" --default-runtime runc-bounded)
+      say "this root's capability bounding set lacks $(missing_caps): containers run through $STATE/bin/runc-bounded"
+    fi
     say "starting dockerd (data root $STATE/data, socket $SOCK, log $LOG)"
     # setsid: dockerd survives the shell that started it and gets no terminal signals
     setsid "$bin" --config-file "$STATE/daemon.json" --data-root "$STATE/data" --exec-root "$STATE/exec" \
-      -H "$DOCKER_HOST" --pidfile "$PIDFILE" >>"$LOG" 2>&1 </dev/null &
+      -H "$DOCKER_HOST" --pidfile "$PIDFILE" "${runtime[@]}" >>"$LOG" 2>&1 </dev/null &
     local deadline=$((SECONDS + START_TIMEOUT)) child=$!
     until answers; do
       if ! kill -0 "$child" 2>/dev/null && ! running_pid >/dev/null; then
@@ -111,7 +135,7 @@ stop() {
 }
 
 case "${1:-}" in
-  install) install ;;
+  install) do_install ;;
   start) start ;;
   stop) stop ;;
   env) echo "export DOCKER_HOST=$DOCKER_HOST" ;;

@@ -87,10 +87,11 @@ go_build() {
   local dir=$1 name=$2 log=$K8S_CACHE/.work/$2.log out=$3 ldflags=$4; shift 4
   local t0=$SECONDS
   ( cd "$dir" && exec "${NICE[@]}" "$GO" build -v -p "${GO_BUILD_P:-$(nproc)}" -trimpath -ldflags "$ldflags" -o "$out/" "$@" ) >"$log" 2>&1 &
-  local pid=$! n
+  local pid=$! n next=$((SECONDS + 30))
   while kill -0 "$pid" 2>/dev/null; do
-    sleep 5
-    if [ $(((SECONDS - t0) % 30)) -lt 5 ]; then
+    sleep 2
+    if [ $SECONDS -ge $next ]; then
+      next=$((SECONDS + 30))
       n=$(grep -c -E '^[a-zA-Z0-9._~/-]+$' "$log" || true)
       say "  ... $name: $((SECONDS - t0))s, $n packages compiled"
     fi
