@@ -65,7 +65,7 @@ component_image() {   # IMAGE BASE BINARY_PATH ENTRYPOINT_PATH
     echo "ENTRYPOINT [\"$entry\"]"
     echo "LABEL org.opencontainers.image.source=\"orderflow scripts/k8s/node-image.sh: built from source\""
   } >"$ctx/Dockerfile"
-  docker build -q -t "$image" "$ctx" >/dev/null || die "docker build $image failed"
+  docker build -q -t "$image" "$ctx" >"$ctx.log" 2>&1 || { cat "$ctx.log" >&2; die "docker build $image failed"; }
   say "  $image  ($(docker image inspect --format '{{.Size}}' "$image" | awk '{printf "%d MiB", $1/1048576}'))"
 }
 say "building the control plane images for $K8S_VERSION"
