@@ -26,7 +26,7 @@ K8S_VERSION=${K8S_VERSION:-v1.33.13}
 CRICTL_VERSION=${CRICTL_VERSION:-v1.34.0}
 CNI_PLUGINS_VERSION=${CNI_PLUGINS_VERSION:-v1.7.1}
 KIND_VERSION=${KIND_VERSION:-v0.33.0}
-RECIPE=3   # bump when the way a piece is built changes: the stamps then no longer match
+RECIPE=4   # bump when the way a piece is built changes: the stamps then no longer match
 
 default_cache=/var/cache/orderflow
 if ! mkdir -p "$default_cache" 2>/dev/null || [ ! -w "$default_cache" ]; then default_cache=$HOME/.cache/orderflow; fi
@@ -112,11 +112,15 @@ build_kubernetes() {
          grep -E '^godebug ' "$src/go.mod" || true; } | wrapper_module kubernetes k8s.io/kubernetes "$K8S_VERSION")
   grep -q '^replace k8s.io/api ' "$w/go.mod" || die "no staging replaces found in $src/go.mod"
   # what /version and --version report (hack/lib/version.sh sets the same variables)
-  local minor ld="-s -w" p
+  local minor ld="-s -w" p built
+  # the release's own date (the module proxy's .info), so that a rebuild gives the same binaries
+  built=$(cd "$K8S_CACHE" && "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^\s*"Info": "\(.*\)",$/\1/p' \
+    | xargs cat | sed -n 's/.*"Time":"\([^"]*\)".*/\1/p')
+  [ -n "$built" ] || built=1970-01-01T00:00:00Z
   minor=${v#1.}; minor=${minor%%.*}
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
-    ld+=" -X $p.buildDate=$(date -u -d @"$(stat -c %Y "$src/go.mod")" +%FT%TZ)"
+    ld+=" -X $p.buildDate=$built"
   done
   mkdir -p "$dir/bin.new"
   say "kubernetes $K8S_VERSION: compiling 7 commands (cold: about 25 min on 2 cores; progress every 30 s)"

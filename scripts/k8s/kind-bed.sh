@@ -8,6 +8,7 @@
 #                                    scripts/k8s/bed/smoke.yaml, wait, show pods and `kubectl logs`
 #   scripts/k8s/kind-bed.sh down     delete the cluster (dockerd keeps running: scripts/docker.sh stop)
 #   scripts/k8s/kind-bed.sh env      print KUBECONFIG, DOCKER_HOST, PATH additions (eval "$(...)")
+#   scripts/k8s/kind-bed.sh disk     what the caches, builds and images take on disk
 # Every step prints its time; a step already done is skipped (stamps), so a warm `up` is the
 # cluster creation alone. Timings go to $BED_STATE/timings.tsv.
 # Environment: KIND_CLUSTER (orderflow), KIND_CONFIG (kind-config.yaml), ORDERFLOW_CACHE,
@@ -67,11 +68,28 @@ up() {
   step "docker install" scripts/docker.sh install
   step "docker start" scripts/docker.sh start >/dev/null
   tools_env
+  # The base images (debootstrap: network and disk) are made while Go compiles (CPU).
+  say "== base images: in the background (log $STATE/base-images.log)"
+  ( t0=$SECONDS; scripts/base-images.sh >"$STATE/base-images.log" 2>&1; rc=$?
+    printf 'base images (beside go builds)\t%s\t%s\n' "$((SECONDS - t0))" "$(date -u +%FT%TZ)" >>"$TIMES"; exit $rc ) &
+  local base_pid=$!
   step "go builds" scripts/k8s/build-kubernetes.sh
-  step "base images" scripts/base-images.sh
+  say "== waiting for the base images"
+  wait "$base_pid" || { tail -20 "$STATE/base-images.log" >&2; die "scripts/base-images.sh failed"; }
+  sed 's/^/  /' "$STATE/base-images.log" >&2
   step "node image" node_image
   step "cluster up" create_cluster
+  disk
   say "ready: eval \"\$(scripts/k8s/kind-bed.sh env)\"; kubectl get nodes"
+}
+
+disk() {
+  say "disk use:"
+  local d
+  for d in "$CACHE"/k8s/*/ "$CACHE/go/mod" "$CACHE/go/build" "$CACHE/debootstrap" "$CACHE/docker/data"; do
+    [ -d "$d" ] && du -sh "$d" 2>/dev/null | sed 's/^/  /' >&2
+  done
+  docker system df 2>/dev/null | sed 's/^/  /' >&2 || true
 }
 
 smoke_image() {
@@ -112,6 +130,7 @@ case "${1:-}" in
   up) up ;;
   smoke) smoke ;;
   down) down ;;
+  disk) tools_env; disk ;;
   env) tools_env; echo "export KUBECONFIG=$KUBECONFIG DOCKER_HOST=$DOCKER_HOST PATH=$KIND_BIN:$K8S_BIN:\$PATH" ;;
-  *) echo "usage: $0 up|smoke|down|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|smoke|down|env|disk" >&2; exit 2 ;;
 esac

@@ -50,7 +50,7 @@ default_cache=/var/cache/orderflow
 [ -w "$default_cache" ] || default_cache=$HOME/.cache/orderflow
 STAGE=$(mktemp -d "${ORDERFLOW_CACHE:-$default_cache}/node-image.XXXXXX")
 build_cid=""
-cleanup() { [ -n "$build_cid" ] && docker rm -f "$build_cid" >/dev/null 2>&1; rm -rf "$STAGE"; }
+cleanup() { [ -n "$build_cid" ] && docker rm -f -v "$build_cid" >/dev/null 2>&1; rm -rf "$STAGE"; }
 trap cleanup EXIT
 
 # 1. control plane images. kubeadm names them (its registry, its tags); we build and tag to match.
@@ -120,5 +120,8 @@ docker commit \
   --change 'ENTRYPOINT ["/usr/local/bin/orderflow-node-entrypoint"]' --change 'CMD ["/sbin/init"]' \
   --change "LABEL orderflow.stamp=\"$stamp\" orderflow.kubernetes=\"$K8S_VERSION\"" \
   "$build_cid" "$NODE_IMAGE" >/dev/null
+# the node image this one replaces, and the intermediate node base, are no longer needed
+docker rmi "$NS/kind-node-base:$K8S_VERSION" >/dev/null 2>&1 || true
+docker image prune -f --filter "label=orderflow.kubernetes" >/dev/null 2>&1 || true
 say "$NODE_IMAGE committed in $((SECONDS - t0))s ($(docker image inspect --format '{{.Size}}' "$NODE_IMAGE" | awk '{printf "%d MiB", $1/1048576}')); total $((SECONDS - t_all))s"
 echo "NODE_IMAGE=$NODE_IMAGE"
