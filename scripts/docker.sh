@@ -70,7 +70,7 @@ missing_caps() {
   local last bnd i out=""
   last=$(cat /proc/sys/kernel/cap_last_cap); bnd=$((16#$(awk '/^CapBnd:/ { print $2 }' /proc/self/status)))
   for ((i = 0; i <= last; i++)); do (( (bnd >> i) & 1 )) || out+="${out:+,}cap#$i"; done
-  command -v capsh >/dev/null && out=$(capsh --decode=$(printf '%x' $(( ((1 << (last + 1)) - 1) & ~bnd ))) | sed 's/.*=//')
+  if command -v capsh >/dev/null; then out=$(capsh --decode="$(printf '%x' $(( ((1 << (last + 1)) - 1) & ~bnd )))" | sed 's/.*=//'); fi
   echo "$out"
 }
 

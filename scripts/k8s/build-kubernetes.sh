@@ -128,7 +128,7 @@ build_kubernetes() {
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy \
     k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes/cmd/kubectl
-  rm -rf "$dir/bin"; mv "$dir/bin.new" "$dir/bin"
+  rm -rf "${dir:?}/bin"; mv "$dir/bin.new" "$dir/bin"
   "$dir/bin/kubelet" --version | grep -qx "Kubernetes $K8S_VERSION" || die "kubelet reports $("$dir/bin/kubelet" --version)"
   record kubernetes "$K8S_VERSION" "$dir" "$t0"
 }
@@ -143,7 +143,7 @@ build_etcd() {
   say "etcd $ver: compiling (cold: about 3 min)"
   go_build "$w" etcd "$dir/bin.new" "-s -w" go.etcd.io/etcd/server/v3
   mv "$dir/bin.new/v3" "$dir/bin.new/etcd" 2>/dev/null || mv "$dir/bin.new/server" "$dir/bin.new/etcd"
-  rm -rf "$dir/bin"; mv "$dir/bin.new" "$dir/bin"
+  rm -rf "${dir:?}/bin"; mv "$dir/bin.new" "$dir/bin"
   "$dir/bin/etcd" --version | grep -q "etcd Version: ${ver#v}" || die "etcd reports $("$dir/bin/etcd" --version)"
   record etcd "$ver" "$dir" "$t0"
 }
@@ -157,7 +157,7 @@ build_coredns() {
   mkdir -p "$dir/bin.new"
   say "coredns $ver: compiling (cold: about 4 min)"
   go_build "$w" coredns "$dir/bin.new" "-s -w" github.com/coredns/coredns
-  rm -rf "$dir/bin"; mv "$dir/bin.new" "$dir/bin"
+  rm -rf "${dir:?}/bin"; mv "$dir/bin.new" "$dir/bin"
   "$dir/bin/coredns" -version | grep -q "CoreDNS-${ver#v}" || die "coredns reports $("$dir/bin/coredns" -version)"
   record coredns "$ver" "$dir" "$t0"
 }
@@ -169,7 +169,7 @@ build_pause() {
   local t0=$SECONDS src cc=${CC:-cc}
   command -v "$cc" >/dev/null || die "a C compiler is needed for pause (apt-get install gcc libc6-dev)"
   src=$(k8s_src)/build/pause/linux/pause.c
-  rm -rf "$dir/bin"; mkdir -p "$dir/bin"
+  rm -rf "${dir:?}/bin"; mkdir -p "$dir/bin"
   say "pause $ver: compiling $src (static)"
   "$cc" -Os -Wall -Werror -static -DVERSION="v$ver-orderflow" -o "$dir/bin/pause" "$src"
   strip "$dir/bin/pause" 2>/dev/null || true
@@ -185,7 +185,7 @@ build_crictl() {
   mkdir -p "$dir/bin.new"
   say "crictl $ver: compiling (cold: about 1 min)"
   go_build "$w" crictl "$dir/bin.new" "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$ver" sigs.k8s.io/cri-tools/cmd/crictl
-  rm -rf "$dir/bin"; mv "$dir/bin.new" "$dir/bin"
+  rm -rf "${dir:?}/bin"; mv "$dir/bin.new" "$dir/bin"
   record crictl "$ver" "$dir" "$t0"
 }
 
@@ -198,7 +198,7 @@ build_cni() {
   say "cni plugins $ver: compiling bridge host-local loopback portmap ptp (cold: about 1 min)"
   go_build "$w" cni "$dir/bin.new" "-s -w -X $m/pkg/utils/buildversion.BuildVersion=$ver" \
     $m/plugins/main/bridge $m/plugins/ipam/host-local $m/plugins/main/loopback $m/plugins/meta/portmap $m/plugins/main/ptp
-  rm -rf "$dir/bin"; mv "$dir/bin.new" "$dir/bin"
+  rm -rf "${dir:?}/bin"; mv "$dir/bin.new" "$dir/bin"
   record cni "$ver" "$dir" "$t0"
 }
 
@@ -210,7 +210,7 @@ build_kind() {
   mkdir -p "$dir/bin.new"
   say "kind $ver: compiling (cold: about 1 min)"
   go_build "$w" kind "$dir/bin.new" "-s -w" sigs.k8s.io/kind
-  rm -rf "$dir/bin"; mv "$dir/bin.new" "$dir/bin"
+  rm -rf "${dir:?}/bin"; mv "$dir/bin.new" "$dir/bin"
   "$dir/bin/kind" version | grep -q "kind $ver" || die "kind reports $("$dir/bin/kind" version)"
   record kind "$ver" "$dir" "$t0"
 }

@@ -58,9 +58,10 @@ create_cluster() {
   fi
   kubectl get nodes -o wide
   # CoreDNS is Ready once it reached the API server through the kubernetes Service (kube-proxy)
-  kubectl -n kube-system rollout status deploy/coredns --timeout=180s >/dev/null \
-    && kubectl -n kube-system rollout status ds/kube-proxy --timeout=60s >/dev/null \
-    || { kubectl -n kube-system get pods -o wide; die "kube-system is not Ready"; }
+  if ! kubectl -n kube-system rollout status deploy/coredns --timeout=180s >/dev/null \
+    || ! kubectl -n kube-system rollout status ds/kube-proxy --timeout=60s >/dev/null; then
+    kubectl -n kube-system get pods -o wide; die "kube-system is not Ready"
+  fi
   kubectl get pods -A -o wide
 }
 

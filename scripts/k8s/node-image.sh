@@ -18,7 +18,6 @@
 #   (default: scripts/docker.sh env).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-ROOT=$PWD
 [ -n "${DOCKER_HOST:-}" ] || eval "$(scripts/docker.sh env)"
 export DOCKER_BUILDKIT=0   # the classic builder: BuildKit would pull its frontend and our bases are local
 
@@ -58,7 +57,8 @@ mapfile -t WANT < <("$K8S_BIN/kubeadm" config images list --kubernetes-version "
 [ ${#WANT[@]} -ge 6 ] || die "kubeadm config images list gave: ${WANT[*]}"
 PAUSE_IMAGE=""
 component_image() {   # IMAGE BASE BINARY_PATH ENTRYPOINT_PATH
-  local image=$1 base=$2 bin=$3 entry=$4 ctx=$STAGE/img-$(basename "$3")
+  local image=$1 base=$2 bin=$3 entry=$4 ctx
+  ctx=$STAGE/img-$(basename "$3")
   mkdir -p "$ctx"; cp "$bin" "$ctx/"
   { [ "$base" = scratch ] && echo "FROM scratch" || echo "FROM $base"
     echo "COPY $(basename "$bin") $entry"
