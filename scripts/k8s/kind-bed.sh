@@ -50,12 +50,24 @@ node_image() {
 
 create_cluster() {
   local image; image=$(cat "$STATE/node-image")
+  if kind get clusters 2>/dev/null | grep -qx "$CLUSTER" \
+    && [ "$(docker inspect -f '{{.State.Running}}' "$CLUSTER-control-plane" 2>/dev/null)" != true ]; then
+    say "kind cluster '$CLUSTER' exists but its node is not running (dockerd was stopped?): recreating it"
+    kind delete cluster --name "$CLUSTER"
+  fi
   if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
     say "kind cluster '$CLUSTER' exists, reusing it"
   else
     kind create cluster --name "$CLUSTER" --image "$image" --config "$KIND_CONFIG" --wait "${KIND_WAIT:-300s}" \
       || { say "kind create failed; node logs: docker logs $CLUSTER-control-plane; kind export logs --name $CLUSTER"; exit 1; }
   fi
+  # after a dockerd restart the node comes back (kind's restart policy) and its API server needs a
+  # moment before it serves, and before its authorizer knows the admin's group
+  local deadline=$((SECONDS + 180))
+  until kubectl auth can-i list nodes >/dev/null 2>&1 && kubectl wait node --all --for=condition=Ready --timeout=5s >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || { kubectl get nodes || true; die "the cluster's node is not Ready after 180 s"; }
+    sleep 2
+  done
   kubectl get nodes -o wide
   # CoreDNS is Ready once it reached the API server through the kubernetes Service (kube-proxy)
   if ! kubectl -n kube-system rollout status deploy/coredns --timeout=180s >/dev/null \
@@ -97,7 +109,8 @@ smoke_image() {
   local ctx; ctx=$(mktemp -d "$CACHE/smoke-image.XXXXXX")
   cp "$ETCD_BIN/etcd" "$K8S_BIN/kubectl" "$ctx/"
   printf 'FROM %s\nCOPY etcd kubectl /usr/local/bin/\nUSER 65532:65532\n' "$(scripts/base-images.sh --list | head -1)" >"$ctx/Dockerfile"
-  DOCKER_BUILDKIT=0 docker build -q -t orderflow.local/k8s-smoke:1 "$ctx" >/dev/null
+  DOCKER_BUILDKIT=0 docker build -q -t orderflow.local/k8s-smoke:1 "$ctx" >"$ctx.log" 2>&1 || { cat "$ctx.log" >&2; die "docker build of the smoke image failed"; }
+  rm -f "$ctx.log"
   rm -rf "$ctx"
   kind load docker-image --name "$CLUSTER" orderflow.local/k8s-smoke:1
 }
