@@ -120,7 +120,8 @@ docker commit \
   --change 'ENTRYPOINT ["/usr/local/bin/orderflow-node-entrypoint"]' --change 'CMD ["/sbin/init"]' \
   --change "LABEL orderflow.stamp=\"$stamp\" orderflow.kubernetes=\"$K8S_VERSION\"" \
   "$build_cid" "$NODE_IMAGE" >/dev/null
-# the node image this one replaces, and the intermediate node base, are no longer needed
+# the build container, the intermediate node base's tag and the node image this one replaces
+docker rm -f -v "$build_cid" >/dev/null; build_cid=""
 docker rmi "$NS/kind-node-base:$K8S_VERSION" >/dev/null 2>&1 || true
 docker image prune -f --filter "label=orderflow.kubernetes" >/dev/null 2>&1 || true
 say "$NODE_IMAGE committed in $((SECONDS - t0))s ($(docker image inspect --format '{{.Size}}' "$NODE_IMAGE" | awk '{printf "%d MiB", $1/1048576}')); total $((SECONDS - t_all))s"
