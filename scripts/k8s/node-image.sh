@@ -15,7 +15,7 @@
 # files of scripts/k8s/node and this script).
 # Usage: scripts/k8s/node-image.sh            (prints NODE_IMAGE=... on stdout)
 # Environment: NODE_IMAGE, IMAGE_NS (orderflow.local), ORDERFLOW_CACHE, K8S_CACHE, DOCKER_HOST
-#   (default: scripts/docker.sh env).
+#   (default: scripts/docker.sh env), NODE_POD_DNS (none | docker: see below).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ -n "${DOCKER_HOST:-}" ] || eval "$(scripts/docker.sh env)"
@@ -35,12 +35,16 @@ SLIM=${BASES[0]} IPTABLES=${BASES[1]} NODE_BASE=${BASES[2]}
 K8S_VERSION=$("$K8S_BIN/kubeadm" version -o short)
 NS=${IMAGE_NS:-orderflow.local}
 NODE_IMAGE=${NODE_IMAGE:-$NS/kind-node:$K8S_VERSION}
+# Where CoreDNS sends names outside the cluster: "none" (nowhere: no DNS traffic leaves the node, as
+# this machine's network rules ask) or "docker" (Docker's embedded DNS, as kind's own nodes do).
+POD_DNS=${NODE_POD_DNS:-none}
+case "$POD_DNS" in none|docker) ;; *) die "NODE_POD_DNS must be none or docker, not '$POD_DNS'" ;; esac
 
 stamp=$( { cat "$(dirname "$K8S_BIN")/.stamp" "$(dirname "$ETCD_BIN")/.stamp" "$(dirname "$COREDNS_BIN")/.stamp" \
              "$(dirname "$PAUSE_BIN")/.stamp" "$(dirname "$CRICTL_BIN")/.stamp" "$(dirname "$CNI_BIN")/.stamp"
            for b in "${BASES[@]}"; do docker image inspect --format '{{.Id}}' "$b"; done
            (cd scripts/k8s/node && find . -type f | LC_ALL=C sort | xargs sha256sum)
-           sha256sum "$0" | cut -d' ' -f1; } | sha256sum | cut -c1-16)
+           sha256sum "$0" | cut -d' ' -f1; echo "pod-dns=$POD_DNS"; } | sha256sum | cut -c1-16)
 have=$(docker image inspect --format '{{index .Config.Labels "orderflow.stamp"}}' "$NODE_IMAGE" 2>/dev/null || true)
 if [ "$have" = "$stamp" ]; then say "$NODE_IMAGE present (stamp $stamp)"; echo "NODE_IMAGE=$NODE_IMAGE"; exit 0; fi
 
@@ -93,6 +97,7 @@ cp -a scripts/k8s/node/rootfs scripts/k8s/node/Dockerfile "$STAGE/node/"
 sed "s#@PAUSE_IMAGE@#$PAUSE_IMAGE#" scripts/k8s/node/rootfs/etc/containerd/config.toml.in >"$STAGE/node/rootfs/etc/containerd/config.toml"
 rm "$STAGE/node/rootfs/etc/containerd/config.toml.in"
 echo "$K8S_VERSION" >"$STAGE/node/rootfs/kind/version"
+echo "$POD_DNS" >"$STAGE/node/rootfs/kind/orderflow-pod-dns"
 cp "$K8S_BIN/kubelet" "$K8S_BIN/kubeadm" "$K8S_BIN/kubectl" "$CRICTL_BIN/crictl" "$STAGE/node/bin/"
 cp "$CNI_BIN"/* "$STAGE/node/cni/"
 docker build -t "$NS/kind-node-base:$K8S_VERSION" --build-arg BASE_IMAGE="$NODE_BASE" "$STAGE/node" >"$STAGE/node-build.log" 2>&1 \
