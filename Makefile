@@ -54,7 +54,7 @@ envtest-install:
 
 # The end-to-end flow alone (it is part of `make test` too); writes target/e2e/report.md.
 e2e: build kafka-install envtest-install k8s-tools browser-tools
-	$(CARGO) test --release --locked -p orderflow-harness --test e2e
+	$(CARGO) test --release --locked -p orderflow-system-tests --test e2e
 	@echo "report: target/e2e/report.md (lag chart target/e2e/lag.svg, log target/e2e/e2e.log)"
 
 # Benchmarks (not tests): BENCH_ARGS e.g. "--events 200000 --runs 5"; `make test` runs --smoke.
@@ -70,7 +70,7 @@ fuzz:
 bench-tools:
 	scripts/bench-tools.sh
 
-# Debian's chromium for the dashboard's browser test (services/harness/tests/dashboard.rs), once.
+# Debian's chromium for the dashboard's browser test (services/system-tests/tests/dashboard.rs), once.
 browser-tools:
 	scripts/browser-tools.sh
 

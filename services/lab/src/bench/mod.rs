@@ -30,8 +30,8 @@ use orderflow_events::{
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::probes::{caught_up_now, lag_of};
 use crate::procs::{free_port, orderflowctl, repo_root, run_checked, Broker, Service, ServiceKind};
-use crate::scenario::{caught_up_now, lag_of};
 use crate::wait;
 
 const KCAT_ORDERS: &str = "bench-kcat-orders";
@@ -328,7 +328,7 @@ async fn one_run(
     // P3 replay: analytics from earliest over orders + inventory-events (2N records)
     let bb = b.clone();
     let reset =
-        tokio::task::spawn_blocking(move || orderflowctl(&bb, &crate::scenario::REPLAY_RESET_ARGS))
+        tokio::task::spawn_blocking(move || orderflowctl(&bb, &crate::demo::REPLAY_RESET_ARGS))
             .await??;
     ensure!(reset.0 == 0, "orderflowctl reset: {}", reset.2);
     let t = Instant::now();

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use orderflow_events::{GROUP_ANALYTICS, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_runtime::KafkaConfig;
-use orderflowctl::{OffsetChange, PartitionLag};
+use orderflowctl::OffsetChange;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::chart::{line_chart, Series};
-use crate::procs::{get_json, orderflowctl, Broker, Service, ServiceKind};
+use crate::probes::{analytics_caught_up, blocking, lag_of};
+use crate::procs::{orderflowctl, Broker, Service, ServiceKind};
 use crate::wait;
 
 /// `orderflowctl` arguments of the lab's replay: the analytics group on both topics, to earliest.
@@ -125,105 +126,6 @@ pub fn data_view(metrics: &Value) -> Value {
 
 macro_rules! say {
     ($opts:expr, $($arg:tt)*) => { if $opts.verbose { println!($($arg)*); } };
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .context("blocking task panicked")?
-}
-
-/// Lag of `group` on `topics`, read off the async runtime.
-pub async fn lag_of(
-    kafka: &KafkaConfig,
-    group: &'static str,
-    topics: &'static [&'static str],
-) -> anyhow::Result<Vec<PartitionLag>> {
-    let k = kafka.clone();
-    blocking(move || {
-        Ok(orderflowctl::lag(
-            &k,
-            group,
-            topics,
-            Duration::from_secs(5),
-        )?)
-    })
-    .await
-}
-
-/// Sum of the high watermarks of `topics` (0 when they cannot be read): records plus
-/// transaction markers, so a measure of progress rather than a count.
-pub async fn log_end(kafka: &KafkaConfig, topics: &'static [&'static str]) -> i64 {
-    lag_of(kafka, GROUP_INVENTORY, topics)
-        .await
-        .map(|l| l.iter().map(|p| p.high_watermark).sum())
-        .unwrap_or(0)
-}
-
-/// Wait until the log end of `inventory-events` reaches `at_least` (e.g. to kill a service
-/// while it is deciding).
-pub async fn wait_decisions(kafka: &KafkaConfig, at_least: i64) -> anyhow::Result<()> {
-    wait::until(
-        &format!("inventory-events to reach {at_least}"),
-        Duration::from_secs(120),
-        Duration::from_millis(20),
-        || async { (log_end(kafka, &[TOPIC_INVENTORY_EVENTS]).await >= at_least).then_some(()) },
-    )
-    .await
-}
-
-/// Wait until group `inventory` has committed every record of `orders`, and `orders` holds
-/// exactly `produced` records when given (else at least one).
-pub async fn inventory_drained(kafka: &KafkaConfig, produced: Option<i64>) -> anyhow::Result<()> {
-    wait::until(
-        "inventory to commit every order",
-        Duration::from_secs(180),
-        Duration::from_millis(200),
-        || async {
-            let lags = lag_of(kafka, GROUP_INVENTORY, &[TOPIC_ORDERS]).await.ok()?;
-            let on_orders: i64 = lags.iter().map(|l| l.high_watermark).sum();
-            let count_ok = produced.map_or(on_orders > 0, |n| on_orders == n);
-            (count_ok && lags.iter().all(|l| l.lag == 0)).then_some(())
-        },
-    )
-    .await
-}
-
-/// Analytics' metrics if it has consumed both topics up to their current ends, else `None`.
-pub async fn caught_up_now(kafka: &KafkaConfig, analytics_url: &str) -> Option<Value> {
-    let lags = lag_of(
-        kafka,
-        GROUP_ANALYTICS,
-        &[TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS],
-    )
-    .await
-    .ok()?;
-    let metrics = get_json(analytics_url, "/api/metrics").await.ok()?;
-    let all = lags.iter().all(|l| {
-        let consumed = metrics["consumed"][&l.topic][l.partition.to_string()]
-            .as_i64()
-            .unwrap_or(0);
-        consumed >= l.high_watermark
-    });
-    all.then_some(metrics)
-}
-
-/// Wait until analytics has consumed both topics up to their current ends, and return its
-/// metrics then.
-pub async fn analytics_caught_up(
-    kafka: &KafkaConfig,
-    analytics_url: &str,
-    timeout: Duration,
-) -> anyhow::Result<Value> {
-    wait::until(
-        "analytics to catch up with orders and inventory-events",
-        timeout,
-        Duration::from_millis(200),
-        || caught_up_now(kafka, analytics_url),
-    )
-    .await
 }
 
 /// Run the scenario on a local Apache Kafka (or `KAFKA_BOOTSTRAP`); everything started is

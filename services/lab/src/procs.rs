@@ -1,5 +1,6 @@
-//! Local processes: Apache Kafka (via scripts/kafka.sh) and the service binaries.
-//! Everything started here is stopped when its guard is dropped, by PID.
+//! Local processes: Apache Kafka (via scripts/kafka.sh) and the service binaries, for the demo,
+//! the bench and (through orderflow-testkit) the tests. Everything started here is stopped
+//! when its guard is dropped, by PID.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -14,11 +15,6 @@ use crate::wait;
 /// The repository root (for scripts/).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A scratch directory for integration test `name` (unique per test process).
-pub fn test_dir(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("orderflow-test-{name}-{}", std::process::id()))
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released).

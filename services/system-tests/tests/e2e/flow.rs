@@ -22,14 +22,14 @@ use orderflow_runtime::KafkaConfig;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::chart::{line_chart, Series};
-use crate::envtest::ControlPlane;
-use crate::kubelet::Kubelet;
-use crate::oracle::expected_metrics;
-use crate::procs::{repo_root, Broker};
-use crate::scenario::{caught_up_now, data_view};
-use crate::topics::{read_all, Record};
-use crate::wait;
+use orderflow_lab::chart::{line_chart, Series};
+use orderflow_testkit::envtest::ControlPlane;
+use orderflow_testkit::kubelet::Kubelet;
+use orderflow_testkit::oracle::expected_metrics;
+use orderflow_testkit::probes::{caught_up_now, data_view};
+use orderflow_testkit::procs::{repo_root, Broker};
+use orderflow_testkit::topics::{read_all, Record};
+use orderflow_testkit::wait;
 
 /// The chart's Deployments, as ReplayRequests name them.
 const ORDER: &str = "order";
@@ -279,7 +279,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     );
     wait_rr(&cp, &log, ns, "replay-1", Duration::from_secs(300)).await?;
     let after = counted(&kafka, &kubelet, total, Duration::from_secs(180)).await?;
-    let differences = crate::scenario::compare_metrics(&before, &after);
+    let differences = orderflow_testkit::probes::compare_metrics(&before, &after);
     ensure!(
         differences.is_empty(),
         "the replay changed the metrics: {differences:?}"
@@ -373,7 +373,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         Duration::from_secs(30),
         Duration::from_millis(500),
         || async {
-            let doc = crate::procs::get_json(&url, "/api/dashboard").await.ok()?;
+            let doc = orderflow_testkit::procs::get_json(&url, "/api/dashboard")
+                .await
+                .ok()?;
             let items = doc["replays"]["items"].as_array()?.clone();
             let done = ["lag-1", "replay-1", "replay-from-time"].iter().all(|n| {
                 items.iter().any(|i| {
@@ -389,7 +391,8 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         panel["items"].as_array().map_or(0, |i| i.len())
     ));
     let png = out.join("dashboard-k8s.png");
-    crate::browser::screenshot(out, &format!("{url}/"), &png, (1400, 1000), 6000).await?;
+    orderflow_testkit::browser::screenshot(out, &format!("{url}/"), &png, (1400, 1000), 6000)
+        .await?;
     log.line(&format!("    dashboard screenshot: {}", png.display()));
     step_done("report", &log);
 
