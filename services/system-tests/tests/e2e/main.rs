@@ -6,6 +6,7 @@
 //! target/e2e/e2e.log; the report to target/e2e/report.md and lag.svg.
 
 mod flow;
+mod report;
 
 use flow::{run, Options};
 
