@@ -85,7 +85,8 @@ test-rust: build kafka-install envtest-install k8s-tools bench-tools browser-too
 	       END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' $(TEST_LOG); \
 	  exit $$rc
 
-test: lint-rust test-rust
+# Everything CI checks: the Kubernetes manifests and chart (lint, mk/k8s.mk), then Rust.
+test: lint lint-rust test-rust
 
 # Apache Kafka 4.3.1 from Maven Central's jars (scripts/kafka.sh; needs Java 17+), once.
 kafka-install:
