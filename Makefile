@@ -54,7 +54,7 @@ envtest-install:
 
 # The end-to-end flow alone (it is part of `make test` too); writes target/e2e/report.md.
 e2e: build kafka-install envtest-install k8s-tools browser-tools
-	$(CARGO) test --release --locked -p orderflow-harness --test e2e
+	$(CARGO) test --release --locked -p orderflow-system-tests --test e2e
 	@echo "report: target/e2e/report.md (lag chart target/e2e/lag.svg, log target/e2e/e2e.log)"
 
 # Benchmarks (not tests): BENCH_ARGS e.g. "--events 200000 --runs 5"; `make test` runs --smoke.
@@ -70,7 +70,7 @@ fuzz:
 bench-tools:
 	scripts/bench-tools.sh
 
-# Debian's chromium for the dashboard's browser test (services/harness/tests/dashboard.rs), once.
+# Debian's chromium for the dashboard's browser test (services/system-tests/tests/dashboard.rs), once.
 browser-tools:
 	scripts/browser-tools.sh
 
@@ -85,7 +85,8 @@ test-rust: build kafka-install envtest-install k8s-tools bench-tools browser-too
 	       END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' $(TEST_LOG); \
 	  exit $$rc
 
-test: lint-rust test-rust
+# Everything CI checks: the Kubernetes manifests and chart (lint, mk/k8s.mk), then Rust.
+test: lint lint-rust test-rust
 
 # Apache Kafka 4.3.1 from Maven Central's jars (scripts/kafka.sh; needs Java 17+), once.
 kafka-install:

@@ -7,7 +7,8 @@
 #   make kind-load    kind load the built images
 #   make install      helm upgrade --install orderflow helm/orderflow into $(K8S_NAMESPACE)
 #   make kind-down    delete the kind cluster
-#   make lint         yamllint, helm lint, schema checks, local kube-apiserver checks (no cluster needed)
+#   make lint         yamllint, helm lint, schema checks, local kube-apiserver checks (no cluster
+#                     needed); `make test` (in the Makefile) runs it first
 #   make k8s-tools    install helm and the validators now
 
 K8S_NAMESPACE ?= orderflow
@@ -35,6 +36,3 @@ lint:
 
 k8s-tools tools:
 	scripts/k8s/tools.sh
-
-# `make test` runs the Kubernetes checks too (the issue: make lint is part of make test).
-test: lint

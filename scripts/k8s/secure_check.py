@@ -98,7 +98,7 @@ check('format!("{client_id}-reader")' in kafka_rs,
       "services/runtime/src/kafka.rs: KafkaConfig::reader still names its group <client>-reader (update this check)")
 readers = set()
 for rs in sorted(pathlib.Path("services").glob("*/src/**/*.rs")):
-    if rs.parts[1] == "harness":  # test-only
+    if rs.parts[1] == "testkit":  # test-only
         continue
     text = rs.read_text()
     consts = dict(re.findall(r'const (\w+): &str = "([^"]+)";', text))

@@ -12,11 +12,11 @@ use futures::future::join_all;
 use orderflow_events::{
     encode, record_key, Event, OrderPlaced, DEFAULT_ITEMS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
 };
-use orderflow_harness::oracle::inventory_violations;
-use orderflow_harness::procs::free_port;
-use orderflow_harness::scenario::{inventory_drained, log_end, wait_decisions};
-use orderflow_harness::{topics, wait, Broker};
 use orderflow_runtime::{kafka, KafkaConfig};
+use orderflow_testkit::oracle::inventory_violations;
+use orderflow_testkit::probes::{inventory_drained, log_end, wait_decisions};
+use orderflow_testkit::procs::free_port;
+use orderflow_testkit::{topics, wait, Broker};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const ORDERS: usize = 6000;

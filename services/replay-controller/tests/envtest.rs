@@ -3,7 +3,7 @@
 //! results read back from Kubernetes (spec.replicas, status, Events) and Kafka (offsets).
 //!
 //! No kubelet runs here, so a Deployment's spec.replicas starts nothing by itself. The tests
-//! stand in for it (harness `StandIn`): while the analytics / inventory Deployment has
+//! stand in for it (testkit `StandIn`): while the analytics / inventory Deployment has
 //! replicas > 0 they run one real analytics-service / inventory-service process, and stop it
 //! with SIGTERM (as Kubernetes stops a pod) when the controller scales it to 0.
 
@@ -17,7 +17,7 @@ use common::{
     wait_group_members, wait_rr, waiting_for_stray,
 };
 use kube::api::{Api, DeleteParams};
-use orderflow_harness::{wait, Service, ServiceKind};
+use orderflow_testkit::{wait, Service, ServiceKind};
 use replay_controller::crd::{Phase, ReplayRequest};
 use serde_json::json;
 
@@ -326,7 +326,7 @@ async fn refusals_queueing_deletion_and_timeouts_restore_the_deployments() -> an
     //    pointed at a port nothing listens on)
     env.cp.kubectl(&["create", "namespace", "other"])?;
     create_deployment(&c, "other", "analytics", 2).await?;
-    let dead = orderflow_harness::procs::free_port()?;
+    let dead = orderflow_testkit::procs::free_port()?;
     let ctl2 = start_controller(
         &env,
         &[

@@ -42,10 +42,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
 use orderflow_events::{GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
-use orderflow_harness::envtest::StandIn;
-use orderflow_harness::scenario::compare_metrics;
-use orderflow_harness::{wait, Service, ServiceKind};
 use orderflow_runtime::KafkaConfig;
+use orderflow_testkit::envtest::StandIn;
+use orderflow_testkit::probes::compare_metrics;
+use orderflow_testkit::{wait, Service, ServiceKind};
 use orderflowctl::{reset_metadata_by_of, PartitionLag};
 use replay_controller::crd::{Phase, ReplayRequest, Restore};
 use serde_json::{json, Value};

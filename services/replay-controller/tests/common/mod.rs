@@ -13,9 +13,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use orderflow_events::{GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
-use orderflow_harness::envtest::{ControlPlane, StandIn};
-use orderflow_harness::{wait, Broker, Service, ServiceKind};
 use orderflow_runtime::KafkaConfig;
+use orderflow_testkit::envtest::{ControlPlane, StandIn};
+use orderflow_testkit::{wait, Broker, Service, ServiceKind};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use replay_controller::crd::{Phase, ReplayRequest};
 use serde_json::{json, Value};

@@ -1,5 +1,7 @@
 //! The lab's scenario, run by `make demo` (the `orderflow-demo` binary) and by the
 //! integration tests: publish, create and watch consumer lag, replay, compare, report.
+//! [`report`] holds what it reports: report.json, lag.svg, the before/after table and the
+//! comparison of the metrics' data fields.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -7,13 +9,22 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use orderflow_events::{GROUP_ANALYTICS, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_runtime::KafkaConfig;
-use orderflowctl::{OffsetChange, PartitionLag};
-use serde::Serialize;
+use orderflowctl::OffsetChange;
 use serde_json::{json, Value};
 
-use crate::chart::{line_chart, Series};
-use crate::procs::{get_json, orderflowctl, Broker, Service, ServiceKind};
+use crate::probes::{analytics_caught_up, blocking, lag_of};
+use crate::procs::{orderflowctl, Broker, Service, ServiceKind};
 use crate::wait;
+
+macro_rules! say {
+    ($opts:expr, $($arg:tt)*) => { if $opts.verbose { println!($($arg)*); } };
+}
+
+mod report;
+
+pub use report::{compare_metrics, data_view, write_outputs, LagSample, Report, DATA_FIELDS};
+
+use report::print_table;
 
 /// `orderflowctl` arguments of the lab's replay: the analytics group on both topics, to earliest.
 pub const REPLAY_RESET_ARGS: [&str; 9] = [
@@ -26,14 +37,6 @@ pub const REPLAY_RESET_ARGS: [&str; 9] = [
     TOPIC_INVENTORY_EVENTS,
     "--to",
     "earliest",
-];
-/// The fields of `/api/metrics` that depend only on the data, so a replay must reproduce them.
-pub const DATA_FIELDS: [&str; 5] = [
-    "orders_total",
-    "reserved_total",
-    "failed_total",
-    "failure_rate",
-    "orders_per_minute",
 ];
 
 /// What to run.
@@ -64,166 +67,6 @@ impl Default for Options {
             verbose: true,
         }
     }
-}
-
-/// One lag sample of the `inventory` group on `orders`.
-#[derive(Debug, Clone, Serialize)]
-pub struct LagSample {
-    /// Milliseconds since the bulk publish started.
-    pub t_ms: u64,
-    pub total: i64,
-    /// Lag per partition, in partition order.
-    pub partitions: Vec<i64>,
-}
-
-/// What `target/demo/report.json` holds.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub bootstrap: String,
-    pub produced: u64,
-    pub produce_elapsed_ms: u64,
-    pub produce_events_per_sec: f64,
-    pub throttle_ms: u64,
-    pub lag_samples: Vec<LagSample>,
-    pub max_lag: i64,
-    pub lag_drained_after_ms: u64,
-    pub reset_refused_while_running: String,
-    pub reset: Vec<OffsetChange>,
-    pub before: Value,
-    pub after: Value,
-    pub identical: bool,
-    pub differences: Vec<String>,
-}
-
-/// Compare the data-derived fields of two `/api/metrics` documents; returns the
-/// differences (empty when identical).
-pub fn compare_metrics(before: &Value, after: &Value) -> Vec<String> {
-    DATA_FIELDS
-        .iter()
-        .filter(|f| before.get(**f) != after.get(**f))
-        .map(|f| {
-            format!(
-                "{f}: before {} after {}",
-                before.get(*f).unwrap_or(&Value::Null),
-                after.get(*f).unwrap_or(&Value::Null)
-            )
-        })
-        .collect()
-}
-
-/// Keep only the data-derived fields (what before/after in the report show).
-pub fn data_view(metrics: &Value) -> Value {
-    let mut v = serde_json::Map::new();
-    for f in DATA_FIELDS {
-        v.insert(
-            f.to_string(),
-            metrics.get(f).cloned().unwrap_or(Value::Null),
-        );
-    }
-    Value::Object(v)
-}
-
-macro_rules! say {
-    ($opts:expr, $($arg:tt)*) => { if $opts.verbose { println!($($arg)*); } };
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .context("blocking task panicked")?
-}
-
-/// Lag of `group` on `topics`, read off the async runtime.
-pub async fn lag_of(
-    kafka: &KafkaConfig,
-    group: &'static str,
-    topics: &'static [&'static str],
-) -> anyhow::Result<Vec<PartitionLag>> {
-    let k = kafka.clone();
-    blocking(move || {
-        Ok(orderflowctl::lag(
-            &k,
-            group,
-            topics,
-            Duration::from_secs(5),
-        )?)
-    })
-    .await
-}
-
-/// Sum of the high watermarks of `topics` (0 when they cannot be read): records plus
-/// transaction markers, so a measure of progress rather than a count.
-pub async fn log_end(kafka: &KafkaConfig, topics: &'static [&'static str]) -> i64 {
-    lag_of(kafka, GROUP_INVENTORY, topics)
-        .await
-        .map(|l| l.iter().map(|p| p.high_watermark).sum())
-        .unwrap_or(0)
-}
-
-/// Wait until the log end of `inventory-events` reaches `at_least` (e.g. to kill a service
-/// while it is deciding).
-pub async fn wait_decisions(kafka: &KafkaConfig, at_least: i64) -> anyhow::Result<()> {
-    wait::until(
-        &format!("inventory-events to reach {at_least}"),
-        Duration::from_secs(120),
-        Duration::from_millis(20),
-        || async { (log_end(kafka, &[TOPIC_INVENTORY_EVENTS]).await >= at_least).then_some(()) },
-    )
-    .await
-}
-
-/// Wait until group `inventory` has committed every record of `orders`, and `orders` holds
-/// exactly `produced` records when given (else at least one).
-pub async fn inventory_drained(kafka: &KafkaConfig, produced: Option<i64>) -> anyhow::Result<()> {
-    wait::until(
-        "inventory to commit every order",
-        Duration::from_secs(180),
-        Duration::from_millis(200),
-        || async {
-            let lags = lag_of(kafka, GROUP_INVENTORY, &[TOPIC_ORDERS]).await.ok()?;
-            let on_orders: i64 = lags.iter().map(|l| l.high_watermark).sum();
-            let count_ok = produced.map_or(on_orders > 0, |n| on_orders == n);
-            (count_ok && lags.iter().all(|l| l.lag == 0)).then_some(())
-        },
-    )
-    .await
-}
-
-/// Analytics' metrics if it has consumed both topics up to their current ends, else `None`.
-pub async fn caught_up_now(kafka: &KafkaConfig, analytics_url: &str) -> Option<Value> {
-    let lags = lag_of(
-        kafka,
-        GROUP_ANALYTICS,
-        &[TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS],
-    )
-    .await
-    .ok()?;
-    let metrics = get_json(analytics_url, "/api/metrics").await.ok()?;
-    let all = lags.iter().all(|l| {
-        let consumed = metrics["consumed"][&l.topic][l.partition.to_string()]
-            .as_i64()
-            .unwrap_or(0);
-        consumed >= l.high_watermark
-    });
-    all.then_some(metrics)
-}
-
-/// Wait until analytics has consumed both topics up to their current ends, and return its
-/// metrics then.
-pub async fn analytics_caught_up(
-    kafka: &KafkaConfig,
-    analytics_url: &str,
-    timeout: Duration,
-) -> anyhow::Result<Value> {
-    wait::until(
-        "analytics to catch up with orders and inventory-events",
-        timeout,
-        Duration::from_millis(200),
-        || caught_up_now(kafka, analytics_url),
-    )
-    .await
 }
 
 /// Run the scenario on a local Apache Kafka (or `KAFKA_BOOTSTRAP`); everything started is
@@ -463,117 +306,5 @@ async fn sample_until_drained(
             bail!("inventory lag did not drain within 15 minutes");
         }
         tokio::time::sleep(every).await;
-    }
-}
-
-fn print_table(before: &Value, after: &Value) {
-    println!("    {:<18} {:>14} {:>14}", "metric", "before", "after");
-    for f in [
-        "orders_total",
-        "reserved_total",
-        "failed_total",
-        "failure_rate",
-    ] {
-        println!(
-            "    {:<18} {:>14} {:>14}",
-            f,
-            before[f].to_string(),
-            after[f].to_string()
-        );
-    }
-    let empty = vec![];
-    let b = before["orders_per_minute"].as_array().unwrap_or(&empty);
-    let a = after["orders_per_minute"].as_array().unwrap_or(&empty);
-    println!("    orders per minute (event time): orders/failed before | after");
-    for i in 0..b.len().max(a.len()) {
-        let cell = |v: Option<&Value>| {
-            v.map(|m| {
-                format!(
-                    "{} {:>5}/{:<4}",
-                    m["minute"].as_str().unwrap_or("?"),
-                    m["orders"],
-                    m["failed"]
-                )
-            })
-            .unwrap_or_default()
-        };
-        println!("      {:<36} | {}", cell(b.get(i)), cell(a.get(i)));
-    }
-}
-
-/// Write report.json and lag.svg into the output directory.
-pub fn write_outputs(opts: &Options, report: &Report) -> anyhow::Result<()> {
-    let json_path = opts.out_dir.join("report.json");
-    std::fs::write(&json_path, serde_json::to_vec_pretty(report)?)?;
-    let mut series = vec![Series {
-        name: "total".into(),
-        points: report
-            .lag_samples
-            .iter()
-            .map(|s| (s.t_ms as f64 / 1000.0, s.total as f64))
-            .collect(),
-    }];
-    let parts = report
-        .lag_samples
-        .iter()
-        .map(|s| s.partitions.len())
-        .max()
-        .unwrap_or(0);
-    for p in 0..parts {
-        series.push(Series {
-            name: format!("orders/{p}"),
-            points: report
-                .lag_samples
-                .iter()
-                .filter_map(|s| {
-                    s.partitions
-                        .get(p)
-                        .map(|l| (s.t_ms as f64 / 1000.0, *l as f64))
-                })
-                .collect(),
-        });
-    }
-    let title = format!(
-        "inventory consumer lag: {} orders, THROTTLE_MS={}",
-        report.produced, report.throttle_ms
-    );
-    let svg_path = opts.out_dir.join("lag.svg");
-    std::fs::write(
-        &svg_path,
-        line_chart(
-            &title,
-            "seconds since the bulk publish started",
-            "lag (records)",
-            &series,
-        ),
-    )?;
-    say!(
-        opts,
-        "    wrote {} and {}",
-        json_path.display(),
-        svg_path.display()
-    );
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compare_finds_differences_only_in_data_fields() {
-        let a = json!({"orders_total": 10, "reserved_total": 8, "failed_total": 2, "failure_rate": 0.2,
-                       "orders_per_minute": [{"minute": "m", "orders": 10, "failed": 2}], "consumed": {"orders": {"0": 4}}});
-        let mut b = a.clone();
-        b["consumed"] = json!({"orders": {"0": 9}});
-        assert!(
-            compare_metrics(&a, &b).is_empty(),
-            "consumed offsets are not data fields"
-        );
-        b["orders_per_minute"][0]["failed"] = json!(3);
-        let d = compare_metrics(&a, &b);
-        assert_eq!(d.len(), 1);
-        assert!(d[0].starts_with("orders_per_minute"));
-        assert_eq!(data_view(&a).as_object().unwrap().len(), DATA_FIELDS.len());
     }
 }

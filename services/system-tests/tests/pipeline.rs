@@ -7,10 +7,10 @@ use std::time::Duration;
 use orderflow_events::{
     DEFAULT_ITEMS, DEFAULT_STOCK_PER_ITEM, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
 };
-use orderflow_harness::oracle::{expected_metrics, inventory_violations};
-use orderflow_harness::procs::test_dir;
-use orderflow_harness::scenario::{self, Options};
-use orderflow_harness::{topics, Broker};
+use orderflow_lab::demo::{self, Options};
+use orderflow_testkit::oracle::{expected_metrics, inventory_violations};
+use orderflow_testkit::procs::test_dir;
+use orderflow_testkit::{topics, Broker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_orders_lag_and_identical_replay() -> anyhow::Result<()> {
@@ -24,7 +24,7 @@ async fn ten_thousand_orders_lag_and_identical_replay() -> anyhow::Result<()> {
         out_dir: dir.clone(),
         verbose: false,
     };
-    let report = scenario::run_on(&opts, &broker).await?;
+    let report = demo::run_on(&opts, &broker).await?;
 
     // 10k produced, all acknowledged
     assert_eq!(report.produced, 10_000);

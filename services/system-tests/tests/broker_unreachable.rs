@@ -6,9 +6,9 @@
 use std::time::{Duration, Instant};
 
 use orderflow_events::{Event, PARTITIONS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
-use orderflow_harness::procs::{free_port, test_dir};
-use orderflow_harness::scenario::caught_up_now;
-use orderflow_harness::{topics, wait, Broker, Service, ServiceKind};
+use orderflow_testkit::probes::caught_up_now;
+use orderflow_testkit::procs::{free_port, test_dir};
+use orderflow_testkit::{topics, wait, Broker, Service, ServiceKind};
 use serde_json::{json, Value};
 
 const PUBLISH_TIMEOUT_MS: u64 = 2000;

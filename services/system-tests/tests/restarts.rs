@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use orderflow_events::{DEFAULT_ITEMS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
-use orderflow_harness::oracle::{expected_metrics, inventory_violations};
-use orderflow_harness::procs::test_dir;
-use orderflow_harness::scenario::{
+use orderflow_runtime::KafkaConfig;
+use orderflow_testkit::oracle::{expected_metrics, inventory_violations};
+use orderflow_testkit::probes::{
     analytics_caught_up, data_view, inventory_drained, log_end, wait_decisions,
 };
-use orderflow_harness::{topics, wait, Broker, Service, ServiceKind};
-use orderflow_runtime::KafkaConfig;
+use orderflow_testkit::procs::test_dir;
+use orderflow_testkit::{topics, wait, Broker, Service, ServiceKind};
 use serde_json::json;
 
 // The killed inventory is a dynamic member: Kafka expires it after its session timeout

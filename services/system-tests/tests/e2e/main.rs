@@ -5,7 +5,10 @@
 //! Progress, `kubectl get rr` and `kubectl describe rr` go to the terminal and to
 //! target/e2e/e2e.log; the report to target/e2e/report.md and lag.svg.
 
-use orderflow_harness::e2e::{run, Options};
+mod flow;
+mod report;
+
+use flow::{run, Options};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn users_flow_on_a_local_control_plane() -> anyhow::Result<()> {

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use orderflow_events::{GROUP_ANALYTICS, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
-use orderflow_harness::chart::{line_chart, Series};
-use orderflow_harness::procs::{metric_sum, repo_root, test_dir};
-use orderflow_harness::scenario::{analytics_caught_up, lag_of};
-use orderflow_harness::{browser, wait, Broker, Service, ServiceKind};
+use orderflow_lab::chart::{line_chart, Series};
+use orderflow_testkit::probes::{analytics_caught_up, lag_of};
+use orderflow_testkit::procs::{metric_sum, repo_root, test_dir};
+use orderflow_testkit::{browser, wait, Broker, Service, ServiceKind};
 use serde_json::{json, Value};
 
 const BULK: u64 = 3000;

@@ -1,5 +1,5 @@
 //! The users' flow end to end, on a local control plane: `make e2e`, and part of `make test`
-//! (tests/e2e.rs runs [`run`]).
+//! (the test in main.rs runs [`run`]; [`crate::report`] writes what it measured).
 //!
 //! A real kube-apiserver + etcd with RBAC (scripts/envtest), a local Apache Kafka, `helm install`
 //! of helm/orderflow, and [`Kubelet`] running the chart's Deployments as local processes (the
@@ -7,7 +7,6 @@
 //! with `kubectl apply` from deploy/samples; results are read back from `kubectl`, the
 //! services' HTTP APIs and the topics themselves.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,17 +18,17 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use futures::StreamExt;
 use orderflow_events::{Event, DEFAULT_ITEMS};
 use orderflow_runtime::KafkaConfig;
+use orderflow_testkit::envtest::ControlPlane;
+use orderflow_testkit::kubelet::Kubelet;
+use orderflow_testkit::oracle::expected_metrics;
+use orderflow_testkit::probes::{caught_up_now, data_view};
+use orderflow_testkit::procs::{repo_root, Broker};
+use orderflow_testkit::topics::{read_all, Record};
+use orderflow_testkit::wait;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::chart::{line_chart, Series};
-use crate::envtest::ControlPlane;
-use crate::kubelet::Kubelet;
-use crate::oracle::expected_metrics;
-use crate::procs::{repo_root, Broker};
-use crate::scenario::{caught_up_now, data_view};
-use crate::topics::{read_all, Record};
-use crate::wait;
+use crate::report::{lag_svg, report_markdown, Outcome, Stage};
 
 /// The chart's Deployments, as ReplayRequests name them.
 const ORDER: &str = "order";
@@ -91,25 +90,6 @@ impl Log {
             let _ = f.write_all(text.as_bytes());
         }
     }
-}
-
-/// One row set of the report: a named `/api/metrics` data view.
-#[derive(Debug, Clone)]
-pub struct Stage {
-    pub name: String,
-    pub metrics: Value,
-}
-
-/// What the run measured (also written as report.md).
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub stages: Vec<Stage>,
-    pub replay_timestamp: String,
-    pub lag_orders: u64,
-    pub lag_status: Value,
-    pub get_rr: String,
-    pub describe_rr: String,
-    pub steps: Vec<(String, f64)>,
 }
 
 /// Run the whole flow; everything started is stopped when this returns, also on error.
@@ -279,7 +259,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     );
     wait_rr(&cp, &log, ns, "replay-1", Duration::from_secs(300)).await?;
     let after = counted(&kafka, &kubelet, total, Duration::from_secs(180)).await?;
-    let differences = crate::scenario::compare_metrics(&before, &after);
+    let differences = orderflow_testkit::probes::compare_metrics(&before, &after);
     ensure!(
         differences.is_empty(),
         "the replay changed the metrics: {differences:?}"
@@ -373,7 +353,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         Duration::from_secs(30),
         Duration::from_millis(500),
         || async {
-            let doc = crate::procs::get_json(&url, "/api/dashboard").await.ok()?;
+            let doc = orderflow_testkit::procs::get_json(&url, "/api/dashboard")
+                .await
+                .ok()?;
             let items = doc["replays"]["items"].as_array()?.clone();
             let done = ["lag-1", "replay-1", "replay-from-time"].iter().all(|n| {
                 items.iter().any(|i| {
@@ -389,7 +371,8 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         panel["items"].as_array().map_or(0, |i| i.len())
     ));
     let png = out.join("dashboard-k8s.png");
-    crate::browser::screenshot(out, &format!("{url}/"), &png, (1400, 1000), 6000).await?;
+    orderflow_testkit::browser::screenshot(out, &format!("{url}/"), &png, (1400, 1000), 6000)
+        .await?;
     log.line(&format!("    dashboard screenshot: {}", png.display()));
     step_done("report", &log);
 
@@ -643,89 +626,6 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// The lag request's samples (status.lag.samples) as an SVG chart.
-pub fn lag_svg(lag_status: &Value) -> String {
-    let samples = lag_status["samples"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let t0 = samples
-        .first()
-        .and_then(|s| s["at"].as_str())
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
-    let points = samples
-        .iter()
-        .filter_map(|s| {
-            let at = DateTime::parse_from_rfc3339(s["at"].as_str()?).ok()?;
-            let x = (at - t0?).num_milliseconds() as f64 / 1000.0;
-            Some((x, s["lag"].as_f64()?))
-        })
-        .collect();
-    line_chart(
-        &format!(
-            "Consumer lag of group {} while the ReplayRequest held inventory at 0",
-            lag_status["consumerGroup"].as_str().unwrap_or("inventory")
-        ),
-        "seconds since the first sample",
-        "lag (records)",
-        &[Series {
-            name: "status.lag.samples".into(),
-            points,
-        }],
-    )
-}
-
-/// report.md: the before/after table, the lag figures and chart, and kubectl's view.
-pub fn report_markdown(o: &Outcome) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "# orderflow end to end (local control plane)\n");
-    let _ = writeln!(
-        s,
-        "kube-apiserver + etcd with RBAC, a local Apache Kafka 4.3.1, `helm install` of helm/orderflow, and \
-         the chart's Deployments run as local processes by the test's stand-in kubelet.\n"
-    );
-    let _ = writeln!(s, "## /api/metrics at each stage\n");
-    let _ = write!(s, "| stage | orders_total | reserved_total | failed_total | failure_rate | minutes |\n|---|---:|---:|---:|---:|---:|\n");
-    for st in &o.stages {
-        let m = &st.metrics;
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {:.4} | {} |",
-            st.name,
-            m["orders_total"],
-            m["reserved_total"],
-            m["failed_total"],
-            m["failure_rate"].as_f64().unwrap_or(0.0),
-            m["orders_per_minute"].as_array().map_or(0, |a| a.len())
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nEvery field that depends only on the data (totals, failure rate, per-minute counts) is \
-         equal between \"before replay-1\", \"after replay-1\" and the oracle computed from the \
-         topics, and between \"after replay-from-time\" and the oracle over the records with \
-         event time >= {}.\n",
-        o.replay_timestamp
-    );
-    let _ = writeln!(s, "## Consumer lag (ReplayRequest lag-1)\n");
-    let _ = writeln!(
-        s,
-        "{} orders were published while the request ran. Peak lag {}, drained {} s after \
-         inventory was restored.\n\n![lag](lag.svg)\n",
-        o.lag_orders, o.lag_status["peak"], o.lag_status["drainedAfterSeconds"]
-    );
-    let _ = writeln!(s, "## Steps\n\n| step | seconds |\n|---|---:|");
-    for (name, secs) in &o.steps {
-        let _ = writeln!(s, "| {name} | {secs:.1} |");
-    }
-    let _ = writeln!(
-        s,
-        "\n## kubectl get rr -o wide\n\n```\n{}```\n\n## kubectl describe rr\n\n```\n{}```",
-        o.get_rr, o.describe_rr
-    );
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -747,33 +647,5 @@ mod tests {
         );
         assert_eq!(order_body(9)["item"], "pizza");
         assert_eq!(order_body(9)["qty"], 2);
-    }
-
-    #[test]
-    fn report_has_the_table_and_the_chart() {
-        let m = json!({"orders_total": 3, "reserved_total": 2, "failed_total": 1,
-                       "failure_rate": 1.0/3.0, "orders_per_minute": [{}]});
-        let o = Outcome {
-            stages: vec![Stage {
-                name: "before".into(),
-                metrics: m,
-            }],
-            replay_timestamp: "2026-11-22T10:00:06Z".into(),
-            lag_orders: 40,
-            lag_status: json!({"consumerGroup": "inventory", "peak": 40, "drainedAfterSeconds": 2.0,
-                "samples": [{"at": "2026-11-22T10:00:00Z", "lag": 0},
-                            {"at": "2026-11-22T10:00:02Z", "lag": 40},
-                            {"at": "2026-11-22T10:00:04Z", "lag": 0}]}),
-            get_rr: "NAME PHASE\n".into(),
-            describe_rr: "Name: lag-1\n".into(),
-            steps: vec![("install".into(), 1.5)],
-        };
-        let md = report_markdown(&o);
-        assert!(md.contains("| before | 3 | 2 | 1 | 0.3333 | 1 |"), "{md}");
-        assert!(md.contains("![lag](lag.svg)"));
-        assert!(md.contains("Peak lag 40, drained 2.0 s"));
-        let svg = lag_svg(&o.lag_status);
-        assert!(svg.starts_with("<svg"), "{svg}");
-        assert!(svg.contains("status.lag.samples"));
     }
 }

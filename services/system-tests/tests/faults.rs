@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use orderflow_events::{Event, DEFAULT_ITEMS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
-use orderflow_harness::oracle::{expected_metrics, inventory_violations};
-use orderflow_harness::procs::test_dir;
-use orderflow_harness::scenario::{
+use orderflow_runtime::KafkaConfig;
+use orderflow_testkit::oracle::{expected_metrics, inventory_violations};
+use orderflow_testkit::probes::{
     analytics_caught_up, data_view, inventory_drained, log_end, wait_decisions,
 };
-use orderflow_harness::{topics, wait, Broker, Service, ServiceKind};
-use orderflow_runtime::KafkaConfig;
+use orderflow_testkit::procs::test_dir;
+use orderflow_testkit::{topics, wait, Broker, Service, ServiceKind};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
 

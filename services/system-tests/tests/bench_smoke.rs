@@ -3,7 +3,7 @@
 //! results.md hold a figure for each. Figures are not judged here (that is the benchmark's
 //! job, not a test's); only that each was measured.
 
-use orderflow_harness::bench::{self, Options};
+use orderflow_lab::bench::{self, Options};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bench_smoke_measures_every_benchmark() -> anyhow::Result<()> {

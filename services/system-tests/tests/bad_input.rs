@@ -15,12 +15,12 @@ use orderflow_events::{
     GROUP_INVENTORY, HEADER_DLQ_OFFSET, HEADER_DLQ_PARTITION, HEADER_DLQ_REASON, HEADER_DLQ_TOPIC,
     TOPIC_DLQ, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
 };
-use orderflow_harness::oracle::{expected_metrics, inventory_violations};
-use orderflow_harness::procs::test_dir;
-use orderflow_harness::scenario::{data_view, lag_of};
-use orderflow_harness::topics::{self, Record};
-use orderflow_harness::{wait, Broker, Service, ServiceKind};
 use orderflow_runtime::KafkaConfig;
+use orderflow_testkit::oracle::{expected_metrics, inventory_violations};
+use orderflow_testkit::probes::{data_view, lag_of};
+use orderflow_testkit::procs::test_dir;
+use orderflow_testkit::topics::{self, Record};
+use orderflow_testkit::{wait, Broker, Service, ServiceKind};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use orderflow_harness::scenario::{self, Options};
+use orderflow_lab::demo::{self, Options};
 
 #[derive(Parser)]
 #[command(about = "Run the orderflow lab scenario: publish, lag, replay, compare")]
@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
         out_dir: a.out,
         verbose: true,
     };
-    let report = scenario::run(&opts).await?;
+    let report = demo::run(&opts).await?;
     if !report.identical {
         anyhow::bail!(
             "the replay did NOT reproduce the metrics: {:?}",

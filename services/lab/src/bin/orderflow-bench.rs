@@ -1,10 +1,10 @@
 //! `make bench`: orderflow against kcat and the Python peer (bench/peers/) on the local broker;
-//! writes <out>/results.json and <out>/results.md. See the harness `bench` module.
+//! writes <out>/results.json and <out>/results.md. See the lab's `bench` module.
 
 use std::path::PathBuf;
 
 use clap::Parser;
-use orderflow_harness::bench::{self, Options};
+use orderflow_lab::bench::{self, Options};
 
 #[derive(Parser)]
 #[command(about = "Benchmark orderflow side by side with kcat and a Python pipeline")]

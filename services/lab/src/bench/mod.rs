@@ -1,0 +1,391 @@
+//! `make bench`: orderflow side by side with kcat and a Python pipeline in the lab's style
+//! (bench/peers/), on the same local Apache Kafka in the same run. Writes
+//! `<out>/results.json` and `<out>/results.md`.
+//!
+//! Each run starts a fresh broker and measures, in order (P4 on a broker of its own):
+//! - P1 produce: N OrderPlaced through order-service's `POST /orders/bulk`, kcat producing the
+//!   same N records from a file, the Python producer; events/s (wall clock, acks=all for all).
+//! - P2 inventory: inventory-service deciding the N orders of P1 (from process start until its
+//!   group's lag is 0: consumed, decided, produced, committed), kcat consuming `orders` raw,
+//!   the Python consumer doing the same work as inventory-service; events/s.
+//! - P3 replay: analytics-service rebuilding from both topics (2N records) after a reset to
+//!   earliest, kcat consuming both topics, the Python analytics; seconds.
+//! - P4 HTTP: `POST /orders` with oha at a fixed rate (p50/p99) and at full speed (req/s),
+//!   order-service against the Flask peer.
+//! - P5 memory: peak RSS (VmHWM) of order-service (P1), inventory-service (P2) and
+//!   analytics-service (P3).
+//!
+//! This module runs the benchmarks; [`peers`] starts and reads the programs orderflow is
+//! measured against (kcat, the Python peers, Flask, oha), and [`report`] turns the samples
+//! into medians, ratios, targets and results.md.
+
+mod peers;
+mod report;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use orderflow_events::{GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
+use serde_json::json;
+
+use crate::probes::{caught_up_now, lag_of};
+use crate::procs::{orderflowctl, repo_root, run_checked, Broker, Service, ServiceKind};
+use crate::wait;
+
+pub use peers::{parse_oha, OhaRun};
+pub use report::{markdown, summarize, Bench, Figure, Results};
+
+use peers::{http_bench, kcat_consume, python, timed, write_orders_file, Flask};
+use report::cpu_model;
+
+const KCAT_ORDERS: &str = "bench-kcat-orders";
+const PY_ORDERS: &str = "bench-py-orders";
+const PY_DECISIONS: &str = "bench-py-inventory-events";
+const FLASK_ORDERS: &str = "bench-flask-orders";
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Orders per benchmark (P1 produces them, P2 decides them, P3 replays them and their
+    /// decisions).
+    pub events: u64,
+    /// Runs; the report shows the median and the min-max.
+    pub runs: usize,
+    /// Seconds of each oha run in P4.
+    pub http_seconds: u64,
+    /// The fixed request rate of P4's latency measurement.
+    pub http_rate: u64,
+    pub out_dir: PathBuf,
+}
+
+impl Options {
+    /// The full benchmark: 1M events, 3 runs.
+    pub fn full(out_dir: PathBuf) -> Self {
+        Self {
+            events: 1_000_000,
+            runs: 3,
+            http_seconds: 10,
+            http_rate: 2000,
+            out_dir,
+        }
+    }
+
+    /// The smoke mode `make test` runs: 10k events, 1 run, 2 s of HTTP load.
+    pub fn smoke(out_dir: PathBuf) -> Self {
+        Self {
+            events: 10_000,
+            runs: 1,
+            http_seconds: 2,
+            http_rate: 2000,
+            out_dir,
+        }
+    }
+}
+
+/// The peers' programs, installed by scripts/bench-tools.sh.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub kcat: PathBuf,
+    pub python: PathBuf,
+    pub oha: PathBuf,
+}
+
+/// Run scripts/bench-tools.sh (installs what is missing; cached) and read the paths it prints.
+pub fn install_tools() -> anyhow::Result<Tools> {
+    let out = run_checked(
+        Command::new("bash").arg(repo_root().join("scripts/bench-tools.sh")),
+        "scripts/bench-tools.sh",
+    )?;
+    let vars: BTreeMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
+    let get = |k: &str| {
+        vars.get(k)
+            .map(PathBuf::from)
+            .with_context(|| format!("scripts/bench-tools.sh printed no {k}=: {out}"))
+    };
+    Ok(Tools {
+        kcat: get("KCAT")?,
+        python: get("PYTHON")?,
+        oha: get("OHA")?,
+    })
+}
+
+/// Raw samples of one run, keyed by (bench id, subject).
+type Samples = BTreeMap<(String, String), Vec<f64>>;
+
+fn push(s: &mut Samples, id: &str, subject: &str, v: f64) {
+    s.entry((id.to_string(), subject.to_string()))
+        .or_default()
+        .push(v);
+}
+
+/// Progress on stdout (the bench is a program, not a test).
+fn say(msg: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{msg}");
+}
+
+/// Run the benchmarks and write results.json and results.md into `opts.out_dir`.
+pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
+    std::fs::create_dir_all(&opts.out_dir)?;
+    let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let orders_file = opts.out_dir.join("orders.tsv");
+    say(&format!(
+        "==> writing {} orders to {} (kcat's input)",
+        opts.events,
+        orders_file.display()
+    ));
+    write_orders_file(&orders_file, opts.events)?;
+    let mut samples = Samples::new();
+    for run in 1..=opts.runs {
+        say(&format!("==> run {run}/{}", opts.runs));
+        one_run(opts, tools, &orders_file, run, &mut samples)
+            .await
+            .with_context(|| format!("run {run}"))?;
+    }
+    let results = Results {
+        events: opts.events,
+        runs: opts.runs,
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu: cpu_model(),
+        broker: "Apache Kafka 4.3.1 (scripts/kafka.sh: one KRaft node on 127.0.0.1, data on disk)"
+            .into(),
+        started,
+        benches: summarize(&samples, opts.http_rate),
+    };
+    std::fs::write(
+        opts.out_dir.join("results.json"),
+        serde_json::to_vec_pretty(&results)?,
+    )?;
+    let md = markdown(&results);
+    std::fs::write(opts.out_dir.join("results.md"), &md)?;
+    say(&md);
+    say(&format!(
+        "wrote {} and {}",
+        opts.out_dir.join("results.json").display(),
+        opts.out_dir.join("results.md").display()
+    ));
+    Ok(results)
+}
+
+async fn one_run(
+    opts: &Options,
+    tools: &Tools,
+    orders_file: &Path,
+    run: usize,
+    s: &mut Samples,
+) -> anyhow::Result<()> {
+    let n = opts.events;
+    let dir = opts.out_dir.join(format!("run-{run}"));
+    let logs = dir.join("logs");
+    let broker = Broker::start_local(&dir.join("broker"))?;
+    let kafka = broker.kafka();
+    let b = broker.bootstrap.clone();
+    orderflow_runtime::topics::ensure_topics(&kafka).await?;
+    orderflow_runtime::topics::ensure_named_topics(&kafka, &[KCAT_ORDERS, PY_ORDERS, PY_DECISIONS])
+        .await?;
+
+    // P1 produce
+    let order = Service::start(ServiceKind::Order, &b, &[], &logs).await?;
+    let t = Instant::now();
+    let (status, body) = order
+        .post_json(
+            "/orders/bulk",
+            &json!({"count": n}),
+            Duration::from_secs(3600),
+        )
+        .await?;
+    let secs = t.elapsed().as_secs_f64();
+    ensure!(
+        status == 200 && body["published"].as_u64() == Some(n),
+        "POST /orders/bulk answered {status}: {body}"
+    );
+    push(s, "P5", "order-service", peak_rss_mib(order.pid()));
+    order.stop(Duration::from_secs(20)).await?;
+    report_rate(s, "P1", "orderflow", n, secs);
+    let secs = timed(
+        Command::new(&tools.kcat)
+            // lz4, acks=all and idempotence, as orderflow's producers (runtime::kafka)
+            .args(["-P", "-b", &b, "-t", KCAT_ORDERS, "-K", "\\t", "-z", "lz4"])
+            .args(["-X", "acks=all", "-X", "enable.idempotence=true", "-l"])
+            .arg(orders_file),
+        "kcat -P",
+    )
+    .await?
+    .0;
+    report_rate(s, "P1", "kcat", n, secs);
+    let (secs, out) = timed(
+        python(tools, "producer.py")
+            .args(["--bootstrap", &b, "--topic", PY_ORDERS, "--count"])
+            .arg(n.to_string()),
+        "python producer.py",
+    )
+    .await?;
+    ensure!(
+        out.contains(&format!("\"produced\": {n}")),
+        "producer.py: {out}"
+    );
+    report_rate(s, "P1", "python", n, secs);
+
+    // P2 inventory: the N orders orderflow produced in P1
+    let t = Instant::now();
+    let inventory = Service::start(
+        ServiceKind::Inventory,
+        &b,
+        &[("THROTTLE_MS", "0".into())],
+        &logs,
+    )
+    .await?;
+    wait::until(
+        "inventory-service to decide every order",
+        Duration::from_secs(1800),
+        Duration::from_millis(50),
+        || async {
+            let lags = lag_of(&kafka, GROUP_INVENTORY, &[TOPIC_ORDERS])
+                .await
+                .ok()?;
+            lags.iter()
+                .all(|l| l.committed == Some(l.high_watermark))
+                .then_some(())
+        },
+    )
+    .await?;
+    let secs = t.elapsed().as_secs_f64();
+    push(s, "P5", "inventory-service", peak_rss_mib(inventory.pid()));
+    inventory.stop(Duration::from_secs(20)).await?;
+    report_rate(s, "P2", "orderflow", n, secs);
+    let secs = kcat_consume(tools, &b, &[TOPIC_ORDERS], n).await?;
+    report_rate(s, "P2", "kcat", n, secs);
+    let (secs, out) = timed(
+        python(tools, "inventory.py")
+            .args([
+                "--bootstrap",
+                &b,
+                "--group",
+                "bench-py-inventory",
+                "--input",
+                TOPIC_ORDERS,
+            ])
+            .args(["--output", PY_DECISIONS, "--count"])
+            .arg(n.to_string()),
+        "python inventory.py",
+    )
+    .await?;
+    ensure!(
+        out.contains(&format!("\"decided\": {n}")),
+        "inventory.py: {out}"
+    );
+    report_rate(s, "P2", "python", n, secs);
+
+    // P3 replay: analytics from earliest over orders + inventory-events (2N records)
+    let bb = b.clone();
+    let reset =
+        tokio::task::spawn_blocking(move || orderflowctl(&bb, &crate::demo::REPLAY_RESET_ARGS))
+            .await??;
+    ensure!(reset.0 == 0, "orderflowctl reset: {}", reset.2);
+    let t = Instant::now();
+    let analytics = Service::start(ServiceKind::Analytics, &b, &[], &logs).await?;
+    let metrics = wait::until(
+        "analytics-service to rebuild",
+        Duration::from_secs(1800),
+        Duration::from_millis(50),
+        || caught_up_now(&kafka, &analytics.url),
+    )
+    .await?;
+    let secs = t.elapsed().as_secs_f64();
+    ensure!(
+        metrics["orders_total"].as_u64() == Some(n),
+        "analytics counted {} orders, not {n}",
+        metrics["orders_total"]
+    );
+    push(s, "P5", "analytics-service", peak_rss_mib(analytics.pid()));
+    analytics.stop(Duration::from_secs(20)).await?;
+    report_secs(s, "P3", "orderflow", 2 * n, secs);
+    let secs = kcat_consume(tools, &b, &[TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS], 2 * n).await?;
+    report_secs(s, "P3", "kcat", 2 * n, secs);
+    let (secs, out) = timed(
+        python(tools, "analytics.py")
+            .args([
+                "--bootstrap",
+                &b,
+                "--group",
+                "bench-py-analytics",
+                "--count",
+            ])
+            .arg((2 * n).to_string())
+            .args([TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS]),
+        "python analytics.py",
+    )
+    .await?;
+    ensure!(
+        out.contains(&format!("\"orders_total\": {n}")),
+        "analytics.py: {out}"
+    );
+    report_secs(s, "P3", "python", 2 * n, secs);
+
+    // P4 HTTP, on a fresh broker: it measures the HTTP path alone, not a broker busy with
+    // the log segments of the 5M records of P1-P3.
+    drop(broker);
+    let broker = Broker::start_local(&dir.join("broker-http"))?;
+    let b = broker.bootstrap.clone();
+    orderflow_runtime::topics::ensure_topics(&broker.kafka()).await?;
+    orderflow_runtime::topics::ensure_named_topics(&broker.kafka(), &[FLASK_ORDERS]).await?;
+    let order = Service::start(ServiceKind::Order, &b, &[], &logs).await?;
+    http_bench(opts, tools, &order.url, "orderflow", s).await?;
+    order.stop(Duration::from_secs(20)).await?;
+    let flask = Flask::start(tools, &b, &dir).await?;
+    http_bench(opts, tools, &flask.url, "flask", s).await?;
+    drop(flask);
+    drop(broker);
+    Ok(())
+}
+
+fn report_secs(s: &mut Samples, id: &str, subject: &str, records: u64, secs: f64) {
+    say(&format!(
+        "    {id} {subject:<10} {records} records in {secs:.2} s"
+    ));
+    push(s, id, subject, secs);
+}
+
+fn report_rate(s: &mut Samples, id: &str, subject: &str, n: u64, secs: f64) {
+    let rate = n as f64 / secs.max(1e-9);
+    say(&format!(
+        "    {id} {subject:<10} {n} in {secs:.2} s: {rate:.0} events/s"
+    ));
+    push(s, id, subject, rate);
+}
+
+/// Peak resident set size (VmHWM) of a live process, in MiB (NaN when unreadable).
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| vm_hwm_kib(&s))
+        .map_or(f64::NAN, |kib| kib as f64 / 1024.0)
+}
+
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oha_json_and_vm_hwm() {
+        let v = json!({"summary": {"requestsPerSec": 1000.0},
+                       "latencyPercentiles": {"p50": 0.001, "p99": 0.004},
+                       "statusCodeDistribution": {"202": 900, "503": 100}});
+        let r = parse_oha(&v).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.ok, r.total), (900, 1000));
+        assert!((r.rps - 900.0).abs() < 1e-9 && (r.p99_ms - 4.0).abs() < 1e-9);
+        assert!(parse_oha(&json!({})).is_err());
+        assert_eq!(vm_hwm_kib("Name:\tx\nVmHWM:\t   12345 kB\n"), Some(12345));
+    }
+}

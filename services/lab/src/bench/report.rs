@@ -1,0 +1,324 @@
+//! What the bench reports: a [`Figure`] (median, min-max) per subject and benchmark, the
+//! ratios orderflow/peer, each benchmark's target and whether it was met ([`summarize`]), as
+//! results.json ([`Results`]) and results.md ([`markdown`]).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::Samples;
+
+/// One figure of one subject, over the runs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Figure {
+    pub runs: Vec<f64>,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Figure {
+    pub fn of(runs: Vec<f64>) -> Self {
+        let mut s = runs.clone();
+        s.sort_by(|a, b| a.total_cmp(b));
+        let median = match s.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => s[n / 2],
+            n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+        };
+        Self {
+            median,
+            min: s.first().copied().unwrap_or(f64::NAN),
+            max: s.last().copied().unwrap_or(f64::NAN),
+            runs,
+        }
+    }
+}
+
+/// A measured quantity (e.g. "P1 produce, events/s") for orderflow and its peers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bench {
+    pub id: String,
+    pub title: String,
+    pub unit: String,
+    pub higher_is_better: bool,
+    /// subject ("orderflow", "kcat", "python", "flask", or a service name for P5) -> figure
+    pub subjects: BTreeMap<String, Figure>,
+    /// "orderflow/<peer>" -> ratio of the medians
+    pub ratios: BTreeMap<String, f64>,
+    pub target: String,
+    pub met: Option<bool>,
+}
+
+/// Everything measured, as results.json holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub events: u64,
+    pub runs: usize,
+    pub cores: usize,
+    pub cpu: String,
+    pub broker: String,
+    pub started: String,
+    pub benches: Vec<Bench>,
+}
+
+pub(super) fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+struct Spec {
+    id: &'static str,
+    title: &'static str,
+    unit: &'static str,
+    higher_is_better: bool,
+    subjects: &'static [&'static str],
+}
+
+const SPECS: [Spec; 7] = [
+    Spec {
+        id: "P1",
+        title: "produce N OrderPlaced",
+        unit: "events/s",
+        higher_is_better: true,
+        subjects: &["orderflow", "kcat", "python"],
+    },
+    Spec {
+        id: "P2",
+        title: "inventory: decide N orders (kcat: consume raw)",
+        unit: "events/s",
+        higher_is_better: true,
+        subjects: &["orderflow", "kcat", "python"],
+    },
+    Spec {
+        id: "P3",
+        title: "replay analytics over 2N records (kcat: consume both topics)",
+        unit: "s",
+        higher_is_better: false,
+        subjects: &["orderflow", "kcat", "python"],
+    },
+    Spec {
+        id: "P4-p50",
+        title: "POST /orders p50 at the fixed rate",
+        unit: "ms",
+        higher_is_better: false,
+        subjects: &["orderflow", "flask"],
+    },
+    Spec {
+        id: "P4-p99",
+        title: "POST /orders p99 at the fixed rate",
+        unit: "ms",
+        higher_is_better: false,
+        subjects: &["orderflow", "flask"],
+    },
+    Spec {
+        id: "P4-rps",
+        title: "POST /orders at full speed",
+        unit: "req/s",
+        higher_is_better: true,
+        subjects: &["orderflow", "flask"],
+    },
+    Spec {
+        id: "P5",
+        title: "peak RSS during P1-P3",
+        unit: "MiB",
+        higher_is_better: false,
+        subjects: &["order-service", "inventory-service", "analytics-service"],
+    },
+];
+
+/// Medians, ratios and targets from the raw samples.
+pub fn summarize(s: &Samples, http_rate: u64) -> Vec<Bench> {
+    SPECS
+        .iter()
+        .map(|spec| {
+            let subjects: BTreeMap<String, Figure> = spec
+                .subjects
+                .iter()
+                .filter_map(|sub| {
+                    s.get(&(spec.id.to_string(), sub.to_string()))
+                        .map(|v| (sub.to_string(), Figure::of(v.clone())))
+                })
+                .collect();
+            let ours = subjects.get("orderflow").map(|f| f.median);
+            let ratios: BTreeMap<String, f64> = subjects
+                .iter()
+                .filter(|(k, _)| k.as_str() != "orderflow")
+                .filter_map(|(k, f)| Some((format!("orderflow/{k}"), ours? / f.median)))
+                .collect();
+            let r = |k: &str| ratios.get(k).copied();
+            let (target, met) = match spec.id {
+                "P1" => (
+                    ">= 1.0x kcat and >= 50x python (events/s)".to_string(),
+                    r("orderflow/kcat")
+                        .zip(r("orderflow/python"))
+                        .map(|(k, p)| k >= 1.0 && p >= 50.0),
+                ),
+                "P2" => (
+                    ">= 0.5x kcat raw consume (events/s)".into(),
+                    r("orderflow/kcat").map(|k| k >= 0.5),
+                ),
+                "P3" => (
+                    "<= 1.5x kcat consume time".into(),
+                    r("orderflow/kcat").map(|k| k <= 1.5),
+                ),
+                "P4-p99" => (
+                    format!("orderflow p99 < 5 ms at {http_rate} req/s"),
+                    ours.map(|p| p < 5.0),
+                ),
+                "P4-rps" => (
+                    ">= 10x the Flask peer".into(),
+                    r("orderflow/flask").map(|k| k >= 10.0),
+                ),
+                "P5" => (
+                    "< 64 MiB per service".into(),
+                    (!subjects.is_empty()).then(|| subjects.values().all(|f| f.max < 64.0)),
+                ),
+                _ => (String::new(), None),
+            };
+            Bench {
+                id: spec.id.into(),
+                title: spec.title.into(),
+                unit: spec.unit.into(),
+                higher_is_better: spec.higher_is_better,
+                subjects,
+                ratios,
+                target,
+                met,
+            }
+        })
+        .collect()
+}
+
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "n/a".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn ratio_text(x: f64) -> String {
+    if x.abs() < 0.1 {
+        format!("{x:.4}x")
+    } else {
+        format!("{x:.2}x")
+    }
+}
+
+/// results.md: one row per benchmark and subject.
+pub fn markdown(r: &Results) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# orderflow benchmarks\n\nN = {} events, {} run(s) (median, min-max), {} cores ({}), broker: {}, started {}.\n",
+        r.events, r.runs, r.cores, r.cpu, r.broker, r.started
+    );
+    let _ = writeln!(
+        s,
+        "orderflow/subject is the ratio of the medians in the row's unit: for events/s and req/s \
+         above 1 means orderflow is faster, for s and ms below 1 does.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| bench | subject | median | min-max | unit | orderflow/subject | target | met |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---|---:|---|---|");
+    for b in &r.benches {
+        // orderflow's row first: it carries the target
+        let mut rows: Vec<(&String, &Figure)> = b.subjects.iter().collect();
+        rows.sort_by_key(|(sub, _)| sub.as_str() != "orderflow");
+        for (i, (sub, f)) in rows.into_iter().enumerate() {
+            let ratio = b
+                .ratios
+                .get(&format!("orderflow/{sub}"))
+                .map_or(String::new(), |x| ratio_text(*x));
+            let (target, met) = if i == 0 {
+                (
+                    b.target.clone(),
+                    match b.met {
+                        Some(true) => "yes",
+                        Some(false) => "**no**",
+                        None => "n/a",
+                    },
+                )
+            } else {
+                (String::new(), "")
+            };
+            let _ = writeln!(
+                s,
+                "| {} {} | {sub} | {} | {}-{} | {} | {ratio} | {target} | {met} |",
+                b.id,
+                b.title,
+                num(f.median),
+                num(f.min),
+                num(f.max),
+                b.unit
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::push;
+
+    #[test]
+    fn median_min_max() {
+        let f = Figure::of(vec![3.0, 1.0, 2.0]);
+        assert_eq!((f.median, f.min, f.max), (2.0, 1.0, 3.0));
+        assert_eq!(Figure::of(vec![4.0, 1.0]).median, 2.5);
+        assert!(Figure::of(vec![]).median.is_nan());
+    }
+
+    #[test]
+    fn ratios_and_targets() {
+        let mut s = Samples::new();
+        for (id, sub, v) in [
+            ("P1", "orderflow", 200_000.0),
+            ("P1", "kcat", 100_000.0),
+            ("P1", "python", 10_000.0),
+            ("P3", "orderflow", 3.0),
+            ("P3", "kcat", 1.0),
+            ("P5", "order-service", 30.0),
+            ("P5", "inventory-service", 70.0),
+        ] {
+            push(&mut s, id, sub, v);
+        }
+        let b = summarize(&s, 2000);
+        let p1 = &b[0];
+        assert_eq!(p1.ratios["orderflow/kcat"], 2.0);
+        assert_eq!(p1.ratios["orderflow/python"], 20.0);
+        assert_eq!(p1.met, Some(false)); // 20x < 50x python
+        assert_eq!(b[2].met, Some(false)); // 3x kcat's time
+        assert_eq!(b[1].met, None); // P2 not measured
+        assert_eq!(b[6].met, Some(false)); // inventory 70 MiB
+        let md = markdown(&Results {
+            events: 10,
+            runs: 1,
+            cores: 2,
+            cpu: "cpu".into(),
+            broker: "b".into(),
+            started: "t".into(),
+            benches: b,
+        });
+        assert!(
+            md.contains(
+                "| P1 produce N OrderPlaced | kcat | 100000 | 100000-100000 | events/s | 2.00x |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| **no** |"));
+    }
+}

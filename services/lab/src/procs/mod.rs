@@ -1,0 +1,84 @@
+//! Local processes: Apache Kafka via scripts/kafka.sh ([`Broker`], in `broker.rs`) and the
+//! service binaries ([`Service`], in `service.rs`), for the demo, the bench and (through
+//! orderflow-testkit) the tests. Everything started here is stopped when its guard is
+//! dropped, by PID.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{anyhow, bail, Context};
+
+mod broker;
+mod service;
+
+pub use broker::{kafka_tool, Broker};
+pub use service::{get_json, metric_sum, Service, ServiceKind};
+
+/// The repository root (for scripts/).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Run `cmd` to completion (stdin closed) and return its stdout; when it fails, the error
+/// says `what` failed, with its exit status, stdout and stderr.
+pub fn run_checked(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Where the service binaries are: `ORDERFLOW_BIN_DIR`, else the directory of the running
+/// executable's profile (`target/<profile>/` for tests run by cargo and for the demo binary).
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(d) = std::env::var("ORDERFLOW_BIN_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("executable has no directory"))?;
+    // tests live in target/<profile>/deps, binaries in target/<profile>
+    Ok(if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    })
+}
+
+/// Run the `orderflowctl` CLI against `bootstrap`; returns (exit code, stdout, stderr).
+pub fn orderflowctl(bootstrap: &str, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let bin = bin_dir()?.join("orderflowctl");
+    let out = Command::new(&bin)
+        .arg("--bootstrap")
+        .arg(bootstrap)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| {
+            format!(
+                "running {} (build it: cargo build --release --workspace --bins)",
+                bin.display()
+            )
+        })?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    ))
+}
