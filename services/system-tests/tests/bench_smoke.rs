@@ -1,5 +1,5 @@
 //! `make bench` in its tiny smoke mode (10k events, one run, 2 s of HTTP load): every
-//! benchmark runs against orderflow and its peers on a fresh local broker, and results.json /
+//! benchmark runs against orderflow and its peers on a fresh local Kafka, and results.json /
 //! results.md hold a figure for each. Figures are not judged here (that is the benchmark's
 //! job, not a test's); only that each was measured.
 

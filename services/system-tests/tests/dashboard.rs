@@ -1,4 +1,4 @@
-//! Watching it work: the three services on a real local broker, a bulk of orders that creates
+//! Watching it work: the three services on a local Apache Kafka, a bulk of orders that creates
 //! consumer lag (inventory throttled, stock small enough to run out), then
 //! - `/metrics` of every service counts what happened (records produced = orders posted,
 //!   decisions, consumed records, refusals by reason, HTTP requests by route and status),

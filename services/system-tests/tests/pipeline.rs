@@ -1,4 +1,4 @@
-//! The whole pipeline on a real local broker: the lab scenario (10k orders, lag under
+//! The whole pipeline on a local Apache Kafka: the lab scenario (10k orders, lag under
 //! throttling, replay) plus independent checks of what is on the topics.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! `make bench`: orderflow against kcat and the Python peer (bench/peers/) on the local broker;
+//! `make bench`: orderflow against kcat and the Python peer (bench/peers/) on a local Apache Kafka;
 //! writes <out>/results.json and <out>/results.md. See the lab's `bench` module.
 
 use std::path::PathBuf;

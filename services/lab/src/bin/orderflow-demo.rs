@@ -1,4 +1,4 @@
-//! `make demo`: the lab's scenario on the local broker (or KAFKA_BOOTSTRAP), with progress
+//! `make demo`: the lab's scenario on a local Apache Kafka (or KAFKA_BOOTSTRAP), with progress
 //! lines, target/demo/report.json and target/demo/lag.svg.
 
 use std::path::PathBuf;

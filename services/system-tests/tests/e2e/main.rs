@@ -1,5 +1,5 @@
 //! The users' flow end to end on a local control plane (kube-apiserver + etcd with RBAC, the
-//! local broker, `helm install` of the chart, the stand-in kubelet running the services and
+//! local Apache Kafka, `helm install` of the chart, the stand-in kubelet running the services and
 //! the controller as local processes): 10,000 orders over HTTP, lag and replays driven by
 //! ReplayRequests applied with kubectl. `make e2e` runs only this; `make test` runs it too.
 //! Progress, `kubectl get rr` and `kubectl describe rr` go to the terminal and to
