@@ -102,6 +102,11 @@ installed() { [ -f "$KHOME/.installed" ] && [ "$(cat "$KHOME/.installed")" = "$(
 
 install() {
   installed && return 0
+  # Tests start nodes in parallel: one installs, the others wait for it and find it done.
+  mkdir -p "$CACHE"
+  exec 8>"$CACHE/.kafka-$KAFKA_VERSION.lock"
+  flock 8
+  if installed; then exec 8>&-; return 0; fi
   local java
   java=$(need_java)
   need_mvn
@@ -115,6 +120,7 @@ install() {
   [ -f "$KHOME/libs/kafka_2.13-$KAFKA_VERSION.jar" ] || die "mvn finished but kafka_2.13-$KAFKA_VERSION.jar is missing"
   stamp > "$KHOME/.installed"
   say "installed $(ls "$KHOME/libs" | wc -l) jars ($(du -sh "$KHOME/libs" | cut -f1))"
+  exec 8>&-
 }
 
 # ---------------------------------------------------------------- class-data sharing
