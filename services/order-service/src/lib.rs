@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bulk;
+pub mod config;
 pub mod publisher;
 
 use prometheus_client::metrics::counter::Counter;
