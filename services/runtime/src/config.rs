@@ -59,7 +59,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString>,
 {
-    let mut shown = command::<A>();
+    let shown = command::<A>();
     let mut args = args.into_iter().map(Into::into);
     let program = args
         .next()
@@ -84,20 +84,19 @@ where
         }
     }
     let user: Vec<OsString> = args.collect();
+    // `--help` and `--version` from `shown`, whose help names the variables. clap answers
+    // them as it meets them on the command line, before it looks at any variable.
+    let asked = std::iter::once(program.clone()).chain(user.iter().cloned());
+    if let Err(e) = shown.clone().try_get_matches_from(asked) {
+        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            return Err(e.into());
+        }
+    }
     let argv = std::iter::once(program.clone())
         .chain(from_env.iter().map(|(_, _, flag)| flag.clone()))
-        .chain(user.iter().cloned());
+        .chain(user);
     match bare.clone().try_get_matches_from(argv) {
         Ok(mut matches) => Ok(A::from_arg_matches_mut(&mut matches)?),
-        Err(e) if e.kind() == ErrorKind::DisplayHelp => {
-            // `shown`'s help, which names the variables (clap answers `--help` before it
-            // looks at the environment)
-            let help = shown
-                .try_get_matches_from_mut(std::iter::once(program).chain(user))
-                .err()
-                .unwrap_or(e);
-            Err(help.into())
-        }
         Err(e) => {
             // A variable's value that is wrong on its own is reported by its name.
             for (name, value, flag) in from_env {
@@ -277,7 +276,8 @@ mod tests {
 
     #[test]
     fn help_names_the_variables_and_defaults_without_their_values() {
-        let e = parse(&["--help"], &[("NAME", "secret")]).unwrap_err();
+        // even with a bad variable, --help is the help
+        let e = parse(&["--help"], &[("BULK_MAX", "lots")]).unwrap_err();
         let ConfigError::Cli(e) = e else {
             panic!("{e}")
         };
