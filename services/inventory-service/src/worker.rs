@@ -69,7 +69,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::ledger::{Outcome, PartitionLedger};
 use crate::logs;
-use crate::metrics::InventoryMetrics;
+use crate::metrics::{InventoryMetrics, StatusLabels};
 use crate::ready::{self, Snapshot};
 
 #[derive(Debug, Error)]
@@ -729,10 +729,9 @@ async fn decide_batch(
                 }
                 metrics
                     .decisions
-                    .get_or_create(&vec![(
-                        "status".to_string(),
-                        status_label(d.status).to_string(),
-                    )])
+                    .get_or_create(&StatusLabels {
+                        status: status_label(d.status),
+                    })
                     .inc();
                 let ts = d.ts.timestamp_millis();
                 let key = record_key(&d.item).to_vec();
