@@ -22,10 +22,10 @@
 # them: read-only root filesystem, all capabilities dropped, no privilege escalation, the image's
 # user. For each: the user is 65532 and not root, PID 1 is the program itself (not a shell), the
 # root filesystem refuses writes, GET /healthz answers 200 and /readyz too (on the Kafka container
-# of the same network), and a SIGTERM stops it cleanly (exit 0; Kafka's JVM: 143 after its shutdown
-# hook logged "Graceful shutdown completed") within CHECK_STOP_TIMEOUT (30 s). replay-controller needs a Kubernetes API: with the
-# bed's cluster running it gets its kubeconfig (kind's internal address) and the kind network;
-# without, its /healthz is skipped (reported). Every container it starts is removed.
+# of the same network), and a SIGTERM stops it cleanly (exit 0; Kafka's JVM: 143 once its shutdown
+# hook logged its last step, "App info kafka.server ... unregistered") within CHECK_STOP_TIMEOUT (30 s). replay-controller needs a Kubernetes API: with the
+# bed's cluster running it gets its kubeconfig (kind's internal address) and the kind network,
+# and the chart's CRD is applied to the cluster first; without a cluster it is skipped (reported). Every container it starts is removed.
 # Environment: IMAGE_PREFIX (orderflow), IMAGE_TAG (dev), KIND_CLUSTER (orderflow), ORDERFLOW_CACHE.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -134,12 +134,15 @@ wait_http() {
   done
 }
 
-run_hardened() { # run_hardened NAME IMAGE [docker run options...]: started detached like the chart runs it
+run_hardened() { # run_hardened NAME IMAGE [docker create options...]: started detached like the chart
+  # runs it; ALSO_NET: a second network joined before it starts
   local name=$1 image=$2; shift 2
   docker rm -f -v "$name" >/dev/null 2>&1 || true
   STARTED+=("$name")
-  docker run -d --name "$name" --network "$NET" --read-only --cap-drop ALL \
+  docker create --name "$name" --network "$NET" --read-only --cap-drop ALL \
     --security-opt no-new-privileges "$@" "$image" >/dev/null
+  [ -z "${ALSO_NET:-}" ] || docker network connect "$ALSO_NET" "$name"
+  docker start "$name" >/dev/null
 }
 
 common_checks() { # common_checks NAME COMM: user, PID 1, read-only root
@@ -175,7 +178,7 @@ check() {
   # its data: the image's VOLUME (an anonymous volume, removed with the container)
   run_hardened "$kafka" "$PREFIX/kafka:$KAFKA_VERSION" --tmpfs /tmp -e KAFKA_ADVERTISED_LISTENERS="PLAINTEXT://$kafka:9092"
   local deadline=$((SECONDS + 90))
-  until docker logs "$kafka" 2>&1 | grep -q 'Kafka Server started'; do
+  until grep -q 'Kafka Server started' <<<"$(docker logs "$kafka" 2>&1)"; do
     [ "$(docker inspect -f '{{.State.Running}}' "$kafka")" = true ] || { docker logs --tail 20 "$kafka" >&2; die "the Kafka container exited"; }
     [ $SECONDS -lt $deadline ] || { docker logs --tail 20 "$kafka" >&2; die "Kafka did not start within 90 s"; }
     sleep 0.5
@@ -186,6 +189,8 @@ check() {
   if kind_ok; then
     kcfg=$(mktemp "$CACHE/check-kubeconfig.XXXXXX"); chmod 644 "$kcfg"
     kind get kubeconfig --internal --name "$CLUSTER" >"$kcfg"
+    # the controller stops when its CRD is missing: the chart's, current
+    kubectl --kubeconfig "$CACHE/kind-bed/kubeconfig" apply --server-side -f helm/orderflow/crds/ >/dev/null
   fi
   for s in "${SERVICES[@]}"; do
     c=orderflow-check-$s
@@ -195,8 +200,9 @@ check() {
     if [ "$s" = replay-controller ] && [ -z "$kcfg" ]; then
       echo "  skip  $c: it needs a Kubernetes API (no kind cluster '$CLUSTER' running)"; continue
     fi
-    run_hardened "$c" "$PREFIX/$s:$TAG" "${extra[@]}"
-    if [ "$s" = replay-controller ] && [ -n "$kcfg" ]; then docker network connect kind "$c"; fi
+    local also=""
+    if [ "$s" = replay-controller ]; then also=kind; fi
+    ALSO_NET=$also run_hardened "$c" "$PREFIX/$s:$TAG" "${extra[@]}"
     local url
     url="http://$(ip_of "$c"):$(port_of "$s")"
     if wait_http "$url/healthz" 30; then ok "$c: GET /healthz 200"; else bad "$c: GET /healthz did not answer 200 within 30 s"; docker logs --tail 5 "$c" 2>&1 | sed 's/^/        /'; fi
@@ -217,8 +223,8 @@ print(f"{n} lines, every one a JSON object")') || rc=$?
   done
   echo "== $PREFIX/kafka:$KAFKA_VERSION, stop"
   stop_check "$kafka" 0 143
-  if [ "$(docker inspect -f '{{.State.ExitCode}}' "$kafka")" = 143 ] && ! docker logs "$kafka" 2>&1 | grep -q 'Graceful shutdown completed'; then
-    bad "$kafka: no 'Graceful shutdown completed' in its log after SIGTERM"; docker logs --tail 8 "$kafka" 2>&1 | sed 's/^/        /'
+  if [ "$(docker inspect -f '{{.State.ExitCode}}' "$kafka")" = 143 ] && ! grep -q 'App info kafka.server for .* unregistered' <<<"$(docker logs "$kafka" 2>&1)"; then
+    bad "$kafka: no 'App info kafka.server ... unregistered' (the end of its shutdown) in its log after SIGTERM"; docker logs --tail 8 "$kafka" 2>&1 | sed 's/^/        /'
   fi
   [ -z "$kcfg" ] || rm -f "$kcfg"
   echo "images check: $FAILS failed"
