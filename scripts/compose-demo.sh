@@ -7,7 +7,8 @@
 #                                     its test bed (scripts/k8s/images.sh build: the services and
 #                                     the Kafka image stand in for apache/kafka:4.3.1) on other host
 #                                     ports, the scenario, then `down -v`
-# Uses `docker compose` when the plugin is there, else docker-compose. Needs curl and python3.
+# Uses `docker compose` when the plugin is there, else docker-compose (with --local, as root on
+# Debian, installed from the machine's apt sources when missing). Needs curl and python3.
 # Environment: ORDER_PORT (8080), ANALYTICS_PORT (8082), COMPOSE_TIMEOUT (180 s per wait).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,12 @@ say() { echo "compose-demo: $*" >&2; }
 die() { say "$*"; exit 1; }
 
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
+if [ "${COMPOSE[0]}" = docker-compose ] && ! command -v docker-compose >/dev/null && [ "${1:-}" = --local ] \
+  && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  say "installing Debian's docker-compose (apt-get, the machine's own sources; one time)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null \
+    || die "apt-get install docker-compose failed"
+fi
 command -v "${COMPOSE[0]}" >/dev/null || die "neither 'docker compose' nor docker-compose is installed"
 TIMEOUT=${COMPOSE_TIMEOUT:-180}
 

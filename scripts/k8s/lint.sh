@@ -102,7 +102,7 @@ security_case() {  # security_case LABEL ASSERT_ARGS... -- HELM_ARGS...
   "$HELM" template orderflow "$CHART" --namespace orderflow "$@" | "$PY" scripts/k8s/assert_kafka_security.py --label "$label" "${a[@]}"
 }
 strimzi_check() { "$PY" scripts/k8s/crd_check.py --crds "$STRIMZI_CRDS" --require-crd deploy/*.yaml deploy/secure/*.yaml; }
-shellcheck_scripts() { "$VENV/bin/shellcheck" -x scripts/k8s/*.sh images/kafka/kafka-run.sh; }
+shellcheck_scripts() { "$VENV/bin/shellcheck" -x scripts/k8s/*.sh images/kafka/kafka-run.sh scripts/compose-demo.sh; }
 dockerfile_check() { "$PY" scripts/k8s/dockerfile_check.py; }
 secure_check() { "$PY" scripts/k8s/secure_check.py; }
 samples_check() { "$PY" scripts/k8s/crd_check.py --crds "$CHART/crds" deploy/samples/*.yaml; }
@@ -110,7 +110,7 @@ samples_check() { "$PY" scripts/k8s/crd_check.py --crds "$CHART/crds" deploy/sam
 t_start=$SECONDS
 step "yamllint (files)" lint_yaml
 step "yamllint (rendered chart)" lint_rendered
-step "shellcheck scripts/k8s, images/kafka" shellcheck_scripts
+step "shellcheck scripts/k8s, images/kafka, scripts/compose-demo.sh" shellcheck_scripts
 step "Dockerfile (parse, stages, non-root user, binaries, build context)" dockerfile_check
 step "helm lint --strict" helm_lint
 step "kubernetes-validate --strict (chart, Kubernetes $K8S_SCHEMA_VERSION; defaults, Kafka TLS+SASL, in-release broker)" validate_k8s
