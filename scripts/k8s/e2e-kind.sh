@@ -7,7 +7,8 @@
 #   4. scripts/k8s/images.sh load           kind load them into the node
 #   5. cargo test --test kind -- --ignored  services/system-tests/tests/kind: helm install, 10,000
 #                                           orders, replay.yaml, lag.yaml, get rr, logs, dashboard;
-#                                           and the CRD's CEL rule on the v1.33 API server
+#                                           the CRD's CEL rule, and deploy/ against Strimzi's CRDs
+#                                           (STRIMZI_CRDS), on the v1.33 API server
 # Each step's time is printed and appended to $ORDERFLOW_CACHE/kind-bed/timings.tsv; the flow's
 # own report is target/e2e-kind/report.md (log kind.log, screenshot dashboard.png).
 # Environment: CARGO (cargo), CARGO_TARGET_DIR, E2E_KIND_KEEP=1 (leave the release running).
