@@ -5,7 +5,7 @@
 #                                           release binaries of `make build`) and the Kafka image
 #   3. scripts/k8s/images.sh check          each image run as the chart runs it
 #   4. scripts/k8s/images.sh load           kind load them into the node
-#   5. cargo test --test kind -- --ignored  services/system-tests/tests/kind: helm install, 10,000
+#   5. cargo test --features kind --test kind  services/system-tests/tests/kind: helm install, 10,000
 #                                           orders, replay.yaml, lag.yaml, get rr, logs, dashboard;
 #                                           the CRD's CEL rule, and deploy/ against Strimzi's CRDs
 #                                           (STRIMZI_CRDS), on the v1.33 API server
@@ -34,6 +34,6 @@ step "bed up" scripts/k8s/kind-bed.sh up
 step "images build" scripts/k8s/images.sh build
 step "images check" scripts/k8s/images.sh check
 step "images load" scripts/k8s/images.sh load
-step "flow (cargo test --test kind)" "${CARGO:-cargo}" test --release --locked -p orderflow-system-tests --test kind \
-  -- --ignored --test-threads=1 --nocapture
+step "flow (cargo test --features kind --test kind)" "${CARGO:-cargo}" test --release --locked -p orderflow-system-tests --features kind --test kind \
+  -- --test-threads=1 --nocapture
 echo "e2e-kind: done in $((SECONDS - t_all))s; report target/e2e-kind/report.md, screenshot target/e2e-kind/dashboard.png" >&2

@@ -4,8 +4,10 @@
 //! `kubectl apply` of deploy/samples/replay.yaml and lag.yaml, `kubectl get rr`, the JSON lines
 //! of `kubectl logs`, and a screenshot of the dashboard through the analytics Service.
 //!
-//! Ignored by `cargo test`: it needs the cluster and the loaded images, which `make e2e-kind`
-//! makes first (scripts/k8s/kind-bed.sh up, scripts/k8s/images.sh build, check and load). Output
+//! Built only with the `kind` feature (`required-features` in Cargo.toml), so a plain
+//! `cargo test` neither runs nor lists it: it needs the cluster and the loaded images, which
+//! `make e2e-kind` makes first (scripts/k8s/kind-bed.sh up, scripts/k8s/images.sh build, check
+//! and load) before it runs `cargo test --features kind --test kind`. Output
 //! goes to target/e2e-kind/ (kind.log, report.md, dashboard.png).
 
 mod flow;
@@ -13,7 +15,6 @@ mod flow;
 use flow::{run, Options};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the kind test bed and loaded images: make e2e-kind"]
 async fn users_flow_on_kind() -> anyhow::Result<()> {
     let opts = Options::default();
     let outcome = run(&opts).await?;
@@ -36,7 +37,6 @@ async fn users_flow_on_kind() -> anyhow::Result<()> {
 /// ReplayRequest with `resetTo: timestamp` and no timestamp, or a timestamp with another
 /// `resetTo`, is refused with the rule's message; the samples are accepted.
 #[test]
-#[ignore = "needs the kind test bed: make e2e-kind"]
 fn the_api_server_enforces_the_crd_cel_rule() -> anyhow::Result<()> {
     use orderflow_testkit::kind::Bed;
     use orderflow_testkit::procs::repo_root;
@@ -104,7 +104,6 @@ fn the_api_server_enforces_the_crd_cel_rule() -> anyhow::Result<()> {
 /// come from `STRIMZI_CRDS` (default ../shared/strimzi-crds, as `make lint`); without them the
 /// test says so and passes. The CRDs are removed again at the end.
 #[test]
-#[ignore = "needs the kind test bed: make e2e-kind"]
 fn deploy_is_accepted_by_strimzi_crds_on_the_api_server() -> anyhow::Result<()> {
     use orderflow_testkit::kind::Bed;
     use orderflow_testkit::procs::repo_root;
