@@ -3,7 +3,8 @@
 //! Start-up: for every partition the group's committed offset and its commit metadata say
 //! where the state begins (see [`start_for`]); the span `[base, committed)` of our own
 //! previous run is rebuilt from the log with a group-less reader, then the group consumer
-//! continues from the committed offsets. Commits carry `orderflow.analytics.base=<base>`.
+//! continues from the committed offsets. Commits carry `orderflow.analytics.base=<base>`
+//! ([`CommitMark::AnalyticsBase`]).
 //! A record at an offset already applied (a redelivery after a rebalance) is skipped, so
 //! each record counts once.
 
@@ -11,7 +12,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use orderflow_events::{decode_on, GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
+use orderflow_events::{
+    decode_on, CommitMark, GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
+};
 use orderflow_runtime::dlq::{Dlq, Rejected};
 use orderflow_runtime::{kafka, supervise, Health, KafkaConfig};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
@@ -22,7 +25,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::AnalyticsMetrics;
-use crate::state::{base_metadata, start_for, Aggregates, Bases, Start};
+use crate::state::{start_for, Aggregates, Bases, Start};
 
 pub const TOPICS: [&str; 2] = [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS];
 
@@ -200,7 +203,7 @@ fn commit_list(
         let base = bases.get(&(t.clone(), p)).copied().unwrap_or(next);
         let mut e = tpl.add_partition(&t, p);
         e.set_offset(Offset::Offset(next))?;
-        e.set_metadata(base_metadata(base));
+        e.set_metadata(CommitMark::AnalyticsBase(base).to_string());
     }
     Ok(tpl)
 }
