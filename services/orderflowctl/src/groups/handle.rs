@@ -74,8 +74,10 @@ impl GroupHandle {
         &self,
         parts: &[(String, i32)],
     ) -> Result<Vec<CommittedOffset>, GroupError> {
-        let tpl = tpl_of(parts);
-        let tpl = self.consumer.committed_offsets(tpl, self.timeout)?;
+        // A coordinator that is new or moved answers NotCoordinator / loading for a while.
+        let tpl = while_coordinator_loads(self.timeout, || {
+            self.consumer.committed_offsets(tpl_of(parts), self.timeout)
+        })?;
         let result = read_committed(&tpl);
         drop(tpl);
         result
