@@ -6,7 +6,7 @@
 //! The Kafka functions block; async callers wrap them in `tokio::task::spawn_blocking`.
 //! Their `timeout` bounds each broker request.
 //!
-//! The command line ([`cli`], [`format`]) is behind the `cli` feature, on by default for
+//! The command line ([`cli`], [`mod@format`]) is behind the `cli` feature, on by default for
 //! this package (its binary needs it) and off for the libraries that depend on it through
 //! the workspace, so they do not compile clap for it.
 

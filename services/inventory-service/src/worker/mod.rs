@@ -4,7 +4,7 @@
 //! the group gives each partition to one replica: the stock of an item is only ever decided
 //! by one replica at a time, which is what makes "no oversell" hold with several replicas.
 //! Each decision is written, keyed by item, to the same partition number of
-//! `inventory-events` ([`decision_partition`]), so that partition is the changelog of the
+//! `inventory-events` ([`orderflow_events::decision_partition`]), so that partition is the changelog of the
 //! ledger of the items of that `orders` partition.
 //!
 //! When a partition is assigned, the rebalance callback marks it stale; before any of its
@@ -15,7 +15,7 @@
 //! Orders are taken in batches (up to `BATCH_MAX`, or what arrives within 20 ms). A batch is
 //! decided in order, all its decisions are sent without waiting for each other, and only
 //! once the broker acknowledged every one of them are the batch's next offsets committed.
-//! Two ways to commit, chosen by `TRANSACTIONS` (the two variants of [`commit::Committer`]):
+//! Two ways to commit, chosen by `TRANSACTIONS` (the two variants of `commit::Committer`):
 //!
 //! - **Idempotent (default).** Decisions go through the idempotent producer, then the
 //!   offsets are committed (at-least-once, as in rust-rdkafka's at_least_once example). A
@@ -44,12 +44,12 @@
 //! are left to the partition's next owner (not decided, not committed).
 //!
 //! ## Modules
-//! - [`rebalance`]: ownership as the rebalance callbacks tell it, readiness, leaving the
+//! - `rebalance`: ownership as the rebalance callbacks tell it, readiness, leaving the
 //!   group;
-//! - [`changelog`]: taking a partition over (its producer, then its ledger from the
+//! - `changelog`: taking a partition over (its producer, then its ledger from the
 //!   changelog);
-//! - [`batch`]: the session's loop: collect, decide, send, commit;
-//! - [`commit`]: the [`commit::Committer`], one variant per way to commit.
+//! - `batch`: the session's loop: collect, decide, send, commit;
+//! - `commit`: the `commit::Committer`, one variant per way to commit.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

@@ -1,5 +1,5 @@
 //! The HTTP API: `POST /orders`, `POST /orders/bulk`, `GET /stats`.
-//! Every error is a JSON body `{"error": "..."}` naming the problem ([`request`]).
+//! Every error is a JSON body `{"error": "..."}` naming the problem ([`ApiError`]).
 
 mod request;
 
