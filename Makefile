@@ -12,7 +12,7 @@ BIN := $(TARGET_DIR)/release
 .DEFAULT_GOAL := help
 -include mk/*.mk
 
-.PHONY: help build crds envtest-install e2e bench bench-tools browser-tools vendor-ui fuzz demo test test-rust lint-rust fmt kafka-install kafka-up kafka-down clean-demo
+.PHONY: help build crds envtest-install e2e bench bench-tools browser-tools vendor-ui fuzz demo test test-rust lint-rust reference fmt kafka-install kafka-up kafka-down clean-demo
 
 help:
 	@echo "make demo         run the lab scenario locally (installs Apache Kafka on first use)"
@@ -22,6 +22,7 @@ help:
 	@echo "make fuzz         the event decoder's property tests with 100,000 cases each (FUZZ_CASES)"
 	@echo "make build        release build of every binary"
 	@echo "make crds         regenerate helm/orderflow/crds/replayrequest.yaml from the Rust types"
+	@echo "make reference    regenerate docs/reference/configuration.md from the services' --help"
 	@echo "make kafka-up     start Apache Kafka 4.3.1 on 127.0.0.1:9092 (data in target/kafka)"
 	@echo "make kafka-down   stop it"
 
@@ -47,6 +48,12 @@ TEST_LOG := $(TARGET_DIR)/cargo-test.log
 crds:
 	$(CARGO) run -q --release --locked -p replay-controller --bin crdgen > helm/orderflow/crds/replayrequest.yaml
 	@echo "wrote helm/orderflow/crds/replayrequest.yaml"
+
+# docs/reference/configuration.md: every service's --help, from the clap definitions (a test
+# fails when it is stale: services/system-tests/tests/reference.rs).
+reference:
+	ORDERFLOW_WRITE_REFERENCE=1 $(CARGO) test -q --release --locked -p orderflow-system-tests --test reference
+	@echo "wrote docs/reference/configuration.md"
 
 # kube-apiserver + etcd for the controller tests and make lint (one-time build, cached).
 envtest-install:

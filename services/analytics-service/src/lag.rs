@@ -20,6 +20,7 @@ use std::time::Duration;
 use orderflow_events::{GROUP_ANALYTICS, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_runtime::KafkaConfig;
 use orderflowctl::{LagProbe, LagSample};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -27,7 +28,19 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-type Labels = Vec<(String, String)>;
+/// `{group="...",topic="...",partition="..."}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// `{group="..."}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+}
 
 /// The groups whose lag is exported, with the topics each consumes.
 pub const WATCHED: [(&str, &[&str]); 2] = [
@@ -38,23 +51,17 @@ pub const WATCHED: [(&str, &[&str]); 2] = [
 /// The lag gauges.
 #[derive(Clone, Default)]
 pub struct LagMetrics {
-    committed: Family<Labels, Gauge>,
-    high_watermark: Family<Labels, Gauge>,
-    lag: Family<Labels, Gauge>,
-    lag_sum: Family<Labels, Gauge>,
-    errors: Family<Labels, Counter>,
+    committed: Family<PartitionLabels, Gauge>,
+    high_watermark: Family<PartitionLabels, Gauge>,
+    lag: Family<PartitionLabels, Gauge>,
+    lag_sum: Family<GroupLabels, Gauge>,
+    errors: Family<GroupLabels, Counter>,
 }
 
-fn partition_labels(group: &str, topic: &str, partition: i32) -> Labels {
-    vec![
-        ("group".to_string(), group.to_string()),
-        ("topic".to_string(), topic.to_string()),
-        ("partition".to_string(), partition.to_string()),
-    ]
-}
-
-fn group_label(group: &str) -> Labels {
-    vec![("group".to_string(), group.to_string())]
+fn group_label(group: &str) -> GroupLabels {
+    GroupLabels {
+        group: group.to_string(),
+    }
 }
 
 impl LagMetrics {
@@ -91,7 +98,11 @@ impl LagMetrics {
     /// Set the gauges of `group` from `sample`.
     pub fn set(&self, group: &str, sample: &LagSample) {
         for p in &sample.partitions {
-            let labels = partition_labels(group, &p.topic, p.partition);
+            let labels = PartitionLabels {
+                group: group.to_string(),
+                topic: p.topic.clone(),
+                partition: p.partition,
+            };
             match p.committed {
                 Some(c) => {
                     self.committed.get_or_create(&labels).set(c);

@@ -1,9 +1,10 @@
-//! analytics-service internals: the event-time aggregates ([`state`]), the Kafka consumer
+//! analytics-service internals: settings ([`config`]), the event-time aggregates ([`state`]), the Kafka consumer
 //! that feeds them and survives restarts ([`consumer`]), the HTTP API ([`api`]), the
 //! consumer-lag exporter ([`lag`]), the ReplayRequests panel ([`replays`]) and the live
 //! dashboard page ([`dashboard`]).
 
 pub mod api;
+pub mod config;
 pub mod consumer;
 pub mod dashboard;
 pub mod lag;

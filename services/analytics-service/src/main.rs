@@ -1,21 +1,13 @@
 //! analytics-service: `orders` + `inventory-events` -> metrics over HTTP, the consumer-lag
-//! exporter, and the live dashboard at `/`.
-//!
-//! Environment (defaults in brackets):
-//! - `KAFKA_BOOTSTRAP` [127.0.0.1:9092]
-//! - `HTTP_ADDR` [:8082]
-//! - `COMMIT_INTERVAL_MS` [1000]: how often applied positions are committed
-//! - `LAG_INTERVAL_MS` [3000]: how often the lag of groups `inventory` and `analytics` is sampled
-//! - `LAG_HISTORY` [600]: lag samples kept for the dashboard (600 x 3 s = 30 minutes)
-//! - `REPLAY_NAMESPACE` [unset]: list this namespace's ReplayRequests for the dashboard (the
-//!   Helm chart sets it); without it, only when `KUBERNETES_SERVICE_HOST` is set
-//! - `LOG_FORMAT` [text]: `json` for JSON lines; `RUST_LOG` filters
+//! exporter, and the live dashboard at `/`. Settings: `analytics-service --help`
+//! ([`analytics_service::config::Args`]).
 //!
 //! Runs as ONE replica: its state is in the process (rebuilt from the log at start-up).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use analytics_service::config::Args;
 use analytics_service::dashboard::{self, DashboardState};
 use analytics_service::lag::{self, LagBoard, LagMetrics};
 use analytics_service::{api, consumer, metrics::AnalyticsMetrics, replays};
@@ -26,24 +18,18 @@ use prometheus_client::registry::Registry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init("analytics-service");
-    let kafka = KafkaConfig::from_env()?;
-    let addr = config::http_addr(":8082")?;
-    let commit_ms: u64 = config::env_parse("COMMIT_INTERVAL_MS", 1000)?;
-    let lag_every =
-        Duration::from_millis(config::env_parse::<u64>("LAG_INTERVAL_MS", 3000)?.max(100));
-    let lag_history: usize = config::env_parse("LAG_HISTORY", 600)?;
-    let replay_mode = replays::mode(
-        std::env::var("REPLAY_NAMESPACE").ok().as_deref(),
-        std::env::var("KUBERNETES_SERVICE_HOST").ok().as_deref(),
-    );
+    let args: Args = config::from_env()?;
+    telemetry::init("analytics-service", &args.log);
+    let kafka = KafkaConfig::from(&args.kafka);
+    let lag_every = args.lag_every();
+    let replay_mode = args.replay_mode(std::env::var("KUBERNETES_SERVICE_HOST").ok().as_deref());
     let token = shutdown::on_signal();
     let mut registry = Registry::default();
     let metrics = AnalyticsMetrics::register(&mut registry);
     let lag_metrics = LagMetrics::register(&mut registry);
     let health = Health::new();
     let shared = consumer::Shared::default();
-    let board = Arc::new(RwLock::new(LagBoard::new(lag_history, lag_every)));
+    let board = Arc::new(RwLock::new(LagBoard::new(args.lag_history, lag_every)));
     let replay_view = replays::SharedReplays::default();
 
     let dlq = Dlq::new(GROUP_ANALYTICS, &mut registry);
@@ -69,14 +55,14 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         dlq,
         token.clone(),
-        Duration::from_millis(commit_ms.max(100)),
+        args.commit_every(),
     );
     let app = api::router(shared.clone()).merge(dashboard::router(DashboardState {
         shared,
         lag: board,
         replays: replay_view,
     }));
-    let server = OpsServer::new(health, registry).serve(addr, app, token.clone());
+    let server = OpsServer::new(health, registry).serve(args.http_addr, app, token.clone());
     supervise::worker_and_server(token, worker, server).await?;
     tracing::info!("analytics-service stopped");
     Ok(())

@@ -3,6 +3,7 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -11,11 +12,15 @@ use prometheus_client::registry::Registry;
 
 use crate::state::Aggregates;
 
-type Labels = Vec<(String, String)>;
+/// `{topic="..."}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
 
 #[derive(Clone)]
 pub struct AnalyticsMetrics {
-    pub records: Family<Labels, Counter>,
+    pub records: Family<TopicLabels, Counter>,
     pub orders_total: Gauge,
     pub failure_rate: Gauge<f64, AtomicU64>,
     pub rebuild_seconds: Gauge<f64, AtomicU64>,
@@ -73,10 +78,35 @@ impl AnalyticsMetrics {
 
     pub fn observe(&self, topic: &str, state: &Aggregates) {
         self.records
-            .get_or_create(&vec![("topic".to_string(), topic.to_string())])
+            .get_or_create(&TopicLabels {
+                topic: topic.to_string(),
+            })
             .inc();
         let v = state.orders_total();
         self.orders_total.set(i64::try_from(v).unwrap_or(i64::MAX));
         self.failure_rate.set(state.failure_rate());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition() {
+        let mut registry = Registry::default();
+        let m = AnalyticsMetrics::register(&mut registry);
+        m.observe("orders", &Aggregates::default());
+        m.observe("inventory-events", &Aggregates::default());
+        m.observe("inventory-events", &Aggregates::default());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for want in [
+            "orderflow_analytics_records_total{topic=\"orders\"} 1\n",
+            "orderflow_analytics_records_total{topic=\"inventory-events\"} 2\n",
+            "orderflow_analytics_orders 0\n",
+        ] {
+            assert!(text.contains(want), "{want} missing in\n{text}");
+        }
     }
 }

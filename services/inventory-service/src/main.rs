@@ -1,22 +1,9 @@
-//! inventory-service: `orders` -> stock decision -> `inventory-events`.
-//!
-//! Environment (defaults in brackets; details in `config.rs`):
-//! - `KAFKA_BOOTSTRAP` [127.0.0.1:9092]
-//! - `HTTP_ADDR` [:8081]
-//! - `THROTTLE_MS` [0]: pause this long per order (creates consumer lag on purpose)
-//! - `INITIAL_STOCK` [every menu item at 2000]: e.g. `burger=2000,pizza=1500`; listed items
-//!   override the default or add new ones
-//! - `BATCH_MAX` [500]: most orders decided per produce-acknowledge-commit round
-//! - `GROUP_INSTANCE_ID` [unset]: static group membership (see orderflow-runtime)
-//! - `LOG_FORMAT` [text]: `json` for JSON lines; `RUST_LOG` filters
-//!
-//! HTTP: `GET /stock`, `/healthz`, `/readyz`, `/metrics`. SIGTERM: finish the batch in hand,
-//! commit it, leave the group, exit 0. An invalid setting or a fatal worker error exits
-//! non-zero.
+//! inventory-service: `orders` -> stock decision -> `inventory-events`. Settings:
+//! `inventory-service --help` ([`inventory_service::config::Args`]).
 
 use std::sync::Arc;
 
-use inventory_service::config::Settings;
+use inventory_service::config::Args;
 use inventory_service::metrics::InventoryMetrics;
 use inventory_service::{api, worker};
 use orderflow_events::GROUP_INVENTORY;
@@ -26,15 +13,13 @@ use prometheus_client::registry::Registry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init("inventory-service");
-    // linger 0: each batch waits for its acknowledgements before the commit, so a batch held
-    // back 5 ms to fill is 5 ms of every round; 1M orders: 70k -> 123k decisions/s (make bench, P2)
-    let kafka = KafkaConfig::from_env()?.linger_default(0);
-    let addr = config::http_addr(":8081")?;
-    let settings = Settings::from_env()?;
+    let args: Args = config::from_env()?;
+    telemetry::init("inventory-service", &args.log);
+    let kafka = KafkaConfig::from(&args.kafka);
+    let settings = args.settings();
     tracing::info!(
         bootstrap = %kafka.bootstrap,
-        throttle_ms = settings.throttle.as_millis() as u64,
+        throttle_ms = args.throttle_ms,
         batch_max = settings.batch_max,
         stock = ?settings.stock.items().collect::<Vec<_>>(),
         "starting"
@@ -56,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
         dlq,
         token.clone(),
     );
-    let server = OpsServer::new(health, registry).serve(addr, app, token.clone());
+    let server = OpsServer::new(health, registry).serve(args.http_addr, app, token.clone());
     supervise::worker_and_server(token, worker, server).await?;
     tracing::info!("inventory-service stopped");
     Ok(())

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -12,7 +13,17 @@ use prometheus_client::registry::Registry;
 use crate::ledger::Stock;
 use crate::worker::Ledgers;
 
-type Labels = Vec<(String, String)>;
+/// `{status="reserved"}` or `{status="failed"}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: &'static str,
+}
+
+/// `{item="..."}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ItemLabels {
+    pub item: String,
+}
 
 #[derive(Clone)]
 pub struct InventoryMetrics {
@@ -20,10 +31,10 @@ pub struct InventoryMetrics {
     pub consumed: Counter,
     /// Decisions Kafka did not acknowledge (or that could not be handed to the producer).
     pub produce_failures: Counter,
-    pub decisions: Family<Labels, Counter>,
+    pub decisions: Family<StatusLabels, Counter>,
     pub duplicates: Counter,
     pub batch_seconds: Histogram,
-    pub stock_available: Family<Labels, Gauge>,
+    pub stock_available: Family<ItemLabels, Gauge>,
     shown: Arc<Mutex<BTreeSet<String>>>,
 }
 
@@ -84,7 +95,9 @@ impl InventoryMetrics {
             let reserved: u64 = l.values().map(|pl| pl.reserved(item)).sum();
             let avail = initial.saturating_sub(reserved);
             self.stock_available
-                .get_or_create(&vec![("item".to_string(), item.to_string())])
+                .get_or_create(&ItemLabels {
+                    item: item.to_string(),
+                })
                 .set(i64::try_from(avail).unwrap_or(i64::MAX));
             now.insert(item.to_string());
         }
@@ -93,7 +106,7 @@ impl InventoryMetrics {
         };
         for gone in shown.difference(&now) {
             self.stock_available
-                .remove(&vec![("item".to_string(), gone.clone())]);
+                .remove(&ItemLabels { item: gone.clone() });
         }
         *shown = now;
     }
@@ -116,6 +129,22 @@ mod tests {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
         out
+    }
+
+    #[test]
+    fn decisions_by_status() {
+        let mut registry = Registry::default();
+        let m = InventoryMetrics::register(&mut registry);
+        for status in ["reserved", "reserved", "failed"] {
+            m.decisions.get_or_create(&StatusLabels { status }).inc();
+        }
+        let t = text(&registry);
+        for want in [
+            "orderflow_inventory_decisions_total{status=\"reserved\"} 2\n",
+            "orderflow_inventory_decisions_total{status=\"failed\"} 1\n",
+        ] {
+            assert!(t.contains(want), "{want} missing in\n{t}");
+        }
     }
 
     #[test]

@@ -3,14 +3,20 @@
 
 pub mod api;
 pub mod bulk;
+pub mod config;
 pub mod publisher;
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-type Labels = Vec<(String, String)>;
+/// `{reason="..."}`: why a request was refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
 
 /// Prometheus metrics of order-service.
 #[derive(Clone)]
@@ -20,7 +26,7 @@ pub struct AppMetrics {
     pub publish_failures: Counter,
     /// Requests refused, by reason (`unsupported_media_type`, `invalid_body`,
     /// `invalid_field`, `kafka_unavailable`).
-    pub rejected: Family<Labels, Counter>,
+    pub rejected: Family<ReasonLabels, Counter>,
     /// Requests refused as invalid (4xx), for `/stats`.
     pub rejected_requests: Counter,
     pub publish_seconds: Histogram,
@@ -59,18 +65,39 @@ impl AppMetrics {
     }
 
     /// Count a refused request (`client_error`: refused as invalid, a 4xx).
-    pub fn rejected(&self, reason: &str, client_error: bool) {
+    pub fn rejected(&self, reason: &'static str, client_error: bool) {
         if client_error {
             self.rejected_requests.inc();
         }
-        self.rejected
-            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
-            .inc();
+        self.rejected.get_or_create(&ReasonLabels { reason }).inc();
     }
 }
 
 impl Default for AppMetrics {
     fn default() -> Self {
         Self::register(&mut Registry::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_by_reason() {
+        let mut registry = Registry::default();
+        let m = AppMetrics::register(&mut registry);
+        m.rejected("invalid_body", true);
+        m.rejected("kafka_unavailable", false);
+        m.rejected("kafka_unavailable", false);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for want in [
+            "orderflow_orders_rejected_requests_total{reason=\"invalid_body\"} 1\n",
+            "orderflow_orders_rejected_requests_total{reason=\"kafka_unavailable\"} 2\n",
+        ] {
+            assert!(text.contains(want), "{want} missing in\n{text}");
+        }
+        assert_eq!(m.rejected_requests.get(), 1);
     }
 }

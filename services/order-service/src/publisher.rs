@@ -16,12 +16,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bulk::BulkPlan;
 
-/// How many bulk records may wait for their acknowledgement at once (`BULK_WINDOW`). Each
-/// one holds its payload and librdkafka's copy, so this bounds the memory of a bulk run.
-/// 10k: a 1M-record bulk ran at ~500k events/s with a 36-39 MiB peak RSS, 200k at ~535k/s with
-/// 133 MiB (local broker, 2 cores).
-const DEFAULT_BULK_WINDOW: usize = 10_000;
-
 #[derive(Debug, Error)]
 pub enum PublishError {
     #[error("Kafka did not acknowledge the record: {0}")]
@@ -85,19 +79,21 @@ pub struct KafkaPublisher {
 }
 
 impl KafkaPublisher {
-    pub fn new(kafka: &KafkaConfig) -> Result<Self, KafkaError> {
-        let timeout_ms: u64 =
-            orderflow_runtime::env_parse("PUBLISH_TIMEOUT_MS", 15_000).unwrap_or(15_000);
+    /// The producer of `orders`: a record waits at most `timeout_ms` for its
+    /// acknowledgement (`PUBLISH_TIMEOUT_MS`), a bulk run keeps at most `bulk_window` records
+    /// in flight (`BULK_WINDOW`, at least 1).
+    pub fn new(
+        kafka: &KafkaConfig,
+        timeout_ms: u64,
+        bulk_window: usize,
+    ) -> Result<Self, KafkaError> {
         let producer = kafka
             .producer("order-service")
             .set("message.timeout.ms", timeout_ms.to_string())
             .create()?;
-        let bulk_window = orderflow_runtime::env_parse("BULK_WINDOW", DEFAULT_BULK_WINDOW)
-            .unwrap_or(DEFAULT_BULK_WINDOW)
-            .max(1);
         Ok(Self {
             producer,
-            bulk_window,
+            bulk_window: bulk_window.max(1),
         })
     }
 

@@ -1,5 +1,7 @@
-//! The ReplayRequest operator: the custom resource ([`crd`]) and its controller.
+//! The ReplayRequest operator: the custom resource ([`crd`]), its controller, and the
+//! binary's settings ([`config`]).
 
+pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod kafka;

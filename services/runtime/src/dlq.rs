@@ -11,6 +11,7 @@ use orderflow_events::{
     dlq_group, DecodeError, HEADER_DLQ_OFFSET, HEADER_DLQ_PARTITION, HEADER_DLQ_REASON,
     HEADER_DLQ_TOPIC, TOPIC_DLQ,
 };
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
@@ -18,7 +19,18 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
-type Labels = Vec<(String, String)>;
+/// `{reason="..."}`: the kind of decode error ([`DecodeError::kind`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+/// `{topic="...",reason="..."}`: a skipped bad record's topic and kind of decode error.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SkippedLabels {
+    pub topic: String,
+    pub reason: &'static str,
+}
 
 /// What became of a rejected record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +47,8 @@ pub enum Rejected {
 #[derive(Clone)]
 pub struct Dlq {
     group: &'static str,
-    records: Family<Labels, Counter>,
-    skipped: Family<Labels, Counter>,
+    records: Family<ReasonLabels, Counter>,
+    skipped: Family<SkippedLabels, Counter>,
 }
 
 impl Dlq {
@@ -103,10 +115,10 @@ impl Dlq {
     /// `orderflow_bad_records_skipped_total{topic,reason}`.
     pub fn skip<M: Message>(&self, msg: &M, err: &DecodeError) {
         self.skipped
-            .get_or_create(&vec![
-                ("topic".to_string(), msg.topic().to_string()),
-                ("reason".to_string(), err.kind().to_string()),
-            ])
+            .get_or_create(&SkippedLabels {
+                topic: msg.topic().to_string(),
+                reason: err.kind(),
+            })
             .inc();
         tracing::warn!(
             topic = msg.topic(),
@@ -126,7 +138,7 @@ impl Dlq {
         err: &DecodeError,
     ) -> Result<DeliveryFuture, KafkaError> {
         self.records
-            .get_or_create(&vec![("reason".to_string(), err.kind().to_string())])
+            .get_or_create(&ReasonLabels { reason: err.kind() })
             .inc();
         let reason = err.to_string();
         let partition = msg.partition().to_string();
@@ -199,5 +211,37 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("orderflow_dlq_records_total{"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_reporting_group_sends_and_counts_by_reason() {
+        let mut registry = Registry::default();
+        // The entry is only enqueued (its delivery is never awaited), so no broker is needed.
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .create()
+            .unwrap();
+        let dlq = Dlq::new(dlq_group(TOPIC_ORDERS).unwrap(), &mut registry);
+        let msg = OwnedMessage::new(
+            Some(b"[]".to_vec()),
+            None,
+            TOPIC_ORDERS.to_string(),
+            Timestamp::NotAvailable,
+            0,
+            3,
+            None,
+        );
+        let sent = dlq.reject_via(&producer, &msg, &DecodeError::NotAnObject);
+        assert!(matches!(sent, Ok(Some(_))));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("orderflow_dlq_records_total{reason=\"not_an_object\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("orderflow_bad_records_skipped_total{"),
+            "{text}"
+        );
     }
 }

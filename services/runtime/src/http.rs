@@ -14,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -71,7 +72,14 @@ impl Health {
     }
 }
 
-type Labels = Vec<(String, String)>;
+/// `{method="GET",route="/orders",status="202"}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    /// The matched path pattern, or [`UNMATCHED_ROUTE`].
+    pub route: String,
+    pub status: u16,
+}
 
 /// The route label of requests no route matched (404s): never the raw path, whose values
 /// would be unbounded.
@@ -87,8 +95,8 @@ fn duration_histogram() -> Histogram {
 /// `orderflow_http_request_duration_seconds{method,route,status}` (a histogram).
 #[derive(Clone)]
 pub struct HttpMetrics {
-    requests: Family<Labels, Counter>,
-    duration: Family<Labels, Histogram, fn() -> Histogram>,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
 }
 
 impl HttpMetrics {
@@ -115,12 +123,7 @@ impl HttpMetrics {
         router.layer(middleware::from_fn_with_state(self.clone(), track))
     }
 
-    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        let labels = vec![
-            ("method".to_string(), method.to_string()),
-            ("route".to_string(), route.to_string()),
-            ("status".to_string(), status.to_string()),
-        ];
+    fn observe(&self, labels: RequestLabels, seconds: f64) {
         self.requests.get_or_create(&labels).inc();
         self.duration.get_or_create(&labels).observe(seconds);
     }
@@ -135,12 +138,12 @@ async fn track(State(m): State<HttpMetrics>, req: Request, next: Next) -> Respon
     let method = req.method().as_str().to_string();
     let started = Instant::now();
     let resp = next.run(req).await;
-    m.observe(
-        &method,
-        &route,
-        resp.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let labels = RequestLabels {
+        method,
+        route,
+        status: resp.status().as_u16(),
+    };
+    m.observe(labels, started.elapsed().as_secs_f64());
     resp
 }
 

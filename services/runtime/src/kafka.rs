@@ -2,29 +2,85 @@
 
 use rdkafka::ClientConfig;
 
-use crate::config::{env_or, env_parse, ConfigError};
+use crate::config::{trimmed, ConfigError};
 
-/// Default bootstrap servers (DESIGN.md).
+/// Default bootstrap servers: a local broker on Kafka's default port.
 pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
 
-/// Connection settings read from the environment:
-/// - `KAFKA_BOOTSTRAP` (default `127.0.0.1:9092`)
-/// - `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`,
-///   `KAFKA_SASL_PASSWORD`, `KAFKA_SSL_CA_LOCATION` (all optional, passed to librdkafka)
-/// - `KAFKA_LINGER_MS` (optional): how long a producer waits to fill a batch (librdkafka's
-///   `linger.ms`); each service picks its own default with [`KafkaConfig::linger_default`]
-/// - `KAFKA_COMPRESSION` (optional, default `lz4`): the producers' `compression.type`
-///   (`none`, `gzip`, `snappy`, `lz4`, `zstd`)
-/// - `KAFKA_SESSION_TIMEOUT_MS` (optional, default 10000): a group consumer's
-///   `session.timeout.ms`, after which Kafka expires a member that stopped heartbeating
-///   (a crashed replica) and hands its partitions to the others. Kafka refuses values
-///   outside the broker's `group.min.session.timeout.ms` (6000 by default) to
-///   `group.max.session.timeout.ms`.
-/// - `GROUP_INSTANCE_ID` (optional): static group membership (KIP-345). A consumer restarted
-///   with the same id within the session timeout takes its partitions back at once, without
-///   a rebalance. Leave it unset for a consumer whose group must become empty when it stops
-///   (a static member does not leave the group on shutdown, so an offset reset would have
-///   to wait for its session to expire).
+/// A group consumer's `session.timeout.ms` unless `KAFKA_SESSION_TIMEOUT_MS` sets one.
+pub const DEFAULT_SESSION_TIMEOUT_MS: u32 = 10_000;
+
+/// The Kafka settings every service shares (flattened into each one's settings; see
+/// [`crate::config`]). A service whose producers want another `linger.ms` default sets it
+/// on its command: `#[command(mut_arg("kafka_linger_ms", |a| a.default_value("0")))]`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Kafka")]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (host:port, comma-separated).
+    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = DEFAULT_BOOTSTRAP)]
+    pub kafka_bootstrap: String,
+
+    /// librdkafka `security.protocol` for TLS/SASL: PLAINTEXT, SSL, SASL_PLAINTEXT or
+    /// SASL_SSL. Unset: librdkafka's default (plaintext).
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL")]
+    pub kafka_security_protocol: Option<String>,
+
+    /// librdkafka `sasl.mechanism`, e.g. SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN.
+    #[arg(long, env = "KAFKA_SASL_MECHANISM")]
+    pub kafka_sasl_mechanism: Option<String>,
+
+    /// librdkafka `sasl.username`.
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+
+    /// librdkafka `sasl.password` (the Helm chart reads it from a Secret).
+    #[arg(long, env = "KAFKA_SASL_PASSWORD")]
+    pub kafka_sasl_password: Option<String>,
+
+    /// librdkafka `ssl.ca.location`: the CA certificate(s) that signed the brokers'
+    /// certificates.
+    #[arg(long, env = "KAFKA_SSL_CA_LOCATION")]
+    pub kafka_ssl_ca_location: Option<String>,
+
+    /// The producers' `linger.ms`: how long a producer waits to fill a batch.
+    #[arg(long, env = "KAFKA_LINGER_MS", default_value_t = 5, value_parser = trimmed::<u32>)]
+    pub kafka_linger_ms: u32,
+
+    /// The producers' `compression.type`: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, env = "KAFKA_COMPRESSION", default_value = "lz4", value_parser = trimmed::<String>)]
+    pub kafka_compression: String,
+
+    /// A group consumer's `session.timeout.ms`: Kafka expires a member that stopped
+    /// heartbeating (a crashed replica) after this long and hands its partitions to the
+    /// others. Kafka refuses values outside the broker's `group.min.session.timeout.ms` (6000
+    /// by default) to `group.max.session.timeout.ms`.
+    #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = DEFAULT_SESSION_TIMEOUT_MS, value_parser = trimmed::<u32>)]
+    pub kafka_session_timeout_ms: u32,
+
+    /// Static group membership (KIP-345): a consumer restarted with the same id within the
+    /// session timeout takes its partitions back at once, without a rebalance. Leave it unset
+    /// for a consumer whose group must become empty when it stops (a static member does not
+    /// leave the group on shutdown, so an offset reset would have to wait for its session to
+    /// expire: analytics before a replay).
+    #[arg(long, env = "GROUP_INSTANCE_ID")]
+    pub group_instance_id: Option<String>,
+}
+
+impl KafkaArgs {
+    /// The Kafka settings from the environment alone, for a tool with a command line of its
+    /// own (orderflowctl); a variable that does not parse is an error naming it.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            kafka: KafkaArgs,
+        }
+        let only: Only = crate::config::parse_from(["kafka"], |name| std::env::var(name).ok())?;
+        Ok(only.kafka)
+    }
+}
+
+/// Client settings built from [`KafkaArgs`] (or [`KafkaConfig::new`] in tests and tools).
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     pub bootstrap: String,
@@ -35,8 +91,27 @@ pub struct KafkaConfig {
     compression: Option<String>,
 }
 
-/// A group consumer's `session.timeout.ms` unless `KAFKA_SESSION_TIMEOUT_MS` sets one.
-pub const DEFAULT_SESSION_TIMEOUT_MS: u32 = 10_000;
+impl From<&KafkaArgs> for KafkaConfig {
+    fn from(args: &KafkaArgs) -> Self {
+        let mut cfg = Self::new(args.kafka_bootstrap.clone());
+        cfg.instance_id = args.group_instance_id.clone();
+        cfg.session_timeout_ms = args.kafka_session_timeout_ms;
+        cfg.linger_ms = Some(args.kafka_linger_ms);
+        cfg.compression = Some(args.kafka_compression.clone());
+        for (value, prop) in [
+            (&args.kafka_security_protocol, "security.protocol"),
+            (&args.kafka_sasl_mechanism, "sasl.mechanism"),
+            (&args.kafka_sasl_username, "sasl.username"),
+            (&args.kafka_sasl_password, "sasl.password"),
+            (&args.kafka_ssl_ca_location, "ssl.ca.location"),
+        ] {
+            if let Some(v) = value {
+                cfg.extra.push((prop.to_string(), v.clone()));
+            }
+        }
+        cfg
+    }
+}
 
 impl KafkaConfig {
     pub fn new(bootstrap: impl Into<String>) -> Self {
@@ -50,41 +125,9 @@ impl KafkaConfig {
         }
     }
 
-    /// The settings from the environment; a variable that does not parse is an error naming it.
+    /// The settings from the environment alone ([`KafkaArgs::from_env`]).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut cfg = Self::new(env_or("KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP));
-        cfg.instance_id = std::env::var("GROUP_INSTANCE_ID")
-            .ok()
-            .filter(|v| !v.trim().is_empty());
-        cfg.session_timeout_ms = env_parse("KAFKA_SESSION_TIMEOUT_MS", DEFAULT_SESSION_TIMEOUT_MS)?;
-        cfg.linger_ms = match std::env::var("KAFKA_LINGER_MS") {
-            Ok(v) if !v.trim().is_empty() => Some(env_parse("KAFKA_LINGER_MS", 0u32)?),
-            _ => None,
-        };
-        cfg.compression = std::env::var("KAFKA_COMPRESSION")
-            .ok()
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty());
-        for (var, prop) in [
-            ("KAFKA_SECURITY_PROTOCOL", "security.protocol"),
-            ("KAFKA_SASL_MECHANISM", "sasl.mechanism"),
-            ("KAFKA_SASL_USERNAME", "sasl.username"),
-            ("KAFKA_SASL_PASSWORD", "sasl.password"),
-            ("KAFKA_SSL_CA_LOCATION", "ssl.ca.location"),
-        ] {
-            if let Ok(v) = std::env::var(var) {
-                if !v.is_empty() {
-                    cfg.extra.push((prop.to_string(), v));
-                }
-            }
-        }
-        Ok(cfg)
-    }
-
-    /// Use `ms` as the producers' `linger.ms` unless `KAFKA_LINGER_MS` set one.
-    pub fn linger_default(mut self, ms: u32) -> Self {
-        self.linger_ms.get_or_insert(ms);
-        self
+        Ok(Self::from(&KafkaArgs::from_env()?))
     }
 
     /// Settings common to every client.
@@ -100,8 +143,8 @@ impl KafkaConfig {
     }
 
     /// A producer that never loses or duplicates an acknowledged record:
-    /// idempotence on (acks=all, retries, ordering per partition kept). `linger.ms` is 5
-    /// unless set (see [`KafkaConfig::linger_default`]).
+    /// idempotence on (acks=all, retries, ordering per partition kept). `linger.ms` is
+    /// `KAFKA_LINGER_MS` (5 unless set, see [`KafkaArgs`]).
     pub fn producer(&self, client_id: &str) -> ClientConfig {
         let mut c = self.client();
         c.set("client.id", client_id)

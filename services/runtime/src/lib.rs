@@ -1,5 +1,5 @@
 //! Plumbing every orderflow service shares, so no service pastes its own copy:
-//! configuration from the environment, Kafka client settings, topic creation, the DLQ,
+//! configuration (clap, from the environment), Kafka client settings, topic creation, the DLQ,
 //! the ops HTTP server (`/healthz`, `/readyz`, `/metrics`), tracing and shutdown.
 
 pub mod config;
@@ -13,9 +13,10 @@ pub mod supervise;
 pub mod telemetry;
 pub mod topics;
 
-pub use config::{env_or, env_parse, ConfigError};
+pub use config::ConfigError;
 pub use http::{Health, HttpMetrics, OpsServer};
-pub use kafka::KafkaConfig;
+pub use kafka::{KafkaArgs, KafkaConfig};
+pub use telemetry::LogArgs;
 
 /// Every binary that links this crate allocates with mimalloc. With glibc's malloc, librdkafka's
 /// threads and the tokio workers contended on the arena locks: a profile of a 1M-record

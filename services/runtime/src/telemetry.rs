@@ -8,6 +8,22 @@
 
 use tracing_subscriber::{fmt, EnvFilter};
 
+/// The logging settings every service shares (flattened into each one's settings).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogArgs {
+    /// `json`: one JSON object per log line (the container images and the Helm chart set
+    /// it); `text`: human-readable lines. Any other value: text, with a warning.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+
+    /// Log filter, tracing `EnvFilter` syntax, e.g. `info,inventory_service::logs=debug`.
+    /// Unset (or not a valid filter): `info` (the service's own crate at `info`, librdkafka's
+    /// logging from `warn`).
+    #[arg(long, env = "RUST_LOG")]
+    pub rust_log: Option<String>,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -33,11 +49,14 @@ pub fn default_filter(service: &str) -> String {
     format!("info,{}=info,rdkafka=warn", service.replace('-', "_"))
 }
 
-pub fn init(service: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(default_filter(service)));
-    let raw = std::env::var("LOG_FORMAT").ok();
-    let (format, understood) = LogFormat::parse(raw.as_deref());
+/// Install the global subscriber of `service` as `args` say.
+pub fn init(service: &str, args: &LogArgs) {
+    let filter = args
+        .rust_log
+        .as_deref()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default_filter(service)));
+    let (format, understood) = LogFormat::parse(Some(args.log_format.as_str()));
     let builder = fmt().with_env_filter(filter).with_target(true);
     let result = match format {
         LogFormat::Json => builder
@@ -52,7 +71,7 @@ pub fn init(service: &str) {
     let _ = result;
     if !understood {
         tracing::warn!(
-            value = raw.as_deref().unwrap_or_default(),
+            value = args.log_format.as_str(),
             "LOG_FORMAT must be json or text; using text"
         );
     }

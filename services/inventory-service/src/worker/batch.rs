@@ -26,6 +26,7 @@ use super::rebalance::{InventoryContext, Shared};
 use super::{Ctx, InventoryError};
 use crate::ledger::Outcome;
 use crate::logs;
+use crate::metrics::StatusLabels;
 
 /// How long a batch waits for more orders after its first.
 const COLLECT_FOR: Duration = Duration::from_millis(20);
@@ -238,10 +239,9 @@ fn send(
     let metrics = ctx.metrics;
     metrics
         .decisions
-        .get_or_create(&vec![(
-            "status".to_string(),
-            status_label(d.status).to_string(),
-        )])
+        .get_or_create(&StatusLabels {
+            status: status_label(d.status),
+        })
         .inc();
     let ts = d.ts.timestamp_millis();
     let key = record_key(&d.item).to_vec();

@@ -350,10 +350,10 @@ mod tests {
         ] {
             call(router(), "POST", "/orders", ct, body).await;
         }
-        let count = |reason: &str| {
+        let count = |reason: &'static str| {
             metrics
                 .rejected
-                .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+                .get_or_create(&crate::ReasonLabels { reason })
                 .get()
         };
         assert_eq!(count("unsupported_media_type"), 1);

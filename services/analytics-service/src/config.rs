@@ -1,0 +1,118 @@
+//! analytics-service's settings (`analytics-service --help`;
+//! docs/reference/configuration.md).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use orderflow_runtime::config::{http_addr, trimmed};
+use orderflow_runtime::{KafkaArgs, LogArgs};
+
+use crate::replays;
+
+/// analytics-service: `orders` + `inventory-events` -> metrics over HTTP, the consumer-lag
+/// exporter, and the live dashboard at `/`.
+///
+/// Runs as ONE replica: its state is in the process (rebuilt from the log at start-up).
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(name = "analytics-service", version)]
+pub struct Args {
+    /// Listen address (`:port`: all interfaces).
+    #[arg(long, env = "HTTP_ADDR", default_value = ":8082", value_parser = http_addr)]
+    pub http_addr: SocketAddr,
+
+    /// How often applied positions are committed, in milliseconds (at least 100).
+    #[arg(long, env = "COMMIT_INTERVAL_MS", default_value_t = 1000, value_parser = trimmed::<u64>)]
+    pub commit_interval_ms: u64,
+
+    /// How often the lag exporter samples groups `inventory` and `analytics`, in
+    /// milliseconds (at least 100).
+    #[arg(long, env = "LAG_INTERVAL_MS", default_value_t = 3000, value_parser = trimmed::<u64>)]
+    pub lag_interval_ms: u64,
+
+    /// Lag samples kept for the dashboard's chart (600 x 3 s = 30 minutes).
+    #[arg(long, env = "LAG_HISTORY", default_value_t = 600, value_parser = trimmed::<usize>)]
+    pub lag_history: usize,
+
+    /// List this namespace's ReplayRequests for the dashboard (the Helm chart sets the
+    /// release namespace). Unset: only when KUBERNETES_SERVICE_HOST is set (in a pod), else
+    /// the panel says it is not available.
+    #[arg(long, env = "REPLAY_NAMESPACE")]
+    pub replay_namespace: Option<String>,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl Args {
+    pub fn commit_every(&self) -> Duration {
+        Duration::from_millis(self.commit_interval_ms.max(100))
+    }
+
+    pub fn lag_every(&self) -> Duration {
+        Duration::from_millis(self.lag_interval_ms.max(100))
+    }
+
+    /// Whether and where the dashboard lists ReplayRequests, given the value of
+    /// `KUBERNETES_SERVICE_HOST` (set by Kubernetes in every pod).
+    pub fn replay_mode(&self, kubernetes_service_host: Option<&str>) -> replays::Mode {
+        replays::mode(self.replay_namespace.as_deref(), kubernetes_service_host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orderflow_runtime::config::parse_from;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Args, orderflow_runtime::ConfigError> {
+        parse_from(["analytics-service"], |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.http_addr.to_string(), "0.0.0.0:8082");
+        assert_eq!(a.commit_every(), Duration::from_millis(1000));
+        assert_eq!(a.lag_every(), Duration::from_millis(3000));
+        assert_eq!(a.lag_history, 600);
+        assert_eq!(a.replay_namespace, None);
+        assert_eq!(a.kafka.kafka_linger_ms, 5);
+        assert!(matches!(a.replay_mode(None), replays::Mode::Off(_)));
+        assert!(matches!(
+            a.replay_mode(Some("10.0.0.1")),
+            replays::Mode::On(None)
+        ));
+    }
+
+    #[test]
+    fn variables() {
+        let a = parse(&[
+            ("COMMIT_INTERVAL_MS", "10"),
+            ("LAG_INTERVAL_MS", "250"),
+            ("LAG_HISTORY", "5"),
+            ("REPLAY_NAMESPACE", "orderflow"),
+        ])
+        .unwrap();
+        assert_eq!(
+            a.commit_every(),
+            Duration::from_millis(100),
+            "at least 100 ms"
+        );
+        assert_eq!(a.lag_every(), Duration::from_millis(250));
+        assert_eq!(a.lag_history, 5);
+        assert_eq!(
+            a.replay_mode(None),
+            replays::Mode::On(Some("orderflow".into()))
+        );
+        let e = parse(&[("LAG_HISTORY", "-1")]).unwrap_err().to_string();
+        assert!(e.contains("LAG_HISTORY=\"-1\""), "{e}");
+    }
+}
