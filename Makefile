@@ -39,7 +39,7 @@ fmt:
 
 lint-rust:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 # Integration tests start their own brokers (and service processes) on free ports.
 # The last line sums cargo's per-binary results: "summary: N passed, N failed, N skipped".

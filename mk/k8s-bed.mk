@@ -5,6 +5,7 @@
 #   make bed-smoke   a Deployment, Service, DNS, probes, RBAC and kubectl logs on a local image
 #   make bed-down    delete the cluster (scripts/docker.sh stop stops dockerd)
 #   make bed-build   only the Go builds (scripts/k8s/build-kubernetes.sh)
+#   make e2e-kind    the users' flow on the bed (scripts/k8s/e2e-kind.sh); make images-bed: the images alone
 
 .PHONY: bed-up bed-smoke bed-down bed-build
 
@@ -19,3 +20,14 @@ bed-down:
 
 bed-build:
 	scripts/k8s/build-kubernetes.sh
+
+# The users' flow on the bed's kind cluster (images built and checked, helm install, 10,000 orders,
+# ReplayRequests, kubectl logs, the dashboard; the CRD's CEL rule). Not part of `make test`.
+.PHONY: e2e-kind images-bed
+e2e-kind: build kafka-install k8s-tools browser-tools
+	scripts/k8s/e2e-kind.sh
+
+# The project's images on the bed's local bases (Dockerfile.prebuilt on `make build`'s binaries).
+images-bed: build kafka-install
+	scripts/k8s/images.sh build
+	scripts/k8s/images.sh check

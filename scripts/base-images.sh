@@ -8,9 +8,14 @@
 #   orderflow.local/debian-iptables:bookworm    + iptables, conntrack (the kube-proxy image)
 #   orderflow.local/debian-node:bookworm        + systemd, Debian's containerd and runc, iptables,
 #                                               nftables, iproute2, ... (the kind node's root fs)
+#   orderflow.local/debian-jre:bookworm         + Debian's OpenJDK 17 JRE (headless): the Kafka image
+#                                               of the test bed (scripts/k8s/images.sh kafka)
+#   orderflow.local/debian-build:bookworm       + build-essential, pkg-config, zlib1g-dev: under
+#                                               scripts/k8s/rust-image.sh (the Dockerfile's build stage)
 #
-# Usage: scripts/base-images.sh [slim|iptables|node ...]   (default: all three)
-#        scripts/base-images.sh --list                    names of the images
+# Usage: scripts/base-images.sh [slim|iptables|node|jre|build ...]   (default: slim, iptables, node)
+#        scripts/base-images.sh --list                    names of the three default images
+#        scripts/base-images.sh --name KIND               name of one image (slim, iptables, node, jre, build)
 # Needs root, debootstrap and a running Docker (scripts/docker.sh install && scripts/docker.sh start;
 # DOCKER_HOST is taken from scripts/docker.sh env when unset).
 # Environment: DEBIAN_SUITE (bookworm), IMAGE_NS (orderflow.local), ORDERFLOW_CACHE, DEBIAN_MIRROR
@@ -30,16 +35,20 @@ say() { echo "base-images: $*" >&2; }
 die() { say "$*"; exit 1; }
 
 PKG_IPTABLES=iptables,conntrack,ca-certificates
+PKG_JRE=openjdk-17-jre-headless,ca-certificates
+PKG_BUILD=build-essential,pkg-config,zlib1g-dev,ca-certificates
 PKG_NODE=systemd,systemd-sysv,dbus,containerd,runc,iptables,nftables,conntrack,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,bash,ca-certificates,curl,jq,procps,socat,ebtables,iputils-ping
 image_of() {
   case "$1" in
     slim) echo "$NS/debian:$SUITE-slim" ;;
     iptables) echo "$NS/debian-iptables:$SUITE" ;;
     node) echo "$NS/debian-node:$SUITE" ;;
-    *) die "unknown image '$1' (slim, iptables, node)" ;;
+    jre) echo "$NS/debian-jre:$SUITE" ;;
+    build) echo "$NS/debian-build:$SUITE" ;;
+    *) die "unknown image '$1' (slim, iptables, node, jre, build)" ;;
   esac
 }
-packages_of() { case "$1" in slim) echo "" ;; iptables) echo "$PKG_IPTABLES" ;; node) echo "$PKG_NODE" ;; esac; }
+packages_of() { case "$1" in slim) echo "" ;; iptables) echo "$PKG_IPTABLES" ;; node) echo "$PKG_NODE" ;; jre) echo "$PKG_JRE" ;; build) echo "$PKG_BUILD" ;; esac; }
 stamp_of() { echo "$SUITE minbase+$(packages_of "$1") recipe=$RECIPE"; }
 
 # The first URI of a deb entry under /etc/apt whose suites include $SUITE (deb822 and one-line lists).
@@ -101,5 +110,6 @@ build() {
 }
 
 if [ "${1:-}" = --list ]; then for k in slim iptables node; do image_of "$k"; done; exit 0; fi
+if [ "${1:-}" = --name ]; then image_of "${2:?usage: $0 --name slim|iptables|node|jre|build}"; exit 0; fi
 kinds=("$@"); [ ${#kinds[@]} -gt 0 ] || kinds=(slim iptables node)
 for k in "${kinds[@]}"; do build "$k"; done

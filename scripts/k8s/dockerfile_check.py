@@ -4,7 +4,12 @@
 - every `COPY --from=` names an earlier stage; the last stage runs as a numeric non-root USER;
 - every image of scripts/k8s/kind.sh (SERVICES) is a bin target of the cargo workspace, built by
   the build stage (`-p NAME`) and copied to /out;
-- .dockerignore lets the whole workspace into the build context (every member under services/).
+- .dockerignore lets the whole workspace into the build context (every member under services/);
+- classic `docker build` can build it (Docker 20.10 without BuildKit, as on the test bed): no
+  `# syntax=` line (BuildKit would pull that frontend), no RUN --mount; the base images are the
+  build arguments RUST_IMAGE and RUNTIME_IMAGE, whose defaults are the public images;
+- Dockerfile.prebuilt (host-built binaries) is ./Dockerfile's runtime stage: the same
+  instructions after FROM but for the COPY of the binaries, and the same RUNTIME_IMAGE default.
 Usage: dockerfile_check.py  (from the repository root; reads `cargo metadata --no-deps`)
 """
 import json
@@ -49,6 +54,57 @@ ignore = open(".dockerignore").read().split()
 for need in ("!Cargo.toml", "!Cargo.lock", "!services/"):
     if need not in ignore:
         errors.append(f".dockerignore must keep {need[1:]}")
+
+text = open("Dockerfile").read()
+if re.search(r"^#\s*syntax\s*=", text, re.M):
+    errors.append("a `# syntax=` line makes BuildKit pull a frontend image: drop it")
+for c in cmds:
+    if c.cmd == "RUN" and any(f.startswith("--mount") for f in c.flags):
+        errors.append(f"RUN --mount needs BuildKit (classic docker build refuses it): {c.original[:60]}")
+meta_args = {}
+for c in cmds:
+    if c.cmd == "FROM":
+        break
+    if c.cmd == "ARG":
+        k, _, v = c.value[0].partition("=")
+        meta_args[k] = v
+froms = [c.value[0] for c in cmds if c.cmd == "FROM"]
+if froms[:1] != ["${RUST_IMAGE}"] or froms[-1:] != ["${RUNTIME_IMAGE}"]:
+    errors.append(f"the stages must start FROM ${{RUST_IMAGE}} (build) and FROM ${{RUNTIME_IMAGE}} (runtime), got {froms}")
+for k in ("RUST_IMAGE", "RUNTIME_IMAGE"):
+    v = meta_args.get(k, "")
+    host = v.split("/")[0] if "/" in v else ""
+    if not v or "." in host or ":" in host or host == "localhost":
+        errors.append(f"ARG {k} needs a default naming a public image without a registry host (got {meta_args.get(k)!r})")
+
+
+def runtime_stage(path):
+    """(FROM argument, ARG defaults before the first FROM, the last stage's instructions after
+    FROM without COPY)."""
+    cs = dockerfile.parse_file(path)
+    meta, last = {}, -1
+    for i, c in enumerate(cs):
+        if c.cmd == "FROM":
+            last = i
+        elif last < 0 and c.cmd == "ARG":
+            k, _, v = c.value[0].partition("=")
+            meta[k] = v
+    body = [(c.cmd, c.value) for c in cs[last + 1:] if c.cmd != "COPY"]
+    return cs[last].value[0], meta, body
+
+
+try:
+    pre_from, pre_meta, pre_body = runtime_stage("Dockerfile.prebuilt")
+    main_from, _, main_body = runtime_stage("Dockerfile")
+    if pre_from != main_from or pre_meta.get("RUNTIME_IMAGE") != meta_args.get("RUNTIME_IMAGE"):
+        errors.append(f"Dockerfile.prebuilt's runtime base {pre_from} ({pre_meta.get('RUNTIME_IMAGE')}) differs from the Dockerfile's")
+    if pre_body != main_body:
+        errors.append("Dockerfile.prebuilt's runtime stage differs from the Dockerfile's (apart from COPY)")
+    copies = [c.value for c in dockerfile.parse_file("Dockerfile.prebuilt") if c.cmd == "COPY"]
+    if copies != [("bin/${SERVICE}", "bin/orderflowctl", "/usr/local/bin/")]:
+        errors.append(f"Dockerfile.prebuilt must COPY bin/${{SERVICE}} bin/orderflowctl /usr/local/bin/, got {copies}")
+except FileNotFoundError:
+    errors.append("Dockerfile.prebuilt is missing")
 
 for e in errors:
     print(f"dockerfile_check: {e}", file=sys.stderr)

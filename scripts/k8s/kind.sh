@@ -9,6 +9,7 @@
 # Environment (defaults): KIND_CLUSTER=orderflow K8S_NAMESPACE=orderflow STRIMZI_VERSION=1.2.0
 #   STRIMZI_CHART_REPO (Strimzi's Helm repository) KAFKA_READY_TIMEOUT=600s IMAGE_PREFIX=orderflow
 #   IMAGE_TAG=dev KIND_NODE_IMAGE (kindest/node image; default: the one of your kind release)
+#   RUST_IMAGE, RUNTIME_IMAGE (base images of the Dockerfile; default: its public ones)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/k8s/tools.sh
@@ -77,7 +78,9 @@ images() {
   need_docker
   for s in "${SERVICES[@]}"; do
     echo "k8s: docker build $PREFIX/$s:$TAG"
-    docker build --build-arg SERVICE="$s" -t "$PREFIX/$s:$TAG" .
+    # RUST_IMAGE / RUNTIME_IMAGE (optional): other base images than the Dockerfile's public defaults
+    docker build --build-arg SERVICE="$s" ${RUST_IMAGE:+--build-arg RUST_IMAGE="$RUST_IMAGE"} \
+      ${RUNTIME_IMAGE:+--build-arg RUNTIME_IMAGE="$RUNTIME_IMAGE"} -t "$PREFIX/$s:$TAG" .
   done
 }
 

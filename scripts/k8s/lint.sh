@@ -31,6 +31,7 @@ CHART=helm/orderflow
 PY=$VENV/bin/python
 YAMLLINT=("$VENV/bin/yamllint" -s -c scripts/k8s/yamllint.yaml)
 SECURE=(--set kafka.tls.enabled=true --set kafka.sasl.enabled=true)  # Kafka TLS + SCRAM (deploy/secure/)
+BROKER=(--set kafka.broker.enabled=true)  # Apache Kafka inside the release (the test bed, no Strimzi)
 failed=() skipped=() passed=()
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 
@@ -50,16 +51,22 @@ yaml_files() {
 lint_yaml() { yaml_files | xargs "${YAMLLINT[@]}"; }
 lint_rendered() {
   "$HELM" template orderflow "$CHART" --namespace orderflow | "${YAMLLINT[@]}" - \
-    && "$HELM" template orderflow "$CHART" --namespace orderflow "${SECURE[@]}" | "${YAMLLINT[@]}" -
+    && "$HELM" template orderflow "$CHART" --namespace orderflow "${SECURE[@]}" | "${YAMLLINT[@]}" - \
+    && "$HELM" template orderflow "$CHART" --namespace orderflow "${BROKER[@]}" | "${YAMLLINT[@]}" -
 }
 helm_lint() {
   "$HELM" lint --strict "$CHART" --namespace orderflow \
     && "$HELM" lint --strict "$CHART" --namespace orderflow --set controller.enabled=false --set order.service.type=ClusterIP \
     && "$HELM" lint --strict "$CHART" --namespace orderflow "${SECURE[@]}" \
+    && "$HELM" lint --strict "$CHART" --namespace orderflow "${BROKER[@]}" \
+    && refused_with "${SECURE[@]}" "${BROKER[@]}" \
     && refused analytics.replicas=2 && refused inventory.replicas=-1 && refused image.pullPolicy=Sometimes \
     && refused inventory.initialStock=burger \
     && refused kafka.sasl.password=hunter2 && refused kafka.sasl.mechanism=GSSAPI && refused kafka.tls.enabled=yes \
     && refused kafka.sasl.passwordSecret=Not_A_Secret && refused kafka.tls.caKey=certs/ca.crt
+}
+refused_with() {  # the chart must refuse these helm arguments (schema or template)
+  if "$HELM" template orderflow "$CHART" "$@" >/dev/null 2>&1; then echo "the chart accepted $*"; return 1; fi
 }
 refused() {  # the values schema must refuse --set $1
   if "$HELM" template orderflow "$CHART" --set "$1" >/dev/null 2>&1; then echo "values.schema.json accepted $1"; return 1; fi
@@ -67,7 +74,8 @@ refused() {  # the values schema must refuse --set $1
 validate_k8s() {
   "$HELM" template orderflow "$CHART" --namespace orderflow --include-crds > "$out/chart.yaml" || return 1
   "$HELM" template orderflow "$CHART" --namespace orderflow --include-crds "${SECURE[@]}" > "$out/chart-secure.yaml" || return 1
-  "$VENV/bin/kubernetes-validate" --quiet --strict -k "$K8S_SCHEMA_VERSION" "$out/chart.yaml" "$out/chart-secure.yaml"
+  "$HELM" template orderflow "$CHART" --namespace orderflow "${BROKER[@]}" > "$out/chart-broker.yaml" || return 1
+  "$VENV/bin/kubernetes-validate" --quiet --strict -k "$K8S_SCHEMA_VERSION" "$out/chart.yaml" "$out/chart-secure.yaml" "$out/chart-broker.yaml"
 }
 kafka_security() {  # render with each combination of kafka.tls / kafka.sasl and assert on the Deployments
   local ok=0 b=orderflow-kafka-bootstrap.orderflow.svc
@@ -94,7 +102,7 @@ security_case() {  # security_case LABEL ASSERT_ARGS... -- HELM_ARGS...
   "$HELM" template orderflow "$CHART" --namespace orderflow "$@" | "$PY" scripts/k8s/assert_kafka_security.py --label "$label" "${a[@]}"
 }
 strimzi_check() { "$PY" scripts/k8s/crd_check.py --crds "$STRIMZI_CRDS" --require-crd deploy/*.yaml deploy/secure/*.yaml; }
-shellcheck_scripts() { "$VENV/bin/shellcheck" -x scripts/k8s/*.sh; }
+shellcheck_scripts() { "$VENV/bin/shellcheck" -x scripts/k8s/*.sh images/kafka/kafka-run.sh scripts/compose-demo.sh; }
 dockerfile_check() { "$PY" scripts/k8s/dockerfile_check.py; }
 secure_check() { "$PY" scripts/k8s/secure_check.py; }
 samples_check() { "$PY" scripts/k8s/crd_check.py --crds "$CHART/crds" deploy/samples/*.yaml; }
@@ -102,10 +110,10 @@ samples_check() { "$PY" scripts/k8s/crd_check.py --crds "$CHART/crds" deploy/sam
 t_start=$SECONDS
 step "yamllint (files)" lint_yaml
 step "yamllint (rendered chart)" lint_rendered
-step "shellcheck scripts/k8s" shellcheck_scripts
+step "shellcheck scripts/k8s, images/kafka, scripts/compose-demo.sh" shellcheck_scripts
 step "Dockerfile (parse, stages, non-root user, binaries, build context)" dockerfile_check
 step "helm lint --strict" helm_lint
-step "kubernetes-validate --strict (chart, Kubernetes $K8S_SCHEMA_VERSION; defaults and Kafka TLS+SASL)" validate_k8s
+step "kubernetes-validate --strict (chart, Kubernetes $K8S_SCHEMA_VERSION; defaults, Kafka TLS+SASL, in-release broker)" validate_k8s
 step "chart: Kafka TLS/SASL settings of every Deployment (none by default; SASL_SSL, SSL, SASL_PLAINTEXT)" kafka_security
 step "deploy/secure/ consistent with deploy/kafka.yaml, the services and the chart's defaults" secure_check
 

@@ -38,6 +38,14 @@ pub const MAX_LAG_SAMPLES: usize = 300;
     printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
+// CEL rules the API server (1.25+) enforces on create and update: what the schema alone cannot
+// say. `validate` checks the same in the controller (for older servers).
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.resetTo == 'timestamp' ? has(self.timestamp) : !has(self.timestamp)",
+        "message": "spec.timestamp is required when spec.resetTo is timestamp, and allowed only then"
+    }
+]))]
 pub struct ReplayRequestSpec {
     /// The consumer group whose committed offsets are reset (e.g. analytics).
     #[schemars(length(min = 1, max = 249))]
