@@ -3,7 +3,8 @@
 //! Start-up: for every partition the group's committed offset and its commit metadata say
 //! where the state begins (see [`start_for`]); the span `[base, committed)` of our own
 //! previous run is rebuilt from the log with a group-less reader, then the group consumer
-//! continues from the committed offsets. Commits carry `orderflow.analytics.base=<base>`.
+//! continues from the committed offsets. Commits carry `orderflow.analytics.base=<base>`
+//! ([`CommitMark::AnalyticsBase`]).
 //! A record at an offset already applied (a redelivery after a rebalance) is skipped, so
 //! each record counts once.
 
@@ -11,18 +12,24 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use orderflow_events::{decode_on, GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
+use orderflow_events::{
+    decode_on, CommitMark, GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
+};
 use orderflow_runtime::dlq::{Dlq, Rejected};
-use orderflow_runtime::{kafka, supervise, Health, KafkaConfig};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use orderflow_runtime::read::{self, ReadError, Span};
+use orderflow_runtime::session::{self, ClientFailed, Handler, Tick};
+use orderflow_runtime::{supervise, Health, KafkaConfig};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, DefaultConsumerContext, StreamConsumer,
+};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::AnalyticsMetrics;
-use crate::state::{base_metadata, start_for, Aggregates, Bases, Start};
+use crate::state::{start_for, Aggregates, Bases, Start};
 
 pub const TOPICS: [&str; 2] = [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS];
 
@@ -43,8 +50,9 @@ pub enum AnalyticsError {
         reached: i64,
         wanted: i64,
     },
-    #[error("{0}; a new consumer takes over")]
-    Fatal(String),
+    /// Recovered: the next session opens new clients.
+    #[error(transparent)]
+    ClientFailed(#[from] ClientFailed),
     #[error("the DLQ did not take a bad record, so it stays uncommitted: {0}")]
     Dlq(rdkafka::error::KafkaError),
     #[error("background task failed: {0}")]
@@ -69,8 +77,8 @@ pub struct RunInfo {
 
 struct Plan {
     bases: Bases,
-    /// (topic, partition, from, to) spans to rebuild
-    rebuild: Vec<(String, i32, i64, i64)>,
+    /// Spans to rebuild.
+    rebuild: Vec<Span>,
 }
 
 fn plan(kafka: &KafkaConfig, timeout: Duration) -> Result<Plan, AnalyticsError> {
@@ -94,7 +102,12 @@ fn plan(kafka: &KafkaConfig, timeout: Duration) -> Result<Plan, AnalyticsError> 
             Start::Resume { base, committed } => {
                 p.bases.insert(key, base);
                 if committed > base {
-                    p.rebuild.push((c.topic, c.partition, base, committed));
+                    p.rebuild.push(Span {
+                        topic: c.topic,
+                        partition: c.partition,
+                        from: base,
+                        to: committed,
+                    });
                 }
             }
             Start::Fresh { at } => {
@@ -113,7 +126,7 @@ fn plan(kafka: &KafkaConfig, timeout: Duration) -> Result<Plan, AnalyticsError> 
 /// stepped over.
 fn rebuild(
     kafka: &KafkaConfig,
-    spans: &[(String, i32, i64, i64)],
+    spans: &[Span],
     state: &mut Aggregates,
     timeout: Duration,
 ) -> Result<u64, AnalyticsError> {
@@ -121,70 +134,31 @@ fn rebuild(
         return Ok(0);
     }
     let reader: BaseConsumer = kafka.reader("analytics-rebuild").create()?;
-    let mut tpl = TopicPartitionList::new();
-    for (t, p, from, _) in spans {
-        tpl.add_partition_offset(t, *p, Offset::Offset(*from))?;
-    }
-    reader.assign(&tpl)?;
-    let ends: HashMap<(String, i32), i64> = spans
-        .iter()
-        .map(|(t, p, _, to)| ((t.clone(), *p), *to))
-        .collect();
-    let mut done: HashMap<(String, i32), bool> = spans
-        .iter()
-        .map(|(t, p, from, to)| ((t.clone(), *p), from >= to))
-        .collect();
-    let mut n = 0u64;
-    let mut last_progress = Instant::now();
-    while done.values().any(|d| !d) {
-        match reader.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                last_progress = Instant::now();
-                let key = (m.topic().to_string(), m.partition());
-                let end = ends.get(&key).copied().unwrap_or(0);
-                if m.offset() < end {
-                    match decode_on(m.topic(), m.payload().unwrap_or_default()) {
-                        Ok(e) => state.apply(m.topic(), m.partition(), m.offset(), &e),
-                        Err(_) => state.advance(m.topic(), m.partition(), m.offset()),
-                    }
-                    n += 1;
-                }
-                if m.offset() + 1 >= end {
-                    done.insert(key, true);
-                }
-            }
-            Some(Err(e)) => tracing::warn!(error = %e, "rebuild read error (retrying)"),
-            None => {
-                // Nothing more to read: a span may end in transaction markers, which are
-                // never delivered as records but move the position.
-                for ((t, p), d) in done.iter_mut() {
-                    let end = ends.get(&(t.clone(), *p)).copied().unwrap_or(0);
-                    if !*d && kafka::reached(&reader, t, *p, end) {
-                        *d = true;
-                        last_progress = Instant::now();
-                    }
-                }
-            }
+    let n = read::read_to_end(&reader, spans, timeout, |m| {
+        match decode_on(m.topic(), m.payload().unwrap_or_default()) {
+            Ok(e) => state.apply(m.topic(), m.partition(), m.offset(), &e),
+            Err(_) => state.advance(m.topic(), m.partition(), m.offset()),
         }
-        if last_progress.elapsed() > timeout {
-            let (t, p, reached, wanted) = spans
-                .iter()
-                .find(|(t, p, _, _)| !done.get(&(t.clone(), *p)).copied().unwrap_or(true))
-                .map(|(t, p, _, to)| (t.clone(), *p, state.next_offset(t, *p).unwrap_or(-1), *to))
-                .unwrap_or_default();
-            return Err(AnalyticsError::RebuildStalled {
-                topic: t,
-                partition: p,
-                reached,
-                wanted,
-            });
-        }
-    }
+    })
+    .map_err(|e| match e {
+        ReadError::Kafka(e) => AnalyticsError::Kafka(e),
+        ReadError::Stalled {
+            topic,
+            partition,
+            end,
+            ..
+        } => AnalyticsError::RebuildStalled {
+            reached: state.next_offset(&topic, partition).unwrap_or(-1),
+            topic,
+            partition,
+            wanted: end,
+        },
+    })?;
     // The spans were read to their ends, including any transaction markers after their last
     // records: the state's next offsets are the spans' ends (the committed offsets).
-    for (t, p, _, to) in spans {
-        if *to > 0 {
-            state.advance(t, *p, to - 1);
+    for s in spans {
+        if s.to > 0 {
+            state.advance(&s.topic, s.partition, s.to - 1);
         }
     }
     Ok(n)
@@ -200,7 +174,7 @@ fn commit_list(
         let base = bases.get(&(t.clone(), p)).copied().unwrap_or(next);
         let mut e = tpl.add_partition(&t, p);
         e.set_offset(Offset::Offset(next))?;
-        e.set_metadata(base_metadata(base));
+        e.set_metadata(CommitMark::AnalyticsBase(base).to_string());
     }
     Ok(tpl)
 }
@@ -246,10 +220,7 @@ async fn session(
     token: &CancellationToken,
     commit_every: Duration,
 ) -> Result<(), AnalyticsError> {
-    health.set_not_ready("connecting to Kafka");
-    // Waits for Kafka as long as it takes; locally the topics are created then (under
-    // Strimzi they exist already).
-    if !orderflow_runtime::topics::connect(kafka, health, token).await? {
+    if !session::connect(kafka, health, token).await? {
         return Ok(());
     }
     let timeout = Duration::from_secs(10);
@@ -273,7 +244,7 @@ async fn session(
         bases,
         rebuild: spans,
     } = plan;
-    let to_rebuild: i64 = spans.iter().map(|(_, _, f, t)| t - f).sum();
+    let to_rebuild: i64 = spans.iter().map(|s| s.to - s.from).sum();
     health.set_not_ready(format!("rebuilding {to_rebuild} records"));
     let started = Instant::now();
     let (state, rebuilt) = {
@@ -312,62 +283,86 @@ async fn session(
         .consumer(GROUP_ANALYTICS, "analytics-service")
         .create()?;
     // The DLQ's producer lives as long as the session, like the consumer: a client that
-    // failed fatally is replaced with the session.
+    // failed for good is replaced with the session.
     let producer: FutureProducer = kafka.producer("analytics-service").create()?;
     consumer.subscribe(&TOPICS)?;
     health.set_ready("consuming");
     // Ready while Kafka answers (a consumer with nothing to read would not notice it gone).
-    let probe_token = token.child_token();
-    let _probe_stops = probe_token.clone().drop_guard();
-    tokio::spawn(kafka::probe_reachable(producer.clone(), probe_token, {
+    let probe_report = {
         let health = health.clone();
-        move |error| match error {
+        move |error: Option<String>| match error {
             None => health.set_ready("consuming"),
             Some(e) => health.set_not_ready(format!("Kafka unreachable: {e}")),
         }
-    }));
-
-    let mut ticker = tokio::time::interval(commit_every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut dirty = false;
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => break,
-            _ = ticker.tick() => {
-                dirty |= skip_to_positions(&consumer, shared);
-                if dirty {
-                    dirty = !commit(&consumer, shared, &bases, health);
-                }
-                if let Some(f) = kafka::fatal(consumer.client()).or_else(|| kafka::fatal(producer.client())) {
-                    return Err(AnalyticsError::Fatal(f));
-                }
-            }
-            msg = consumer.recv() => match msg {
-                Ok(m) => {
-                    if let Err(e) = handle(&m, shared, dlq, &producer, metrics).await {
-                        // Not committed past: the next session reads it again.
-                        consumer.unsubscribe();
-                        return Err(e);
-                    }
-                    dirty = true;
-                    health.set_ready("consuming");
-                }
-                Err(e) => {
-                    if let Some(f) = kafka::fatal(consumer.client()) {
-                        return Err(AnalyticsError::Fatal(f));
-                    }
-                    health.set_not_ready(format!("Kafka: {e}"));
-                    tracing::warn!(error = %e, "consume error");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    }
+    };
+    let mut counting = Counting {
+        shared,
+        health,
+        metrics,
+        dlq,
+        producer: &producer,
+        bases: &bases,
+        dirty: false,
+    };
+    let tick = Tick::Every(commit_every);
+    session::consume(
+        &consumer,
+        &producer,
+        token,
+        tick,
+        probe_report,
+        &mut counting,
+    )
+    .await?;
     // Shutdown: commit what was applied, then leave the group.
     commit(&consumer, shared, &bases, health);
     consumer.unsubscribe();
     tracing::info!("analytics consumer stopped");
     Ok(())
+}
+
+/// The session's loop: each record counted once, the applied positions committed every
+/// `COMMIT_INTERVAL_MS` with their base marks.
+struct Counting<'a> {
+    shared: &'a Shared,
+    health: &'a Health,
+    metrics: &'a AnalyticsMetrics,
+    dlq: &'a Dlq,
+    producer: &'a FutureProducer,
+    bases: &'a Bases,
+    /// Applied since the last commit that worked.
+    dirty: bool,
+}
+
+impl Handler<DefaultConsumerContext> for Counting<'_> {
+    type Error = AnalyticsError;
+
+    async fn message(
+        &mut self,
+        consumer: &StreamConsumer,
+        m: BorrowedMessage<'_>,
+    ) -> Result<(), AnalyticsError> {
+        if let Err(e) = handle(&m, self.shared, self.dlq, self.producer, self.metrics).await {
+            // Not committed past: the next session reads it again.
+            consumer.unsubscribe();
+            return Err(e);
+        }
+        self.dirty = true;
+        self.health.set_ready("consuming");
+        Ok(())
+    }
+
+    async fn tick(&mut self, consumer: &StreamConsumer) -> Result<(), AnalyticsError> {
+        self.dirty |= skip_to_positions(consumer, self.shared);
+        if self.dirty {
+            self.dirty = !commit(consumer, self.shared, self.bases, self.health);
+        }
+        Ok(())
+    }
+
+    fn consume_error(&mut self, e: &rdkafka::error::KafkaError) {
+        self.health.set_not_ready(format!("Kafka: {e}"));
+    }
 }
 
 async fn handle(

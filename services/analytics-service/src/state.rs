@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
-use orderflow_events::Event;
+use orderflow_events::{CommitMark, Event};
 use serde::Serialize;
 
 /// The start of the minute `ts` falls in (event-time window arithmetic).
@@ -153,13 +153,6 @@ impl Aggregates {
     }
 }
 
-/// Commit metadata analytics writes on each partition: where its state began.
-pub const BASE_MARKER: &str = "orderflow.analytics.base=";
-
-pub fn base_metadata(base: i64) -> String {
-    format!("{BASE_MARKER}{base}")
-}
-
 /// Where the state of a partition starts, given what the group has committed there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
@@ -171,16 +164,14 @@ pub enum Start {
     Earliest { low: i64 },
 }
 
-/// Decide how to start a partition from its committed offset, commit metadata and low watermark.
+/// Decide how to start a partition from its committed offset, commit metadata and low
+/// watermark. Analytics commits with [`CommitMark::AnalyticsBase`], where its state began.
 pub fn start_for(committed: Option<i64>, metadata: &str, low_watermark: i64) -> Start {
     match committed {
         None => Start::Earliest { low: low_watermark },
-        Some(c) => match metadata
-            .strip_prefix(BASE_MARKER)
-            .and_then(|b| b.trim().parse::<i64>().ok())
-        {
+        Some(c) => match CommitMark::of(metadata) {
             // Records before the low watermark are gone (retention): rebuild what is left.
-            Some(base) if base <= c => Start::Resume {
+            Some(CommitMark::AnalyticsBase(base)) if base <= c => Start::Resume {
                 base: base.max(low_watermark).min(c),
                 committed: c,
             },
@@ -199,6 +190,10 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use orderflow_events::OrderPlaced;
+
+    fn base(b: i64) -> String {
+        CommitMark::AnalyticsBase(b).to_string()
+    }
 
     fn at(h: u32, m: u32, s: u32, ms: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, h, m, s).unwrap() + TimeDelta::milliseconds(ms)
@@ -303,21 +298,21 @@ mod tests {
     fn start_decisions() {
         assert_eq!(start_for(None, "", 0), Start::Earliest { low: 0 });
         assert_eq!(
-            start_for(Some(40), &base_metadata(0), 0),
+            start_for(Some(40), &base(0), 0),
             Start::Resume {
                 base: 0,
                 committed: 40
             }
         );
         assert_eq!(
-            start_for(Some(40), &base_metadata(10), 0),
+            start_for(Some(40), &base(10), 0),
             Start::Resume {
                 base: 10,
                 committed: 40
             }
         );
         assert_eq!(
-            start_for(Some(40), &base_metadata(0), 5),
+            start_for(Some(40), &base(0), 5),
             Start::Resume {
                 base: 5,
                 committed: 40
@@ -330,7 +325,7 @@ mod tests {
         );
         assert_eq!(start_for(Some(0), "", 0), Start::Fresh { at: 0 });
         assert_eq!(
-            start_for(Some(40), &base_metadata(50), 0),
+            start_for(Some(40), &base(50), 0),
             Start::Fresh { at: 40 },
             "a base past the commit is not ours"
         );

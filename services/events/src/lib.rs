@@ -18,11 +18,18 @@
 //! partition `p` of `orders`, which is what lets an inventory replica rebuild the ledger for
 //! the partitions it is assigned, and lets analytics read recorded decisions instead of
 //! re-deciding them.
+//!
+//! ## Commit metadata
+//! What orderflow writes next to a group's committed offsets (an offset reset's mark,
+//! analytics' base) is one type, [`CommitMark`], whose `Display` and `FromStr` are the wire
+//! format.
 
 mod codec;
+mod mark;
 mod model;
 
 pub use codec::{decode, decode_decision, decode_on, decode_order, encode, DecodeError};
+pub use mark::{CommitMark, NotACommitMark, ResetBy, ANALYTICS_BASE_PREFIX, RESET_MARK_PREFIX};
 pub use model::{DecisionStatus, Event, InventoryDecision, OrderPlaced};
 
 /// Topic of `OrderPlaced` events.

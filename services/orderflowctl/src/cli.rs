@@ -13,7 +13,8 @@ use thiserror::Error;
 use crate::error::{GroupError, ParseResetToError};
 use crate::format;
 use crate::groups::{self, WatchEnd, WatchOptions};
-use crate::model::{LagSample, OffsetChange, ResetTo};
+use crate::model::LagSample;
+use crate::plan::{OffsetChange, ResetTo};
 
 /// Topics `lag` looks at when no `--topic` is given: the ones orderflow's groups consume.
 pub const DEFAULT_LAG_TOPICS: [&str; 2] = [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS];

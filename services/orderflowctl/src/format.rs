@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::model::{GroupInfo, LagSample, OffsetChange, PartitionLag};
+use crate::model::{GroupInfo, LagSample, PartitionLag};
+use crate::plan::OffsetChange;
 
 fn opt(v: Option<i64>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())

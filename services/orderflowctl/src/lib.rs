@@ -5,12 +5,19 @@
 //!
 //! The Kafka functions block; async callers wrap them in `tokio::task::spawn_blocking`.
 //! Their `timeout` bounds each broker request.
+//!
+//! The command line ([`cli`], [`mod@format`]) is behind the `cli` feature, on by default for
+//! this package (its binary needs it) and off for the libraries that depend on it through
+//! the workspace, so they do not compile clap for it.
 
+#[cfg(feature = "cli")]
 pub mod cli;
 mod error;
+#[cfg(feature = "cli")]
 pub mod format;
 mod groups;
 mod model;
+mod plan;
 
 pub use error::{GroupError, ParseResetToError};
 pub use groups::{
@@ -18,8 +25,7 @@ pub use groups::{
     reset_leaving_the_check_to_kafka, sample_lag, watch_lag, LagProbe, WatchEnd, WatchOptions,
 };
 pub use model::{
-    is_reset_metadata, partition_lag, plan_reset, reset_metadata, reset_metadata_by,
-    reset_metadata_by_of, reset_metadata_from, reset_metadata_time, total_lag, CommittedOffset,
-    GroupInfo, GroupMember, LagSample, OffsetChange, PartitionLag, ResetTo, TimeOffset,
-    INACTIVE_STATES, RESET_METADATA_PREFIX,
+    partition_lag, total_lag, CommittedOffset, GroupInfo, GroupMember, LagSample, PartitionLag,
+    INACTIVE_STATES,
 };
+pub use plan::{plan_reset, OffsetChange, ResetTo, TimeOffset};

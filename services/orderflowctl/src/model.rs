@@ -1,73 +1,11 @@
-//! The results of consumer-group work (all serializable to JSON) and the pure arithmetic
-//! on them: lag per partition and the offset-reset plan. Nothing here talks to Kafka.
+//! The results of consumer-group work (all serializable to JSON) and the lag arithmetic on
+//! them. Nothing here talks to Kafka. Where a reset moves offsets is in [`crate::plan`].
 
-use std::fmt;
-use std::str::FromStr;
-
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
-
-use crate::error::{GroupError, ParseResetToError};
+use orderflow_events::CommitMark;
+use serde::Serialize;
 
 /// Group states in which nobody consumes, so offsets may be reset (Kafka's rule).
 pub const INACTIVE_STATES: [&str; 2] = ["Empty", "Dead"];
-
-/// Prefix of the per-partition commit metadata written by [`crate::reset`]:
-/// `orderflow.reset=<RFC 3339 time of the reset>`.
-pub const RESET_METADATA_PREFIX: &str = "orderflow.reset=";
-
-/// The commit metadata a reset at `at` writes on every partition.
-pub fn reset_metadata(at: DateTime<Utc>) -> String {
-    format!(
-        "{RESET_METADATA_PREFIX}{}",
-        at.to_rfc3339_opts(SecondsFormat::Millis, true)
-    )
-}
-
-/// The commit metadata of a reset made on behalf of `by` (e.g. a ReplayRequest's uid; no
-/// whitespace) on a partition whose committed offset was `from`:
-/// `orderflow.reset=<time> by=<by> from=<offset|none>`. A reset can then be recognised
-/// later (a controller resuming after a crash must not reset twice) and says where the
-/// partition was before.
-pub fn reset_metadata_by(at: DateTime<Utc>, by: &str, from: Option<i64>) -> String {
-    let from = from.map_or_else(|| "none".to_string(), |f| f.to_string());
-    format!("{} by={by} from={from}", reset_metadata(at))
-}
-
-/// True when `metadata` was written by an offset reset (see [`reset_metadata`]).
-pub fn is_reset_metadata(metadata: &str) -> bool {
-    metadata.starts_with(RESET_METADATA_PREFIX)
-}
-
-/// When the reset that wrote `metadata` happened (`None`: not a reset marker).
-pub fn reset_metadata_time(metadata: &str) -> Option<DateTime<Utc>> {
-    let rest = metadata.strip_prefix(RESET_METADATA_PREFIX)?;
-    let at = rest.split_whitespace().next()?;
-    DateTime::parse_from_rfc3339(at)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// Who a reset was made for (`by=` of [`reset_metadata_by`]; `None` for other metadata).
-pub fn reset_metadata_by_of(metadata: &str) -> Option<&str> {
-    reset_field(metadata, "by=")
-}
-
-/// The committed offset before the reset (`from=` of [`reset_metadata_by`]): `None` when
-/// the metadata has no such field, `Some(None)` when the partition had no committed offset.
-pub fn reset_metadata_from(metadata: &str) -> Option<Option<i64>> {
-    match reset_field(metadata, "from=")? {
-        "none" => Some(None),
-        n => n.parse().ok().map(Some),
-    }
-}
-
-fn reset_field<'a>(metadata: &'a str, key: &str) -> Option<&'a str> {
-    metadata
-        .strip_prefix(RESET_METADATA_PREFIX)?
-        .split_whitespace()
-        .find_map(|t| t.strip_prefix(key))
-}
 
 /// One member of a consumer group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -173,174 +111,34 @@ pub struct CommittedOffset {
     pub metadata: String,
 }
 
-/// One partition's offset move in a reset.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct OffsetChange {
-    pub topic: String,
-    pub partition: i32,
-    /// Committed offset before the reset (`None`: never committed).
-    pub from: Option<i64>,
-    /// The new committed offset.
-    pub to: i64,
-}
-
-/// Answer of offsets-for-times for one partition: the earliest offset whose record
-/// timestamp is at or after the reset timestamp, `None` when there is no such record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TimeOffset {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: Option<i64>,
-}
-
-/// Where a reset moves the committed offsets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResetTo {
-    /// The low watermark (oldest retained record).
-    Earliest,
-    /// The high watermark (log end: skip everything written so far).
-    Latest,
-    /// The first record whose timestamp is at or after this time (log end if none).
-    Timestamp(DateTime<Utc>),
-}
-
-impl ResetTo {
-    /// From the separate "kind" and "timestamp" fields of the CLI (`--to`, `--timestamp`)
-    /// and of the ReplayRequest spec (`resetTo`, `timestamp`). `to` may also be an
-    /// RFC 3339 timestamp itself.
-    pub fn from_parts(to: &str, timestamp: Option<&str>) -> Result<Self, ParseResetToError> {
-        let to = to.trim();
-        match (to.to_ascii_lowercase().as_str(), timestamp) {
-            ("timestamp", Some(ts)) => Ok(Self::Timestamp(parse_timestamp(ts)?)),
-            ("timestamp", None) => Err(ParseResetToError::MissingTimestamp),
-            (_, Some(ts)) => Err(ParseResetToError::UnexpectedTimestamp(ts.to_string())),
-            (_, None) => to.parse(),
-        }
+impl CommittedOffset {
+    /// What the commit metadata says, if it is one of orderflow's marks.
+    pub fn mark(&self) -> Option<CommitMark> {
+        CommitMark::of(&self.metadata)
     }
-}
-
-fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, ParseResetToError> {
-    DateTime::parse_from_rfc3339(s.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| ParseResetToError::BadTimestamp {
-            value: s.to_string(),
-            reason: e.to_string(),
-        })
-}
-
-impl FromStr for ResetTo {
-    type Err = ParseResetToError;
-
-    /// `earliest`, `latest` (any case), or an RFC 3339 timestamp.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        match t.to_ascii_lowercase().as_str() {
-            "earliest" => Ok(Self::Earliest),
-            "latest" => Ok(Self::Latest),
-            "timestamp" => Err(ParseResetToError::MissingTimestamp),
-            _ if t.len() >= 10 && t.as_bytes()[..4].iter().all(u8::is_ascii_digit) => {
-                Ok(Self::Timestamp(parse_timestamp(t)?))
-            }
-            _ => Err(ParseResetToError::Unknown(s.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for ResetTo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Earliest => f.write_str("earliest"),
-            Self::Latest => f.write_str("latest"),
-            Self::Timestamp(t) => f.write_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-        }
-    }
-}
-
-impl Serialize for ResetTo {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-/// The reset plan: for every partition of `current` (committed offsets and watermarks, in
-/// that order), where its committed offset goes.
-/// - `Earliest`: the low watermark; `Latest`: the high watermark;
-/// - `Timestamp`: the offsets-for-times answer in `times`, the high watermark when the
-///   timestamp is past the last record; a partition missing from `times` is an error.
-///
-/// Targets are kept inside `[low_watermark, high_watermark]`.
-pub fn plan_reset(
-    to: &ResetTo,
-    current: &[PartitionLag],
-    times: &[TimeOffset],
-) -> Result<Vec<OffsetChange>, GroupError> {
-    current
-        .iter()
-        .map(|p| {
-            let target = match to {
-                ResetTo::Earliest => p.low_watermark,
-                ResetTo::Latest => p.high_watermark,
-                ResetTo::Timestamp(_) => {
-                    let answer = times
-                        .iter()
-                        .find(|t| t.topic == p.topic && t.partition == p.partition)
-                        .ok_or_else(|| GroupError::MissingTimeOffset {
-                            topic: p.topic.clone(),
-                            partition: p.partition,
-                        })?;
-                    answer.offset.unwrap_or(p.high_watermark)
-                }
-            };
-            Ok(OffsetChange {
-                topic: p.topic.clone(),
-                partition: p.partition,
-                from: p.committed,
-                to: target.min(p.high_watermark).max(p.low_watermark),
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use crate::error::GroupError;
 
-    fn p(topic: &str, partition: i32, committed: Option<i64>, low: i64, high: i64) -> PartitionLag {
+    pub(crate) fn p(
+        topic: &str,
+        partition: i32,
+        committed: Option<i64>,
+        low: i64,
+        high: i64,
+    ) -> PartitionLag {
         PartitionLag::new(topic, partition, committed, low, high)
     }
 
-    fn current() -> Vec<PartitionLag> {
+    pub(crate) fn current() -> Vec<PartitionLag> {
         vec![
             p("orders", 0, Some(40), 10, 100),
             p("orders", 1, None, 0, 50),
             p("orders", 2, Some(7), 0, 7),
         ]
-    }
-
-    fn changes(v: &[OffsetChange]) -> Vec<(i32, Option<i64>, i64)> {
-        v.iter().map(|c| (c.partition, c.from, c.to)).collect()
-    }
-
-    #[test]
-    fn tagged_reset_metadata_round_trips() {
-        let at = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
-        let m = reset_metadata_by(at, "3f2a-uid", Some(42));
-        assert_eq!(
-            m,
-            "orderflow.reset=2026-11-22T10:00:00.000Z by=3f2a-uid from=42"
-        );
-        assert!(is_reset_metadata(&m));
-        assert_eq!(reset_metadata_time(&m), Some(at));
-        assert_eq!(reset_metadata_by_of(&m), Some("3f2a-uid"));
-        assert_eq!(reset_metadata_from(&m), Some(Some(42)));
-        let none = reset_metadata_by(at, "u", None);
-        assert_eq!(reset_metadata_from(&none), Some(None));
-        // plain reset metadata and other commit metadata carry no tag
-        assert_eq!(reset_metadata_by_of(&reset_metadata(at)), None);
-        assert_eq!(reset_metadata_from(&reset_metadata(at)), None);
-        assert_eq!(reset_metadata_by_of("orderflow.analytics.base=0"), None);
-        assert_eq!(reset_metadata_time(&reset_metadata(at)), Some(at));
     }
 
     #[test]
@@ -365,176 +163,6 @@ mod tests {
         let s = LagSample::new(1_700_000_000_000, c);
         assert_eq!(s.total, 110);
         assert_eq!(s.at_ms, 1_700_000_000_000);
-    }
-
-    #[test]
-    fn plan_earliest_and_latest() {
-        let e = plan_reset(&ResetTo::Earliest, &current(), &[]).unwrap();
-        assert_eq!(
-            changes(&e),
-            vec![(0, Some(40), 10), (1, None, 0), (2, Some(7), 0)]
-        );
-        assert!(e.iter().all(|c| c.topic == "orders"));
-        let l = plan_reset(&ResetTo::Latest, &current(), &[]).unwrap();
-        assert_eq!(
-            changes(&l),
-            vec![(0, Some(40), 100), (1, None, 50), (2, Some(7), 7)]
-        );
-    }
-
-    #[test]
-    fn plan_timestamp_uses_offsets_for_times_and_log_end_past_the_end() {
-        let ts = ResetTo::Timestamp(Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap());
-        let times = vec![
-            TimeOffset {
-                topic: "orders".into(),
-                partition: 2,
-                offset: None, // past the last record
-            },
-            TimeOffset {
-                topic: "orders".into(),
-                partition: 0,
-                offset: Some(55),
-            },
-            TimeOffset {
-                topic: "orders".into(),
-                partition: 1,
-                offset: Some(0),
-            },
-        ];
-        let plan = plan_reset(&ts, &current(), &times).unwrap();
-        assert_eq!(
-            changes(&plan),
-            vec![(0, Some(40), 55), (1, None, 0), (2, Some(7), 7)]
-        );
-    }
-
-    #[test]
-    fn plan_timestamp_clamps_into_watermarks() {
-        let ts = ResetTo::Timestamp(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
-        let cur = vec![p("t", 0, None, 10, 20), p("t", 1, None, 0, 20)];
-        let times = vec![
-            TimeOffset {
-                topic: "t".into(),
-                partition: 0,
-                offset: Some(3),
-            },
-            TimeOffset {
-                topic: "t".into(),
-                partition: 1,
-                offset: Some(25),
-            },
-        ];
-        let plan = plan_reset(&ts, &cur, &times).unwrap();
-        assert_eq!(changes(&plan), vec![(0, None, 10), (1, None, 20)]);
-    }
-
-    #[test]
-    fn plan_timestamp_without_answer_is_an_error() {
-        let ts = ResetTo::Timestamp(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
-        let err = plan_reset(&ts, &current(), &[]).unwrap_err();
-        assert!(
-            matches!(err, GroupError::MissingTimeOffset { ref topic, partition: 0 } if topic == "orders"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn plan_of_nothing_is_empty() {
-        assert!(plan_reset(&ResetTo::Earliest, &[], &[]).unwrap().is_empty());
-    }
-
-    #[test]
-    fn reset_to_parses_and_displays() {
-        assert_eq!("earliest".parse::<ResetTo>().unwrap(), ResetTo::Earliest);
-        assert_eq!(" LATEST ".parse::<ResetTo>().unwrap(), ResetTo::Latest);
-        let t: ResetTo = "2026-11-22T10:00:00Z".parse().unwrap();
-        assert_eq!(
-            t,
-            ResetTo::Timestamp(Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap())
-        );
-        assert_eq!(t.to_string(), "2026-11-22T10:00:00Z");
-        // offsets are converted to UTC
-        let t: ResetTo = "2026-11-22T11:00:00.250+01:00".parse().unwrap();
-        assert_eq!(t.to_string(), "2026-11-22T10:00:00.250Z");
-        assert_eq!(ResetTo::Earliest.to_string(), "earliest");
-        assert_eq!(ResetTo::Latest.to_string(), "latest");
-        // round trip
-        for s in ["earliest", "latest", "2026-11-22T10:00:00.123Z"] {
-            assert_eq!(s.parse::<ResetTo>().unwrap().to_string(), s);
-        }
-        assert_eq!(
-            serde_json::to_string(&ResetTo::Earliest).unwrap(),
-            "\"earliest\""
-        );
-    }
-
-    #[test]
-    fn reset_to_rejects_nonsense() {
-        assert!(matches!(
-            "beginning".parse::<ResetTo>(),
-            Err(ParseResetToError::Unknown(_))
-        ));
-        assert!(matches!(
-            "".parse::<ResetTo>(),
-            Err(ParseResetToError::Unknown(_))
-        ));
-        assert!(matches!(
-            "2026-13-40T10:00:00Z".parse::<ResetTo>(),
-            Err(ParseResetToError::BadTimestamp { .. })
-        ));
-        assert!(matches!(
-            "2026-11-22".parse::<ResetTo>(),
-            Err(ParseResetToError::BadTimestamp { .. })
-        ));
-        assert_eq!(
-            "timestamp".parse::<ResetTo>(),
-            Err(ParseResetToError::MissingTimestamp)
-        );
-    }
-
-    #[test]
-    fn reset_to_from_parts() {
-        assert_eq!(
-            ResetTo::from_parts("earliest", None).unwrap(),
-            ResetTo::Earliest
-        );
-        assert_eq!(
-            ResetTo::from_parts("Timestamp", Some("2026-11-22T10:00:00Z")).unwrap(),
-            ResetTo::Timestamp(Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap())
-        );
-        assert_eq!(
-            ResetTo::from_parts("timestamp", None),
-            Err(ParseResetToError::MissingTimestamp)
-        );
-        assert!(matches!(
-            ResetTo::from_parts("latest", Some("2026-11-22T10:00:00Z")),
-            Err(ParseResetToError::UnexpectedTimestamp(_))
-        ));
-        assert!(matches!(
-            ResetTo::from_parts("timestamp", Some("yesterday")),
-            Err(ParseResetToError::BadTimestamp { .. })
-        ));
-        let msg = ResetTo::from_parts("timestamp", Some("yesterday"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("yesterday") && msg.contains("RFC 3339"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn reset_metadata_marker() {
-        let at = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
-        let m = reset_metadata(at);
-        assert_eq!(m, "orderflow.reset=2026-11-22T10:00:00.000Z");
-        assert!(is_reset_metadata(&m));
-        assert!(!is_reset_metadata(""));
-        assert!(!is_reset_metadata("analytics:v1"));
-        assert_eq!(reset_metadata_time(&m), Some(at));
-        assert_eq!(reset_metadata_time("analytics:v1"), None);
-        assert_eq!(reset_metadata_time("orderflow.reset=garbage"), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
+use orderflow_events::CommitMark;
 use orderflow_runtime::KafkaConfig;
 use orderflowctl::{GroupError, OffsetChange, ResetTo};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -267,7 +268,7 @@ fn committed(kafka: &KafkaConfig, group: &str, topic: &str) -> (Vec<(i32, Option
     let c = orderflowctl::committed_offsets(kafka, group, &[topic], T).unwrap();
     let marked = c
         .iter()
-        .all(|c| orderflowctl::is_reset_metadata(&c.metadata));
+        .all(|c| matches!(c.mark(), Some(CommitMark::Reset { .. })));
     (c.iter().map(|c| (c.partition, c.offset)).collect(), marked)
 }
 
@@ -511,7 +512,7 @@ fn lag_refusal_while_live_then_resets() {
     let changes = orderflowctl::reset(&kafka, group, &[topic], ResetTo::Earliest, T).unwrap();
     let after = Utc::now();
     for c in orderflowctl::committed_offsets(&kafka, group, &[topic], T).unwrap() {
-        let at = orderflowctl::reset_metadata_time(&c.metadata).unwrap();
+        let at = c.mark().and_then(|m| m.reset_at()).unwrap();
         assert!(before <= at && at <= after, "{}", c.metadata);
     }
     assert!(changes.iter().all(|c| c.from == Some(4) && c.to == 0));

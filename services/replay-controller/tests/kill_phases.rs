@@ -41,12 +41,13 @@ use common::{
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
+use orderflow_events::CommitMark;
 use orderflow_events::{GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_runtime::KafkaConfig;
 use orderflow_testkit::envtest::StandIn;
 use orderflow_testkit::probes::compare_metrics;
 use orderflow_testkit::{wait, Service, ServiceKind};
-use orderflowctl::{reset_metadata_by_of, PartitionLag};
+use orderflowctl::PartitionLag;
 use replay_controller::crd::{Phase, ReplayRequest, Restore};
 use serde_json::{json, Value};
 
@@ -492,7 +493,11 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
                 let uid = o.uid().unwrap_or_default();
                 phase(o) == Phase::Resetting
                     && commit_metadata(&k).await.is_some_and(|m| {
-                        m.len() == 6 && m.iter().all(|m| reset_metadata_by_of(m) == Some(&uid))
+                        m.len() == 6
+                            && m.iter().all(|m| {
+                                CommitMark::of(m)
+                                    .is_some_and(|m| m.reset_by_of().is_some_and(|b| b.by == uid))
+                            })
                     })
             },
         )

@@ -242,26 +242,6 @@ where
     }
 }
 
-/// Whether `consumer` has read `topic`/`partition` up to `end` (exclusive). Uses the
-/// consumer's position rather than the offset of the last record: a `read_committed`
-/// reader never sees transaction markers or aborted records, so the last offset before
-/// `end` may never arrive as a message, but the position moves past it.
-pub fn reached<C: rdkafka::consumer::Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
-    consumer: &C,
-    topic: &str,
-    partition: i32,
-    end: i64,
-) -> bool {
-    consumer
-        .position()
-        .ok()
-        .and_then(|tpl| {
-            tpl.find_partition(topic, partition)
-                .and_then(|e| e.offset().to_raw())
-        })
-        .is_some_and(|o| o >= end)
-}
-
 /// The fatal error of a client, if it had one: such a client (a consumer fenced as a static
 /// member, an idempotent producer that lost its sequence) never works again and must be
 /// replaced by a new one.

@@ -6,6 +6,8 @@ pub mod config;
 pub mod dlq;
 pub mod http;
 pub mod kafka;
+pub mod read;
+pub mod session;
 pub mod shutdown;
 pub mod supervise;
 pub mod telemetry;

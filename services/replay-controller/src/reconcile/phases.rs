@@ -4,7 +4,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use kube::api::ListParams;
 use kube::{Resource, ResourceExt};
-use orderflowctl::{reset_metadata_by_of, reset_metadata_from};
+use orderflow_events::ResetBy;
+use orderflowctl::CommittedOffset;
 
 use super::{fmt_time, parse_time, secs, Next, Run, StepError, LAG_FIELD};
 use crate::crd::{
@@ -156,7 +157,7 @@ impl Run<'_> {
             && !committed.is_empty()
             && committed
                 .iter()
-                .all(|c| reset_metadata_by_of(&c.metadata) == Some(uid.as_str()));
+                .all(|c| reset_by(c).is_some_and(|b| b.by == uid));
         let (offsets, how) = if already {
             // Made before a controller restart (the status write was lost): not again.
             let offsets = committed
@@ -164,7 +165,7 @@ impl Run<'_> {
                 .map(|c| PartitionOffsets {
                     topic: c.topic.clone(),
                     partition: c.partition,
-                    from: reset_metadata_from(&c.metadata).flatten(),
+                    from: reset_by(c).and_then(|b| b.from),
                     to: c.offset.unwrap_or_default(),
                 })
                 .collect();
@@ -264,4 +265,9 @@ fn reset_label(spec: &ReplayRequestSpec) -> String {
         (ResetTarget::Timestamp, Some(t)) => format!("timestamp {t}"),
         (t, _) => t.as_str().to_string(),
     }
+}
+
+/// Whom the reset that committed `c` was made for, if a tagged reset committed it.
+fn reset_by(c: &CommittedOffset) -> Option<ResetBy> {
+    c.mark().and_then(|m| m.reset_by_of().cloned())
 }

@@ -1,0 +1,273 @@
+//! A batch: orders taken from the consumer (up to `BATCH_MAX`, or what arrives within
+//! 20 ms), decided in order against their partition's ledger, every decision and DLQ entry
+//! sent without waiting for the others, and the batch committed only once the broker
+//! acknowledged all of them.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::future::join_all;
+use orderflow_events::{
+    decision_partition, decode_order, encode, record_key, DecisionStatus, InventoryDecision,
+    OrderPlaced, TOPIC_INVENTORY_EVENTS,
+};
+use orderflow_runtime::kafka;
+use orderflow_runtime::session::Handler;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use super::changelog::sync_ledgers;
+use super::commit::Committer;
+use super::rebalance::{InventoryContext, Shared};
+use super::{Ctx, InventoryError};
+use crate::ledger::Outcome;
+use crate::logs;
+use crate::metrics::StatusLabels;
+
+/// How long a batch waits for more orders after its first.
+const COLLECT_FOR: Duration = Duration::from_millis(20);
+
+/// What a batch did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BatchSummary {
+    /// Orders read and handled (decided, skipped as duplicates or sent to the DLQ).
+    pub orders: usize,
+    pub reserved: usize,
+    pub failed: usize,
+    pub duplicates: usize,
+    pub dlq: usize,
+    /// Records of partitions revoked while the batch was being collected: left to the new
+    /// owner.
+    pub not_owned: usize,
+    /// Next offset to commit per `orders` partition.
+    pub next: BTreeMap<i32, i64>,
+}
+
+/// The session's loop: each record that arrives starts a batch; between batches the idle
+/// tick rebuilds what was just assigned, so `/readyz` and `/stock` are current.
+pub(super) struct Deciding<'a> {
+    pub(super) ctx: Ctx<'a>,
+    pub(super) shared: &'a Shared,
+    pub(super) committer: Committer,
+    pub(super) token: &'a CancellationToken,
+}
+
+impl Handler<InventoryContext> for Deciding<'_> {
+    type Error = InventoryError;
+
+    async fn message(
+        &mut self,
+        consumer: &StreamConsumer<InventoryContext>,
+        first: BorrowedMessage<'_>,
+    ) -> Result<(), InventoryError> {
+        let Ctx {
+            settings,
+            ledgers,
+            health,
+            metrics,
+            ..
+        } = self.ctx;
+        let batch = collect(consumer, first.detach(), settings.batch_limit()).await;
+        metrics.consumed.inc_by(batch.len() as u64);
+        sync_ledgers(self.ctx, self.shared, &mut self.committer, &batch).await?;
+        self.shared.publish(health);
+        let started = Instant::now(); // batch time without any ledger rebuild (logged apart)
+        let summary = decide_batch(&batch, self.ctx, &self.committer, self.token).await?;
+        let committed = self.committer.commit(consumer, &summary.next).await?;
+        metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.set_stock(&settings.stock, ledgers);
+        tracing::info!(
+            orders = summary.orders,
+            reserved = summary.reserved,
+            failed = summary.failed,
+            duplicates = summary.duplicates,
+            dlq = summary.dlq,
+            not_owned = summary.not_owned,
+            next_offsets = ?summary.next,
+            offsets = %logs::offset_ranges(batch.iter().map(|m| (m.partition(), m.offset()))),
+            committed,
+            ms = started.elapsed().as_millis() as u64,
+            "batch decided"
+        );
+        self.shared.publish(health);
+        Ok(())
+    }
+
+    async fn tick(&mut self, _: &StreamConsumer<InventoryContext>) -> Result<(), InventoryError> {
+        sync_ledgers(self.ctx, self.shared, &mut self.committer, &[]).await?;
+        self.ctx
+            .metrics
+            .set_stock(&self.ctx.settings.stock, self.ctx.ledgers);
+        self.shared.publish(self.ctx.health);
+        Ok(())
+    }
+
+    fn consume_error(&mut self, e: &KafkaError) {
+        self.shared.set_kafka_error(Some(e.to_string()));
+        self.shared.publish(self.ctx.health);
+    }
+}
+
+/// `first` and what else arrives within [`COLLECT_FOR`], up to `limit` records.
+async fn collect(
+    consumer: &StreamConsumer<InventoryContext>,
+    first: OwnedMessage,
+    limit: usize,
+) -> Vec<OwnedMessage> {
+    let mut batch = vec![first];
+    let until = tokio::time::Instant::now() + COLLECT_FOR;
+    while batch.len() < limit {
+        match tokio::time::timeout_at(until, consumer.recv()).await {
+            Ok(Ok(m)) => batch.push(m.detach()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "consume error");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+pub(super) fn status_label(s: DecisionStatus) -> &'static str {
+    match s {
+        DecisionStatus::Reserved => "reserved",
+        DecisionStatus::Failed => "failed",
+    }
+}
+
+/// Decide every order of the batch, send each decision (and each DLQ entry) through the
+/// [`Committer`]'s producer of its partition, and wait until the broker acknowledged all
+/// of them; [`Committer::commit`] then commits the batch. On cancellation (SIGTERM) it
+/// stops taking further orders of the batch; those decided so far are still committed.
+async fn decide_batch(
+    batch: &[OwnedMessage],
+    ctx: Ctx<'_>,
+    committer: &Committer,
+    token: &CancellationToken,
+) -> Result<BatchSummary, InventoryError> {
+    let Ctx {
+        settings,
+        ledgers,
+        dlq,
+        metrics,
+        ..
+    } = ctx;
+    let mut s = BatchSummary::default();
+    let mut sends: Vec<DeliveryFuture> = Vec::new();
+    for m in batch {
+        let p = m.partition();
+        let owned = ledgers.read().map(|l| l.contains_key(&p)).unwrap_or(false);
+        if !owned {
+            s.not_owned += 1; // revoked meanwhile: its new owner decides it
+            continue;
+        }
+        let producer = committer.producer(p)?;
+        if !settings.throttle.is_zero() {
+            if token.is_cancelled() {
+                break;
+            }
+            tokio::time::sleep(settings.throttle).await;
+        }
+        s.orders += 1;
+        if s.next.insert(p, m.offset() + 1).is_none() {
+            committer.begin(p)?;
+        }
+        let order = match decode_order(m.payload().unwrap_or_default()) {
+            Ok(o) => o,
+            Err(err) => {
+                let sent = dlq
+                    .reject_via(producer, m, &err)
+                    .map_err(|e| InventoryError::Delivery(e.to_string()))?;
+                sends.extend(sent);
+                s.dlq += 1;
+                continue;
+            }
+        };
+        match decide(ctx, p, &order)? {
+            Outcome::Duplicate => {
+                s.duplicates += 1;
+                metrics.duplicates.inc();
+                tracing::debug!(order_id = %order.order_id, partition = p, offset = m.offset(), "already decided; skipped");
+            }
+            Outcome::Decided(d) => {
+                logs::decided(&d, p, m.offset());
+                match d.status {
+                    DecisionStatus::Reserved => s.reserved += 1,
+                    DecisionStatus::Failed => s.failed += 1,
+                }
+                sends.push(send(ctx, producer, p, d)?);
+            }
+        }
+    }
+    for r in join_all(sends).await {
+        if let Some(e) = kafka::delivery_error(r) {
+            metrics.produce_failures.inc();
+            return Err(InventoryError::Delivery(e));
+        }
+    }
+    Ok(s)
+}
+
+/// Decide `order` of `orders` partition `p` against its ledger.
+fn decide(ctx: Ctx<'_>, p: i32, order: &OrderPlaced) -> Result<Outcome, InventoryError> {
+    let mut l = ctx
+        .ledgers
+        .write()
+        .map_err(|_| InventoryError::Join("ledger lock poisoned".into()))?;
+    Ok(l.get_mut(&p).ok_or(InventoryError::NoLedger(p))?.decide(
+        &ctx.settings.stock,
+        order,
+        Utc::now(),
+    ))
+}
+
+/// Count decision `d` of `orders` partition `p` and hand it to `producer` for its
+/// `inventory-events` partition.
+fn send(
+    ctx: Ctx<'_>,
+    producer: &FutureProducer,
+    p: i32,
+    d: InventoryDecision,
+) -> Result<DeliveryFuture, InventoryError> {
+    let metrics = ctx.metrics;
+    metrics
+        .decisions
+        .get_or_create(&StatusLabels {
+            status: status_label(d.status),
+        })
+        .inc();
+    let ts = d.ts.timestamp_millis();
+    let key = record_key(&d.item).to_vec();
+    let payload = encode(&d.into_event());
+    // Record timestamp = the order's event time, like the order itself, so an
+    // offset reset to a timestamp cuts both topics at the same point.
+    let record = FutureRecord::to(TOPIC_INVENTORY_EVENTS)
+        .partition(decision_partition(p))
+        .key(&key)
+        .payload(&payload)
+        .timestamp(ts);
+    kafka::enqueue(producer, record).map_err(|e| {
+        metrics.produce_failures.inc();
+        InventoryError::Delivery(e.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_labels_match_the_event_contract() {
+        for s in [DecisionStatus::Reserved, DecisionStatus::Failed] {
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{}\"", status_label(s)));
+        }
+    }
+}

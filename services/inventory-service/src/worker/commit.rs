@@ -1,0 +1,239 @@
+//! How a batch is committed, chosen by `TRANSACTIONS`: [`Committer::Offsets`] (the
+//! default: decisions through the idempotent producer, then the offsets) or
+//! [`Committer::Transactions`] (decisions, DLQ entries and offsets of a partition in one
+//! Kafka transaction). Why each is crash-safe is in the [`super`] module docs; the rest
+//! of the worker does not ask which one it has.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use orderflow_events::TOPIC_ORDERS;
+use orderflow_runtime::KafkaConfig;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerGroupMetadata, StreamConsumer};
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::rebalance::InventoryContext;
+use super::InventoryError;
+use crate::config::Settings;
+
+/// How long a transaction's offset hand-over, commit or the producer's start may take.
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long aborting a transaction may take.
+const ABORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The writer of a session's decisions and the way it commits a batch.
+pub(super) enum Committer {
+    /// At-least-once: decisions go through the session's idempotent producer, then the
+    /// consumer commits the batch's next offsets.
+    Offsets(FutureProducer),
+    /// One transactional producer per owned `orders` partition (`transactional.id`
+    /// `<TRANSACTIONAL_ID_PREFIX>-<p>`), whose transaction carries the partition's decisions,
+    /// DLQ entries and next offset.
+    Transactions(BTreeMap<i32, FutureProducer>),
+}
+
+impl Committer {
+    /// The committer `settings` ask for; `producer` is the session's idempotent producer.
+    pub(super) fn new(settings: &Settings, producer: &FutureProducer) -> Self {
+        match settings.transactions {
+            true => Self::Transactions(BTreeMap::new()),
+            false => Self::Offsets(producer.clone()),
+        }
+    }
+
+    /// Prepare taking over `orders` partition `p`, before its ledger is rebuilt: with
+    /// transactions, open its producer ([`open_writer`]), which [`Committer::adopt`] then
+    /// keeps. Nothing to do without.
+    pub(super) async fn prepare(
+        &self,
+        kafka: &KafkaConfig,
+        settings: &Settings,
+        p: i32,
+    ) -> Result<Option<FutureProducer>, InventoryError> {
+        match self {
+            Self::Offsets(_) => Ok(None),
+            Self::Transactions(_) => open_writer(kafka, settings, p).await.map(Some),
+        }
+    }
+
+    /// Keep what [`Committer::prepare`] opened for `p`.
+    pub(super) fn adopt(&mut self, p: i32, writer: Option<FutureProducer>) {
+        if let (Self::Transactions(writers), Some(w)) = (self, writer) {
+            writers.insert(p, w);
+        }
+    }
+
+    /// Drop the producers of partitions no longer `assigned`.
+    pub(super) async fn release_unassigned(&mut self, assigned: &BTreeSet<i32>) {
+        let Self::Transactions(writers) = self else {
+            return;
+        };
+        let gone: Vec<i32> = writers
+            .keys()
+            .filter(|p| !assigned.contains(p))
+            .copied()
+            .collect();
+        for p in gone {
+            if let Some(w) = writers.remove(&p) {
+                let _ = tokio::task::spawn_blocking(move || drop(w)).await;
+            }
+        }
+    }
+
+    /// The producer of `orders` partition `p`'s decisions and DLQ entries.
+    pub(super) fn producer(&self, p: i32) -> Result<&FutureProducer, InventoryError> {
+        match self {
+            Self::Offsets(producer) => Ok(producer),
+            Self::Transactions(writers) => writers.get(&p).ok_or(InventoryError::NoLedger(p)),
+        }
+    }
+
+    /// The batch reaches its first order of `p`: with transactions, begin `p`'s transaction.
+    pub(super) fn begin(&self, p: i32) -> Result<(), InventoryError> {
+        match self {
+            Self::Offsets(_) => Ok(()),
+            Self::Transactions(_) => {
+                self.producer(p)?
+                    .begin_transaction()
+                    .map_err(|e| InventoryError::Txn {
+                        partition: p,
+                        error: format!("beginning: {e}"),
+                    })
+            }
+        }
+    }
+
+    /// Commit a batch whose decisions the broker all acknowledged, `next` being its next
+    /// offset per partition. Returns whether the offsets were committed: without
+    /// transactions a refused commit is harmless (the orders come again and are skipped as
+    /// duplicates); a transaction that cannot commit is an error.
+    pub(super) async fn commit(
+        &self,
+        consumer: &StreamConsumer<InventoryContext>,
+        next: &BTreeMap<i32, i64>,
+    ) -> Result<bool, InventoryError> {
+        match self {
+            Self::Offsets(_) => Ok(commit_offsets(consumer, next)),
+            Self::Transactions(writers) => {
+                let group = consumer
+                    .group_metadata()
+                    .ok_or_else(|| InventoryError::Txn {
+                        partition: -1,
+                        error: "the consumer has no group metadata".into(),
+                    })?;
+                commit_transactions(writers, next, group).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// End of the session. On an error a transaction may be open: abort it now rather than
+    /// leave it to the partition's next owner (who would abort it anyway when it opens its
+    /// producer).
+    pub(super) async fn close(self) {
+        let Self::Transactions(writers) = self else {
+            return;
+        };
+        let aborts = writers.into_values().map(|w| {
+            tokio::task::spawn_blocking(move || {
+                let _ = w.abort_transaction(ABORT_TIMEOUT);
+                drop(w);
+            })
+        });
+        join_all(aborts).await;
+    }
+}
+
+/// Open the transactional producer of `orders` partition `p`. `init_transactions` aborts
+/// the transaction a previous owner of `p` left open and fences that producer off; until it
+/// returns, nothing of `p` is read or decided.
+async fn open_writer(
+    kafka: &KafkaConfig,
+    settings: &Settings,
+    p: i32,
+) -> Result<FutureProducer, InventoryError> {
+    let config = kafka.transactional_producer(
+        &format!("inventory-service-p{p}"),
+        &settings.transactional_id(p),
+    );
+    tokio::task::spawn_blocking(move || -> Result<FutureProducer, InventoryError> {
+        let w: FutureProducer = config.create()?;
+        w.init_transactions(TXN_TIMEOUT)
+            .map_err(|e| InventoryError::Txn {
+                partition: p,
+                error: format!("starting the transactional producer: {e}"),
+            })?;
+        Ok(w)
+    })
+    .await
+    .map_err(|e| InventoryError::Join(e.to_string()))?
+}
+
+/// Commit the batch's next offsets (synchronously: one round trip per batch). Returns
+/// whether the broker took the commit.
+fn commit_offsets(consumer: &StreamConsumer<InventoryContext>, next: &BTreeMap<i32, i64>) -> bool {
+    if next.is_empty() {
+        return true;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in next {
+        if let Err(e) = tpl.add_partition_offset(TOPIC_ORDERS, *p, Offset::Offset(*o)) {
+            tracing::warn!(error = %e, "building the commit list failed");
+            return false;
+        }
+    }
+    // Off the async workers: a synchronous commit waits for the coordinator, up to
+    // socket.timeout.ms when Kafka is gone, and /readyz must keep answering meanwhile.
+    match tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync)) {
+        Ok(()) => true,
+        Err(e) => {
+            // e.g. refused during a rebalance: the orders come again and are skipped as
+            // duplicates by the rebuilt ledger.
+            tracing::warn!(error = %e, "offset commit failed; the batch may be redelivered (harmless)");
+            false
+        }
+    }
+}
+
+/// Commit the open transaction of every partition of the batch, each with its next
+/// `orders` offset (the partitions in parallel). A transaction that fails is aborted and
+/// reported: its orders stay uncommitted and are decided again by the next session.
+async fn commit_transactions(
+    writers: &BTreeMap<i32, FutureProducer>,
+    next: &BTreeMap<i32, i64>,
+    group: ConsumerGroupMetadata,
+) -> Result<(), InventoryError> {
+    let group = Arc::new(group);
+    let commits = next.iter().map(|(&p, &offset)| {
+        let writer = writers.get(&p).cloned();
+        let group = group.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), InventoryError> {
+            let w = writer.ok_or(InventoryError::NoLedger(p))?;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(TOPIC_ORDERS, p, Offset::Offset(offset))?;
+            let done = w
+                .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
+                .and_then(|()| w.commit_transaction(TXN_TIMEOUT));
+            drop(tpl);
+            done.map_err(|e| {
+                let _ = w.abort_transaction(ABORT_TIMEOUT);
+                InventoryError::Txn {
+                    partition: p,
+                    error: e.to_string(),
+                }
+            })
+        })
+    });
+    let mut first_error = None;
+    for r in join_all(commits).await {
+        let r = r.map_err(|e| InventoryError::Join(e.to_string()))?;
+        if let Err(e) = r {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}

@@ -1,0 +1,239 @@
+//! The consume -> decide -> produce -> commit loop.
+//!
+//! Orders are keyed by item, so every order of an item lands on one `orders` partition, and
+//! the group gives each partition to one replica: the stock of an item is only ever decided
+//! by one replica at a time, which is what makes "no oversell" hold with several replicas.
+//! Each decision is written, keyed by item, to the same partition number of
+//! `inventory-events` ([`orderflow_events::decision_partition`]), so that partition is the changelog of the
+//! ledger of the items of that `orders` partition.
+//!
+//! When a partition is assigned, the rebalance callback marks it stale; before any of its
+//! orders is decided (or on the next idle tick) its ledger is rebuilt from the matching
+//! `inventory-events` partition, from the beginning up to the high watermark read at that
+//! moment. A revoked partition's ledger is dropped at once.
+//!
+//! Orders are taken in batches (up to `BATCH_MAX`, or what arrives within 20 ms). A batch is
+//! decided in order, all its decisions are sent without waiting for each other, and only
+//! once the broker acknowledged every one of them are the batch's next offsets committed.
+//! Two ways to commit, chosen by `TRANSACTIONS` (the two variants of `commit::Committer`):
+//!
+//! - **Idempotent (default).** Decisions go through the idempotent producer, then the
+//!   offsets are committed (at-least-once, as in rust-rdkafka's at_least_once example). A
+//!   crash between the acknowledgements and the commit redelivers orders already decided;
+//!   the ledger, rebuilt from `inventory-events`, knows their order ids and skips them, so an
+//!   order is never decided twice.
+//! - **Transactions.** Every owned partition `p` has its own transactional producer
+//!   (`transactional.id` `<TRANSACTIONAL_ID_PREFIX>-<p>`): a batch's decisions of `p`, the
+//!   DLQ entries of its bad orders and the group's next offset for `p` are committed in one
+//!   Kafka transaction (consume-decide-produce-commit, as in rust-rdkafka's transactions
+//!   example), so a `read_committed` reader sees them together or not at all. A replica that
+//!   dies mid-batch leaves its transaction open; the next owner of `p` opens its producer
+//!   with the same id before anything else, which aborts that transaction and fences off the
+//!   old producer should it still be alive (a replica cut off from Kafka, not dead), and
+//!   only then reads the changelog. The ledger's duplicate check stays as a second line.
+//!   Not the default because the local test broker mishandles aborted transactions: after
+//!   an abort, `read_committed` consumers that did not read the abort marker themselves skip
+//!   every later record of that producer (see README "Guarantees").
+//!
+//! Any Kafka failure mid-run (a transaction that cannot commit, the broker gone, a changelog
+//! read that stalls) ends the session: open transactions are aborted, the consumer leaves,
+//! ledgers are dropped, and [`supervise::sessions`] starts again from the committed offsets
+//! after a backoff while `/readyz` reports the reason. Rebalance callbacks only run inside
+//! `recv()`, i.e. between batches, so a batch is always decided and committed under one
+//! assignment; orders fetched before a revoke that arrives while a batch is being collected
+//! are left to the partition's next owner (not decided, not committed).
+//!
+//! ## Modules
+//! - `rebalance`: ownership as the rebalance callbacks tell it, readiness, leaving the
+//!   group;
+//! - `changelog`: taking a partition over (its producer, then its ledger from the
+//!   changelog);
+//! - `batch`: the session's loop: collect, decide, send, commit;
+//! - `commit`: the `commit::Committer`, one variant per way to commit.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use orderflow_events::{GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
+use orderflow_runtime::dlq::Dlq;
+use orderflow_runtime::session::{self, ClientFailed, Tick};
+use orderflow_runtime::{supervise, topics, Health, KafkaConfig};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::ledger::PartitionLedger;
+use crate::metrics::InventoryMetrics;
+
+mod batch;
+mod changelog;
+mod commit;
+mod rebalance;
+
+pub use batch::BatchSummary;
+pub use changelog::read_changelog;
+
+use batch::Deciding;
+use commit::Committer;
+use rebalance::{close_consumer, InventoryContext, Shared, CLOSE_TIMEOUT};
+
+#[derive(Debug, Error)]
+pub enum InventoryError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("topics: {0}")]
+    Topics(#[from] topics::TopicError),
+    #[error("`{TOPIC_ORDERS}` has {orders} partitions but `{TOPIC_INVENTORY_EVENTS}` has {events}: they must match, because each decision goes to the partition number of its order")]
+    PartitionMismatch { orders: i32, events: i32 },
+    #[error("a decision or DLQ entry was not taken by Kafka ({0}); the batch is not committed and is decided again")]
+    Delivery(String),
+    #[error("the transaction of orders partition {partition} failed ({error}); it is aborted and the batch decided again")]
+    Txn { partition: i32, error: String },
+    #[error("reading inventory-events/{partition} stalled before offset {end}")]
+    ChangelogStalled { partition: i32, end: i64 },
+    #[error("internal: orders partition {0} is owned but its ledger was not rebuilt")]
+    NoLedger(i32),
+    /// A Kafka client failed for good; recovered: the next session opens new clients.
+    #[error(transparent)]
+    ClientFailed(#[from] ClientFailed),
+    #[error("background task failed: {0}")]
+    Join(String),
+}
+
+impl InventoryError {
+    /// Errors a new session cannot cure: the process exits with them.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Self::PartitionMismatch { .. } | Self::NoLedger(_) | Self::Join(_)
+        )
+    }
+}
+
+/// Ledgers of the partitions this replica owns, shared with `GET /stock`.
+pub type Ledgers = Arc<RwLock<BTreeMap<i32, PartitionLedger>>>;
+
+/// How long the loop waits for an order before its idle tick.
+const IDLE_TICK: Duration = Duration::from_millis(250);
+
+/// Run until `token` is cancelled (then finish the batch in hand, commit, leave the group).
+/// A session that fails on Kafka is started again (see the module docs); only a
+/// configuration error ([`InventoryError::is_fatal`]) ends the service.
+pub async fn run(
+    kafka: KafkaConfig,
+    settings: Settings,
+    ledgers: Ledgers,
+    health: Health,
+    metrics: InventoryMetrics,
+    dlq: Dlq,
+    token: CancellationToken,
+) -> Result<(), InventoryError> {
+    let ctx = Ctx {
+        kafka: &kafka,
+        settings: &settings,
+        ledgers: &ledgers,
+        health: &health,
+        metrics: &metrics,
+        dlq: &dlq,
+    };
+    supervise::sessions(&health, &token, InventoryError::is_fatal, || {
+        session(ctx, &token)
+    })
+    .await
+}
+
+/// What every session works with.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    kafka: &'a KafkaConfig,
+    settings: &'a Settings,
+    ledgers: &'a Ledgers,
+    health: &'a Health,
+    metrics: &'a InventoryMetrics,
+    dlq: &'a Dlq,
+}
+
+/// Connect, join the group and decide batches until cancelled (`Ok`) or a Kafka failure.
+async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), InventoryError> {
+    let Ctx {
+        kafka,
+        settings,
+        ledgers,
+        health,
+        ..
+    } = ctx;
+    if !session::connect(kafka, health, token).await? {
+        return Ok(());
+    }
+    check_partitions(kafka).await?;
+
+    let shared = Arc::new(Shared::default());
+    let consumer: StreamConsumer<InventoryContext> = kafka
+        .consumer(GROUP_INVENTORY, "inventory-service")
+        .create_with_context(InventoryContext {
+            shared: shared.clone(),
+            ledgers: ledgers.clone(),
+        })?;
+    consumer.subscribe(&[TOPIC_ORDERS])?;
+    // The session's producer (the decisions' without TRANSACTIONS, the probe's always)
+    // lives as long as the session: one that failed for good (e.g. an idempotent producer
+    // whose sequence a restarted broker no longer knows) is replaced with the session.
+    let producer: FutureProducer = kafka.producer("inventory-service").create()?;
+    let probe_report = {
+        let (shared, health) = (shared.clone(), health.clone());
+        move |error| {
+            shared.set_kafka_error(error);
+            shared.publish(&health);
+        }
+    };
+    tracing::info!(
+        batch_limit = settings.batch_limit(),
+        "subscribed to {TOPIC_ORDERS} as group {GROUP_INVENTORY}"
+    );
+    let mut deciding = Deciding {
+        ctx,
+        shared: &shared,
+        committer: Committer::new(settings, &producer),
+        token,
+    };
+    shared.publish(health);
+    let tick = Tick::Idle(IDLE_TICK);
+    let outcome = session::consume(
+        &consumer,
+        &producer,
+        token,
+        tick,
+        probe_report,
+        &mut deciding,
+    )
+    .await;
+
+    shared.set_stopping();
+    shared.publish(health);
+    deciding.committer.close().await;
+    let _ = tokio::task::spawn_blocking(move || close_consumer(consumer, CLOSE_TIMEOUT)).await;
+    if let Ok(mut l) = ledgers.write() {
+        l.clear();
+    }
+    outcome
+}
+
+async fn check_partitions(kafka: &KafkaConfig) -> Result<(), InventoryError> {
+    let k = kafka.clone();
+    let (orders, events) = tokio::task::spawn_blocking(move || -> Result<_, InventoryError> {
+        let t = Duration::from_secs(60);
+        let o = topics::wait_for_topic(&k, TOPIC_ORDERS, t)?;
+        let e = topics::wait_for_topic(&k, TOPIC_INVENTORY_EVENTS, t)?;
+        Ok((o, e))
+    })
+    .await
+    .map_err(|e| InventoryError::Join(e.to_string()))??;
+    if orders != events {
+        return Err(InventoryError::PartitionMismatch { orders, events });
+    }
+    tracing::info!(partitions = orders, "topic partition counts match");
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The skeleton of one Kafka session of a consuming service (inventory's decisions,
+//! analytics' counts), run again and again by [`crate::supervise::sessions`]:
+//!
+//! 1. [`connect`]: wait for Kafka (as long as it takes) and create the topics;
+//! 2. the service opens its group consumer and a producer;
+//! 3. [`consume`]: a probe keeps `/readyz` honest while the loop hands each record to the
+//!    service's [`Handler`], and a tick between them, until the token is cancelled (`Ok`),
+//!    the handler fails, or a client fails for good ([`ClientFailed`]);
+//! 4. the service finishes (commits, aborts, leaves the group) as its outcome requires.
+
+use std::future::Future;
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::{FutureProducer, Producer};
+use thiserror::Error;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::{kafka, topics, Health, KafkaConfig};
+
+/// A Kafka client failed for good (librdkafka's fatal error: a consumer fenced as a static
+/// member, an idempotent producer whose sequence a restarted broker no longer knows). The
+/// session ends; the next one opens new clients, so the service recovers.
+#[derive(Debug, Error)]
+#[error("{0}; new Kafka clients take over")]
+pub struct ClientFailed(pub String);
+
+/// When a session's [`Handler::tick`] runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Tick {
+    /// After this long without a record (inventory: rebuild what was just assigned).
+    Idle(Duration),
+    /// Every this long, records or not (analytics: commit what was applied).
+    Every(Duration),
+}
+
+/// What a service does in its session's loop.
+pub trait Handler<C: ConsumerContext + 'static> {
+    type Error: From<ClientFailed>;
+
+    /// A record arrived. A handler that works in batches takes more from `consumer`.
+    fn message(
+        &mut self,
+        consumer: &StreamConsumer<C>,
+        m: BorrowedMessage<'_>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The [`Tick`] came.
+    fn tick(
+        &mut self,
+        consumer: &StreamConsumer<C>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Receiving failed (the clients still work): say so, e.g. in `/readyz`. The loop waits
+    /// half a second before it receives again.
+    fn consume_error(&mut self, e: &KafkaError);
+}
+
+/// Wait for Kafka as long as it takes, `/readyz` saying so meanwhile; locally the topics
+/// are created then (under Strimzi they exist already). `Ok(false)`: cancelled first.
+pub async fn connect(
+    kafka: &KafkaConfig,
+    health: &Health,
+    token: &CancellationToken,
+) -> Result<bool, topics::TopicError> {
+    health.set_not_ready("connecting to Kafka");
+    topics::connect(kafka, health, token).await
+}
+
+/// Run the session's loop (see the module docs). `producer` is the session's producer: the
+/// probe asks the broker for metadata through it every 2 s and hands each outcome to
+/// `probe_report` (`None`: Kafka answered), because a consumer with nothing to read does
+/// not notice a broker that is gone. The probe is stopped before this returns.
+pub async fn consume<C, H>(
+    consumer: &StreamConsumer<C>,
+    producer: &FutureProducer,
+    token: &CancellationToken,
+    tick: Tick,
+    probe_report: impl FnMut(Option<String>) + Send + 'static,
+    handler: &mut H,
+) -> Result<(), H::Error>
+where
+    C: ConsumerContext + 'static,
+    H: Handler<C>,
+{
+    let probe_token = token.child_token();
+    let probe = tokio::spawn(kafka::probe_reachable(
+        producer.clone(),
+        probe_token.clone(),
+        probe_report,
+    ));
+    let outcome = run_loop(consumer, producer, token, tick, handler).await;
+    probe_token.cancel();
+    let _ = probe.await;
+    outcome
+}
+
+async fn run_loop<C, H>(
+    consumer: &StreamConsumer<C>,
+    producer: &FutureProducer,
+    token: &CancellationToken,
+    tick: Tick,
+    handler: &mut H,
+) -> Result<(), H::Error>
+where
+    C: ConsumerContext + 'static,
+    H: Handler<C>,
+{
+    let mut every = match tick {
+        Tick::Every(d) => {
+            let mut i = tokio::time::interval(d);
+            i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            Some(i)
+        }
+        Tick::Idle(_) => None,
+    };
+    loop {
+        let ticked = async {
+            match (every.as_mut(), tick) {
+                (Some(i), _) => {
+                    i.tick().await;
+                }
+                (None, Tick::Idle(d) | Tick::Every(d)) => tokio::time::sleep(d).await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => return Ok(()),
+            _ = ticked => handler.tick(consumer).await?,
+            m = consumer.recv() => match m {
+                Ok(m) => handler.message(consumer, m).await?,
+                Err(e) => {
+                    failed(consumer, producer)?;
+                    tracing::warn!(error = %e, "consume error");
+                    handler.consume_error(&e);
+                    tokio::select! {
+                        _ = token.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            },
+        }
+        failed(consumer, producer)?;
+    }
+}
+
+/// [`ClientFailed`] when the consumer or the producer had a fatal error.
+fn failed<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    producer: &FutureProducer,
+) -> Result<(), ClientFailed> {
+    match kafka::fatal(consumer.client()).or_else(|| kafka::fatal(producer.client())) {
+        Some(reason) => Err(ClientFailed(reason)),
+        None => Ok(()),
+    }
+}
