@@ -80,7 +80,7 @@ fn spec(hold_seconds: u32) -> Value {
 /// previous phase persisted: it is held between two phases for as long as the test wants.
 /// Returns once a dry-run status write on the probe request gets the expected answer.
 async fn refuse_phase(env: &Env, phase: Phase, refuse: bool) -> anyhow::Result<()> {
-    let mut crd: Value = serde_yaml::from_str(&replay_controller::crd_yaml()?)?;
+    let mut crd = common::crd_for_the_test_server()?;
     if refuse {
         crd.pointer_mut(
             "/spec/versions/0/schema/openAPIV3Schema/properties/status/properties/phase/enum",

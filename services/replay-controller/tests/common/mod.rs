@@ -31,14 +31,33 @@ pub struct Env {
     pub dir: PathBuf,
 }
 
+/// The CRD as the chart ships it (crdgen's output), for the test API server: kube-apiserver
+/// 1.20 predates CEL, and server-side apply refuses the `x-kubernetes-validations` rules
+/// ("field not declared in schema"), so they are left out here. The rules themselves are
+/// checked on the v1.33 API server by `make e2e-kind` (services/system-tests/tests/kind).
+pub fn crd_for_the_test_server() -> anyhow::Result<Value> {
+    fn strip_cel(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("x-kubernetes-validations");
+                m.values_mut().for_each(strip_cel);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip_cel),
+            _ => {}
+        }
+    }
+    let mut crd: Value = serde_yaml::from_str(&replay_controller::crd_yaml()?)?;
+    strip_cel(&mut crd);
+    Ok(crd)
+}
+
 pub async fn setup(name: &str) -> anyhow::Result<Env> {
     let dir = out_dir(name);
     let cp = ControlPlane::start(&dir.join("kube"))?;
     let broker = Broker::start_local(&dir.join("broker"))?;
     orderflow_runtime::topics::ensure_topics(&broker.kafka()).await?;
     let client = cp.client().await?;
-    // the CRD exactly as the chart ships it (crdgen's output)
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&replay_controller::crd_yaml()?)?;
+    let crd = crd_for_the_test_server()?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.patch(
         "replayrequests.orderflow.io",
