@@ -55,9 +55,18 @@ async fn check_topics_and_analytics(
         violations.len(),
         &violations[..violations.len().min(5)]
     );
+    // One decision per order id: a record written twice by the producer (see
+    // accepted_once_on_orders) is one order, decided once.
+    let distinct: HashSet<_> = orders
+        .iter()
+        .filter_map(|r| match &r.event {
+            Some(Event::OrderPlaced(o)) => Some(o.order_id),
+            _ => None,
+        })
+        .collect();
     assert_eq!(
         decisions.len(),
-        orders.len(),
+        distinct.len(),
         "exactly one decision per order"
     );
     let expected = expected_metrics(&orders, &decisions);
@@ -156,6 +165,12 @@ async fn ready_status(svc: &Service) -> u16 {
 /// Every order answered 202 is on `orders` exactly once; returns how many records `orders`
 /// holds (at least the accepted ones: a request answered 503 may still have reached Kafka,
 /// as the outcome of a timed-out send is unknown to the client).
+///
+/// A request answered 503 because its send timed out *in flight* ("possibly persisted", in
+/// librdkafka's words) during a leader change has been seen written twice: the same record
+/// (same `event_id`) at consecutive offsets, once in about ten three-node runs. That is
+/// allowed here for unaccepted orders only, and counted in the returned total; inventory
+/// decides such an order once, by its id (checked by `check_topics_and_analytics`).
 fn accepted_once_on_orders(kafka: &KafkaConfig, tally: &Tally) -> anyhow::Result<usize> {
     let ids: Vec<String> = tally.accepted.lock().map(|a| a.clone()).unwrap_or_default();
     let on_orders = topics::read_all(kafka, TOPIC_ORDERS)?;
@@ -166,9 +181,16 @@ fn accepted_once_on_orders(kafka: &KafkaConfig, tally: &Tally) -> anyhow::Result
         }
     }
     let missing = ids.iter().filter(|id| !seen.contains_key(*id)).count();
-    let doubled = seen.values().filter(|n| **n > 1).count();
+    let doubled = ids.iter().filter(|id| seen.get(*id) > Some(&1)).count();
     assert_eq!(missing, 0, "accepted orders missing from {TOPIC_ORDERS}");
-    assert_eq!(doubled, 0, "orders on {TOPIC_ORDERS} more than once");
+    assert_eq!(
+        doubled, 0,
+        "accepted orders on {TOPIC_ORDERS} more than once"
+    );
+    let unaccepted_twice = seen.values().filter(|n| **n > 1).count();
+    if unaccepted_twice > 0 {
+        println!("{unaccepted_twice} order(s) answered 503 are on {TOPIC_ORDERS} twice");
+    }
     let unique: HashSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "order ids are unique");
     assert!(on_orders.len() >= ids.len());
