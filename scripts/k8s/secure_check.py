@@ -97,11 +97,16 @@ kafka_rs = pathlib.Path("services/runtime/src/kafka.rs").read_text()
 check('format!("{client_id}-reader")' in kafka_rs,
       "services/runtime/src/kafka.rs: KafkaConfig::reader still names its group <client>-reader (update this check)")
 readers = set()
-for rs in sorted(pathlib.Path("services").glob("*/src/**/*.rs")):
-    if rs.parts[1] == "testkit":  # test-only
-        continue
+sources = [rs for rs in sorted(pathlib.Path("services").glob("*/src/**/*.rs"))
+           if rs.parts[1] != "testkit"]  # test-only
+# string constants by crate: a client id may be named in a sibling module
+crate_consts = {}
+for rs in sources:
+    crate_consts.setdefault(rs.parts[1], {}).update(
+        re.findall(r'const (\w+): &str = "([^"]+)";', rs.read_text()))
+for rs in sources:
     text = rs.read_text()
-    consts = dict(re.findall(r'const (\w+): &str = "([^"]+)";', text))
+    consts = crate_consts[rs.parts[1]]
     for arg in re.findall(r'\.reader\(\s*("[^"]+"|\w+)\s*\)', text):
         if arg.startswith('"'):
             readers.add(arg.strip('"') + "-reader")
