@@ -23,13 +23,16 @@ use tokio_util::sync::CancellationToken;
 use super::changelog::sync_ledgers;
 use super::commit::Committer;
 use super::rebalance::{InventoryContext, Shared};
-use super::{Ctx, InventoryError};
+use super::{bounded, Ctx, InventoryError};
 use crate::ledger::Outcome;
 use crate::logs;
 use crate::metrics::StatusLabels;
 
 /// How long a batch waits for more orders after its first.
 const COLLECT_FOR: Duration = Duration::from_millis(20);
+
+/// The most a batch waits for its acknowledgements: `message.timeout.ms` and a margin.
+const DELIVERY_BOUND: Duration = Duration::from_secs(75);
 
 /// What a batch did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -177,7 +180,7 @@ async fn decide_batch(
         }
         s.orders += 1;
         if s.next.insert(p, m.offset() + 1).is_none() {
-            committer.begin(p)?;
+            committer.begin(p).await?;
         }
         let order = match decode_order(m.payload().unwrap_or_default()) {
             Ok(o) => o,
@@ -206,7 +209,14 @@ async fn decide_batch(
             }
         }
     }
-    for r in join_all(sends).await {
+    // Each send times out after `message.timeout.ms` (60 s, runtime::kafka) by itself.
+    let acks = bounded(
+        "the acknowledgements of a batch",
+        DELIVERY_BOUND,
+        join_all(sends),
+    )
+    .await?;
+    for r in acks {
         if let Some(e) = kafka::delivery_error(r) {
             metrics.produce_failures.inc();
             return Err(InventoryError::Delivery(e));

@@ -16,7 +16,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::rebalance::InventoryContext;
-use super::InventoryError;
+use super::{bounded, InventoryError};
 use crate::config::Settings;
 
 /// How long a transaction's offset hand-over, commit or the producer's start may take.
@@ -24,6 +24,10 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long aborting a transaction may take.
 const ABORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The bound ([`bounded`]) of a call that has no timeout of its own, and the margin added to
+/// those that have one.
+const CALL_BOUND: Duration = Duration::from_secs(10);
 
 /// The writer of a session's decisions and the way it commits a batch.
 pub(super) enum Committer {
@@ -79,7 +83,10 @@ impl Committer {
             .collect();
         for p in gone {
             if let Some(w) = writers.remove(&p) {
-                let _ = tokio::task::spawn_blocking(move || drop(w)).await;
+                let dropped = tokio::task::spawn_blocking(move || drop(w));
+                if let Err(e) = bounded("closing a producer", CALL_BOUND, dropped).await {
+                    tracing::warn!(partition = p, error = %e, "transactional producer left behind");
+                }
             }
         }
     }
@@ -93,12 +100,17 @@ impl Committer {
     }
 
     /// The batch reaches its first order of `p`: with transactions, begin `p`'s transaction.
-    pub(super) fn begin(&self, p: i32) -> Result<(), InventoryError> {
+    /// librdkafka waits for its own main thread without a timeout here, so the call runs off
+    /// the async workers, bounded.
+    pub(super) async fn begin(&self, p: i32) -> Result<(), InventoryError> {
         match self {
             Self::Offsets(_) => Ok(()),
             Self::Transactions(_) => {
-                self.producer(p)?
-                    .begin_transaction()
+                let w = self.producer(p)?.clone();
+                let begun = tokio::task::spawn_blocking(move || w.begin_transaction());
+                bounded("beginning a transaction", CALL_BOUND, begun)
+                    .await?
+                    .map_err(|e| InventoryError::Join(e.to_string()))?
                     .map_err(|e| InventoryError::Txn {
                         partition: p,
                         error: format!("beginning: {e}"),
@@ -144,7 +156,9 @@ impl Committer {
                 drop(w);
             })
         });
-        join_all(aborts).await;
+        if let Err(e) = bounded("the session's aborts", CALL_BOUND, join_all(aborts)).await {
+            tracing::warn!(error = %e, "transactional producers left behind");
+        }
     }
 }
 
@@ -160,7 +174,7 @@ async fn open_writer(
         &format!("inventory-service-p{p}"),
         &settings.transactional_id(p),
     );
-    tokio::task::spawn_blocking(move || -> Result<FutureProducer, InventoryError> {
+    let opened = tokio::task::spawn_blocking(move || -> Result<FutureProducer, InventoryError> {
         let w: FutureProducer = config.create()?;
         w.init_transactions(TXN_TIMEOUT)
             .map_err(|e| InventoryError::Txn {
@@ -168,8 +182,13 @@ async fn open_writer(
                 error: format!("starting the transactional producer: {e}"),
             })?;
         Ok(w)
-    })
-    .await
+    });
+    bounded(
+        "starting a transactional producer",
+        TXN_TIMEOUT + CALL_BOUND,
+        opened,
+    )
+    .await?
     .map_err(|e| InventoryError::Join(e.to_string()))?
 }
 
@@ -229,7 +248,8 @@ async fn commit_transactions(
         })
     });
     let mut first_error = None;
-    for r in join_all(commits).await {
+    let limit = TXN_TIMEOUT * 2 + ABORT_TIMEOUT + CALL_BOUND;
+    for r in bounded("the batch's transaction commits", limit, join_all(commits)).await? {
         let r = r.map_err(|e| InventoryError::Join(e.to_string()))?;
         if let Err(e) = r {
             first_error.get_or_insert(e);

@@ -99,8 +99,31 @@ pub enum InventoryError {
     /// A Kafka client failed for good; recovered: the next session opens new clients.
     #[error(transparent)]
     ClientFailed(#[from] ClientFailed),
+    /// A Kafka call that did not return within its bound (see [`bounded`]); recovered: the
+    /// next session opens new clients, and a transactional one fences the stuck producer.
+    #[error("Kafka did not finish {what} within {ms} ms; new Kafka clients take over")]
+    Stalled { what: &'static str, ms: u128 },
     #[error("background task failed: {0}")]
     Join(String),
+}
+
+/// Wait for `fut` at most `limit`. Every call into librdkafka that a session waits for has a
+/// timeout of its own; this bound is the session's guarantee on top of them, so that a call
+/// which does not honour its timeout (seen once in a while in the three-node fault test:
+/// inventory silent for minutes after a transaction coordinator died) ends the session with
+/// [`InventoryError::Stalled`] instead of holding it forever. A blocking call abandoned this
+/// way keeps its thread until it returns; the client it holds is not used again.
+pub(crate) async fn bounded<T>(
+    what: &'static str,
+    limit: Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, InventoryError> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| InventoryError::Stalled {
+            what,
+            ms: limit.as_millis(),
+        })
 }
 
 impl InventoryError {
@@ -236,4 +259,30 @@ async fn check_partitions(kafka: &KafkaConfig) -> Result<(), InventoryError> {
     }
     tracing::info!(partitions = orders, "topic partition counts match");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_past_its_bound_ends_the_session_and_says_which() {
+        let limit = Duration::from_millis(50);
+        let stuck = bounded("a stuck call", limit, std::future::pending::<()>());
+        let e = stuck.await.expect_err("a pending call is cut at its bound");
+        assert!(matches!(
+            e,
+            InventoryError::Stalled {
+                what: "a stuck call",
+                ms: 50
+            }
+        ));
+        assert!(!e.is_fatal(), "a new session recovers it");
+        assert_eq!(
+            e.to_string(),
+            "Kafka did not finish a stuck call within 50 ms; new Kafka clients take over"
+        );
+        let quick = bounded("a quick call", limit, async { 7 });
+        assert_eq!(quick.await.ok(), Some(7));
+    }
 }
