@@ -40,7 +40,7 @@ pub const TOPIC_INVENTORY_EVENTS: &str = "inventory-events";
 pub const TOPIC_DLQ: &str = "orderflow.dlq";
 /// All topics orderflow owns, in the order they are created.
 pub const ALL_TOPICS: [&str; 3] = [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS, TOPIC_DLQ];
-/// Partitions per topic (DESIGN.md).
+/// Partitions per topic (deploy/topics.yaml creates them the same under Strimzi).
 pub const PARTITIONS: i32 = 3;
 /// Retention of every topic: 7 days.
 pub const RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
