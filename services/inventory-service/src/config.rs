@@ -154,16 +154,11 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orderflow_runtime::config::parse_from;
+    use orderflow_runtime::config::parse_vars;
     use orderflow_runtime::ConfigError;
 
     fn from(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        parse_from(["inventory-service"], |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        })
-        .map(|a: Args| a.settings())
+        parse_vars("inventory-service", vars).map(|a: Args| a.settings())
     }
 
     #[test]
@@ -172,7 +167,7 @@ mod tests {
         assert_eq!(s, Settings::default());
         assert_eq!(s.batch_limit(), 500);
         assert_eq!(from(&[("THROTTLE_MS", " ")]).unwrap(), Settings::default());
-        let a: Args = parse_from(["inventory-service"], |_| None).unwrap();
+        let a: Args = parse_vars("inventory-service", &[]).unwrap();
         assert_eq!(a.http_addr.to_string(), "0.0.0.0:8081");
         assert_eq!(a.kafka.kafka_linger_ms, 0, "inventory lingers 0 ms");
         assert_eq!(a.kafka.kafka_session_timeout_ms, 10_000);
@@ -200,15 +195,13 @@ mod tests {
         .unwrap();
         assert_eq!(s.transactional_id(0), "staging-inv-0");
         assert!(!s.transactions);
-        let a: Args = parse_from(["inventory-service"], |name| {
-            [
+        let a: Args = parse_vars(
+            "inventory-service",
+            &[
                 ("GROUP_INSTANCE_ID", "inv-0"),
                 ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
-            ]
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_string())
-        })
+            ],
+        )
         .unwrap();
         let consumer = orderflow_runtime::KafkaConfig::from(&a.kafka).consumer("g", "c");
         assert_eq!(consumer.get("group.instance.id"), Some("inv-0"));

@@ -48,15 +48,11 @@ pub struct Args {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orderflow_runtime::config::parse_from;
+    use orderflow_runtime::config::parse_vars;
     use orderflow_runtime::KafkaConfig;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Args, orderflow_runtime::ConfigError> {
-        parse_from(["order-service"], |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        })
+        parse_vars("order-service", vars)
     }
 
     #[test]

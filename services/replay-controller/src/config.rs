@@ -76,14 +76,10 @@ impl Args {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orderflow_runtime::config::parse_from;
+    use orderflow_runtime::config::parse_vars;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Args, orderflow_runtime::ConfigError> {
-        parse_from(["replay-controller"], |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        })
+        parse_vars("replay-controller", vars)
     }
 
     #[test]

@@ -52,6 +52,19 @@ pub fn from_env<A: CommandFactory + FromArgMatches>() -> Result<A, ConfigError> 
     }
 }
 
+/// Settings `A` of `program` from the variables `vars` alone (no command line): what the
+/// services' configuration tests parse.
+pub fn parse_vars<A: CommandFactory + FromArgMatches>(
+    program: &str,
+    vars: &[(&str, &str)],
+) -> Result<A, ConfigError> {
+    parse_from([program], |name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    })
+}
+
 /// Settings `A` from `args` (the program name first) and the environment `env` looks up.
 pub fn parse_from<A, I, T>(args: I, env: impl Fn(&str) -> Option<String>) -> Result<A, ConfigError>
 where
