@@ -2,6 +2,7 @@
 //! `inventory-service --help` ([`inventory_service::config::Args`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use inventory_service::config::Args;
 use inventory_service::metrics::InventoryMetrics;
@@ -11,8 +12,21 @@ use orderflow_runtime::dlq::Dlq;
 use orderflow_runtime::{config, shutdown, supervise, telemetry, Health, KafkaConfig, OpsServer};
 use prometheus_client::registry::Registry;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// How long the end of the process waits for blocking Kafka calls still running: a call past
+/// its bound (`worker::bounded`, e.g. a `send_offsets_to_transaction` that librdkafka never
+/// returns from after a coordinator died) is abandoned, not waited for at exit.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(run());
+    runtime.shutdown_timeout(EXIT_GRACE);
+    outcome
+}
+
+async fn run() -> anyhow::Result<()> {
     let args: Args = config::from_env()?;
     telemetry::init("inventory-service", &args.log);
     let kafka = KafkaConfig::from(&args.kafka);
