@@ -14,6 +14,7 @@ pub mod kubelet;
 pub mod oracle;
 pub mod probes;
 pub mod procs;
+pub mod progress;
 pub mod topics;
 
 pub use orderflow_lab::wait;

@@ -7,8 +7,7 @@
 //! with `kubectl apply` from deploy/samples; results are read back from `kubectl`, the
 //! services' HTTP APIs and the topics themselves.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,33 +63,7 @@ impl Default for Options {
     }
 }
 
-/// Progress lines: to the terminal (stderr, also under `cargo test`, whose capture only takes
-/// the print macros) and to `<out>/e2e.log`.
-pub struct Log {
-    file: Mutex<std::fs::File>,
-    started: Instant,
-}
-
-impl Log {
-    pub fn create(path: &Path) -> anyhow::Result<Self> {
-        Ok(Self {
-            file: Mutex::new(std::fs::File::create(path)?),
-            started: Instant::now(),
-        })
-    }
-
-    pub fn line(&self, msg: &str) {
-        let t = self.started.elapsed().as_secs_f64();
-        let text: String = msg
-            .lines()
-            .map(|l| format!("[e2e {t:6.1}s] {l}\n"))
-            .collect();
-        let _ = std::io::stderr().lock().write_all(text.as_bytes());
-        if let Ok(mut f) = self.file.lock() {
-            let _ = f.write_all(text.as_bytes());
-        }
-    }
-}
+pub type Log = orderflow_testkit::progress::ProgressLog;
 
 /// Run the whole flow; everything started is stopped when this returns, also on error.
 pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
@@ -103,7 +76,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         let _ = std::fs::remove_dir_all(out.join(own));
     }
     std::fs::create_dir_all(out)?;
-    let log = Log::create(&out.join("e2e.log"))?;
+    let log = Log::create("e2e", &out.join("e2e.log"))?;
     let ns = opts.namespace.as_str();
     let mut steps = Vec::new();
     let mut clock = Instant::now();

@@ -1,8 +1,7 @@
 //! The users' flow on the bed's kind cluster, step by step (docs/kubernetes.md, README "Run on
 //! Kubernetes"), with the time of each step in target/e2e-kind/report.md.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -46,32 +45,7 @@ pub struct Outcome {
     pub get_rr: String,
 }
 
-/// Progress lines to stderr and to `<out>/kind.log`.
-struct Log {
-    file: Mutex<std::fs::File>,
-    started: Instant,
-}
-
-impl Log {
-    fn create(path: &Path) -> anyhow::Result<Self> {
-        Ok(Self {
-            file: Mutex::new(std::fs::File::create(path)?),
-            started: Instant::now(),
-        })
-    }
-
-    fn line(&self, msg: &str) {
-        let t = self.started.elapsed().as_secs_f64();
-        let text: String = msg
-            .lines()
-            .map(|l| format!("[kind {t:6.1}s] {l}\n"))
-            .collect();
-        let _ = std::io::stderr().lock().write_all(text.as_bytes());
-        if let Ok(mut f) = self.file.lock() {
-            let _ = f.write_all(text.as_bytes());
-        }
-    }
-}
+type Log = orderflow_testkit::progress::ProgressLog;
 
 /// Uninstalls the release and deletes its namespace when dropped (also on failure).
 struct Release<'a> {
@@ -125,7 +99,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     let out = &opts.out_dir;
     let _ = std::fs::remove_dir_all(out);
     std::fs::create_dir_all(out)?;
-    let log = Log::create(&out.join("kind.log"))?;
+    let log = Log::create("kind", &out.join("kind.log"))?;
     let mut steps: Vec<(String, f64)> = Vec::new();
     let mut clock = Instant::now();
     let mut step_done = |name: &str, log: &Log| {
