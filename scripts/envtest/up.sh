@@ -4,17 +4,15 @@
 # Usage: scripts/envtest/up.sh RUN_DIR
 #   writes RUN_DIR/kubeconfig (token auth, namespace default), RUN_DIR/{etcd,apiserver}.pid and logs.
 # Environment:
-#   APISERVER   kube-apiserver binary (default $ENVTEST_DIR/bin/kube-apiserver, see install-apiserver.sh)
-#   ETCD        etcd binary (default: etcd on PATH, else /usr/bin/etcd)
+#   APISERVER   kube-apiserver binary (default: the test bed's v1.33 build, see install-apiserver.sh)
+#   ETCD        etcd binary (default: the etcd built beside it)
 #   API_PORT    default 16443;  ETCD_PORT default 23790 (and ETCD_PORT+1 for peers)
 #   ENVTEST_AUTHORIZATION_MODE  AlwaysAllow (default) or RBAC (the admin token is in system:masters)
 set -euo pipefail
 RUN=${1:?usage: up.sh RUN_DIR}
-default_cache=/var/cache/orderflow
-[ -w "$default_cache" ] || default_cache=$HOME/.cache/orderflow
-ENVTEST_DIR=${ENVTEST_DIR:-${ORDERFLOW_CACHE:-$default_cache}/envtest}
-APISERVER=${APISERVER:-$ENVTEST_DIR/bin/kube-apiserver}
-ETCD=${ETCD:-$(command -v etcd || echo /usr/bin/etcd)}
+eval "$("$(dirname "$0")/../k8s/build-kubernetes.sh" --print-env)"
+APISERVER=${APISERVER:-$K8S_BIN/kube-apiserver}
+ETCD=${ETCD:-$ETCD_BIN/etcd}
 API_PORT=${API_PORT:-16443}
 ETCD_PORT=${ETCD_PORT:-23790}
 AUTHZ=${ENVTEST_AUTHORIZATION_MODE:-AlwaysAllow}
@@ -49,7 +47,7 @@ nofsync=()
 echo $! >"$RUN/etcd.pid"
 
 "$APISERVER" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" --insecure-port 0 \
+  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
   --tls-cert-file "$RUN/certs/apiserver.crt" --tls-private-key-file "$RUN/certs/apiserver.key" \
   --token-auth-file "$RUN/certs/tokens.csv" --authorization-mode "$AUTHZ" \
   --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$RUN/certs/sa.key" \

@@ -1,16 +1,14 @@
 #!/usr/bin/env python3
 """Validate custom resources against their CRDs' openAPIV3Schema, refusing unknown fields.
 
-The test kube-apiserver (v1.20) prunes unknown fields silently, so a typo such as
-`spec.partitons` would pass a server-side dry-run; this check catches it. Every object whose
+An offline check (no API server needed; scripts/k8s/lint.sh runs it first): a typo such as
+`spec.partitons` is caught here as the API server's strict field validation would. Every object whose
 apiVersion/kind is served by one of the given CRDs is validated (types, enums, required
 fields, and additionalProperties: false wherever the schema lists properties and does not
 preserve unknown fields); objects of other kinds are skipped, or with --require-crd are errors
 (a typo in apiVersion or kind would otherwise go unchecked). Exit status 1 on any error.
 
 Usage: crd_check.py --crds DIR_OR_FILE [--crds ...] [--require-crd] MANIFEST.yaml...
-       crd_check.py --strip-cel CRD.yaml...   print the CRDs without x-kubernetes-validations
-                                              (CEL rules, refused by the v1.20 test apiserver)
 """
 import argparse
 import pathlib
@@ -72,25 +70,13 @@ def load_crds(paths):
     return schemas
 
 
-def strip_cel(node):
-    if isinstance(node, dict):
-        return {k: strip_cel(v) for k, v in node.items() if k != "x-kubernetes-validations"}
-    if isinstance(node, list):
-        return [strip_cel(v) for v in node]
-    return node
-
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--crds", action="append")
-    ap.add_argument("--strip-cel", action="store_true")
     ap.add_argument("--require-crd", action="store_true", help="an object no given CRD serves is an error")
     ap.add_argument("manifests", nargs="+")
     args = ap.parse_args()
-    if args.strip_cel:
-        docs = [strip_cel(d) for m in args.manifests for d in yaml.safe_load_all(pathlib.Path(m).read_text()) if d]
-        print(yaml.safe_dump_all(docs, sort_keys=False), end="")
-        return 0
     if not args.crds:
         ap.error("--crds is required")
     schemas = load_crds(args.crds)

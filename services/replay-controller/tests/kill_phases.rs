@@ -18,9 +18,10 @@
 //!   write that would *leave* the phase (see [`refuse_phase`]): the controller has done the
 //!   phase's work (scaled to 0 / reset the offsets / restored analytics / restored inventory)
 //!   and retries the write, the status still names the phase, and the kill lands exactly in
-//!   the window a crash between a side effect and its status write would. (The envtest
-//!   kube-apiserver is 1.20: no ValidatingAdmissionPolicy, and a webhook would need a TLS
-//!   server; the schema needs neither, and the controller needs no test hook.) The one point
+//!   the window a crash between a side effect and its status write would. (A
+//!   ValidatingAdmissionPolicy could refuse the same writes on the v1.33 test server, and a
+//!   webhook would need a TLS server; the schema is simpler than either, and the controller
+//!   needs no test hook.) The one point
 //!   this cannot reach is "Resetting persisted, reset not yet made": nothing but the
 //!   Resetting Event's POST sits between them. A restart from there runs the Resetting step,
 //!   finds no commit naming the request and resets, as the restart held just before
@@ -80,7 +81,7 @@ fn spec(hold_seconds: u32) -> Value {
 /// previous phase persisted: it is held between two phases for as long as the test wants.
 /// Returns once a dry-run status write on the probe request gets the expected answer.
 async fn refuse_phase(env: &Env, phase: Phase, refuse: bool) -> anyhow::Result<()> {
-    let mut crd = common::crd_for_the_test_server()?;
+    let mut crd = common::shipped_crd()?;
     if refuse {
         crd.pointer_mut(
             "/spec/versions/0/schema/openAPIV3Schema/properties/status/properties/phase/enum",

@@ -31,24 +31,10 @@ pub struct Env {
     pub dir: PathBuf,
 }
 
-/// The CRD as the chart ships it (crdgen's output), for the test API server: kube-apiserver
-/// 1.20 predates CEL, and server-side apply refuses the `x-kubernetes-validations` rules
-/// ("field not declared in schema"), so they are left out here. The rules themselves are
-/// checked on the v1.33 API server by `make e2e-kind` (services/system-tests/tests/kind).
-pub fn crd_for_the_test_server() -> anyhow::Result<Value> {
-    fn strip_cel(v: &mut Value) {
-        match v {
-            Value::Object(m) => {
-                m.remove("x-kubernetes-validations");
-                m.values_mut().for_each(strip_cel);
-            }
-            Value::Array(a) => a.iter_mut().for_each(strip_cel),
-            _ => {}
-        }
-    }
-    let mut crd: Value = serde_yaml::from_str(&replay_controller::crd_yaml()?)?;
-    strip_cel(&mut crd);
-    Ok(crd)
+/// The CRD as the chart ships it (crdgen's output), CEL rules (`x-kubernetes-validations`)
+/// included: the test API server is the v1.33 build of scripts/envtest.
+pub fn shipped_crd() -> anyhow::Result<Value> {
+    Ok(serde_yaml::from_str(&replay_controller::crd_yaml()?)?)
 }
 
 pub async fn setup(name: &str) -> anyhow::Result<Env> {
@@ -57,7 +43,7 @@ pub async fn setup(name: &str) -> anyhow::Result<Env> {
     let broker = Broker::start_local(&dir.join("broker"))?;
     orderflow_runtime::topics::ensure_topics(&broker.kafka()).await?;
     let client = cp.client().await?;
-    let crd = crd_for_the_test_server()?;
+    let crd = shipped_crd()?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.patch(
         "replayrequests.orderflow.io",
