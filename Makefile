@@ -18,7 +18,7 @@ help:
 	@echo "make demo         run the lab scenario locally (installs Apache Kafka on first use)"
 	@echo "make test         formatting, clippy, unit and integration tests (on Apache Kafka 4.3.1)"
 	@echo "make bench        orderflow vs kcat and a Python pipeline, 1M events x 3 runs -> target/bench/results.md"
-	@echo "make e2e          the users' flow on a local kube-apiserver: helm install, 10k orders, lag and replays by ReplayRequest"
+	@echo "make e2e          the users' flow on the kind test bed (Kubernetes 1.33 built here): images, helm install, 10k orders, ReplayRequests"
 	@echo "make fuzz         the event decoder's property tests with 100,000 cases each (FUZZ_CASES)"
 	@echo "make build        release build of every binary"
 	@echo "make crds         regenerate helm/orderflow/crds/replayrequest.yaml from the Rust types"
@@ -59,10 +59,11 @@ reference:
 envtest-install:
 	scripts/envtest/install-apiserver.sh
 
-# The end-to-end flow alone (it is part of `make test` too); writes target/e2e/report.md.
-e2e: build kafka-install envtest-install k8s-tools browser-tools
-	$(CARGO) test --release --locked -p orderflow-system-tests --test e2e
-	@echo "report: target/e2e/report.md (lag chart target/e2e/lag.svg, log target/e2e/e2e.log)"
+# The users' flow on the kind test bed (Kubernetes v1.33 built here, a real kubelet; part of
+# `make test`): the bed, the images, helm install, 10,000 orders, ReplayRequests, kubectl logs, the
+# dashboard (scripts/k8s/e2e-kind.sh; docs/k8s-test-bed.md). Writes target/e2e-kind/report.md.
+e2e: build kafka-install k8s-tools browser-tools
+	scripts/k8s/e2e-kind.sh
 
 # Benchmarks (not tests): BENCH_ARGS e.g. "--events 200000 --runs 5"; `make test` runs --smoke.
 bench: build kafka-install bench-tools
@@ -85,15 +86,21 @@ browser-tools:
 vendor-ui:
 	scripts/vendor-ui.sh
 
+# The workspace's unit and integration tests alone.
 test-rust: build kafka-install envtest-install k8s-tools bench-tools browser-tools
 	@mkdir -p $(TARGET_DIR)
 	@set -o pipefail; $(CARGO) test --release --workspace --locked --no-fail-fast 2>&1 | tee $(TEST_LOG); rc=$$?; \
-	  awk '/^test result:/ { p += $$4; f += $$6; s += $$8 } \
-	       END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' $(TEST_LOG); \
-	  exit $$rc
+	  scripts/test-summary.sh workspace=$(TEST_LOG); exit $$rc
 
-# Everything CI checks: the Kubernetes manifests and chart (lint, mk/k8s.mk), then Rust.
-test: lint lint-rust test-rust
+# Everything CI checks: the Kubernetes manifests and chart (lint, mk/k8s.mk), clippy, the
+# workspace's tests, then the users' flow on the kind bed (run even when a test failed before it).
+# The last line sums both: "summary: N passed, N failed, N skipped".
+E2E_LOG := $(TARGET_DIR)/e2e-kind.log
+test: lint lint-rust
+	@mkdir -p $(TARGET_DIR); failed=""; \
+	  $(MAKE) --no-print-directory test-rust || failed="workspace"; \
+	  set -o pipefail; $(MAKE) --no-print-directory e2e 2>&1 | tee $(E2E_LOG) || failed="$$failed e2e"; \
+	  FAILED="$$failed" scripts/test-summary.sh workspace=$(TEST_LOG) e2e=$(E2E_LOG); [ -z "$$failed" ]
 
 # Apache Kafka 4.3.1 from Maven Central's jars (scripts/kafka.sh; needs Java 17+), once.
 kafka-install:

@@ -1,11 +1,12 @@
 # The Kubernetes 1.33 test bed (docs/k8s-test-bed.md): kind with a node image built here from
-# source, on the project's own dockerd. Not part of `make test` yet.
+# source, on the project's own dockerd. `make e2e` (in the Makefile, part of `make test`) runs the
+# users' flow on it.
 #
 #   make bed-up      docker (install, start), Go builds, base images, node image, kind cluster
 #   make bed-smoke   a Deployment, Service, DNS, probes, RBAC and kubectl logs on a local image
 #   make bed-down    delete the cluster (scripts/docker.sh stop stops dockerd)
 #   make bed-build   only the Go builds (scripts/k8s/build-kubernetes.sh)
-#   make e2e-kind    the users' flow on the bed (scripts/k8s/e2e-kind.sh); make images-bed: the images alone
+#   make e2e-kind    the same as make e2e (its earlier name); make images-bed: the images alone
 
 .PHONY: bed-up bed-smoke bed-down bed-build
 
@@ -21,11 +22,8 @@ bed-down:
 bed-build:
 	scripts/k8s/build-kubernetes.sh
 
-# The users' flow on the bed's kind cluster (images built and checked, helm install, 10,000 orders,
-# ReplayRequests, kubectl logs, the dashboard; the CRD's CEL rule). Not part of `make test`.
 .PHONY: e2e-kind images-bed
-e2e-kind: build kafka-install k8s-tools browser-tools
-	scripts/k8s/e2e-kind.sh
+e2e-kind: e2e
 
 # The project's images on the bed's local bases (Dockerfile.prebuilt on `make build`'s binaries).
 images-bed: build kafka-install

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The users' flow on the test bed's kind cluster (`make e2e-kind`; not part of `make test`):
+# The users' flow on the test bed's kind cluster (`make e2e`, the last part of `make test`):
 #   1. scripts/k8s/kind-bed.sh up           the cluster (Kubernetes v1.33 built here; cached)
 #   2. scripts/k8s/images.sh build          the four service images (Dockerfile.prebuilt on the
 #                                           release binaries of `make build`) and the Kafka image

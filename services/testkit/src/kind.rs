@@ -1,6 +1,6 @@
 //! The test bed's kind cluster (scripts/k8s/kind-bed.sh: Kubernetes v1.33 built here, a real
 //! kubelet with containerd): `kubectl` 1.33 and `helm` against it. The cluster, the images and
-//! their `kind load` are made by the scripts before the tests run (`make e2e-kind`); the tests
+//! their `kind load` are made by the scripts before the tests run (`make e2e`); the tests
 //! only talk to the cluster.
 
 use std::io::Write;
@@ -11,6 +11,7 @@ use anyhow::Context;
 
 use crate::envtest::helm_binary;
 use crate::procs::{repo_root, run_checked};
+use crate::topics::Record;
 
 /// kubectl and helm for the bed's cluster, in one namespace.
 pub struct Bed {
@@ -129,6 +130,38 @@ impl Bed {
         .map(|_| ())
     }
 
+    /// Every committed record of `topic`, read back from the broker inside the cluster:
+    /// Apache Kafka's own console consumer (`read_committed`, from the beginning, until no
+    /// record came for 5 s) run with `kubectl exec` in `broker` (e.g. `statefulset/orderflow-kafka`,
+    /// the chart's `kafka.broker`). Each record is decoded as the services decode it. The tool
+    /// ends on its timeout with an ERROR log line, which may reach stdout: lines other than
+    /// records are left out, and the tool's own count, when printed, must match.
+    pub fn read_topic(&self, broker: &str, topic: &str) -> anyhow::Result<Vec<Record>> {
+        let out = self.kubectl_ns(&[
+            "exec",
+            broker,
+            "--",
+            "java",
+            "-cp",
+            "/opt/kafka/libs/*",
+            "org.apache.kafka.tools.consumer.ConsoleConsumer",
+            "--bootstrap-server",
+            "localhost:9092",
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--isolation-level",
+            "read_committed",
+            "--timeout-ms",
+            "5000",
+            "--formatter-property",
+            "print.partition=true",
+            "--formatter-property",
+            "print.offset=true",
+        ])?;
+        console_records(topic, &out)
+    }
+
     /// The JSON lines of `kubectl logs <target>` (every line must be one JSON object).
     pub fn json_logs(&self, target: &str) -> anyhow::Result<Vec<serde_json::Value>> {
         let text = self.kubectl_ns(&["logs", target, "--tail=-1"])?;
@@ -142,9 +175,74 @@ impl Bed {
     }
 }
 
+/// The records in the console consumer's output (see [`Bed::read_topic`]).
+fn console_records(topic: &str, out: &str) -> anyhow::Result<Vec<Record>> {
+    let records = out
+        .lines()
+        .filter(|l| l.starts_with("Partition:"))
+        .map(|l| console_record(topic, l))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let total = out.lines().find_map(|l| {
+        l.strip_prefix("Processed a total of ")?
+            .strip_suffix(" messages")?
+            .parse::<usize>()
+            .ok()
+    });
+    if let Some(n) = total {
+        anyhow::ensure!(
+            n == records.len(),
+            "console consumer: processed {n} records of {topic}, printed {}",
+            records.len()
+        );
+    }
+    Ok(records)
+}
+
+/// One line of the console consumer: `Partition:P<TAB>Offset:O<TAB>VALUE`.
+fn console_record(topic: &str, line: &str) -> anyhow::Result<Record> {
+    let mut parts = line.splitn(3, '\t');
+    let mut field = |prefix: &str| -> anyhow::Result<&str> {
+        parts
+            .next()
+            .and_then(|p| p.strip_prefix(prefix))
+            .with_context(|| format!("console consumer: no {prefix} in {line:?}"))
+    };
+    let partition = field("Partition:")?.parse()?;
+    let offset = field("Offset:")?.parse()?;
+    let raw = parts.next().unwrap_or_default().as_bytes().to_vec();
+    Ok(Record {
+        partition,
+        offset,
+        event: orderflow_events::decode_on(topic, &raw).ok(),
+        raw,
+        ..Record::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::exports;
+    use super::{console_record, console_records, exports};
+
+    #[test]
+    fn reads_a_console_consumer_line() -> anyhow::Result<()> {
+        let r = console_record("orders", "Partition:2\tOffset:41\tnot an order")?;
+        assert_eq!((r.partition, r.offset), (2, 41));
+        assert_eq!(r.raw, b"not an order");
+        assert!(r.event.is_none());
+        assert!(console_record("orders", "Offset:1\tPartition:2\tx").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn keeps_the_records_and_checks_the_tools_count() -> anyhow::Result<()> {
+        let out = "Partition:0\tOffset:0\ta\n2026-12-05T22:17:08Z main ERROR Error processing message\nPartition:1\tOffset:0\tb\n";
+        assert_eq!(console_records("orders", out)?.len(), 2);
+        let counted = format!("{out}Processed a total of 2 messages\n");
+        assert_eq!(console_records("orders", &counted)?.len(), 2);
+        let short = format!("{out}Processed a total of 3 messages\n");
+        assert!(console_records("orders", &short).is_err());
+        Ok(())
+    }
 
     #[test]
     fn parses_the_env_line() {

@@ -1,17 +1,22 @@
 //! The users' flow on the bed's kind cluster, step by step (docs/kubernetes.md, README "Run on
-//! Kubernetes"), with the time of each step in target/e2e-kind/report.md.
+//! Kubernetes"); [`crate::report`] writes what it measured to target/e2e-kind/report.md.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::ensure;
+use orderflow_events::Event;
 use orderflow_testkit::browser;
 use orderflow_testkit::kind::Bed;
-use orderflow_testkit::probes::{compare_metrics, data_view};
-use orderflow_testkit::procs::{get_json, repo_root};
+use orderflow_testkit::oracle::expected_metrics;
+use orderflow_testkit::probes::data_view;
+use orderflow_testkit::procs::repo_root;
+use orderflow_testkit::topics::Record;
 use orderflow_testkit::wait;
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use crate::checks::{bulk, counted, identical, oracle_of_topics, s, topics, wait_rr, Log};
+use crate::report::{lag_svg, report_markdown, Report, Stage};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -43,9 +48,8 @@ impl Default for Options {
 
 pub struct Outcome {
     pub get_rr: String,
+    pub describe_rr: String,
 }
-
-type Log = orderflow_testkit::progress::ProgressLog;
 
 /// Uninstalls the release and deletes its namespace when dropped (also on failure).
 struct Release<'a> {
@@ -111,10 +115,13 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     let ns = opts.namespace.as_str();
     let bed = Bed::connect(ns)?;
     log.line(&bed.kubectl(&["version"])?);
+    let version: Value = serde_json::from_str(&bed.kubectl(&["version", "-o", "json"])?)?;
+    let kubernetes = s(&version["serverVersion"]["gitVersion"]);
+    let mut stages = Vec::new();
 
     // 1. the chart, with Apache Kafka in the release and the images loaded into the node
     log.line(&format!(
-        "==> [1/6] helm install orderflow helm/orderflow -n {ns} --set kafka.broker.enabled=true"
+        "==> [1/7] helm install orderflow helm/orderflow -n {ns} --set kafka.broker.enabled=true"
     ));
     teardown(&bed); // a release left by an earlier run (E2E_KIND_KEEP=1 or an interrupted one)
     let crds = repo_root().join("helm/orderflow/crds");
@@ -184,7 +191,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
 
     // 2. 10,000 orders through the order Service, counted by analytics through its Service
     log.line(&format!(
-        "==> [2/6] POST {}/orders/bulk count={} (NodePort 30080)",
+        "==> [2/7] POST {}/orders/bulk count={} (NodePort 30080)",
         opts.order_url, opts.orders
     ));
     let published = bulk(&opts.order_url, opts.orders).await?;
@@ -194,10 +201,12 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         "    analytics (NodePort 30082) counted {} orders, failure rate {}",
         before["orders_total"], before["failure_rate"]
     ));
+    // every order and decision so far has an event time before this: step 5 replays from it
+    let replay_at = chrono::Utc::now();
     step_done("10k orders published and counted", &log);
 
     // 3. replay analytics from earliest: the same metrics again
-    log.line("==> [3/6] kubectl apply -f deploy/samples/replay.yaml");
+    log.line("==> [3/7] kubectl apply -f deploy/samples/replay.yaml");
     let sample = |f: &str| {
         repo_root()
             .join("deploy/samples")
@@ -215,10 +224,27 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         "    after the replay: {} (identical to before)",
         data_view(&after)["orders_total"]
     ));
-    step_done("replay-1 (earliest), metrics identical", &log);
+    let oracle = oracle_of_topics(&bed, &log)?;
+    ensure!(
+        data_view(&after) == oracle,
+        "after the replay analytics says {} but the topics say {oracle}",
+        data_view(&after)
+    );
+    log.line("    and identical to the oracle over the records on the topics");
+    for (name, m) in [
+        ("before replay-1", &before),
+        ("after replay-1 (earliest)", &after),
+        ("oracle (the topics read back)", &oracle),
+    ] {
+        stages.push(Stage {
+            name: name.into(),
+            metrics: data_view(m),
+        });
+    }
+    step_done("replay-1 (earliest), metrics identical, oracle", &log);
 
     // 4. lag on purpose: inventory held at 0 for 60 s while 10,000 more orders arrive
-    log.line("==> [4/6] kubectl apply -f deploy/samples/lag.yaml, and 10,000 orders while inventory is held at 0");
+    log.line("==> [4/7] kubectl apply -f deploy/samples/lag.yaml, and 10,000 orders while inventory is held at 0");
     log.line(
         bed.kubectl_ns(&["apply", "-f", &sample("lag.yaml")])?
             .trim(),
@@ -252,21 +278,88 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         lag["status"]["lag"]["drainedAfterSeconds"]
     ));
     ensure!(peak > 0, "lag-1 recorded no lag: {}", lag["status"]["lag"]);
-    counted(
+    let drained = counted(
         &opts.analytics_url,
         2 * opts.orders,
         Duration::from_secs(300),
     )
     .await?;
-    step_done("lag-1 (60 s hold, drained)", &log);
+    let oracle = oracle_of_topics(&bed, &log)?;
+    ensure!(
+        data_view(&drained) == oracle,
+        "after the lag analytics says {} but the topics say {oracle}",
+        data_view(&drained)
+    );
+    stages.push(Stage {
+        name: "after lag-1 (oracle equal)".into(),
+        metrics: data_view(&drained),
+    });
+    std::fs::write(out.join("lag.svg"), lag_svg(&lag["status"]["lag"]))?;
+    step_done("lag-1 (60 s hold, drained), oracle", &log);
+
+    // 5. replay from a point in time: only the 10,000 orders of step 4 (and their decisions)
+    let at = replay_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    log.line(&format!(
+        "==> [5/7] kubectl apply -f deploy/samples/replay-timestamp.yaml (timestamp {at}, between steps 2 and 4)"
+    ));
+    let yaml = std::fs::read_to_string(sample("replay-timestamp.yaml"))?;
+    let yaml = yaml.replace(
+        "timestamp: \"2026-11-22T10:00:00Z\"",
+        &format!("timestamp: \"{at}\""),
+    );
+    ensure!(
+        yaml.contains(&at),
+        "replay-timestamp.yaml has no timestamp line to set"
+    );
+    let (ok, stdout, stderr) = bed.kubectl_stdin(&["apply", "-f", "-"], &yaml)?;
+    ensure!(ok, "kubectl apply replay-timestamp.yaml: {stderr}");
+    log.line(stdout.trim());
+    wait_rr(&bed, &log, "replay-from-time", Duration::from_secs(300)).await?;
+    let (orders, decisions) = topics(&bed, &log)?;
+    let since = |r: &Record| match &r.event {
+        Some(Event::OrderPlaced(o)) => o.ts >= replay_at,
+        Some(Event::InventoryReserved(d) | Event::InventoryFailed(d)) => d.ts >= replay_at,
+        None => false,
+    };
+    let late_orders: Vec<Record> = orders.into_iter().filter(since).collect();
+    let late_decisions: Vec<Record> = decisions.into_iter().filter(since).collect();
+    ensure!(
+        late_orders.len() as u64 == opts.orders,
+        "{} orders have an event time at or after {at}; expected the {} of step 4",
+        late_orders.len(),
+        opts.orders
+    );
+    let expected = expected_metrics(&late_orders, &late_decisions);
+    let from_t = counted(&opts.analytics_url, opts.orders, Duration::from_secs(300)).await?;
+    ensure!(
+        data_view(&from_t) == expected,
+        "after the replay from {at} analytics says {} but the records since then say {expected}",
+        data_view(&from_t)
+    );
+    log.line(&format!(
+        "    analytics recounted {} orders: exactly those with event time >= {at}",
+        opts.orders
+    ));
+    stages.push(Stage {
+        name: format!("after replay-from-time ({at})"),
+        metrics: data_view(&from_t),
+    });
+    stages.push(Stage {
+        name: format!("oracle (event time >= {at})"),
+        metrics: expected,
+    });
+    step_done("replay-from-time, oracle over the later records", &log);
 
     // 5. kubectl get rr, and the JSON lines of kubectl logs
-    log.line("==> [5/6] kubectl get rr; kubectl logs deploy/replay-controller, deploy/inventory");
+    log.line("==> [6/7] kubectl get rr, describe rr; kubectl logs deploy/replay-controller, deploy/inventory");
     let get_rr = bed.kubectl_ns(&["get", "rr"])?;
     log.line(&format!("$ kubectl -n {ns} get rr\n{get_rr}"));
+    let get_rr_wide = bed.kubectl_ns(&["get", "rr", "-o", "wide"])?;
+    log.line(&format!("$ kubectl -n {ns} get rr -o wide\n{get_rr_wide}"));
+    let describe_rr = bed.kubectl_ns(&["describe", "rr"])?;
     log.line(&format!(
-        "$ kubectl -n {ns} get rr -o wide\n{}",
-        bed.kubectl_ns(&["get", "rr", "-o", "wide"])?
+        "$ kubectl -n {ns} describe rr\n{}",
+        describe_rr.trim_end()
     ));
     let phases = bed.json_logs("deploy/replay-controller")?;
     let lines: Vec<String> = phases
@@ -285,7 +378,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         })
         .collect();
     log.line(&format!("$ kubectl -n {ns} logs deploy/replay-controller | jq 'select(.event == \"phase\")' ({} JSON lines)\n{}", phases.len(), lines.join("\n")));
-    for name in ["replay-1", "lag-1"] {
+    for name in ["replay-1", "lag-1", "replay-from-time"] {
         ensure!(
             phases
                 .iter()
@@ -293,25 +386,39 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
             "no phase line '{name} -> Succeeded' in kubectl logs deploy/replay-controller"
         );
     }
-    let inv = bed.json_logs("deploy/inventory")?;
+    // every line of `kubectl logs deploy/inventory` (one of its pods) is JSON; the decisions are
+    // in whichever pod had the partitions when the lag drained, so all pods are read for them
+    let first = bed.json_logs("deploy/inventory")?;
+    let pods = bed.kubectl_ns(&[
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/instance=orderflow,app.kubernetes.io/component=inventory",
+        "-o",
+        "name",
+    ])?;
+    let mut inv = Vec::new();
+    for pod in pods.lines().filter(|l| !l.trim().is_empty()) {
+        inv.extend(bed.json_logs(pod.trim())?);
+    }
     let batches: Vec<&Value> = inv
         .iter()
         .filter(|l| l["message"] == "batch decided")
         .collect();
     ensure!(
         !batches.is_empty(),
-        "no 'batch decided' line in kubectl logs deploy/inventory ({} lines)",
+        "no 'batch decided' line in kubectl logs of the inventory pods ({} lines)",
         inv.len()
     );
     log.line(&format!(
-        "$ kubectl -n {ns} logs deploy/inventory | jq 'select(.message == \"batch decided\")' ({} of {} JSON lines), e.g.\n{}",
-        batches.len(), inv.len(), batches[0]
+        "$ kubectl -n {ns} logs deploy/inventory: {} JSON lines; 'batch decided' in the {} inventory pods: {} of {} JSON lines, e.g.\n{}",
+        first.len(), pods.lines().count(), batches.len(), inv.len(), batches[0]
     ));
     step_done("get rr, logs", &log);
 
     // 6. the dashboard through the analytics Service
     log.line(&format!(
-        "==> [6/6] the dashboard: chromium {}/",
+        "==> [7/7] the dashboard: chromium {}/",
         opts.analytics_url
     ));
     let png = out.join("dashboard.png");
@@ -331,104 +438,22 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     ));
     step_done("dashboard screenshot", &log);
 
-    let mut md = String::from("# orderflow on the kind test bed (Kubernetes v1.33, real kubelet)\n\n| step | seconds |\n|---|---|\n");
-    for (name, secs) in &steps {
-        md.push_str(&format!("| {name} | {secs:.1} |\n"));
-    }
-    md.push_str(&format!("\n```\n$ kubectl -n {ns} get rr\n{get_rr}```\n"));
-    std::fs::write(out.join("report.md"), md)?;
-    Ok(Outcome { get_rr })
-}
-
-fn s(v: &Value) -> String {
-    v.as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.to_string())
-}
-
-async fn bulk(order_url: &str, count: u64) -> anyhow::Result<Value> {
-    let r = reqwest::Client::new()
-        .post(format!("{order_url}/orders/bulk"))
-        .json(&json!({ "count": count }))
-        .timeout(Duration::from_secs(120))
-        .send()
-        .await
-        .with_context(|| format!("POST {order_url}/orders/bulk"))?;
-    let status = r.status();
-    let body: Value = r.json().await?;
-    ensure!(
-        status.is_success() && body["published"] == count,
-        "POST /orders/bulk: {status} {body}"
-    );
-    Ok(body)
-}
-
-/// Poll analytics' /api/metrics until it counted `orders` orders and as many decisions.
-async fn counted(url: &str, orders: u64, timeout: Duration) -> anyhow::Result<Value> {
-    wait::until(
-        &format!("analytics to count {orders} orders and decisions"),
-        timeout,
-        Duration::from_millis(500),
-        || async {
-            let m = get_json(url, "/api/metrics").await.ok()?;
-            let decided =
-                m["reserved_total"].as_u64().unwrap_or(0) + m["failed_total"].as_u64().unwrap_or(0);
-            (m["orders_total"].as_u64() == Some(orders) && decided == orders).then_some(m)
-        },
-    )
-    .await
-}
-
-/// Poll until analytics' data fields equal `before` again (after a replay restarted it).
-async fn identical(url: &str, before: &Value, timeout: Duration) -> anyhow::Result<Value> {
-    let last = Mutex::new(Value::Null);
-    let r = wait::until(
-        "analytics to report the same metrics again",
-        timeout,
-        Duration::from_millis(500),
-        || async {
-            let m = get_json(url, "/api/metrics").await.ok()?;
-            let same = compare_metrics(before, &m).is_empty();
-            if let Ok(mut l) = last.lock() {
-                *l = m.clone();
-            }
-            same.then_some(m)
-        },
-    )
-    .await;
-    r.with_context(|| {
-        let l = last.lock().map(|l| l.clone()).unwrap_or_default();
-        format!("differences: {:?}", compare_metrics(before, &l))
+    let report = Report {
+        kubernetes,
+        stages,
+        lag_orders: opts.orders,
+        lag_status: lag["status"]["lag"].clone(),
+        get_rr: get_rr_wide,
+        describe_rr: describe_rr.clone(),
+        steps,
+    };
+    std::fs::write(out.join("report.md"), report_markdown(&report))?;
+    log.line(&format!(
+        "report: {} (lag chart lag.svg, log kind.log, screenshot dashboard.png)",
+        out.join("report.md").display()
+    ));
+    Ok(Outcome {
+        get_rr,
+        describe_rr,
     })
-}
-
-/// Poll the ReplayRequest until it ends, logging each phase; fails when it ends Failed.
-async fn wait_rr(bed: &Bed, log: &Log, name: &str, timeout: Duration) -> anyhow::Result<Value> {
-    let seen = Mutex::new(String::new());
-    let rr = wait::until(
-        &format!("ReplayRequest {name} to end"),
-        timeout,
-        Duration::from_millis(500),
-        || async {
-            let rr: Value =
-                serde_json::from_str(&bed.kubectl_ns(&["get", "rr", name, "-o", "json"]).ok()?)
-                    .ok()?;
-            let phase = rr["status"]["phase"].as_str().unwrap_or("").to_string();
-            if let Ok(mut seen) = seen.lock() {
-                if !phase.is_empty() && *seen != phase {
-                    log.line(&format!(
-                        "    {name}: {phase}: {}",
-                        rr["status"]["message"].as_str().unwrap_or("")
-                    ));
-                    *seen = phase.clone();
-                }
-            }
-            matches!(phase.as_str(), "Succeeded" | "Failed").then_some(rr)
-        },
-    )
-    .await?;
-    if rr["status"]["phase"] == "Failed" {
-        bail!("ReplayRequest {name} failed: {}", rr["status"]["message"]);
-    }
-    Ok(rr)
 }

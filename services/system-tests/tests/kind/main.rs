@@ -6,11 +6,13 @@
 //!
 //! Built only with the `kind` feature (`required-features` in Cargo.toml), so a plain
 //! `cargo test` neither runs nor lists it: it needs the cluster and the loaded images, which
-//! `make e2e-kind` makes first (scripts/k8s/kind-bed.sh up, scripts/k8s/images.sh build, check
+//! `make e2e` (scripts/k8s/e2e-kind.sh) makes first (scripts/k8s/kind-bed.sh up, scripts/k8s/images.sh build, check
 //! and load) before it runs `cargo test --features kind --test kind`. Output
 //! goes to target/e2e-kind/ (kind.log, report.md, dashboard.png).
 
+mod checks;
 mod flow;
+mod report;
 
 use flow::{run, Options};
 
@@ -18,7 +20,7 @@ use flow::{run, Options};
 async fn users_flow_on_kind() -> anyhow::Result<()> {
     let opts = Options::default();
     let outcome = run(&opts).await?;
-    for name in ["replay-1", "lag-1"] {
+    for name in ["replay-1", "lag-1", "replay-from-time"] {
         assert!(outcome.get_rr.contains(name), "{}", outcome.get_rr);
     }
     for column in ["PHASE", "GROUP", "RESET", "LAG PEAK", "AGE"] {
@@ -26,10 +28,19 @@ async fn users_flow_on_kind() -> anyhow::Result<()> {
     }
     assert_eq!(
         outcome.get_rr.matches("Succeeded").count(),
-        2,
+        3,
         "{}",
         outcome.get_rr
     );
+    assert!(
+        outcome.describe_rr.contains("Events:"),
+        "{}",
+        outcome.describe_rr
+    );
+    let out = &Options::default().out_dir;
+    let report = std::fs::read_to_string(out.join("report.md"))?;
+    assert!(report.contains("| after replay-1 (earliest) |"), "{report}");
+    assert!(std::fs::read_to_string(out.join("lag.svg"))?.starts_with("<svg"));
     Ok(())
 }
 
