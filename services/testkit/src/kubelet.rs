@@ -363,8 +363,8 @@ pub fn pod_plan(d: &Deployment, ns: &str, index: usize) -> anyhow::Result<PodPla
 }
 
 /// Write a kubeconfig for service account `sa` (a fresh token from the TokenRequest API) that
-/// reaches the API server named in `admin`.
-async fn write_token_kubeconfig(
+/// reaches the API server named in `admin` (also for tests that run a binary as that account).
+pub async fn write_token_kubeconfig(
     client: &Client,
     ns: &str,
     sa: &str,
