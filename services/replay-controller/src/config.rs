@@ -16,7 +16,7 @@ use crate::reconcile::Settings;
 ///
 /// Kubernetes access: in-cluster service account, else KUBECONFIG / ~/.kube/config.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
-#[command(name = "replay-controller", version)]
+#[command(name = "replay-controller", version, disable_help_subcommand = true)]
 pub struct Args {
     /// Listen address (`:port`: all interfaces) of `/healthz`, `/readyz` (ready once the CRD
     /// is found) and `/metrics`.
@@ -75,7 +75,8 @@ pub enum Command {
     /// Delete every ReplayRequest of WATCH_NAMESPACE and wait until all are gone, i.e. until
     /// the running controller has restored their deployments and released their finalizer
     /// (the chart's pre-delete hook, before `helm uninstall` removes the controller). Exits
-    /// non-zero, naming the requests left, after --timeout-seconds.
+    /// non-zero, naming the requests left, after --timeout-seconds (`replay-controller drain
+    /// --help`).
     Drain(DrainArgs),
 }
 
