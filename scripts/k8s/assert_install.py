@@ -110,6 +110,19 @@ if arole:
                                   "verbs": ["get", "list", "watch"]}],
           f"role analytics: get/list/watch replayrequests only ({arole.get('rules')})")
 
+# replay-drain (the pre-delete hook's `replay-controller drain`): list and delete replayrequests only
+get("ServiceAccount", "replay-drain")
+drole = get("Role", "replay-drain")
+drb = get("RoleBinding", "replay-drain")
+if drb:
+    check(drb["roleRef"]["name"] == "replay-drain"
+          and drb["subjects"] == [{"kind": "ServiceAccount", "name": "replay-drain", "namespace": ns}],
+          "rolebinding binds replay-drain's service account to its Role")
+if drole:
+    check(drole.get("rules") == [{"apiGroups": ["orderflow.io"], "resources": ["replayrequests"],
+                                  "verbs": ["list", "delete"]}],
+          f"role replay-drain: list/delete replayrequests only ({drole.get('rules')})")
+
 for f in fails:
     print(f"assert_install: FAILED: {f}")
 print(f"assert_install: {len(fails)} failed assertions over {len(objs)} objects")

@@ -9,7 +9,8 @@
 #      that turns Kafka TLS + SASL on and one that turns it off again, each with assertions on the
 #      stored Deployments (scripts/k8s/assert_kafka_security.py), `helm uninstall`
 #   3. RBAC: `kubectl auth can-i --as system:serviceaccount:<ns>:replay-controller`, allowed what the
-#      controller needs, denied the rest; the same for analytics (get/list/watch replayrequests
+#      controller needs (and get/create/patch on its own CRD only), denied the rest; the same for
+#      analytics (get/list/watch replayrequests only) and replay-drain (list/delete replayrequests
 #      only) (needs an apiserver with RBAC authorization)
 # Environment: ENVTEST_SCRIPTS (default scripts/envtest), STRIMZI_CRDS, ORDERFLOW_CACHE.
 set -euo pipefail
@@ -172,7 +173,31 @@ else
   CAN_NS=other can no list deployments.apps; CAN_NS=other can no patch deployments.apps --subresource=scale
   CAN_NS=other can no list replayrequests.orderflow.io
   can no list namespaces --all-namespaces; can no create customresourcedefinitions.apiextensions.k8s.io
-  echo "   RBAC: $allowed allowed and $((m + 5)) denied checks evaluated for $SA"
+  # controller.manageCrd (on by default): its own CRD only, by name (server-side apply at startup)
+  CRD=customresourcedefinitions.apiextensions.k8s.io
+  for v in get create patch; do can yes "$v" "$CRD/replayrequests.orderflow.io"; done
+  for args in "update $CRD/replayrequests.orderflow.io" "delete $CRD/replayrequests.orderflow.io" \
+              "patch $CRD/kafkas.kafka.strimzi.io" "get $CRD/kafkas.kafka.strimzi.io" "list $CRD"; do
+    # shellcheck disable=SC2086
+    can no $args
+  done
+  echo "   RBAC: $((allowed + 3)) allowed and $((m + 10)) denied checks evaluated for $SA"
+  # the pre-delete hook's `replay-controller drain` (controller.drainOnUninstall): list and delete
+  DSA=system:serviceaccount:$NS:replay-drain
+  dcan() {  # dcan EXPECT VERB RESOURCE [flags]
+    local expect=$1; shift
+    local got; got=$(k auth can-i "$@" --as "$DSA" -n "${CAN_NS:-$NS}" 2>/dev/null || true)
+    [ "$got" = "$expect" ] || fail "can-i $* as replay-drain (namespace ${CAN_NS:-$NS}): expected $expect, got ${got:-error}"
+  }
+  for v in list delete; do dcan yes "$v" replayrequests.orderflow.io; done
+  for args in "get replayrequests.orderflow.io" "watch replayrequests.orderflow.io" "patch replayrequests.orderflow.io" \
+              "create replayrequests.orderflow.io" "update replayrequests.orderflow.io --subresource=finalizers" \
+              "patch deployments.apps --subresource=scale" "get secrets" "get pods" "create events"; do
+    # shellcheck disable=SC2086
+    dcan no $args
+  done
+  CAN_NS=other dcan no list replayrequests.orderflow.io; CAN_NS=other dcan no delete replayrequests.orderflow.io
+  echo "   RBAC: 2 allowed and 11 denied checks evaluated for $DSA"
   # analytics (the dashboard's ReplayRequests panel): read-only on replayrequests, nothing else
   ASA=system:serviceaccount:$NS:analytics
   acan() {  # acan EXPECT VERB RESOURCE [flags]
@@ -192,9 +217,14 @@ else
   echo "   RBAC: 3 allowed and 12 denied checks evaluated for $ASA"
 fi
 
-"$HELM" uninstall orderflow --namespace "$NS" >/dev/null || fail "helm uninstall"
+# the pre-delete hook (a Job running `replay-controller drain`) is rendered and valid, but no
+# kubelet runs its pod here: uninstall without hooks (replay-controller/tests/lifecycle.rs runs
+# `replay-controller drain` against a running controller)
+"$HELM" get hooks orderflow --namespace "$NS" | grep -q 'helm.sh/hook: pre-delete' || fail "no pre-delete hook in the release"
+"$HELM" uninstall orderflow --namespace "$NS" --no-hooks >/dev/null || fail "helm uninstall"
 left=$(k -n "$NS" get deploy,svc,sa,role,rolebinding -l app.kubernetes.io/instance=orderflow -o name 2>/dev/null | wc -l)
-if [ "$left" = 0 ]; then echo "   helm uninstall removed every object"
+left=$((left + $(k get clusterrole,clusterrolebinding -l app.kubernetes.io/instance=orderflow -o name 2>/dev/null | wc -l)))
+if [ "$left" = 0 ]; then echo "   helm uninstall removed every object (the CRD's ClusterRole too)"
 else fail "$left objects left after helm uninstall"; fi
 
 [ "$fails" = 0 ] || { echo "   $fails failures"; exit 1; }

@@ -3,7 +3,8 @@
 #   1. yamllint: kind-config.yaml, deploy/ (and samples, secure), the chart's values/Chart, and the
 #      rendered chart (defaults, and with Kafka TLS + SASL on)
 #   1b. shellcheck on scripts/k8s; the Dockerfile, statically (scripts/k8s/dockerfile_check.py; no Docker daemon needed)
-#   2. helm lint --strict (defaults, with the controller disabled, with Kafka TLS + SASL on), and
+#   2. helm lint --strict (defaults, with the controller disabled, with controller.manageCrd and the
+#      uninstall hook off (then nothing cluster-scoped and no Job), with Kafka TLS + SASL on), and
 #      values the schema must refuse
 #   3. helm template (with CRDs) validated against Kubernetes 1.32 schemas (kubernetes-validate
 #      --strict), with the defaults and with Kafka TLS + SASL on
@@ -57,13 +58,24 @@ lint_rendered() {
 helm_lint() {
   "$HELM" lint --strict "$CHART" --namespace orderflow \
     && "$HELM" lint --strict "$CHART" --namespace orderflow --set controller.enabled=false --set order.service.type=ClusterIP \
+    && "$HELM" lint --strict "$CHART" --namespace orderflow --set controller.manageCrd=false --set controller.drainOnUninstall.enabled=false \
+    && no_cluster_rbac_without_manage_crd \
     && "$HELM" lint --strict "$CHART" --namespace orderflow "${SECURE[@]}" \
     && "$HELM" lint --strict "$CHART" --namespace orderflow "${BROKER[@]}" \
     && refused_with "${SECURE[@]}" "${BROKER[@]}" \
     && refused analytics.replicas=2 && refused inventory.replicas=-1 && refused image.pullPolicy=Sometimes \
     && refused inventory.initialStock=burger \
     && refused kafka.sasl.password=hunter2 && refused kafka.sasl.mechanism=GSSAPI && refused kafka.tls.enabled=yes \
-    && refused kafka.sasl.passwordSecret=Not_A_Secret && refused kafka.tls.caKey=certs/ca.crt
+    && refused kafka.sasl.passwordSecret=Not_A_Secret && refused kafka.tls.caKey=certs/ca.crt \
+    && refused controller.manageCrd=yes && refused controller.drainOnUninstall.timeoutSeconds=0
+}
+no_cluster_rbac_without_manage_crd() {  # controller.manageCrd=false: nothing cluster-scoped; no hook when off
+  local r; r=$("$HELM" template orderflow "$CHART" --set controller.manageCrd=false --set controller.drainOnUninstall.enabled=false) || return 1
+  if grep -qE '^kind: (ClusterRole|ClusterRoleBinding|Job)$' <<<"$r"; then echo "cluster RBAC or the hook Job rendered while off"; return 1; fi
+  r=$("$HELM" template orderflow "$CHART") || return 1
+  if ! grep -q '^kind: ClusterRole$' <<<"$r" || ! grep -q 'helm.sh/hook: pre-delete' <<<"$r"; then
+    echo "the default render lacks the CRD ClusterRole or the pre-delete hook"; return 1
+  fi
 }
 refused_with() {  # the chart must refuse these helm arguments (schema or template)
   if "$HELM" template orderflow "$CHART" "$@" >/dev/null 2>&1; then echo "the chart accepted $*"; return 1; fi

@@ -214,3 +214,8 @@ spec:
       nodePort: {{ .service.nodePort }}
       {{- end }}
 {{- end }}
+
+{{/* The controller's ClusterRole (and binding) for its CRD: cluster-scoped, so named after the release and its namespace. */}}
+{{- define "orderflow.crdRoleName" -}}
+{{- printf "%s-%s-replay-controller-crd" .Release.Namespace .Release.Name -}}
+{{- end }}

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
-use orderflow_runtime::config::{http_addr, trimmed};
+use clap::{Parser, Subcommand};
+use orderflow_runtime::config::{http_addr, switch, trimmed};
 use orderflow_runtime::{KafkaArgs, LogArgs};
 
 use crate::reconcile::Settings;
@@ -16,7 +16,7 @@ use crate::reconcile::Settings;
 ///
 /// Kubernetes access: in-cluster service account, else KUBECONFIG / ~/.kube/config.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
-#[command(name = "replay-controller", version)]
+#[command(name = "replay-controller", version, disable_help_subcommand = true)]
 pub struct Args {
     /// Listen address (`:port`: all interfaces) of `/healthz`, `/readyz` (ready once the CRD
     /// is found) and `/metrics`.
@@ -49,11 +49,43 @@ pub struct Args {
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
 
+    /// At startup, server-side apply the ReplayRequest CRD of this binary's types (field
+    /// manager replay-controller, forced) and wait until it is Established, before watching:
+    /// Helm installs a chart's CRDs once and never upgrades them. Needs get, create and patch
+    /// on customresourcedefinitions named replayrequests.orderflow.io (the chart grants them
+    /// and sets this to true with controller.manageCrd). Off by default: a binary started by
+    /// hand, perhaps an older build, must not rewrite a cluster-wide object others rely on.
+    #[arg(long, env = "MANAGE_CRD", default_value = "false", value_parser = switch, action = clap::ArgAction::Set)]
+    pub manage_crd: bool,
+
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
     #[command(flatten)]
     pub log: LogArgs,
+
+    /// Without a command: run the controller.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Other things the binary does.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Delete every ReplayRequest of WATCH_NAMESPACE and wait until all are gone, i.e. until
+    /// the running controller has restored their deployments and released their finalizer
+    /// (the chart's pre-delete hook, before `helm uninstall` removes the controller). Exits
+    /// non-zero, naming the requests left, after --timeout-seconds (`replay-controller drain
+    /// --help`).
+    Drain(DrainArgs),
+}
+
+/// `replay-controller drain`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct DrainArgs {
+    /// How long to wait for the requests to be gone, in seconds.
+    #[arg(long, default_value_t = 120, value_parser = trimmed::<u64>)]
+    pub timeout_seconds: u64,
 }
 
 impl Args {
@@ -94,6 +126,11 @@ mod tests {
             (d.poll, d.retry_base, d.retry_max)
         );
         assert_eq!(a.pod_name, None);
+        assert!(
+            !a.manage_crd,
+            "a binary started by hand leaves the CRD alone"
+        );
+        assert_eq!(a.command, None);
     }
 
     #[test]
@@ -121,5 +158,31 @@ mod tests {
         assert_eq!(a.pod_name.as_deref(), Some("rc-0"));
         let e = parse(&[("POLL_MS", "2s")]).unwrap_err().to_string();
         assert!(e.contains("POLL_MS=\"2s\""), "{e}");
+        assert!(parse(&[("MANAGE_CRD", "true")]).unwrap().manage_crd);
+        let e = parse(&[("MANAGE_CRD", "yes")]).unwrap_err().to_string();
+        assert!(e.contains("MANAGE_CRD=\"yes\""), "{e}");
+    }
+
+    #[test]
+    fn drain_is_a_command() {
+        use orderflow_runtime::config::parse_from;
+        let env = |k: &str| (k == "WATCH_NAMESPACE").then(|| "orderflow".to_string());
+        let a: Args = parse_from(["replay-controller", "drain"], env).unwrap();
+        assert_eq!(
+            a.command,
+            Some(Command::Drain(DrainArgs {
+                timeout_seconds: 120
+            }))
+        );
+        assert_eq!(a.watch_namespace.as_deref(), Some("orderflow"));
+        let a: Args = parse_from(
+            ["replay-controller", "drain", "--timeout-seconds", "5"],
+            env,
+        )
+        .unwrap();
+        assert_eq!(
+            a.command,
+            Some(Command::Drain(DrainArgs { timeout_seconds: 5 }))
+        );
     }
 }

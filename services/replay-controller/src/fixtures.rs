@@ -60,6 +60,8 @@ pub enum Call {
     Scale(String, i32),
     /// An Event: reason.
     Event(String),
+    /// The request's finalizers written (metadata patch): the list after it.
+    Finalizers(Vec<String>),
 }
 
 /// The expected status write: `phase` with `restore` as (deployment, replicas).
@@ -121,6 +123,22 @@ fn answer(state: &Arc<Mutex<FakeApi>>, method: &str, path: &str, body: Value) ->
             json!({"apiVersion": "orderflow.io/v1alpha1", "kind": "ReplayRequestList",
                    "metadata": {}, "items": [s.rr.clone()]}),
         ),
+        ("PATCH", p) if p == format!("{rr_base}/replay-1") => {
+            // a merge patch of metadata.finalizers, refused (409) on a stale resourceVersion
+            let rv = s.rr["metadata"]["resourceVersion"].clone();
+            if body["metadata"]["resourceVersion"] != rv {
+                let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                      "reason": "Conflict", "code": 409, "message": "conflict"});
+                return (409, conflict);
+            }
+            let finalizers: Vec<String> =
+                serde_json::from_value(body["metadata"]["finalizers"].clone()).unwrap();
+            s.calls.push(Call::Finalizers(finalizers.clone()));
+            s.rr["metadata"]["finalizers"] = json!(finalizers);
+            let next = rv.as_str().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
+            s.rr["metadata"]["resourceVersion"] = json!(next.to_string());
+            (200, s.rr.clone())
+        }
         ("PATCH", p) if p == format!("{rr_base}/replay-1/status") => {
             let status: ReplayRequestStatus =
                 serde_json::from_value(body["status"].clone()).unwrap();
@@ -281,6 +299,10 @@ impl Harness {
 
     pub fn status(&self) -> ReplayRequestStatus {
         serde_json::from_value(self.state.lock().unwrap().rr["status"].clone()).unwrap()
+    }
+
+    pub fn finalizers(&self) -> Value {
+        self.state.lock().unwrap().rr["metadata"]["finalizers"].clone()
     }
 
     pub fn replicas(&self, d: &str) -> i32 {

@@ -1,9 +1,12 @@
-//! The ReplayRequest operator: the custom resource ([`crd`]), its controller, and the
-//! binary's settings ([`config`]).
+//! The ReplayRequest operator: the custom resource ([`crd`], kept current in the cluster by
+//! [`crd_apply`]), its controller, `replay-controller drain` ([`drain`]), and the binary's
+//! settings ([`config`]).
 
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod crd_apply;
+pub mod drain;
 pub mod kafka;
 pub mod metrics;
 pub mod reconcile;

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::crd::{Phase, ReplayRequest};
 use crate::fixtures::{ev, harness, replay_spec, request, status, Call, FakeKafka, UID};
-use crate::reconcile::{backoff, blocker, Settings};
+use crate::reconcile::{backoff, blocker, Settings, FINALIZER};
 
 #[tokio::test]
 async fn a_new_request_records_the_replicas_before_scaling_then_resets_and_restores() {
@@ -36,6 +36,8 @@ async fn a_new_request_records_the_replicas_before_scaling_then_resets_and_resto
             Call::Scale("analytics".into(), 3),
             status(Phase::Succeeded, &[]),
             ev("Succeeded"),
+            // finished: nothing left to restore, the finalizer goes
+            Call::Finalizers(vec![]),
         ]
     );
     assert_eq!(
@@ -82,6 +84,8 @@ async fn a_reset_made_before_a_crash_is_not_made_again() {
             Call::Scale("analytics".into(), 1),
             status(Phase::Succeeded, &[]),
             ev("Succeeded"),
+            // finished: nothing left to restore, the finalizer goes
+            Call::Finalizers(vec![]),
         ]
     );
     assert_eq!(h.replicas("analytics"), 1);
@@ -97,16 +101,24 @@ async fn an_invalid_spec_fails_without_touching_deployments() {
         FakeKafka::default(),
     );
     assert_eq!(h.reconcile().await.unwrap(), Action::await_change());
-    assert_eq!(h.calls(), vec![status(Phase::Failed, &[]), ev("Failed")]);
+    assert_eq!(
+        h.calls(),
+        vec![
+            status(Phase::Failed, &[]),
+            ev("Failed"),
+            Call::Finalizers(vec![])
+        ]
+    );
     let st = h.status();
     let failed = st.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
     assert_eq!(
         (failed.status.as_str(), failed.reason.as_deref()),
         ("True", Some("InvalidSpec"))
     );
-    // a final request is left alone afterwards
+    // a final request is left alone afterwards, and its finalizer not added back
     assert_eq!(h.reconcile().await.unwrap(), Action::await_change());
-    assert_eq!(h.calls().len(), 2);
+    assert_eq!(h.calls().len(), 3);
+    assert_eq!(h.finalizers(), json!([]));
 }
 
 #[tokio::test]
@@ -170,6 +182,42 @@ async fn a_group_still_busy_at_the_deadline_fails_and_restores() {
     assert_eq!(h.replicas("analytics"), 2);
     let failed = st.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
     assert_eq!(failed.reason.as_deref(), Some("GroupNotEmpty"));
+}
+
+#[tokio::test]
+async fn a_finished_request_still_holding_its_finalizer_after_a_crash_lets_it_go() {
+    // the controller died after writing Succeeded, before removing the finalizer; another
+    // party's finalizer is kept
+    let st = json!({"phase": "Succeeded", "startedAt": "2026-11-22T10:00:00.000Z",
+                    "completedAt": "2026-11-22T10:00:05.000Z", "restore": []});
+    let mut rr = request(replay_spec(), Some(st));
+    rr["metadata"]["finalizers"] = json!(["example.com/keep", FINALIZER]);
+    let h = harness(rr, &[("analytics", 1)], FakeKafka::default());
+    assert_eq!(h.reconcile().await.unwrap(), Action::await_change());
+    assert_eq!(
+        h.calls(),
+        vec![Call::Finalizers(vec!["example.com/keep".into()])]
+    );
+    assert_eq!(h.finalizers(), json!(["example.com/keep"]));
+    // nothing more: not scaled, no Event, the finalizer not added back
+    h.reconcile().await.unwrap();
+    assert_eq!(h.calls().len(), 1);
+    assert_eq!(h.finalizers(), json!(["example.com/keep"]));
+    assert_eq!(h.status().phase, Phase::Succeeded);
+}
+
+#[tokio::test]
+async fn a_terminal_request_with_deployments_still_to_restore_keeps_its_finalizer() {
+    let st = json!({"phase": "Failed", "startedAt": "2026-11-22T10:00:00.000Z",
+                    "restore": [{"deployment": "analytics", "replicas": 2}]});
+    let h = harness(
+        request(replay_spec(), Some(st)),
+        &[("analytics", 0)],
+        FakeKafka::default(),
+    );
+    assert_eq!(h.reconcile().await.unwrap(), Action::await_change());
+    assert_eq!(h.calls(), vec![]);
+    assert_eq!(h.finalizers(), json!([FINALIZER]));
 }
 
 #[test]

@@ -8,10 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{anyhow, bail, Context};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Api, Client};
+use serde_json::json;
 
 use crate::kubelet::{Kubelet, Launch};
 
@@ -195,4 +199,49 @@ impl StandIn {
     pub async fn shutdown(self) {
         self.kubelet.shutdown().await
     }
+}
+
+/// Write a kubeconfig for service account `sa` (a fresh token from the TokenRequest API) that
+/// reaches the API server named in `admin` (for tests that run a binary as that account).
+pub async fn write_token_kubeconfig(
+    client: &Client,
+    ns: &str,
+    sa: &str,
+    admin: &Path,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let req = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = accounts
+        .create_token_request(sa, &PostParams::default(), &req)
+        .await
+        .with_context(|| format!("requesting a token for service account {ns}/{sa}"))?
+        .status
+        .map(|s| s.token)
+        .ok_or_else(|| anyhow!("the token request for {ns}/{sa} returned no token"))?;
+    let kc = Kubeconfig::read_from(admin)?;
+    let cluster = kc
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.clone())
+        .ok_or_else(|| anyhow!("{} names no cluster", admin.display()))?;
+    let doc = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {
+            "server": cluster.server,
+            "certificate-authority": cluster.certificate_authority,
+        }}],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": "pod", "context": {"cluster": "local", "user": sa, "namespace": ns}}],
+        "current-context": "pod",
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&doc)?)?;
+    Ok(())
 }

@@ -16,6 +16,21 @@
 //! Status is written with server-side apply, only when it changed; every phase change is
 //! also a Kubernetes Event.
 //!
+//! The finalizer `orderflow.io/restore-deployments` is held only while deleting the request
+//! may have something to restore:
+//! - it is added (kube-runtime's `finalizer` helper) before the first step of a request, so
+//!   nothing is scaled down without it;
+//! - a request that is finished, Succeeded or Failed with `status.restore` empty, has its
+//!   finalizer removed (`release`) and is never handed to the `finalizer` helper again (it
+//!   would add the finalizer back), so it can be deleted, with its namespace, when no
+//!   controller runs (after `helm uninstall`);
+//! - the terminal status is written first and the finalizer removed after it: a crash in
+//!   between leaves a finished request holding the finalizer, which the next reconcile (the
+//!   watch's initial list after a restart) removes. The removal reads the request fresh and
+//!   patches with its resourceVersion, so a concurrent change is retried, never overwritten;
+//! - a terminal request whose `status.restore` is not empty keeps its finalizer: deleting it
+//!   still restores what is listed.
+//!
 //! This module is the driver: [`reconcile`] and [`error_policy`] for the kube-runtime
 //! Controller, apply (run the steps of the current phase until one waits) and cleanup (the
 //! finalizer's restore). A step works on `Run`, one request during one reconcile; its methods
@@ -25,7 +40,8 @@
 //! - `lag`: HoldingLag, the lag experiment of `spec.lag`;
 //! - `failure`: ending Failed (restoring first) and Kafka retries with [`backoff`];
 //! - `status`: the [`conditions`], the status patch and the Events;
-//! - `scale`: reading, scaling and restoring Deployments.
+//! - `scale`: reading, scaling and restoring Deployments;
+//! - `release`: a finished request lets go of its finalizer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +62,7 @@ use crate::metrics::Metrics;
 mod failure;
 mod lag;
 mod phases;
+mod release;
 mod scale;
 mod status;
 
@@ -151,14 +168,19 @@ pub async fn reconcile(rr: Arc<ReplayRequest>, ctx: Arc<Context>) -> Result<Acti
         .namespace()
         .ok_or_else(|| Error::NoNamespace(rr.name_any()))?;
     let api: Api<ReplayRequest> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, rr, |event| async {
-        match event {
-            Finalizer::Apply(rr) => apply(&rr, &ctx, &ns).await,
-            Finalizer::Cleanup(rr) => cleanup(&rr, &ctx, &ns).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let result = if release::finished(&rr) {
+        // not through `finalizer`: it adds the finalizer to a request that lacks it
+        release::release(&api, &rr.name_any()).await
+    } else {
+        finalizer(&api, FINALIZER, rr, |event| async {
+            match event {
+                Finalizer::Apply(rr) => apply(&rr, &ctx, &ns).await,
+                Finalizer::Cleanup(rr) => cleanup(&rr, &ctx, &ns).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))
+    };
     ctx.metrics.reconciled(started.elapsed(), result.is_ok());
     result
 }
@@ -178,7 +200,8 @@ async fn apply(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, Er
     let run = Run::new(&fresh, ctx, ns);
     let mut saved = fresh.status.clone().unwrap_or_default();
     if saved.phase.is_final() {
-        return Ok(Action::await_change());
+        // the watch cache had not seen the terminal status yet
+        return release::release(&rrs, &name).await;
     }
     // Kafka retry backoff: a status write wakes the controller at once; wait out the delay.
     if let Some(at) = parse_time(saved.next_attempt_at.as_deref()) {
@@ -205,7 +228,9 @@ async fn apply(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, Er
         match next {
             Next::Continue => continue,
             Next::Wait(d) => return Ok(Action::requeue(d)),
-            Next::Done => return Ok(Action::await_change()),
+            // the terminal status is written: the finalizer can go (a crash here is
+            // resolved by the next reconcile, which finds the request finished)
+            Next::Done => return release::release(&rrs, &name).await,
         }
     }
     Ok(Action::requeue(Duration::ZERO))
