@@ -65,10 +65,10 @@ impl Drop for Release<'_> {
     }
 }
 
-/// Remove the release and its namespace. The ReplayRequests go first, while the controller runs
-/// and removes their finalizer (orderflow.io/restore-deployments): after `helm uninstall` nothing
-/// would, and the namespace would stay Terminating. Left over from an earlier run without a
-/// controller, their finalizer is removed here (test cleanup only).
+/// Remove the release and its namespace, also after a failed step (the flow's last step does the
+/// same as users would, checked). The ReplayRequests go first, while the controller runs and
+/// removes their finalizer (orderflow.io/restore-deployments); left over from an earlier run of
+/// an older chart without a controller, their finalizer is removed here (test cleanup only).
 fn teardown(bed: &Bed) {
     if bed
         .kubectl_ns(&["delete", "rr", "--all", "--wait=true", "--timeout=60s"])
@@ -121,7 +121,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
 
     // 1. the chart, with Apache Kafka in the release and the images loaded into the node
     log.line(&format!(
-        "==> [1/7] helm install orderflow helm/orderflow -n {ns} --set kafka.broker.enabled=true"
+        "==> [1/8] helm install orderflow helm/orderflow -n {ns} --set kafka.broker.enabled=true"
     ));
     teardown(&bed); // a release left by an earlier run (E2E_KIND_KEEP=1 or an interrupted one)
     let crds = repo_root().join("helm/orderflow/crds");
@@ -130,7 +130,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         bed.kubectl(&["apply", "--server-side", "-f", &crds.display().to_string()])?
             .trim(),
     );
-    let _release = Release {
+    let mut release = Release {
         bed: &bed,
         keep: opts.keep,
     };
@@ -191,7 +191,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
 
     // 2. 10,000 orders through the order Service, counted by analytics through its Service
     log.line(&format!(
-        "==> [2/7] POST {}/orders/bulk count={} (NodePort 30080)",
+        "==> [2/8] POST {}/orders/bulk count={} (NodePort 30080)",
         opts.order_url, opts.orders
     ));
     let published = bulk(&opts.order_url, opts.orders).await?;
@@ -206,7 +206,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     step_done("10k orders published and counted", &log);
 
     // 3. replay analytics from earliest: the same metrics again
-    log.line("==> [3/7] kubectl apply -f deploy/samples/replay.yaml");
+    log.line("==> [3/8] kubectl apply -f deploy/samples/replay.yaml");
     let sample = |f: &str| {
         repo_root()
             .join("deploy/samples")
@@ -244,7 +244,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     step_done("replay-1 (earliest), metrics identical, oracle", &log);
 
     // 4. lag on purpose: inventory held at 0 for 60 s while 10,000 more orders arrive
-    log.line("==> [4/7] kubectl apply -f deploy/samples/lag.yaml, and 10,000 orders while inventory is held at 0");
+    log.line("==> [4/8] kubectl apply -f deploy/samples/lag.yaml, and 10,000 orders while inventory is held at 0");
     log.line(
         bed.kubectl_ns(&["apply", "-f", &sample("lag.yaml")])?
             .trim(),
@@ -300,7 +300,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     // 5. replay from a point in time: only the 10,000 orders of step 4 (and their decisions)
     let at = replay_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     log.line(&format!(
-        "==> [5/7] kubectl apply -f deploy/samples/replay-timestamp.yaml (timestamp {at}, between steps 2 and 4)"
+        "==> [5/8] kubectl apply -f deploy/samples/replay-timestamp.yaml (timestamp {at}, between steps 2 and 4)"
     ));
     let yaml = std::fs::read_to_string(sample("replay-timestamp.yaml"))?;
     let yaml = yaml.replace(
@@ -351,7 +351,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     step_done("replay-from-time, oracle over the later records", &log);
 
     // 5. kubectl get rr, and the JSON lines of kubectl logs
-    log.line("==> [6/7] kubectl get rr, describe rr; kubectl logs deploy/replay-controller, deploy/inventory");
+    log.line("==> [6/8] kubectl get rr, describe rr; kubectl logs deploy/replay-controller, deploy/inventory");
     let get_rr = bed.kubectl_ns(&["get", "rr"])?;
     log.line(&format!("$ kubectl -n {ns} get rr\n{get_rr}"));
     let get_rr_wide = bed.kubectl_ns(&["get", "rr", "-o", "wide"])?;
@@ -418,7 +418,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
 
     // 6. the dashboard through the analytics Service
     log.line(&format!(
-        "==> [7/7] the dashboard: chromium {}/",
+        "==> [7/8] the dashboard: chromium {}/",
         opts.analytics_url
     ));
     let png = out.join("dashboard.png");
@@ -437,6 +437,35 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         bytes.len()
     ));
     step_done("dashboard screenshot", &log);
+
+    // 8. uninstall as users do: the pre-delete hook (replay-controller drain) deletes the
+    // ReplayRequests while the controller still runs, so the namespace then goes at once
+    if !opts.keep {
+        log.line(&format!(
+            "==> [8/8] helm uninstall orderflow -n {ns}; kubectl delete namespace {ns}"
+        ));
+        log.line(
+            bed.helm(&[
+                "uninstall",
+                "orderflow",
+                "-n",
+                ns,
+                "--wait",
+                "--timeout",
+                "4m",
+            ])?
+            .trim(),
+        );
+        let left = bed.kubectl_ns(&["get", "rr", "-o", "name"])?;
+        ensure!(
+            left.trim().is_empty(),
+            "ReplayRequests left after helm uninstall: {left}"
+        );
+        bed.delete_namespace()?;
+        release.keep = true; // nothing left for the guard
+        log.line("    no ReplayRequest left, the namespace deleted");
+        step_done("helm uninstall (drain hook), namespace deleted", &log);
+    }
 
     let report = Report {
         kubernetes,
