@@ -97,31 +97,26 @@ for r in role.get("rules", []):
     check("delete" not in r.get("verbs", []) and "create" not in r.get("verbs", []) or r.get("resources") == ["events"],
           f"role: create only for events, delete never ({r})")
 
-# analytics: read-only on replayrequests, nothing else
-get("ServiceAccount", "analytics")
-arole = get("Role", "analytics")
-arb = get("RoleBinding", "analytics")
-if arb:
-    check(arb["roleRef"]["name"] == "analytics"
-          and arb["subjects"] == [{"kind": "ServiceAccount", "name": "analytics", "namespace": ns}],
-          "rolebinding binds analytics' service account to its Role")
-if arole:
-    check(arole.get("rules") == [{"apiGroups": ["orderflow.io"], "resources": ["replayrequests"],
-                                  "verbs": ["get", "list", "watch"]}],
-          f"role analytics: get/list/watch replayrequests only ({arole.get('rules')})")
+def only_replayrequests(account, verbs, why):
+    """ServiceAccount `account`, bound by its RoleBinding to its Role, which grants exactly
+    `verbs` on replayrequests and nothing else."""
+    get("ServiceAccount", account)
+    role = get("Role", account)
+    binding = get("RoleBinding", account)
+    if binding:
+        check(binding["roleRef"]["name"] == account
+              and binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": ns}],
+              f"rolebinding binds {account}'s service account to its Role")
+    if role:
+        check(role.get("rules") == [{"apiGroups": ["orderflow.io"], "resources": ["replayrequests"],
+                                     "verbs": verbs}],
+              f"role {account}: {'/'.join(verbs)} replayrequests only ({why}; {role.get('rules')})")
 
-# replay-drain (the pre-delete hook's `replay-controller drain`): list and delete replayrequests only
-get("ServiceAccount", "replay-drain")
-drole = get("Role", "replay-drain")
-drb = get("RoleBinding", "replay-drain")
-if drb:
-    check(drb["roleRef"]["name"] == "replay-drain"
-          and drb["subjects"] == [{"kind": "ServiceAccount", "name": "replay-drain", "namespace": ns}],
-          "rolebinding binds replay-drain's service account to its Role")
-if drole:
-    check(drole.get("rules") == [{"apiGroups": ["orderflow.io"], "resources": ["replayrequests"],
-                                  "verbs": ["list", "delete"]}],
-          f"role replay-drain: list/delete replayrequests only ({drole.get('rules')})")
+
+# analytics: read-only on replayrequests (the dashboard's panel)
+only_replayrequests("analytics", ["get", "list", "watch"], "the dashboard's panel")
+# replay-drain (the pre-delete hook's `replay-controller drain`)
+only_replayrequests("replay-drain", ["list", "delete"], "the pre-delete hook")
 
 for f in fails:
     print(f"assert_install: FAILED: {f}")

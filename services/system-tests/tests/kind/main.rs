@@ -178,3 +178,26 @@ fn deploy_is_accepted_by_strimzi_crds_on_the_api_server() -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+/// compose.yaml, for users who come from docker-compose: `scripts/compose-demo.sh --local` brings
+/// up Apache Kafka and the three services from the bed's images (the project's Kafka image stands
+/// in for apache/kafka:4.3.1), publishes 10,000 orders, replays analytics with orderflowctl run in
+/// its image, and waits for the same metrics again; then `down -v`.
+#[test]
+fn compose_yaml_runs_the_lab_scenario_with_the_local_images() -> anyhow::Result<()> {
+    use orderflow_testkit::procs::repo_root;
+
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/compose-demo.sh"))
+        .arg("--local")
+        .current_dir(repo_root())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert!(out.status.success(), "compose-demo.sh --local failed");
+    assert!(
+        stderr.contains("compose-demo: identical: true"),
+        "no identical metrics after the replay"
+    );
+    Ok(())
+}
