@@ -41,7 +41,7 @@ install_venv() {
 }
 
 install_oha() {
-  [ -x "$OHA" ] && "$OHA" --version 2>/dev/null | grep -q "$OHA_VERSION" && return 0
+  [ -x "$OHA" ] && "$OHA" --version 2>/dev/null | grep "$OHA_VERSION" >/dev/null && return 0
   echo "bench-tools: building oha $OHA_VERSION into $CACHE/bench-tools (one time, a few minutes)" >&2
   # its own target dir, so the workspace's build cache is left alone
   CARGO_TARGET_DIR=$CACHE/bench-tools/target cargo install -q --locked --root "$CACHE/bench-tools" \

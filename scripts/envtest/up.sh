@@ -38,7 +38,7 @@ if [ ! -f "$RUN/certs/apiserver.crt" ]; then
 fi
 
 nofsync=()
-"$ETCD" --help 2>&1 | grep -q -- --unsafe-no-fsync && nofsync=(--unsafe-no-fsync)
+"$ETCD" --help 2>&1 | grep -- --unsafe-no-fsync >/dev/null && nofsync=(--unsafe-no-fsync)
 "$ETCD" --name envtest --data-dir "$RUN/etcd" \
   --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
   --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \

@@ -130,7 +130,7 @@ build_kubernetes() {
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy \
     k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes/cmd/kubectl
   rm -rf "${dir:?}/bin"; mv "$dir/bin.new" "$dir/bin"
-  "$dir/bin/kubelet" --version | grep -qx "Kubernetes $K8S_VERSION" || die "kubelet reports $("$dir/bin/kubelet" --version)"
+  "$dir/bin/kubelet" --version | grep -x "Kubernetes $K8S_VERSION" >/dev/null || die "kubelet reports $("$dir/bin/kubelet" --version)"
   record kubernetes "$K8S_VERSION" "$dir" "$t0"
 }
 
@@ -145,7 +145,7 @@ build_etcd() {
   go_build "$w" etcd "$dir/bin.new" "-s -w" go.etcd.io/etcd/server/v3
   mv "$dir/bin.new/v3" "$dir/bin.new/etcd" 2>/dev/null || mv "$dir/bin.new/server" "$dir/bin.new/etcd"
   rm -rf "${dir:?}/bin"; mv "$dir/bin.new" "$dir/bin"
-  "$dir/bin/etcd" --version | grep -q "etcd Version: ${ver#v}" || die "etcd reports $("$dir/bin/etcd" --version)"
+  "$dir/bin/etcd" --version | grep "etcd Version: ${ver#v}" >/dev/null || die "etcd reports $("$dir/bin/etcd" --version)"
   record etcd "$ver" "$dir" "$t0"
 }
 
@@ -167,7 +167,7 @@ build_coredns() {
   say "coredns $ver: compiling with plugins: $COREDNS_PLUGINS (cold: about 1 min)"
   go_build "$w" coredns "$dir/bin.new" "-s -w" .
   rm -rf "${dir:?}/bin"; mv "$dir/bin.new" "$dir/bin"
-  "$dir/bin/coredns" -version | grep -q "CoreDNS-${ver#v}" || die "coredns reports $("$dir/bin/coredns" -version)"
+  "$dir/bin/coredns" -version | grep "CoreDNS-${ver#v}" >/dev/null || die "coredns reports $("$dir/bin/coredns" -version)"
   "$dir/bin/coredns" -plugins >"$dir/plugins.txt"
   grep -qw kubernetes "$dir/plugins.txt" || die "coredns was built without its kubernetes plugin"
   record coredns "$ver" "$dir" "$t0"
@@ -185,7 +185,7 @@ build_pause() {
   say "pause $ver: compiling $src (static)"
   "$cc" -Os -Wall -Werror -static -DVERSION="v$ver-orderflow" -o "$dir/bin/pause" "$src"
   strip "$dir/bin/pause" 2>/dev/null || true
-  "$dir/bin/pause" -v | grep -q "$ver" || die "pause reports $("$dir/bin/pause" -v)"
+  "$dir/bin/pause" -v | grep "$ver" >/dev/null || die "pause reports $("$dir/bin/pause" -v)"
   record pause "$ver" "$dir" "$t0"
 }
 
@@ -223,7 +223,7 @@ build_kind() {
   say "kind $ver: compiling (cold: about 1 min)"
   go_build "$w" kind "$dir/bin.new" "-s -w" sigs.k8s.io/kind
   rm -rf "${dir:?}/bin"; mv "$dir/bin.new" "$dir/bin"
-  "$dir/bin/kind" version | grep -q "kind $ver" || die "kind reports $("$dir/bin/kind" version)"
+  "$dir/bin/kind" version | grep "kind $ver" >/dev/null || die "kind reports $("$dir/bin/kind" version)"
   record kind "$ver" "$dir" "$t0"
 }
 

@@ -220,7 +220,7 @@ fi
 # the pre-delete hook (a Job running `replay-controller drain`) is rendered and valid, but no
 # kubelet runs its pod here: uninstall without hooks (replay-controller/tests/lifecycle.rs runs
 # `replay-controller drain` against a running controller)
-"$HELM" get hooks orderflow --namespace "$NS" | grep -q 'helm.sh/hook: pre-delete' || fail "no pre-delete hook in the release"
+"$HELM" get hooks orderflow --namespace "$NS" | grep 'helm.sh/hook: pre-delete' >/dev/null || fail "no pre-delete hook in the release"
 "$HELM" uninstall orderflow --namespace "$NS" --no-hooks >/dev/null || fail "helm uninstall"
 left=$(k -n "$NS" get deploy,svc,sa,role,rolebinding -l app.kubernetes.io/instance=orderflow -o name 2>/dev/null | wc -l)
 left=$((left + $(k get clusterrole,clusterrolebinding -l app.kubernetes.io/instance=orderflow -o name 2>/dev/null | wc -l)))

@@ -232,7 +232,7 @@ print(f"{n} lines, every one a JSON object")') || rc=$?
 }
 
 kind_ok() {
-  command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -qx "$CLUSTER" \
+  command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -x "$CLUSTER" >/dev/null \
     && [ "$(docker inspect -f '{{.State.Running}}' "$CLUSTER-control-plane" 2>/dev/null)" = true ]
 }
 

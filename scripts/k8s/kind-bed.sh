@@ -50,12 +50,12 @@ node_image() {
 
 create_cluster() {
   local image; image=$(cat "$STATE/node-image")
-  if kind get clusters 2>/dev/null | grep -qx "$CLUSTER" \
+  if kind get clusters 2>/dev/null | grep -x "$CLUSTER" >/dev/null \
     && [ "$(docker inspect -f '{{.State.Running}}' "$CLUSTER-control-plane" 2>/dev/null)" != true ]; then
     say "kind cluster '$CLUSTER' exists but its node is not running (dockerd was stopped?): recreating it"
     kind delete cluster --name "$CLUSTER"
   fi
-  if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+  if kind get clusters 2>/dev/null | grep -x "$CLUSTER" >/dev/null; then
     say "kind cluster '$CLUSTER' exists, reusing it"
   else
     kind create cluster --name "$CLUSTER" --image "$image" --config "$KIND_CONFIG" --wait "${KIND_WAIT:-300s}" \
@@ -126,7 +126,7 @@ smoke_run() {
   kubectl -n orderflow-smoke logs job/client
   echo "--- kubectl logs deploy/web (last 3 lines)"
   kubectl -n orderflow-smoke logs deploy/web --tail=3
-  kubectl -n orderflow-smoke logs job/client | grep -qx 'smoke: all checks passed'
+  kubectl -n orderflow-smoke logs job/client | grep -x 'smoke: all checks passed' >/dev/null
 }
 
 smoke() {
@@ -137,7 +137,7 @@ smoke() {
 
 down() {
   tools_env
-  if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then kind delete cluster --name "$CLUSTER"; else say "no kind cluster '$CLUSTER'"; fi
+  if kind get clusters 2>/dev/null | grep -x "$CLUSTER" >/dev/null; then kind delete cluster --name "$CLUSTER"; else say "no kind cluster '$CLUSTER'"; fi
 }
 
 case "${1:-}" in

@@ -36,12 +36,12 @@ need_docker() {
 need_kind() { need kind "install kind v0.27 or newer (kind.sigs.k8s.io, 'Quick Start')"; }
 need_kubectl() { need kubectl "install kubectl 1.30 or newer"; }
 need_cluster() {
-  kind get clusters 2>/dev/null | grep -qx "$CLUSTER" || k8s_die "no kind cluster '$CLUSTER': run 'make kind-up' first"
+  kind get clusters 2>/dev/null | grep -x "$CLUSTER" >/dev/null || k8s_die "no kind cluster '$CLUSTER': run 'make kind-up' first"
 }
 
 up() {
   need_docker; need_kind; need_kubectl; install_helm
-  if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+  if kind get clusters 2>/dev/null | grep -x "$CLUSTER" >/dev/null; then
     echo "k8s: kind cluster '$CLUSTER' exists, reusing it"
   else
     kind create cluster --name "$CLUSTER" --config kind-config.yaml --wait 120s ${KIND_NODE_IMAGE:+--image "$KIND_NODE_IMAGE"}
@@ -70,7 +70,7 @@ Docker needs about 4 GB of memory for kind + Kafka. Retry with a longer wait: KA
 
 down() {
   need_kind
-  if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then kind delete cluster --name "$CLUSTER"
+  if kind get clusters 2>/dev/null | grep -x "$CLUSTER" >/dev/null; then kind delete cluster --name "$CLUSTER"
   else echo "k8s: no kind cluster '$CLUSTER'"; fi
 }
 
@@ -100,7 +100,7 @@ case "${1:-}" in
   down) down ;;
   images)
     images
-    if command -v kind >/dev/null && kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then load
+    if command -v kind >/dev/null && kind get clusters 2>/dev/null | grep -x "$CLUSTER" >/dev/null; then load
     else echo "k8s: images built; no kind cluster '$CLUSTER' to load them into (make kind-up, then make kind-load)"; fi ;;
   load) load ;;
   install) install ;;
