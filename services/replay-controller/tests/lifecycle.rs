@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    apply_rr, create_deployment, log_ends, phase, replicas, rr, setup, shipped_crd,
-    start_controller, stray_consumer, wait_group_members, wait_rr, waiting_for_stray,
+    apply_rr, create_deployment, phase, replicas, rr, setup, shipped_crd, start_controller,
+    stray_consumer, wait_group_members, wait_rr, waiting_for_stray,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -237,16 +237,6 @@ async fn finished_requests_need_no_controller_and_drain_waits_for_the_rest() -> 
     create_deployment(&c, ns, "analytics", 1).await?;
     let ctl_env = [("WATCH_NAMESPACE", ns.to_string())];
     let rrs = Api::<ReplayRequest>::namespaced(c.clone(), ns);
-
-    // the new broker's topics in its metadata first: a reset on a topic not (yet) known
-    // fails the request (TopicNotFound), as it should for a misspelt one
-    wait::until(
-        "the broker to know topic orders",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || async { log_ends(&kafka).await.ok().filter(|p| !p.is_empty()) },
-    )
-    .await?;
 
     // 1. a succeeded request ends without finalizers and is deleted with no controller running
     let ctl = start_controller(&env, &ctl_env).await?;

@@ -41,7 +41,17 @@ pub async fn setup(name: &str) -> anyhow::Result<Env> {
     let dir = out_dir(name);
     let cp = ControlPlane::start(&dir.join("kube"))?;
     let broker = Broker::start_local(&dir.join("broker"))?;
-    orderflow_runtime::topics::ensure_topics(&broker.kafka()).await?;
+    let kafka = broker.kafka();
+    orderflow_runtime::topics::ensure_topics(&kafka).await?;
+    // the new broker's topics in its metadata first: a reset on a topic not (yet) known fails
+    // the request (TopicNotFound), as it should for a misspelt one
+    wait::until(
+        "the broker to know the topics",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async { log_ends(&kafka).await.ok().filter(|p| !p.is_empty()) },
+    )
+    .await?;
     let client = cp.client().await?;
     let crd = shipped_crd()?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
