@@ -8,32 +8,34 @@
 //! ledger of the items of that `orders` partition.
 //!
 //! When a partition is assigned, the rebalance callback marks it stale; before any of its
-//! orders is decided (or on the next idle tick) its ledger is rebuilt from the matching
-//! `inventory-events` partition, from the beginning up to the high watermark read at that
-//! moment. A revoked partition's ledger is dropped at once.
+//! orders is decided (or on the next idle tick) its ledger is rebuilt from the compacted
+//! `inventory-ledger` partition of the same number and the tail of its `inventory-events`
+//! partition (see [`crate::ledger`] for the keys, the write order and the rebuild rule). A
+//! revoked partition's ledger is dropped at once.
 //!
 //! Orders are taken in batches (up to `BATCH_MAX`, or what arrives within 20 ms). A batch is
-//! decided in order, all its decisions are sent without waiting for each other, and only
-//! once the broker acknowledged every one of them are the batch's next offsets committed.
-//! Two ways to commit, chosen by `TRANSACTIONS` (the two variants of `commit::Committer`):
+//! decided in order, all its decisions are sent without waiting for each other; once the
+//! broker acknowledged every one of them (which gives their offsets), each partition's
+//! ledger records are written (the changed items, then the checkpoint), and once those are
+//! acknowledged too the batch's next offsets are committed. Two ways to commit, chosen by
+//! `TRANSACTIONS` (the two variants of `commit::Committer`):
 //!
-//! - **Idempotent (default).** Decisions go through the idempotent producer, then the
-//!   offsets are committed (at-least-once, as in rust-rdkafka's at_least_once example). A
-//!   crash between the acknowledgements and the commit redelivers orders already decided;
-//!   the ledger, rebuilt from `inventory-events`, knows their order ids and skips them, so an
+//! - **Transactions (default).** Every owned partition `p` has its own transactional
+//!   producer (`transactional.id` `<TRANSACTIONAL_ID_PREFIX>-<p>`): a batch's decisions of
+//!   `p`, its ledger records, the DLQ entries of its bad orders and the group's next offset
+//!   for `p` are committed in one Kafka transaction (consume-decide-produce-commit, as in
+//!   rust-rdkafka's transactions example), so a `read_committed` reader sees them together
+//!   or not at all. A replica that dies mid-batch leaves its transaction open; the next
+//!   owner of `p` opens its producer with the same id before anything else, which aborts
+//!   that transaction and fences off the old producer should it still be alive (a replica
+//!   cut off from Kafka, not dead), and only then reads the ledger. The duplicate checks
+//!   stay as a second line.
+//! - **Idempotent** (`TRANSACTIONS=false`). Decisions, then ledger records, go through the
+//!   idempotent producer, then the offsets are committed (at-least-once, as in
+//!   rust-rdkafka's at_least_once example). A crash between any two of these steps
+//!   redelivers orders already decided; the rebuilt ledger knows the `orders` offset they
+//!   were decided up to (the ledger's and the decisions' headers) and skips them, so an
 //!   order is never decided twice.
-//! - **Transactions.** Every owned partition `p` has its own transactional producer
-//!   (`transactional.id` `<TRANSACTIONAL_ID_PREFIX>-<p>`): a batch's decisions of `p`, the
-//!   DLQ entries of its bad orders and the group's next offset for `p` are committed in one
-//!   Kafka transaction (consume-decide-produce-commit, as in rust-rdkafka's transactions
-//!   example), so a `read_committed` reader sees them together or not at all. A replica that
-//!   dies mid-batch leaves its transaction open; the next owner of `p` opens its producer
-//!   with the same id before anything else, which aborts that transaction and fences off the
-//!   old producer should it still be alive (a replica cut off from Kafka, not dead), and
-//!   only then reads the changelog. The ledger's duplicate check stays as a second line.
-//!   Not the default because the local test broker mishandles aborted transactions: after
-//!   an abort, `read_committed` consumers that did not read the abort marker themselves skip
-//!   every later record of that producer (see README "Guarantees").
 //!
 //! Any Kafka failure mid-run (a transaction that cannot commit, the broker gone, a changelog
 //! read that stalls) ends the session: open transactions are aborted, the consumer leaves,

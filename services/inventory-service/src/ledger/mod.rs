@@ -2,10 +2,79 @@
 //!
 //! One [`PartitionLedger`] per `orders` partition this replica owns. Because orders are
 //! keyed by item, every order of an item is in one partition, so the ledger of that
-//! partition alone knows how much of the item is reserved. The ledger is rebuilt from the
-//! decisions recorded on the same partition of `inventory-events` ([`PartitionLedger::record`])
-//! and extended by new decisions ([`PartitionLedger::decide`]); an order already decided is
-//! never decided again.
+//! partition alone knows how much of the item is reserved. Its state is persisted in two
+//! logs of the same partition number `p`: the decisions on `inventory-events` and the
+//! compacted stock ledger `inventory-ledger` (issue 18), in the way of a Kafka Streams state
+//! store and its changelog.
+//!
+//! ## The ledger topic: key and value
+//! `inventory-ledger` has `cleanup.policy=compact`, so Kafka keeps the last record per key
+//! for ever, however old, while `orders` and `inventory-events` keep 7 days. Two kinds of
+//! records (the contract: `orderflow_events::ledger`), both written to partition `p`:
+//!
+//! - **`ItemStock`**, key = the item (as on the other topics): the item's `reserved`
+//!   quantity (the fact; `INITIAL_STOCK - reserved` is what is available, so the initial
+//!   stock stays a setting that may change across restarts, as before), and the position it
+//!   reflects: `orders_offset` (the next `orders` offset of `p`: every order of `p` below it
+//!   is decided and counted) and `events_offset` (the next `inventory-events` offset of `p`:
+//!   every decision of this item below it is counted in `reserved`).
+//! - **`LedgerCheckpoint`**, key `#checkpoint` (a name `INITIAL_STOCK` refuses, so no item
+//!   record can overwrite it): the same two offsets for the whole partition, plus the
+//!   number of orders decided so far. It is written **last** in every flush, after the
+//!   item records, so it says: every item record the state up to these offsets needs is
+//!   in the log before me.
+//!
+//! Why one record per item and not one per partition: the state of an item is decided by
+//! exactly one partition, a record stays small whatever the menu, and compaction then keeps
+//! exactly "each item's stock state". The checkpoint is what bounds the rebuild: without
+//! it, the tail to read would start at the oldest item record (a rarely ordered item would
+//! pin it days back).
+//!
+//! ## Writing (a flush per batch and partition)
+//! The ledger keeps which items changed since its last flush (`dirty`). After a batch's
+//! decisions of `p` are acknowledged (their offsets are then known), the batch writes one
+//! `ItemStock` per dirty item, then the checkpoint, both with the batch's next offsets.
+//!
+//! - **Transactions.** The ledger records are part of `p`'s transaction, with the decisions,
+//!   the DLQ entries and the group's offset: a `read_committed` reader sees all of them or
+//!   none, so the ledger and the decisions cannot disagree.
+//! - **Idempotent** (`TRANSACTIONS=false`). Write order: decisions (acknowledged), then the
+//!   item records, then the checkpoint (one idempotent producer, one partition: Kafka keeps
+//!   their order and a crash leaves a prefix of them), then the consumer's offset. A crash
+//!   at any point leaves decisions that the ledger does not reflect yet, or item records
+//!   ahead of the checkpoint; the rebuild rule below makes both harmless. Each decision
+//!   also carries the `orders` offset it decides in a header (`orderflow.orders.offset`).
+//!
+//! ## Rebuilding (when `p` is assigned)
+//! Read `inventory-ledger/p` to its end (the latest record per key; later wins), then the
+//! tail of `inventory-events/p` from the checkpoint's `events_offset` `E` (from the start
+//! when there is no checkpoint yet: a first run, or an upgrade from before the ledger). A
+//! tail decision of item `i` at offset `e` is counted in `reserved` only when `e` is at or
+//! past both `E` and the item record's own `events_offset`: an item record ahead of the
+//! checkpoint already counts the decisions below its offset, and an item record behind it
+//! has no decisions between its offset and `E` (they would have been flushed before the
+//! checkpoint). The positions are the **max** of the ledger's and the replayed tail's (the
+//! header's `orders` offset + 1, the last tail offset + 1). Items changed by the tail are
+//! dirty, so the next flush writes them before it moves the checkpoint past them.
+//!
+//! ## Duplicates, in bounded memory
+//! Decisions are made in partition order, so "decided up to `orders` offset X" per
+//! partition is enough to recognise a redelivered order ([`Outcome::Duplicate`] for an
+//! offset below X). An order re-sent upstream under the same `order_id` (a new offset) is
+//! caught by the `IdempotencyWindow`: the order ids of the decisions whose order
+//! event time `ts` is within `IDEMPOTENCY_WINDOW` (24 h by default) of now; older ids are
+//! evicted, so memory is bounded by the orders of one window, not by history. A rebuild
+//! refills it from `inventory-events/p` from the offset of the window's start (Kafka's
+//! offsets-for-times on the records' timestamps, which are the orders' event times) when
+//! that is before `E`. An order re-sent with an event time older than the window is decided
+//! again: that is the documented limit.
+//!
+//! ## Retention
+//! Kafka may delete `orders` and `inventory-events` records older than 7 days: the ledger
+//! keeps the stock they reserved, and a rebuild reads at most the tail after the last
+//! checkpoint (a batch) and the idempotency window. If the tail the checkpoint points to is
+//! itself gone (the ledger behind by more than the retention), the rebuild says so in an
+//! ERROR log line: stock decided in that gap would be unknown.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
