@@ -89,7 +89,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 
 /// Deserialize the fields, keeping the path of the field an error is about, so that the
 /// reason names it (`` `qty`: invalid type: string "2", expected u32 ``), not only the type.
-fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, DecodeError> {
+pub(crate) fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, DecodeError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         let msg = e.into_inner().to_string();

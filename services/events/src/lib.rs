@@ -19,16 +19,23 @@
 //! the partitions it is assigned, and lets analytics read recorded decisions instead of
 //! re-deciding them.
 //!
+//! The stock ledger, `inventory-ledger`, is keyed by item as well and written to the same
+//! partition number again ([`ledger_partition`]): a compacted topic (`cleanup.policy=compact`,
+//! [`COMPACTED_TOPICS`]) that keeps each item's latest stock state, however old, while the
+//! other topics keep [`RETENTION_MS`]. Its records are the [`ledger`] module's.
+//!
 //! ## Commit metadata
 //! What orderflow writes next to a group's committed offsets (an offset reset's mark,
 //! analytics' base) is one type, [`CommitMark`], whose `Display` and `FromStr` are the wire
 //! format.
 
 mod codec;
+pub mod ledger;
 mod mark;
 mod model;
 
 pub use codec::{decode, decode_decision, decode_on, decode_order, encode, DecodeError};
+pub use ledger::{decode_ledger, ItemStock, LedgerCheckpoint, LedgerRecord, LEDGER_CHECKPOINT_KEY};
 pub use mark::{CommitMark, NotACommitMark, ResetBy, ANALYTICS_BASE_PREFIX, RESET_MARK_PREFIX};
 pub use model::{DecisionStatus, Event, InventoryDecision, OrderPlaced};
 
@@ -36,14 +43,31 @@ pub use model::{DecisionStatus, Event, InventoryDecision, OrderPlaced};
 pub const TOPIC_ORDERS: &str = "orders";
 /// Topic of `InventoryReserved` / `InventoryFailed` events.
 pub const TOPIC_INVENTORY_EVENTS: &str = "inventory-events";
+/// The compacted stock ledger of inventory-service: [`ledger::LedgerRecord`]s.
+pub const TOPIC_INVENTORY_LEDGER: &str = "inventory-ledger";
 /// Records that failed to decode or validate, with the reason in [`HEADER_DLQ_REASON`].
 pub const TOPIC_DLQ: &str = "orderflow.dlq";
 /// All topics orderflow owns, in the order they are created.
-pub const ALL_TOPICS: [&str; 3] = [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS, TOPIC_DLQ];
+pub const ALL_TOPICS: [&str; 4] = [
+    TOPIC_ORDERS,
+    TOPIC_INVENTORY_EVENTS,
+    TOPIC_INVENTORY_LEDGER,
+    TOPIC_DLQ,
+];
+/// Topics that keep the latest record per key for ever (`cleanup.policy=compact`) instead of
+/// [`RETENTION_MS`]: state, not history.
+pub const COMPACTED_TOPICS: [&str; 1] = [TOPIC_INVENTORY_LEDGER];
+/// `segment.ms` of a compacted topic: the active segment is never compacted, so it rolls
+/// hourly and the ledger stays about one record per key plus an hour of updates.
+pub const COMPACTED_SEGMENT_MS: i64 = 60 * 60 * 1000;
 /// Partitions per topic (deploy/topics.yaml creates them the same under Strimzi).
 pub const PARTITIONS: i32 = 3;
 /// Retention of every topic: 7 days.
 pub const RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Header of a decision: the `orders` offset of the order it decides (decimal), so that a
+/// ledger rebuilt from the tail of `inventory-events` knows how far orders are decided.
+pub const HEADER_ORDERS_OFFSET: &str = "orderflow.orders.offset";
 
 /// Consumer group of inventory-service.
 pub const GROUP_INVENTORY: &str = "inventory";
@@ -87,6 +111,12 @@ pub fn decision_partition(order_partition: i32) -> i32 {
     order_partition
 }
 
+/// The `inventory-ledger` partition holding the stock of the items of `orders` partition
+/// `order_partition`: the same number, like [`decision_partition`].
+pub fn ledger_partition(order_partition: i32) -> i32 {
+    order_partition
+}
+
 /// The campus menu: items order-service picks from for bulk orders and inventory-service
 /// stocks by default (`INITIAL_STOCK` overrides the quantities and may add items).
 pub const DEFAULT_ITEMS: [&str; 8] = [
@@ -104,5 +134,10 @@ mod tests {
         assert_eq!(dlq_group(TOPIC_ORDERS), Some(GROUP_INVENTORY));
         assert_eq!(dlq_group(TOPIC_INVENTORY_EVENTS), Some(GROUP_ANALYTICS));
         assert_eq!(dlq_group(TOPIC_DLQ), None);
+        assert_eq!(
+            dlq_group(TOPIC_INVENTORY_LEDGER),
+            None,
+            "inventory's own state"
+        );
     }
 }

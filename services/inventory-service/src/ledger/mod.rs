@@ -81,6 +81,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use orderflow_events::{
     DecisionStatus, InventoryDecision, OrderPlaced, DEFAULT_ITEMS, DEFAULT_STOCK_PER_ITEM,
+    LEDGER_CHECKPOINT_KEY,
 };
 use thiserror::Error;
 use uuid::Uuid;
@@ -91,6 +92,8 @@ pub enum StockError {
     Malformed(String),
     #[error("quantity for {item:?} is not a whole number: {value:?}")]
     BadQuantity { item: String, value: String },
+    #[error("{0:?} is the ledger checkpoint's key, not an item name")]
+    Reserved(String),
 }
 
 /// Initial stock per item.
@@ -121,6 +124,9 @@ impl Stock {
             let item = item.trim();
             if item.is_empty() {
                 return Err(StockError::Malformed(entry.to_string()));
+            }
+            if item == LEDGER_CHECKPOINT_KEY {
+                return Err(StockError::Reserved(item.to_string()));
             }
             let qty: u64 = qty.trim().parse().map_err(|_| StockError::BadQuantity {
                 item: item.to_string(),
@@ -250,6 +256,10 @@ mod tests {
             Err(StockError::BadQuantity { .. })
         ));
         assert!(matches!(Stock::parse("=4"), Err(StockError::Malformed(_))));
+        assert_eq!(
+            Stock::parse("#checkpoint=4").unwrap_err(),
+            StockError::Reserved("#checkpoint".into())
+        );
     }
 
     #[test]
