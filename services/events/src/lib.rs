@@ -37,7 +37,7 @@ mod model;
 pub use codec::{decode, decode_decision, decode_on, decode_order, encode, DecodeError};
 pub use ledger::{decode_ledger, ItemStock, LedgerCheckpoint, LedgerRecord, LEDGER_CHECKPOINT_KEY};
 pub use mark::{CommitMark, NotACommitMark, ResetBy, ANALYTICS_BASE_PREFIX, RESET_MARK_PREFIX};
-pub use model::{DecisionStatus, Event, InventoryDecision, OrderPlaced};
+pub use model::{truncate_ms, DecisionStatus, Event, InventoryDecision, OrderPlaced};
 
 /// Topic of `OrderPlaced` events.
 pub const TOPIC_ORDERS: &str = "orders";

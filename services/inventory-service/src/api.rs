@@ -38,7 +38,7 @@ pub struct StockView {
     /// `orders` partitions this replica owns (their items' stock is decided here).
     pub partitions: Vec<i32>,
     /// Orders decided per owned partition (rebuilt + new).
-    pub decided: BTreeMap<i32, usize>,
+    pub decided: BTreeMap<i32, u64>,
     /// Every stocked item; `reserved` counts what the owned partitions reserved.
     pub items: BTreeMap<String, ItemView>,
 }
@@ -102,6 +102,7 @@ mod tests {
         pl.decide(
             &stock,
             &OrderPlaced::new("pizza", 4, "u", Utc::now()),
+            0,
             Utc::now(),
         );
         ledgers.write().unwrap().insert(2, pl);

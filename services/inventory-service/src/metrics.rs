@@ -157,6 +157,7 @@ mod tests {
         pl.decide(
             &stock,
             &OrderPlaced::new("pizza", 4, "u", Utc::now()),
+            0,
             Utc::now(),
         );
         ledgers.write().unwrap().insert(1, pl);

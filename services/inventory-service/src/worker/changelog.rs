@@ -7,17 +7,19 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use orderflow_events::{decode_decision, DecodeError, InventoryDecision, TOPIC_INVENTORY_EVENTS};
+use orderflow_events::{
+    decode_decision, DecodeError, InventoryDecision, HEADER_ORDERS_OFFSET, TOPIC_INVENTORY_EVENTS,
+};
 use orderflow_runtime::dlq::Dlq;
 use orderflow_runtime::read::{self, ReadError};
 use orderflow_runtime::KafkaConfig;
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedMessage};
 
 use super::commit::Committer;
 use super::rebalance::Shared;
 use super::{Ctx, InventoryError};
-use crate::ledger::PartitionLedger;
+use crate::ledger::{PartitionLedger, Rebuild, Stock};
 
 /// How long a changelog read may go without progress.
 const REBUILD_STALL: Duration = Duration::from_secs(30);
@@ -26,19 +28,20 @@ const REBUILD_STALL: Duration = Duration::from_secs(30);
 /// to the last stable offset as of now (a `read_committed` reader's end: committed
 /// transactions only), to `apply`, and every record that is not a valid
 /// decision to `bad` (the rebuild steps over it: analytics, the consumer of
-/// `inventory-events`, reports it to the DLQ). Returns how many records were read.
+/// `inventory-events`, reports it to the DLQ). `apply` gets each decision with its offset
+/// and the `orders` offset of its header. Returns how many records were read.
 pub fn read_changelog(
     kafka: &KafkaConfig,
     p: i32,
     timeout: Duration,
-    mut apply: impl FnMut(&InventoryDecision),
+    mut apply: impl FnMut(&InventoryDecision, i64, Option<i64>),
     mut bad: impl FnMut(&BorrowedMessage<'_>, &DecodeError),
 ) -> Result<u64, InventoryError> {
     let reader: BaseConsumer = kafka.reader("inventory-rebuild").create()?;
     let spans = read::spans_to_end(&reader, TOPIC_INVENTORY_EVENTS, &[p], timeout)?;
     read::read_to_end(&reader, &spans, timeout, |m| {
         match decode_decision(m.payload().unwrap_or_default()) {
-            Ok(d) => apply(&d),
+            Ok(d) => apply(&d, m.offset(), orders_offset(m)),
             Err(e) => bad(m, &e),
         }
     })
@@ -48,24 +51,34 @@ pub fn read_changelog(
     })
 }
 
+/// The `orders` offset a decision's header names (decisions written before the header
+/// existed have none).
+fn orders_offset(m: &BorrowedMessage<'_>) -> Option<i64> {
+    let headers = m.headers()?;
+    let h = headers.iter().find(|h| h.key == HEADER_ORDERS_OFFSET)?;
+    std::str::from_utf8(h.value?).ok()?.parse().ok()
+}
+
 async fn rebuild(
     kafka: &KafkaConfig,
     p: i32,
+    stock: &Stock,
     dlq: &Dlq,
 ) -> Result<PartitionLedger, InventoryError> {
     let k = kafka.clone();
     let dlq = dlq.clone();
+    let stock = stock.clone();
     let started = Instant::now();
     let (ledger, records) = tokio::task::spawn_blocking(move || {
-        let mut ledger = PartitionLedger::default();
+        let mut rebuild = Rebuild::new(&stock);
         let records = read_changelog(
             &k,
             p,
             REBUILD_STALL,
-            |d| ledger.record(d),
+            |d, offset, orders| rebuild.decision(d, offset, orders),
             |m, e| dlq.skip(m, e),
         )?;
-        Ok::<_, InventoryError>((ledger, records))
+        Ok::<_, InventoryError>((rebuild.finish(), records))
     })
     .await
     .map_err(|e| InventoryError::Join(e.to_string()))??;
@@ -114,7 +127,7 @@ pub(super) async fn sync_ledgers(
     let preparing: &Committer = committer;
     let taken = join_all(todo.iter().map(|p| async move {
         let writer = preparing.prepare(kafka, settings, *p).await?;
-        let ledger = rebuild(kafka, *p, dlq).await?;
+        let ledger = rebuild(kafka, *p, &settings.stock, dlq).await?;
         Ok::<_, InventoryError>((*p, writer, ledger))
     }))
     .await;

@@ -57,7 +57,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use orderflow_events::{GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
+use orderflow_events::{
+    GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_INVENTORY_LEDGER, TOPIC_ORDERS,
+};
 use orderflow_runtime::dlq::Dlq;
 use orderflow_runtime::session::{self, ClientFailed, Tick};
 use orderflow_runtime::{supervise, topics, Health, KafkaConfig};
@@ -73,6 +75,7 @@ use crate::metrics::InventoryMetrics;
 mod batch;
 mod changelog;
 mod commit;
+mod flush;
 mod rebalance;
 
 pub use batch::BatchSummary;
@@ -88,8 +91,12 @@ pub enum InventoryError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("topics: {0}")]
     Topics(#[from] topics::TopicError),
-    #[error("`{TOPIC_ORDERS}` has {orders} partitions but `{TOPIC_INVENTORY_EVENTS}` has {events}: they must match, because each decision goes to the partition number of its order")]
-    PartitionMismatch { orders: i32, events: i32 },
+    #[error("`{TOPIC_ORDERS}` has {orders} partitions but `{topic}` has {other}: they must match, because each decision and ledger record goes to the partition number of its order")]
+    PartitionMismatch {
+        orders: i32,
+        topic: &'static str,
+        other: i32,
+    },
     #[error("a decision or DLQ entry was not taken by Kafka ({0}); the batch is not committed and is decided again")]
     Delivery(String),
     #[error("the transaction of orders partition {partition} failed ({error}); it is aborted and the batch decided again")]
@@ -248,16 +255,23 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
 
 async fn check_partitions(kafka: &KafkaConfig) -> Result<(), InventoryError> {
     let k = kafka.clone();
-    let (orders, events) = tokio::task::spawn_blocking(move || -> Result<_, InventoryError> {
+    let (orders, others) = tokio::task::spawn_blocking(move || -> Result<_, InventoryError> {
         let t = Duration::from_secs(60);
         let o = topics::wait_for_topic(&k, TOPIC_ORDERS, t)?;
-        let e = topics::wait_for_topic(&k, TOPIC_INVENTORY_EVENTS, t)?;
-        Ok((o, e))
+        let mut others = Vec::new();
+        for topic in [TOPIC_INVENTORY_EVENTS, TOPIC_INVENTORY_LEDGER] {
+            others.push((topic, topics::wait_for_topic(&k, topic, t)?));
+        }
+        Ok((o, others))
     })
     .await
     .map_err(|e| InventoryError::Join(e.to_string()))??;
-    if orders != events {
-        return Err(InventoryError::PartitionMismatch { orders, events });
+    if let Some((topic, other)) = others.into_iter().find(|(_, n)| *n != orders) {
+        return Err(InventoryError::PartitionMismatch {
+            orders,
+            topic,
+            other,
+        });
     }
     tracing::info!(partitions = orders, "topic partition counts match");
     Ok(())

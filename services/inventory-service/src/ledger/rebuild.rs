@@ -1,0 +1,91 @@
+//! Rebuilding a partition's ledger (the rule is in the [`super`] module docs): its
+//! `inventory-ledger` records in log order (a later record of a key wins), then the
+//! decisions of `inventory-events` from [`Rebuild::tail_from`] on.
+
+use std::collections::HashMap;
+
+use orderflow_events::{DecisionStatus, InventoryDecision, LedgerRecord};
+
+use super::{PartitionLedger, Stock};
+
+/// A ledger being rebuilt.
+#[derive(Debug)]
+pub struct Rebuild<'a> {
+    stock: &'a Stock,
+    ledger: PartitionLedger,
+    /// Per item, the `events_offset` of its latest `ItemStock` record.
+    item_events: HashMap<String, i64>,
+    /// The `events_offset` of the latest checkpoint (0: none, read the whole tail).
+    checkpoint_events: i64,
+}
+
+impl<'a> Rebuild<'a> {
+    pub fn new(stock: &'a Stock) -> Self {
+        Self {
+            stock,
+            ledger: PartitionLedger::default(),
+            item_events: HashMap::new(),
+            checkpoint_events: 0,
+        }
+    }
+
+    /// Apply a record of `inventory-ledger`, in log order.
+    pub fn ledger_record(&mut self, r: &LedgerRecord) {
+        let l = &mut self.ledger;
+        match r {
+            LedgerRecord::ItemStock(s) => {
+                l.reserved.insert(s.item.clone(), s.reserved);
+                self.item_events.insert(s.item.clone(), s.events_offset);
+                l.next_order = l.next_order.max(s.orders_offset);
+                l.next_event = l.next_event.max(s.events_offset);
+            }
+            LedgerRecord::LedgerCheckpoint(c) => {
+                self.checkpoint_events = c.events_offset;
+                l.decided = c.decided;
+                l.next_order = l.next_order.max(c.orders_offset);
+                l.next_event = l.next_event.max(c.events_offset);
+            }
+        }
+    }
+
+    /// The first `inventory-events` offset whose decisions the ledger records may not count:
+    /// the latest checkpoint's.
+    pub fn tail_from(&self) -> i64 {
+        self.checkpoint_events
+    }
+
+    /// Apply decision `d`, read at `offset` of `inventory-events`; `orders_offset` is the
+    /// `orders` offset it decided (its header), when it has one. A decision below
+    /// [`Rebuild::tail_from`] (read for the idempotency window) only adds its order id.
+    pub fn decision(&mut self, d: &InventoryDecision, offset: i64, orders_offset: Option<i64>) {
+        let stocked = self.stock.initial(&d.item).is_some();
+        let threshold = self
+            .item_events
+            .get(&d.item)
+            .copied()
+            .unwrap_or(0)
+            .max(self.checkpoint_events);
+        let l = &mut self.ledger;
+        l.decided_ids.insert(d.order_id);
+        if offset >= self.checkpoint_events {
+            l.decided += 1;
+        }
+        let reserved = l.reserved.entry(d.item.clone()).or_default();
+        if offset >= threshold {
+            if d.status == DecisionStatus::Reserved {
+                *reserved += u64::from(d.qty);
+            }
+            if stocked {
+                l.dirty.insert(d.item.clone());
+            }
+        }
+        if let Some(o) = orders_offset {
+            l.pass(o);
+        }
+        l.written(offset + 1);
+    }
+
+    pub fn finish(self) -> PartitionLedger {
+        self.ledger
+    }
+}
