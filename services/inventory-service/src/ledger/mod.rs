@@ -61,7 +61,7 @@
 //! Decisions are made in partition order, so "decided up to `orders` offset X" per
 //! partition is enough to recognise a redelivered order ([`Outcome::Duplicate`] for an
 //! offset below X). An order re-sent upstream under the same `order_id` (a new offset) is
-//! caught by the `IdempotencyWindow`: the order ids of the decisions whose order
+//! caught by the [`IdempotencyWindow`]: the order ids of the decisions whose order
 //! event time `ts` is within `IDEMPOTENCY_WINDOW` (24 h by default) of now; older ids are
 //! evicted, so memory is bounded by the orders of one window, not by history. A rebuild
 //! refills it from `inventory-events/p` from the offset of the window's start (Kafka's
@@ -76,7 +76,8 @@
 //! itself gone (the ledger behind by more than the retention), the rebuild says so in an
 //! ERROR log line: stock decided in that gap would be unknown.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use orderflow_events::{
@@ -87,9 +88,11 @@ use uuid::Uuid;
 
 mod rebuild;
 mod stock;
+pub mod window;
 
 pub use rebuild::Rebuild;
 pub use stock::{Stock, StockError};
+pub use window::IdempotencyWindow;
 
 /// What deciding an order did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +112,8 @@ pub enum Outcome {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PartitionLedger {
     reserved: HashMap<String, u64>,
-    decided_ids: HashSet<Uuid>,
+    /// Order ids decided within the idempotency window.
+    window: IdempotencyWindow,
     /// Orders decided on the partition (reserved or failed), over its whole history.
     decided: u64,
     /// Next `orders` offset: every order below it is handled (decided, or a bad record).
@@ -121,6 +125,14 @@ pub struct PartitionLedger {
 }
 
 impl PartitionLedger {
+    /// An empty ledger whose idempotency window spans `window`.
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window: IdempotencyWindow::new(window),
+            ..Self::default()
+        }
+    }
+
     /// Decide `order`, read at `offset` of the partition, against `stock`, at `now`.
     pub fn decide(
         &mut self,
@@ -129,7 +141,8 @@ impl PartitionLedger {
         offset: i64,
         now: DateTime<Utc>,
     ) -> Outcome {
-        if offset < self.next_order || self.decided_ids.contains(&order.order_id) {
+        self.window.evict(now);
+        if offset < self.next_order || self.window.contains(&order.order_id) {
             self.pass(offset);
             return Outcome::Duplicate;
         }
@@ -146,7 +159,7 @@ impl PartitionLedger {
             }
         };
         let decision = order.decide(reason, now);
-        self.count(&decision, stock.initial(&order.item).is_some());
+        self.count(&decision, stock.initial(&order.item).is_some(), now);
         self.pass(offset);
         Outcome::Decided(decision)
     }
@@ -164,8 +177,8 @@ impl PartitionLedger {
 
     /// Count a decision: its order id, and its stock when it reserved. `stocked`: the item
     /// has an `ItemStock` record (a flush writes it).
-    fn count(&mut self, d: &InventoryDecision, stocked: bool) {
-        self.decided_ids.insert(d.order_id);
+    fn count(&mut self, d: &InventoryDecision, stocked: bool, now: DateTime<Utc>) {
+        self.window.insert(d.order_id, d.ts, now);
         self.decided += 1;
         let reserved = self.reserved.entry(d.item.clone()).or_default();
         if d.status == DecisionStatus::Reserved {
@@ -226,9 +239,14 @@ impl PartitionLedger {
         self.reserved.contains_key(item)
     }
 
-    /// Whether `order_id` is known as decided.
+    /// Whether `order_id` is known as decided (within the idempotency window).
     pub fn is_decided(&self, order_id: &Uuid) -> bool {
-        self.decided_ids.contains(order_id)
+        self.window.contains(order_id)
+    }
+
+    /// The idempotency window of the partition.
+    pub fn window(&self) -> &IdempotencyWindow {
+        &self.window
     }
 
     /// Orders decided on the partition, over its whole history.

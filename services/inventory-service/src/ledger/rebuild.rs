@@ -3,7 +3,9 @@
 //! decisions of `inventory-events` from [`Rebuild::tail_from`] on.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use orderflow_events::{DecisionStatus, InventoryDecision, LedgerRecord};
 
 use super::{PartitionLedger, Stock};
@@ -12,6 +14,7 @@ use super::{PartitionLedger, Stock};
 #[derive(Debug)]
 pub struct Rebuild<'a> {
     stock: &'a Stock,
+    now: DateTime<Utc>,
     ledger: PartitionLedger,
     /// Per item, the `events_offset` of its latest `ItemStock` record.
     item_events: HashMap<String, i64>,
@@ -20,10 +23,12 @@ pub struct Rebuild<'a> {
 }
 
 impl<'a> Rebuild<'a> {
-    pub fn new(stock: &'a Stock) -> Self {
+    /// A rebuild at `now`, of a ledger whose idempotency window spans `window`.
+    pub fn new(stock: &'a Stock, window: Duration, now: DateTime<Utc>) -> Self {
         Self {
             stock,
-            ledger: PartitionLedger::default(),
+            now,
+            ledger: PartitionLedger::new(window),
             item_events: HashMap::new(),
             checkpoint_events: 0,
         }
@@ -54,6 +59,12 @@ impl<'a> Rebuild<'a> {
         self.checkpoint_events
     }
 
+    /// The oldest order event time the idempotency window holds: decisions of orders
+    /// placed since (the records' timestamps) are read for their order ids too.
+    pub fn window_start(&self) -> DateTime<Utc> {
+        self.ledger.window.start(self.now)
+    }
+
     /// Apply decision `d`, read at `offset` of `inventory-events`; `orders_offset` is the
     /// `orders` offset it decided (its header), when it has one. A decision below
     /// [`Rebuild::tail_from`] (read for the idempotency window) only adds its order id.
@@ -66,7 +77,7 @@ impl<'a> Rebuild<'a> {
             .unwrap_or(0)
             .max(self.checkpoint_events);
         let l = &mut self.ledger;
-        l.decided_ids.insert(d.order_id);
+        l.window.insert(d.order_id, d.ts, self.now);
         if offset >= self.checkpoint_events {
             l.decided += 1;
         }

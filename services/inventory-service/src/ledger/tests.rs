@@ -199,7 +199,7 @@ proptest! {
         let mut logs = Logs::default();
         let mut first = PartitionLedger::default();
         let committed = run(&mut first, &stock, &mut logs, &orders, (0, batch), Some(crash));
-        let mut rebuild = Rebuild::new(&stock);
+        let mut rebuild = Rebuild::new(&stock, window::DEFAULT_WINDOW, Utc::now());
         for r in compacted(&logs.ledger) {
             rebuild.ledger_record(&r);
         }
@@ -237,4 +237,22 @@ proptest! {
             prop_assert_eq!(l.reserved(item), reserved[i]);
         }
     }
+}
+
+#[test]
+fn a_re_sent_order_is_caught_within_the_window_only() {
+    let stock = Stock::default();
+    let mut l = PartitionLedger::new(Duration::from_secs(3600));
+    let now = Utc::now();
+    let o = OrderPlaced::new("taco", 1, "u", now - chrono::TimeDelta::minutes(30));
+    decided(l.decide(&stock, &o, 0, now));
+    assert_eq!(l.decide(&stock, &o, 1, now), Outcome::Duplicate);
+    // Two hours later the id is forgotten: re-sent then, it is decided again.
+    let later = now + chrono::TimeDelta::hours(2);
+    decided(l.decide(&stock, &o, 2, later));
+    assert_eq!(
+        l.window().len(),
+        0,
+        "placed before the window: not remembered"
+    );
 }

@@ -1,93 +1,52 @@
-//! Taking over partitions: a partition's ledger is rebuilt from its changelog, the
-//! `inventory-events` partition of the same number, from the beginning up to the end as of
-//! the take-over (with transactions, only after its transactional producer has fenced off
-//! the previous owner's).
+//! Taking over partitions: a partition's ledger is rebuilt from the `inventory-ledger`
+//! partition of the same number and the tail of its `inventory-events` partition, up to
+//! their ends as of the take-over ([`super::restore`]; with transactions, only after its
+//! transactional producer has fenced off the previous owner's).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use orderflow_events::{
-    decode_decision, DecodeError, InventoryDecision, HEADER_ORDERS_OFFSET, TOPIC_INVENTORY_EVENTS,
-};
 use orderflow_runtime::dlq::Dlq;
-use orderflow_runtime::read::{self, ReadError};
 use orderflow_runtime::KafkaConfig;
-use rdkafka::consumer::BaseConsumer;
-use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 
 use super::commit::Committer;
 use super::rebalance::Shared;
+use super::restore::restore;
 use super::{Ctx, InventoryError};
-use crate::ledger::{PartitionLedger, Rebuild, Stock};
+use crate::ledger::{PartitionLedger, Stock};
 
-/// How long a changelog read may go without progress.
+/// How long a rebuild's read may go without progress.
 const REBUILD_STALL: Duration = Duration::from_secs(30);
-
-/// Feed every decision recorded on `inventory-events` partition `p`, from the beginning up
-/// to the last stable offset as of now (a `read_committed` reader's end: committed
-/// transactions only), to `apply`, and every record that is not a valid
-/// decision to `bad` (the rebuild steps over it: analytics, the consumer of
-/// `inventory-events`, reports it to the DLQ). `apply` gets each decision with its offset
-/// and the `orders` offset of its header. Returns how many records were read.
-pub fn read_changelog(
-    kafka: &KafkaConfig,
-    p: i32,
-    timeout: Duration,
-    mut apply: impl FnMut(&InventoryDecision, i64, Option<i64>),
-    mut bad: impl FnMut(&BorrowedMessage<'_>, &DecodeError),
-) -> Result<u64, InventoryError> {
-    let reader: BaseConsumer = kafka.reader("inventory-rebuild").create()?;
-    let spans = read::spans_to_end(&reader, TOPIC_INVENTORY_EVENTS, &[p], timeout)?;
-    read::read_to_end(&reader, &spans, timeout, |m| {
-        match decode_decision(m.payload().unwrap_or_default()) {
-            Ok(d) => apply(&d, m.offset(), orders_offset(m)),
-            Err(e) => bad(m, &e),
-        }
-    })
-    .map_err(|e| match e {
-        ReadError::Kafka(e) => InventoryError::Kafka(e),
-        ReadError::Stalled { end, .. } => InventoryError::ChangelogStalled { partition: p, end },
-    })
-}
-
-/// The `orders` offset a decision's header names (decisions written before the header
-/// existed have none).
-fn orders_offset(m: &BorrowedMessage<'_>) -> Option<i64> {
-    let headers = m.headers()?;
-    let h = headers.iter().find(|h| h.key == HEADER_ORDERS_OFFSET)?;
-    std::str::from_utf8(h.value?).ok()?.parse().ok()
-}
 
 async fn rebuild(
     kafka: &KafkaConfig,
     p: i32,
     stock: &Stock,
+    window: Duration,
     dlq: &Dlq,
 ) -> Result<PartitionLedger, InventoryError> {
     let k = kafka.clone();
     let dlq = dlq.clone();
     let stock = stock.clone();
     let started = Instant::now();
-    let (ledger, records) = tokio::task::spawn_blocking(move || {
-        let mut rebuild = Rebuild::new(&stock);
-        let records = read_changelog(
-            &k,
-            p,
-            REBUILD_STALL,
-            |d, offset, orders| rebuild.decision(d, offset, orders),
-            |m, e| dlq.skip(m, e),
-        )?;
-        Ok::<_, InventoryError>((rebuild.finish(), records))
+    let (ledger, read) = tokio::task::spawn_blocking(move || {
+        restore(&k, p, &stock, window, REBUILD_STALL, |m, e| dlq.skip(m, e))
     })
     .await
     .map_err(|e| InventoryError::Join(e.to_string()))??;
     tracing::info!(
         partition = p,
-        records,
+        ledger_records = read.ledger_records,
+        checkpoint = read.checkpoint,
+        tail_from = read.tail_from,
+        tail_records = read.tail_records,
         orders = ledger.decided_count(),
+        window_ids = ledger.window().len(),
+        next_order = ledger.next_order(),
         seconds = started.elapsed().as_secs_f64(),
-        "ledger rebuilt from inventory-events"
+        "ledger rebuilt from inventory-ledger and the tail of inventory-events"
     );
     Ok(ledger)
 }
@@ -127,7 +86,7 @@ pub(super) async fn sync_ledgers(
     let preparing: &Committer = committer;
     let taken = join_all(todo.iter().map(|p| async move {
         let writer = preparing.prepare(kafka, settings, *p).await?;
-        let ledger = rebuild(kafka, *p, &settings.stock, dlq).await?;
+        let ledger = rebuild(kafka, *p, &settings.stock, settings.idempotency_window, dlq).await?;
         Ok::<_, InventoryError>((*p, writer, ledger))
     }))
     .await;

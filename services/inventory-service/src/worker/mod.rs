@@ -48,8 +48,10 @@
 //! ## Modules
 //! - `rebalance`: ownership as the rebalance callbacks tell it, readiness, leaving the
 //!   group;
-//! - `changelog`: taking a partition over (its producer, then its ledger from the
-//!   changelog);
+//! - `changelog`: taking a partition over (its producer, then its ledger);
+//! - `restore`: reading a ledger back from `inventory-ledger` and the tail of
+//!   `inventory-events`;
+//! - `flush`: writing a batch's ledger records;
 //! - `batch`: the session's loop: collect, decide, send, commit;
 //! - `commit`: the `commit::Committer`, one variant per way to commit.
 
@@ -77,9 +79,10 @@ mod changelog;
 mod commit;
 mod flush;
 mod rebalance;
+mod restore;
 
 pub use batch::BatchSummary;
-pub use changelog::read_changelog;
+pub use restore::{read_changelog, restore, Restored};
 
 use batch::Deciding;
 use commit::Committer;
@@ -101,8 +104,12 @@ pub enum InventoryError {
     Delivery(String),
     #[error("the transaction of orders partition {partition} failed ({error}); it is aborted and the batch decided again")]
     Txn { partition: i32, error: String },
-    #[error("reading inventory-events/{partition} stalled before offset {end}")]
-    ChangelogStalled { partition: i32, end: i64 },
+    #[error("reading {topic}/{partition} stalled before offset {end}")]
+    ChangelogStalled {
+        topic: &'static str,
+        partition: i32,
+        end: i64,
+    },
     #[error("internal: orders partition {0} is owned but its ledger was not rebuilt")]
     NoLedger(i32),
     /// A Kafka client failed for good; recovered: the next session opens new clients.
