@@ -35,6 +35,9 @@ pub struct InventoryMetrics {
     pub duplicates: Counter,
     pub batch_seconds: Histogram,
     pub stock_available: Family<ItemLabels, Gauge>,
+    /// Order ids held for duplicate detection (the idempotency windows of the owned
+    /// partitions): bounded by one window of orders.
+    pub window_ids: Gauge,
     shown: Arc<Mutex<BTreeSet<String>>>,
 }
 
@@ -47,6 +50,7 @@ impl InventoryMetrics {
             duplicates: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             stock_available: Family::default(),
+            window_ids: Gauge::default(),
             shown: Arc::default(),
         };
         registry.register(
@@ -66,7 +70,7 @@ impl InventoryMetrics {
         );
         registry.register(
             "orderflow_inventory_duplicates_skipped",
-            "Redelivered orders recognised as already decided",
+            "Orders recognised as already decided: redelivered (by offset) or re-sent under the same order_id (within the idempotency window)",
             m.duplicates.clone(),
         );
         registry.register(
@@ -79,6 +83,11 @@ impl InventoryMetrics {
             "Available stock per item, for items of the partitions this replica owns",
             m.stock_available.clone(),
         );
+        registry.register(
+            "orderflow_inventory_idempotency_window_ids",
+            "Order ids held for duplicate detection: those of the owned partitions' orders within IDEMPOTENCY_WINDOW_MS",
+            m.window_ids.clone(),
+        );
         m
     }
 
@@ -87,6 +96,8 @@ impl InventoryMetrics {
     /// that the replicas of the group together report each item once).
     pub fn set_stock(&self, stock: &Stock, ledgers: &Ledgers) {
         let Ok(l) = ledgers.read() else { return };
+        let ids: usize = l.values().map(|pl| pl.window().len()).sum();
+        self.window_ids.set(i64::try_from(ids).unwrap_or(i64::MAX));
         let mut now = BTreeSet::new();
         for (item, initial) in stock.items() {
             if !l.values().any(|pl| pl.carries(item)) {
@@ -168,6 +179,10 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("item=\"taco\""), "{t}");
+        assert!(
+            t.contains("orderflow_inventory_idempotency_window_ids 1\n"),
+            "{t}"
+        );
         ledgers.write().unwrap().clear(); // partition revoked
         m.set_stock(&stock, &ledgers);
         assert!(!text(&registry).contains("item=\"pizza\""));
