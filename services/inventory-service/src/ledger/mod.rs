@@ -69,6 +69,13 @@
 //! that is before `E`. An order re-sent with an event time older than the window is decided
 //! again: that is the documented limit.
 //!
+//! ## Upgrading from before the ledger
+//! With no checkpoint, the first rebuild reads all of `inventory-events` (as before); every
+//! item it counts is dirty, so the first flush writes the whole ledger before its first
+//! checkpoint. Decisions written before the `orderflow.orders.offset` header existed tell no
+//! `orders` offset: until that first flush, a redelivered old order is recognised by its
+//! order id (within the window) only. Upgrade before Kafka has deleted any decision.
+//!
 //! ## Retention
 //! Kafka may delete `orders` and `inventory-events` records older than 7 days: the ledger
 //! keeps the stock they reserved, and a rebuild reads at most the tail after the last

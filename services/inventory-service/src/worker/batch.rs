@@ -162,8 +162,9 @@ pub(super) fn status_label(s: DecisionStatus) -> &'static str {
 /// Decide every order of the batch, send each decision (and each DLQ entry) through the
 /// [`Committer`]'s producer of its partition, and wait until the broker acknowledged all
 /// of them, which tells each partition's ledger where its decisions end on
-/// `inventory-events`; the ledger flush and [`Committer::commit`] follow. On cancellation (SIGTERM) it
-/// stops taking further orders of the batch; those decided so far are still committed.
+/// `inventory-events`; the ledger flush and [`Committer::commit`] follow. On cancellation
+/// (SIGTERM) it stops taking further orders of the batch; those decided so far are still
+/// committed.
 async fn decide_batch(
     batch: &[OwnedMessage],
     ctx: Ctx<'_>,
