@@ -11,11 +11,15 @@
 //!   `events_offset` (the next `inventory-events` offset whose decisions it counts),
 //!   `updated_at`.
 //! - `LedgerCheckpoint`, key [`LEDGER_CHECKPOINT_KEY`]: `partition`, the same two offsets for
-//!   the whole partition, `decided` (orders decided on it so far), `updated_at`.
+//!   the whole partition, `decided` (orders decided on it so far), `items` (the reserved
+//!   units of the items written with it, so that the checkpoint alone carries what its flush
+//!   changed, should one of its `ItemStock` records be missing), `updated_at`.
 //!
 //! Decoding validates (offsets not negative, an item that is not empty and not the
 //! checkpoint's key) and checks the record's key against its value: a record under the wrong
 //! key would overwrite another item's state on compaction.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -57,6 +61,9 @@ pub struct LedgerCheckpoint {
     pub events_offset: i64,
     /// Orders decided on the partition so far (reserved or failed).
     pub decided: u64,
+    /// Reserved units of each item whose `ItemStock` record was written in the same flush,
+    /// just before this checkpoint (as of this checkpoint's offsets).
+    pub items: BTreeMap<String, u64>,
     #[serde(with = "rfc3339_ms")]
     pub updated_at: DateTime<Utc>,
 }
@@ -145,6 +152,14 @@ fn validate(record: &LedgerRecord) -> Result<(), DecodeError> {
             if c.partition < 0 {
                 return Err(DecodeError::Invalid("`partition` is negative".into()));
             }
+            if c.items
+                .keys()
+                .any(|i| i.trim().is_empty() || i == LEDGER_CHECKPOINT_KEY)
+            {
+                return Err(DecodeError::Invalid(
+                    "`items` names an empty item or the checkpoint's key".into(),
+                ));
+            }
             (c.orders_offset, c.events_offset)
         }
     };
@@ -183,6 +198,7 @@ mod tests {
             orders_offset: 1200,
             events_offset: 1190,
             decided: 1100,
+            items: BTreeMap::from([("pizza".to_string(), 812)]),
             updated_at: at(),
         })
     }
@@ -240,6 +256,10 @@ mod tests {
             decode_value(LEDGER_CHECKPOINT_KEY.as_bytes(), &v).unwrap_err(),
             DecodeError::MissingField("decided".into())
         );
+        let mut v = value(&checkpoint());
+        v["items"] = json!({"#checkpoint": 1});
+        let e = decode_value(LEDGER_CHECKPOINT_KEY.as_bytes(), &v).unwrap_err();
+        assert!(e.to_string().contains("`items`"), "{e}");
         let mut v = value(&item());
         v["schema_version"] = json!(2);
         assert_eq!(
@@ -281,7 +301,8 @@ mod tests {
                 }),
                 LedgerRecord::LedgerCheckpoint(LedgerCheckpoint {
                     schema_version: SCHEMA_VERSION, partition, orders_offset: orders,
-                    events_offset: events, decided: reserved, updated_at,
+                    events_offset: events, decided: reserved,
+                    items: BTreeMap::from([(String::from("x"), reserved)]), updated_at,
                 }),
             ];
             for r in records {

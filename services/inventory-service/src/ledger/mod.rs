@@ -19,10 +19,16 @@
 //!   is decided and counted) and `events_offset` (the next `inventory-events` offset of `p`:
 //!   every decision of this item below it is counted in `reserved`).
 //! - **`LedgerCheckpoint`**, key `#checkpoint` (a name `INITIAL_STOCK` refuses, so no item
-//!   record can overwrite it): the same two offsets for the whole partition, plus the
-//!   number of orders decided so far. It is written **last** in every flush, after the
-//!   item records, so it says: every item record the state up to these offsets needs is
-//!   in the log before me.
+//!   record can overwrite it): the same two offsets for the whole partition, the number of
+//!   orders decided so far, and the reserved units of the items written in its flush. It is
+//!   written **last** in every flush, after the item records, so it says: every item record
+//!   the state up to these offsets needs is in the log before me. One idempotent producer
+//!   writes them to one partition, so Kafka keeps their order and a crash leaves a prefix;
+//!   the one way a later record could land without an earlier one is a delivery timeout
+//!   followed by librdkafka's epoch bump (the batch then fails and the session restarts).
+//!   For that case the checkpoint repeats its items' state: a rebuild that finds a
+//!   checkpoint newer than an item's record takes the checkpoint's value and writes the
+//!   item again with the next flush.
 //!
 //! Why one record per item and not one per partition: the state of an item is decided by
 //! exactly one partition, a record stays small whatever the menu, and compaction then keeps
@@ -221,6 +227,11 @@ impl PartitionLedger {
             orders_offset: self.next_order,
             events_offset: self.next_event,
             decided: self.decided,
+            items: self
+                .dirty
+                .iter()
+                .map(|item| (item.clone(), self.reserved(item)))
+                .collect(),
             updated_at,
         }));
         out

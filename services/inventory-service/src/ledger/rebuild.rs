@@ -45,6 +45,21 @@ impl<'a> Rebuild<'a> {
                 l.next_event = l.next_event.max(s.events_offset);
             }
             LedgerRecord::LedgerCheckpoint(c) => {
+                // An item of this flush whose record is missing (see the module docs): the
+                // checkpoint's copy of its state, written again by the next flush.
+                for (item, reserved) in &c.items {
+                    let behind = self
+                        .item_events
+                        .get(item)
+                        .is_none_or(|e| *e < c.events_offset);
+                    if behind {
+                        l.reserved.insert(item.clone(), *reserved);
+                        self.item_events.insert(item.clone(), c.events_offset);
+                        if self.stock.initial(item).is_some() {
+                            l.dirty.insert(item.clone());
+                        }
+                    }
+                }
                 self.checkpoint_events = c.events_offset;
                 l.decided = c.decided;
                 l.next_order = l.next_order.max(c.orders_offset);

@@ -116,7 +116,9 @@ struct Logs {
 /// acknowledgement, the flush. `crash`: stop in the batch holding that index, after the
 /// first `dcut` of its decisions landed and (all of them landed) the first `lcut` ledger
 /// records: a SIGKILL in idempotent mode; with transactions only the whole batch or
-/// nothing lands, a special case. Returns the `orders` offset the group has committed.
+/// nothing lands, a special case. `lose_one`: the flush instead loses one item record and
+/// still lands its checkpoint (a delivery timeout, then librdkafka's epoch bump), and the
+/// session ends there. Returns the `orders` offset the group has committed.
 fn run(
     l: &mut PartitionLedger,
     stock: &Stock,
@@ -124,6 +126,7 @@ fn run(
     orders: &[OrderPlaced],
     (from, batch): (usize, usize),
     crash: Option<(usize, usize, usize)>,
+    lose_one: bool,
 ) -> usize {
     let mut start = from;
     while start < orders.len() {
@@ -142,8 +145,12 @@ fn run(
             return start;
         }
         l.written(logs.events.len() as i64);
-        let records = l.flush_records(0, Utc::now());
-        let lcut = dying.map_or(records.len(), |(_, _, lcut)| lcut.min(records.len()));
+        let mut records = l.flush_records(0, Utc::now());
+        let mut lcut = dying.map_or(records.len(), |(_, _, lcut)| lcut.min(records.len()));
+        if let (Some((_, _, i)), true, n @ 2..) = (dying, lose_one, records.len()) {
+            records.remove(i % (n - 1)); // an item record, never the checkpoint
+            lcut = records.len();
+        }
         logs.ledger.extend(records.into_iter().take(lcut));
         if dying.is_some() {
             return start; // killed before the offsets were committed
@@ -176,6 +183,7 @@ proptest! {
     fn a_crash_anywhere_then_rebuild_matches_an_uninterrupted_run(
         picks in proptest::collection::vec((0usize..3, 1u32..5, 0usize..10), 1..120),
         resend in any::<bool>(),
+        lose_one in any::<bool>(),
         limit in 0u64..30,
         batch in 1usize..9,
         crash in (0usize..120, 0usize..9, 0usize..5),
@@ -194,11 +202,11 @@ proptest! {
         }
 
         let (mut straight, mut straight_logs) = (PartitionLedger::default(), Logs::default());
-        run(&mut straight, &stock, &mut straight_logs, &orders, (0, batch), None);
+        run(&mut straight, &stock, &mut straight_logs, &orders, (0, batch), None, false);
 
         let mut logs = Logs::default();
         let mut first = PartitionLedger::default();
-        let committed = run(&mut first, &stock, &mut logs, &orders, (0, batch), Some(crash));
+        let committed = run(&mut first, &stock, &mut logs, &orders, (0, batch), Some(crash), lose_one);
         let mut rebuild = Rebuild::new(&stock, window::DEFAULT_WINDOW, Utc::now());
         for r in compacted(&logs.ledger) {
             rebuild.ledger_record(&r);
@@ -208,7 +216,20 @@ proptest! {
             rebuild.decision(d, e as i64, Some(*o));
         }
         let mut rebuilt = rebuild.finish();
-        run(&mut rebuilt, &stock, &mut logs, &orders, (committed.saturating_sub(rewind), batch), None);
+        run(&mut rebuilt, &stock, &mut logs, &orders, (committed.saturating_sub(rewind), batch), None, false);
+        // What the ledger says after one more crash right now equals the live state too.
+        let mut again = Rebuild::new(&stock, window::DEFAULT_WINDOW, Utc::now());
+        for r in compacted(&logs.ledger) {
+            again.ledger_record(&r);
+        }
+        let tail = again.tail_from() as usize;
+        for (e, (d, o)) in logs.events.iter().enumerate().skip(tail) {
+            again.decision(d, e as i64, Some(*o));
+        }
+        let again = again.finish();
+        for item in items {
+            prop_assert_eq!(again.reserved(item), straight.reserved(item), "{} after a second rebuild", item);
+        }
 
         let got: Vec<_> = logs.events.iter().map(|(d, _)| (d.order_id, d.status)).collect();
         let want: Vec<_> = straight_logs.events.iter().map(|(d, _)| (d.order_id, d.status)).collect();
