@@ -87,12 +87,6 @@ pub struct Args {
     #[arg(long, env = "IDEMPOTENCY_WINDOW_MS", default_value_t = 86_400_000, value_parser = window_ms)]
     pub idempotency_window_ms: u64,
 
-    /// Test hook (hidden): stop before the ledger write of the n-th batch, its decisions
-    /// acknowledged (with transactions: inside the open transaction), until SIGKILL or
-    /// SIGTERM; the crash tests kill the process there (tests/ledger_crash.rs).
-    #[arg(long, env = "TEST_PAUSE_BEFORE_LEDGER", hide = true, value_parser = trimmed::<u64>)]
-    pub test_pause_before_ledger: Option<u64>,
-
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
@@ -132,7 +126,6 @@ impl Args {
             transactions: self.transactions,
             txn_prefix: self.transactional_id_prefix.clone(),
             idempotency_window: Duration::from_millis(self.idempotency_window_ms),
-            pause_before_ledger: self.test_pause_before_ledger,
         }
     }
 }
@@ -147,8 +140,6 @@ pub struct Settings {
     pub txn_prefix: String,
     /// How long an order id is remembered, by the order's event time.
     pub idempotency_window: Duration,
-    /// Test hook: the batch (1-based, per session) before whose ledger write the worker stops.
-    pub pause_before_ledger: Option<u64>,
 }
 
 impl Default for Settings {
@@ -160,7 +151,6 @@ impl Default for Settings {
             transactions: true,
             txn_prefix: "orderflow-inventory".to_string(),
             idempotency_window: crate::ledger::window::DEFAULT_WINDOW,
-            pause_before_ledger: None,
         }
     }
 }

@@ -58,8 +58,6 @@ pub(super) struct Deciding<'a> {
     pub(super) shared: &'a Shared,
     pub(super) committer: Committer,
     pub(super) token: &'a CancellationToken,
-    /// Batches decided in this session.
-    pub(super) batches: u64,
 }
 
 impl Handler<InventoryContext> for Deciding<'_> {
@@ -83,16 +81,6 @@ impl Handler<InventoryContext> for Deciding<'_> {
         self.shared.publish(health);
         let started = Instant::now(); // batch time without any ledger rebuild (logged apart)
         let summary = decide_batch(&batch, self.ctx, &self.committer, self.token).await?;
-        self.batches += 1;
-        if settings.pause_before_ledger == Some(self.batches) {
-            tracing::warn!(
-                batch = self.batches,
-                next_offsets = ?summary.next,
-                "test hook: paused before the ledger write (TEST_PAUSE_BEFORE_LEDGER)"
-            );
-            self.token.cancelled().await;
-            return Ok(());
-        }
         flush_ledgers(self.ctx, &self.committer, &summary.next).await?;
         let committed = self.committer.commit(consumer, &summary.next).await?;
         metrics

@@ -237,7 +237,6 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
         shared: &shared,
         committer: Committer::new(settings, &producer),
         token,
-        batches: 0,
     };
     shared.publish(health);
     let tick = Tick::Idle(IDLE_TICK);
