@@ -384,8 +384,8 @@ pub async fn wait_group_members(kafka: &KafkaConfig, n: usize) -> anyhow::Result
     .await
 }
 
-/// `per_partition` records on every partition of `topic`; record i is written at
-/// `base_ms + i * 1000` (its Kafka timestamp).
+/// `per_partition` records on each of `topic`'s 3 partitions (orderflow's topics); record i
+/// is written at `base_ms + i * 1000` (its Kafka timestamp).
 pub async fn produce_at(
     kafka: &KafkaConfig,
     topic: &str,
@@ -393,9 +393,7 @@ pub async fn produce_at(
     base_ms: i64,
 ) -> anyhow::Result<()> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    let partitions =
-        orderflow_runtime::topics::partition_count(kafka, topic, Duration::from_secs(5))?
-            .ok_or_else(|| anyhow::anyhow!("topic {topic} not found"))?;
+    let partitions = 3;
     let producer: FutureProducer = kafka.producer("rc-test").create()?;
     for p in 0..partitions {
         for i in 0..per_partition {
