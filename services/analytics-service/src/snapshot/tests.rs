@@ -198,7 +198,7 @@ fn a_flush_writes_only_changed_minutes_then_the_checkpoint() {
 
 #[test]
 fn begin_restores_only_the_run_every_commit_names() {
-    let ours = committed_list(Some(&Positions::new()), &run_mark("r1"));
+    let ours = committed_list(Some(&empty_state().consumed), &run_mark("r1"));
     assert_eq!(
         begin(&ours, Some("r1")),
         Begin::Snapshot { run: "r1".into() }
