@@ -1,7 +1,8 @@
 //! The analytics state: counts derived from recorded events, bucketed by event time.
-//! Pure: no Kafka here, so every rule is unit-tested.
+//! Pure: no Kafka here, so every rule is unit-tested. How the state is saved to and
+//! restored from `analytics-snapshots`: [`crate::snapshot`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
 use orderflow_events::{CommitMark, Event};
@@ -23,21 +24,30 @@ pub fn failure_rate(reserved: u64, failed: u64) -> f64 {
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct MinuteCounts {
-    orders: u64,
-    reserved: u64,
-    failed: u64,
+pub(crate) struct MinuteCounts {
+    pub(crate) orders: u64,
+    pub(crate) reserved: u64,
+    pub(crate) failed: u64,
 }
+
+/// Topic -> partition -> offset.
+pub type Positions = BTreeMap<String, BTreeMap<i32, i64>>;
 
 /// Counts of one analytics run.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Aggregates {
-    orders_total: u64,
-    reserved_total: u64,
-    failed_total: u64,
-    minutes: BTreeMap<DateTime<Utc>, MinuteCounts>,
+    pub(crate) orders_total: u64,
+    pub(crate) reserved_total: u64,
+    pub(crate) failed_total: u64,
+    pub(crate) minutes: BTreeMap<DateTime<Utc>, MinuteCounts>,
     /// Next offset to read per (topic, partition): what has been applied.
-    consumed: BTreeMap<String, BTreeMap<i32, i64>>,
+    pub(crate) consumed: Positions,
+    /// Minutes changed since the last snapshot flush.
+    pub(crate) dirty: BTreeSet<DateTime<Utc>>,
+    /// Minutes restored from a snapshot record written ahead of its checkpoint: a record
+    /// below these positions whose event falls in the minute is already counted there
+    /// (the restore rule of [`crate::snapshot`]).
+    pub(crate) floors: BTreeMap<DateTime<Utc>, Positions>,
 }
 
 /// One entry of `orders_per_minute`.
@@ -63,19 +73,34 @@ pub struct MetricsView {
 impl Aggregates {
     /// Apply the event read at `topic`/`partition`/`offset`.
     pub fn apply(&mut self, topic: &str, partition: i32, offset: i64, event: &Event) {
-        match event {
-            Event::OrderPlaced(o) => {
-                self.orders_total += 1;
-                self.minutes.entry(minute_start(o.ts)).or_default().orders += 1;
+        let minute = minute_start(match event {
+            Event::OrderPlaced(o) => o.ts,
+            Event::InventoryReserved(d) | Event::InventoryFailed(d) => d.ts,
+        });
+        let floor = self
+            .floors
+            .get(&minute)
+            .and_then(|f| f.get(topic))
+            .and_then(|f| f.get(&partition))
+            .copied()
+            .unwrap_or(0);
+        if offset >= floor {
+            let m = self.minutes.entry(minute).or_default();
+            match event {
+                Event::OrderPlaced(_) => {
+                    self.orders_total += 1;
+                    m.orders += 1;
+                }
+                Event::InventoryReserved(_) => {
+                    self.reserved_total += 1;
+                    m.reserved += 1;
+                }
+                Event::InventoryFailed(_) => {
+                    self.failed_total += 1;
+                    m.failed += 1;
+                }
             }
-            Event::InventoryReserved(d) => {
-                self.reserved_total += 1;
-                self.minutes.entry(minute_start(d.ts)).or_default().reserved += 1;
-            }
-            Event::InventoryFailed(d) => {
-                self.failed_total += 1;
-                self.minutes.entry(minute_start(d.ts)).or_default().failed += 1;
-            }
+            self.dirty.insert(minute);
         }
         self.advance(topic, partition, offset);
     }
@@ -164,14 +189,16 @@ pub enum Start {
     Earliest { low: i64 },
 }
 
-/// Decide how to start a partition from its committed offset, commit metadata and low
-/// watermark. Analytics commits with [`CommitMark::AnalyticsBase`], where its state began.
+/// Decide how to start a partition from the log (when its state is not restored from a
+/// snapshot: [`crate::snapshot::begin`]), from its committed offset, commit metadata and low
+/// watermark. Analytics commits with [`CommitMark::AnalyticsRun`] (before its snapshots,
+/// [`CommitMark::AnalyticsBase`]): where its state began.
 pub fn start_for(committed: Option<i64>, metadata: &str, low_watermark: i64) -> Start {
     match committed {
         None => Start::Earliest { low: low_watermark },
-        Some(c) => match CommitMark::of(metadata) {
+        Some(c) => match CommitMark::of(metadata).and_then(|m| m.analytics_base()) {
             // Records before the low watermark are gone (retention): rebuild what is left.
-            Some(CommitMark::AnalyticsBase(base)) if base <= c => Start::Resume {
+            Some(base) if base <= c => Start::Resume {
                 base: base.max(low_watermark).min(c),
                 committed: c,
             },
@@ -332,6 +359,14 @@ mod tests {
         assert_eq!(
             start_for(Some(40), "orderflow.analytics.base=garbage", 0),
             Start::Fresh { at: 40 }
+        );
+        assert_eq!(
+            start_for(Some(40), "orderflow.analytics.base=10 run=5f0c", 3),
+            Start::Resume {
+                base: 10,
+                committed: 40
+            },
+            "a run's base, when its snapshot cannot be used"
         );
     }
 

@@ -24,20 +24,32 @@
 //! [`COMPACTED_TOPICS`]) that keeps each item's latest stock state, however old, while the
 //! other topics keep [`RETENTION_MS`]. Its records are the [`ledger`] module's.
 //!
+//! analytics-service keeps its counts the same way in the compacted `analytics-snapshots`
+//! ([`TOPIC_ANALYTICS_SNAPSHOTS`]): one record per event-time minute and a checkpoint, all
+//! in partition [`SNAPSHOT_PARTITION`]. Its records are the [`snapshot`] module's.
+//!
 //! ## Commit metadata
 //! What orderflow writes next to a group's committed offsets (an offset reset's mark,
-//! analytics' base) is one type, [`CommitMark`], whose `Display` and `FromStr` are the wire
+//! analytics' base and run) is one type, [`CommitMark`], whose `Display` and `FromStr` are the wire
 //! format.
 
 mod codec;
 pub mod ledger;
 mod mark;
 mod model;
+pub mod snapshot;
 
 pub use codec::{decode, decode_decision, decode_on, decode_order, encode, DecodeError};
 pub use ledger::{decode_ledger, ItemStock, LedgerCheckpoint, LedgerRecord, LEDGER_CHECKPOINT_KEY};
-pub use mark::{CommitMark, NotACommitMark, ResetBy, ANALYTICS_BASE_PREFIX, RESET_MARK_PREFIX};
+pub use mark::{
+    CommitMark, NotACommitMark, ResetBy, ANALYTICS_BASE_PREFIX, ANALYTICS_RUN_TOKEN,
+    RESET_MARK_PREFIX,
+};
 pub use model::{truncate_ms, DecisionStatus, Event, InventoryDecision, OrderPlaced};
+pub use snapshot::{
+    decode_snapshot, minute_key, MinuteSnapshot, SnapshotCheckpoint, SnapshotRecord,
+    SNAPSHOT_CHECKPOINT_KEY, SNAPSHOT_PARTITION,
+};
 
 /// Topic of `OrderPlaced` events.
 pub const TOPIC_ORDERS: &str = "orders";
@@ -45,18 +57,21 @@ pub const TOPIC_ORDERS: &str = "orders";
 pub const TOPIC_INVENTORY_EVENTS: &str = "inventory-events";
 /// The compacted stock ledger of inventory-service: [`ledger::LedgerRecord`]s.
 pub const TOPIC_INVENTORY_LEDGER: &str = "inventory-ledger";
+/// The compacted state store of analytics-service: [`snapshot::SnapshotRecord`]s.
+pub const TOPIC_ANALYTICS_SNAPSHOTS: &str = "analytics-snapshots";
 /// Records that failed to decode or validate, with the reason in [`HEADER_DLQ_REASON`].
 pub const TOPIC_DLQ: &str = "orderflow.dlq";
 /// All topics orderflow owns, in the order they are created.
-pub const ALL_TOPICS: [&str; 4] = [
+pub const ALL_TOPICS: [&str; 5] = [
     TOPIC_ORDERS,
     TOPIC_INVENTORY_EVENTS,
     TOPIC_INVENTORY_LEDGER,
+    TOPIC_ANALYTICS_SNAPSHOTS,
     TOPIC_DLQ,
 ];
 /// Topics that keep the latest record per key for ever (`cleanup.policy=compact`) instead of
 /// [`RETENTION_MS`]: state, not history.
-pub const COMPACTED_TOPICS: [&str; 1] = [TOPIC_INVENTORY_LEDGER];
+pub const COMPACTED_TOPICS: [&str; 2] = [TOPIC_INVENTORY_LEDGER, TOPIC_ANALYTICS_SNAPSHOTS];
 /// `segment.ms` of a compacted topic: the active segment is never compacted, so it rolls
 /// hourly and the ledger stays about one record per key plus an hour of updates.
 pub const COMPACTED_SEGMENT_MS: i64 = 60 * 60 * 1000;
@@ -138,6 +153,11 @@ mod tests {
             dlq_group(TOPIC_INVENTORY_LEDGER),
             None,
             "inventory's own state"
+        );
+        assert_eq!(
+            dlq_group(TOPIC_ANALYTICS_SNAPSHOTS),
+            None,
+            "analytics' own state"
         );
     }
 }

@@ -140,7 +140,8 @@ pub async fn connect(
 }
 
 /// Create every orderflow topic that does not exist yet (3 partitions; 7-day retention, or
-/// compaction for the ledger: [`topic_config`]). Existing topics are left as they are.
+/// compaction for the state stores `inventory-ledger` and
+/// `analytics-snapshots`: [`topic_config`]). Existing topics are left as they are.
 pub async fn ensure_topics(kafka: &KafkaConfig) -> Result<(), TopicError> {
     ensure_named_topics(kafka, &ALL_TOPICS).await
 }
@@ -194,13 +195,22 @@ pub async fn ensure_named_topics(kafka: &KafkaConfig, topics: &[&str]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orderflow_events::{TOPIC_INVENTORY_LEDGER, TOPIC_ORDERS};
+    use orderflow_events::{TOPIC_ANALYTICS_SNAPSHOTS, TOPIC_INVENTORY_LEDGER, TOPIC_ORDERS};
 
     #[test]
-    fn the_ledger_is_compacted_the_history_topics_kept_seven_days() {
-        let ledger = topic_config(TOPIC_INVENTORY_LEDGER);
-        assert!(ledger.contains(&("cleanup.policy", "compact".into())));
-        assert!(!ledger.iter().any(|(k, _)| *k == "retention.ms"));
+    fn the_state_stores_are_compacted_the_history_topics_kept_seven_days() {
+        for store in [TOPIC_INVENTORY_LEDGER, TOPIC_ANALYTICS_SNAPSHOTS] {
+            assert!(
+                ALL_TOPICS.contains(&store),
+                "{store} is created at start-up"
+            );
+            let config = topic_config(store);
+            assert!(
+                config.contains(&("cleanup.policy", "compact".into())),
+                "{store}"
+            );
+            assert!(!config.iter().any(|(k, _)| *k == "retention.ms"), "{store}");
+        }
         assert_eq!(
             topic_config(TOPIC_ORDERS),
             vec![("retention.ms", "604800000".to_string())]
