@@ -35,6 +35,11 @@ pub struct Aggregates {
     orders_total: u64,
     reserved_total: u64,
     failed_total: u64,
+    /// Restocks recorded by inventory: applied, their units, refused (not orders: the
+    /// per-minute counts and the failure rate ignore them).
+    restocks_total: u64,
+    restocked_units_total: u64,
+    restocks_refused_total: u64,
     minutes: BTreeMap<DateTime<Utc>, MinuteCounts>,
     /// Next offset to read per (topic, partition): what has been applied.
     consumed: BTreeMap<String, BTreeMap<i32, i64>>,
@@ -56,6 +61,9 @@ pub struct MetricsView {
     pub reserved_total: u64,
     pub failed_total: u64,
     pub failure_rate: f64,
+    pub restocks_total: u64,
+    pub restocked_units_total: u64,
+    pub restocks_refused_total: u64,
     pub orders_per_minute: Vec<MinuteView>,
     pub consumed: BTreeMap<String, BTreeMap<String, i64>>,
 }
@@ -76,6 +84,13 @@ impl Aggregates {
                 self.failed_total += 1;
                 self.minutes.entry(minute_start(d.ts)).or_default().failed += 1;
             }
+            // counted when inventory records it, like an order's decision
+            Event::StockRestockRequested(_) => {}
+            Event::InventoryRestocked(r) => {
+                self.restocks_total += 1;
+                self.restocked_units_total += u64::from(r.qty);
+            }
+            Event::InventoryRestockRefused(_) => self.restocks_refused_total += 1,
         }
         self.advance(topic, partition, offset);
     }
@@ -129,6 +144,9 @@ impl Aggregates {
             reserved_total: self.reserved_total,
             failed_total: self.failed_total,
             failure_rate: failure_rate(self.reserved_total, self.failed_total),
+            restocks_total: self.restocks_total,
+            restocked_units_total: self.restocked_units_total,
+            restocks_refused_total: self.restocks_refused_total,
             orders_per_minute: self
                 .minutes
                 .iter()
@@ -274,6 +292,48 @@ mod tests {
     }
 
     #[test]
+    fn restocks_are_counted_apart_from_orders() {
+        let mut a = Aggregates::default();
+        let o = OrderPlaced::new("pizza", 1, "u", at(10, 0, 10, 0));
+        a.apply("orders", 0, 0, &Event::OrderPlaced(o.clone()));
+        let r = orderflow_events::StockRestockRequested::new("pizza", 500, at(10, 0, 20, 0));
+        a.apply("orders", 0, 1, &Event::StockRestockRequested(r.clone()));
+        a.apply(
+            "inventory-events",
+            0,
+            0,
+            &o.decide(None, at(10, 0, 30, 0)).into_event(),
+        );
+        let at2 = at(10, 0, 40, 0);
+        a.apply(
+            "inventory-events",
+            0,
+            1,
+            &r.decide(None, 2500, at2).into_event(),
+        );
+        let refused = r.decide(Some("unknown item".into()), 0, at2).into_event();
+        a.apply("inventory-events", 0, 2, &refused);
+        let v = a.view();
+        assert_eq!(
+            (v.orders_total, v.reserved_total, v.failed_total),
+            (1, 1, 0)
+        );
+        assert_eq!(v.failure_rate, 0.0);
+        assert_eq!(
+            (
+                v.restocks_total,
+                v.restocked_units_total,
+                v.restocks_refused_total
+            ),
+            (1, 500, 1)
+        );
+        assert_eq!(v.orders_per_minute.len(), 1);
+        assert_eq!(v.orders_per_minute[0].orders, 1);
+        assert_eq!(v.consumed["orders"]["0"], 2);
+        assert_eq!(v.consumed["inventory-events"]["0"], 3);
+    }
+
+    #[test]
     fn rebuilding_a_prefix_then_continuing_equals_one_pass() {
         let events: Vec<Event> = (0..50)
             .map(|i| Event::OrderPlaced(OrderPlaced::new("x", 1, "u", at(10, i % 7, 0, 0))))
@@ -343,6 +403,9 @@ mod tests {
             "reserved_total",
             "failed_total",
             "failure_rate",
+            "restocks_total",
+            "restocked_units_total",
+            "restocks_refused_total",
             "orders_per_minute",
             "consumed",
         ] {
