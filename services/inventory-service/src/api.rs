@@ -118,6 +118,7 @@ mod tests {
             v.items["pizza"],
             ItemView {
                 initial: 10,
+                restocked: 0,
                 reserved: 4,
                 available: 6,
                 partition: Some(2),
@@ -151,7 +152,7 @@ mod tests {
         assert_eq!(v["partitions"], serde_json::json!([0]));
         assert_eq!(
             v["items"]["pizza"],
-            serde_json::json!({"initial": 10, "reserved": 0, "available": 10, "partition": null})
+            serde_json::json!({"initial": 10, "restocked": 0, "reserved": 0, "available": 10, "partition": null})
         );
     }
 }
