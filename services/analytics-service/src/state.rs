@@ -28,6 +28,9 @@ pub(crate) struct MinuteCounts {
     pub(crate) orders: u64,
     pub(crate) reserved: u64,
     pub(crate) failed: u64,
+    pub(crate) restocks: u64,
+    pub(crate) restocked_units: u64,
+    pub(crate) restocks_refused: u64,
 }
 
 /// Topic -> partition -> offset.
@@ -39,6 +42,11 @@ pub struct Aggregates {
     pub(crate) orders_total: u64,
     pub(crate) reserved_total: u64,
     pub(crate) failed_total: u64,
+    /// Restocks recorded by inventory: applied, their units, refused (not orders: the
+    /// per-minute order counts and the failure rate ignore them).
+    pub(crate) restocks_total: u64,
+    pub(crate) restocked_units_total: u64,
+    pub(crate) restocks_refused_total: u64,
     pub(crate) minutes: BTreeMap<DateTime<Utc>, MinuteCounts>,
     /// Next offset to read per (topic, partition): what has been applied.
     pub(crate) consumed: Positions,
@@ -66,6 +74,9 @@ pub struct MetricsView {
     pub reserved_total: u64,
     pub failed_total: u64,
     pub failure_rate: f64,
+    pub restocks_total: u64,
+    pub restocked_units_total: u64,
+    pub restocks_refused_total: u64,
     pub orders_per_minute: Vec<MinuteView>,
     pub consumed: BTreeMap<String, BTreeMap<String, i64>>,
 }
@@ -76,6 +87,8 @@ impl Aggregates {
         let minute = minute_start(match event {
             Event::OrderPlaced(o) => o.ts,
             Event::InventoryReserved(d) | Event::InventoryFailed(d) => d.ts,
+            Event::StockRestockRequested(r) => r.ts,
+            Event::InventoryRestocked(r) | Event::InventoryRestockRefused(r) => r.ts,
         });
         let floor = self
             .floors
@@ -84,7 +97,10 @@ impl Aggregates {
             .and_then(|f| f.get(&partition))
             .copied()
             .unwrap_or(0);
-        if offset >= floor {
+        // A restock request is counted when inventory records its outcome, like an order's
+        // decision; restocks are kept per minute too, so the snapshots carry them.
+        let counted = !matches!(event, Event::StockRestockRequested(_));
+        if offset >= floor && counted {
             let m = self.minutes.entry(minute).or_default();
             match event {
                 Event::OrderPlaced(_) => {
@@ -99,6 +115,17 @@ impl Aggregates {
                     self.failed_total += 1;
                     m.failed += 1;
                 }
+                Event::InventoryRestocked(r) => {
+                    self.restocks_total += 1;
+                    self.restocked_units_total += u64::from(r.qty);
+                    m.restocks += 1;
+                    m.restocked_units += u64::from(r.qty);
+                }
+                Event::InventoryRestockRefused(_) => {
+                    self.restocks_refused_total += 1;
+                    m.restocks_refused += 1;
+                }
+                Event::StockRestockRequested(_) => {}
             }
             self.dirty.insert(minute);
         }
@@ -154,6 +181,9 @@ impl Aggregates {
             reserved_total: self.reserved_total,
             failed_total: self.failed_total,
             failure_rate: failure_rate(self.reserved_total, self.failed_total),
+            restocks_total: self.restocks_total,
+            restocked_units_total: self.restocked_units_total,
+            restocks_refused_total: self.restocks_refused_total,
             orders_per_minute: self
                 .minutes
                 .iter()
@@ -301,6 +331,48 @@ mod tests {
     }
 
     #[test]
+    fn restocks_are_counted_apart_from_orders() {
+        let mut a = Aggregates::default();
+        let o = OrderPlaced::new("pizza", 1, "u", at(10, 0, 10, 0));
+        a.apply("orders", 0, 0, &Event::OrderPlaced(o.clone()));
+        let r = orderflow_events::StockRestockRequested::new("pizza", 500, at(10, 0, 20, 0));
+        a.apply("orders", 0, 1, &Event::StockRestockRequested(r.clone()));
+        a.apply(
+            "inventory-events",
+            0,
+            0,
+            &o.decide(None, at(10, 0, 30, 0)).into_event(),
+        );
+        let at2 = at(10, 0, 40, 0);
+        a.apply(
+            "inventory-events",
+            0,
+            1,
+            &r.decide(None, 2500, at2).into_event(),
+        );
+        let refused = r.decide(Some("unknown item".into()), 0, at2).into_event();
+        a.apply("inventory-events", 0, 2, &refused);
+        let v = a.view();
+        assert_eq!(
+            (v.orders_total, v.reserved_total, v.failed_total),
+            (1, 1, 0)
+        );
+        assert_eq!(v.failure_rate, 0.0);
+        assert_eq!(
+            (
+                v.restocks_total,
+                v.restocked_units_total,
+                v.restocks_refused_total
+            ),
+            (1, 500, 1)
+        );
+        assert_eq!(v.orders_per_minute.len(), 1);
+        assert_eq!(v.orders_per_minute[0].orders, 1);
+        assert_eq!(v.consumed["orders"]["0"], 2);
+        assert_eq!(v.consumed["inventory-events"]["0"], 3);
+    }
+
+    #[test]
     fn rebuilding_a_prefix_then_continuing_equals_one_pass() {
         let events: Vec<Event> = (0..50)
             .map(|i| Event::OrderPlaced(OrderPlaced::new("x", 1, "u", at(10, i % 7, 0, 0))))
@@ -378,6 +450,9 @@ mod tests {
             "reserved_total",
             "failed_total",
             "failure_rate",
+            "restocks_total",
+            "restocked_units_total",
+            "restocks_refused_total",
             "orders_per_minute",
             "consumed",
         ] {

@@ -6,17 +6,25 @@
 //!
 //! One JSON object per record, tagged by `type` and `schema_version` like the events:
 //!
-//! - `ItemStock`, key = the item ([`crate::record_key`]): `item`, `reserved` (units reserved
-//!   so far), `orders_offset` (the next `orders` offset of the partition it reflects),
+//! - `ItemStock`, key = the item ([`crate::record_key`]): `item`, `initial` (the item's
+//!   `INITIAL_STOCK` when the record was written; `null` once the item is no longer
+//!   configured: the record keeps its history should it come back), `reserved` (units
+//!   reserved so far), `restocked` (units added by restocks so far, see [`crate::restock`]),
+//!   `orders_offset` (the next `orders` offset of the partition it reflects),
 //!   `events_offset` (the next `inventory-events` offset whose decisions it counts),
 //!   `updated_at`.
 //! - `LedgerCheckpoint`, key [`LEDGER_CHECKPOINT_KEY`]: `partition`, the same two offsets for
-//!   the whole partition, `decided` (orders decided on it so far), `items` (the reserved
-//!   units of the items written with it, so that the checkpoint alone carries what its flush
+//!   the whole partition, `decided` (orders decided on it so far), `items` (the reserved and
+//!   restocked units of the items written with it, so that the checkpoint alone carries what its flush
 //!   changed, should one of its `ItemStock` records be missing), `updated_at`.
 //!
+//! The ledger is also the **catalogue**: order-service reads it (all partitions, no group)
+//! to know which items exist (`initial` not `null`) and their stock, and refuses orders for
+//! other items at the door. A partition with a checkpoint has been rebuilt by an inventory
+//! replica at least once, which wrote a record for every configured item of the partition.
+//!
 //! Decoding validates (offsets not negative, an item that is not empty and not the
-//! checkpoint's key) and checks the record's key against its value: a record under the wrong
+//! checkpoint's key, stock within [`crate::MAX_STOCK`]) and checks the record's key against its value: a record under the wrong
 //! key would overwrite another item's state on compaction.
 
 use std::collections::BTreeMap;
@@ -39,8 +47,13 @@ pub const LEDGER_CHECKPOINT_KEY: &str = "#checkpoint";
 pub struct ItemStock {
     pub schema_version: u32,
     pub item: String,
+    /// The item's initial stock (`INITIAL_STOCK`) as of this record; `None` (`null`): no
+    /// longer configured, so not in the catalogue.
+    pub initial: Option<u64>,
     /// Units of the item reserved so far (every `InventoryReserved` of it, summed).
     pub reserved: u64,
+    /// Units added by restocks so far (every `InventoryRestocked` of it, summed).
+    pub restocked: u64,
     /// Next `orders` offset of the partition: every order below it is decided.
     pub orders_offset: i64,
     /// Next `inventory-events` offset of the partition: every decision of this item below
@@ -61,11 +74,19 @@ pub struct LedgerCheckpoint {
     pub events_offset: i64,
     /// Orders decided on the partition so far (reserved or failed).
     pub decided: u64,
-    /// Reserved units of each item whose `ItemStock` record was written in the same flush,
-    /// just before this checkpoint (as of this checkpoint's offsets).
-    pub items: BTreeMap<String, u64>,
+    /// Reserved and restocked units of each item whose `ItemStock` record was written in the
+    /// same flush, just before this checkpoint (as of this checkpoint's offsets).
+    pub items: BTreeMap<String, ItemTotals>,
     #[serde(with = "rfc3339_ms")]
     pub updated_at: DateTime<Utc>,
+}
+
+/// An item's counts, as a checkpoint repeats them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemTotals {
+    pub reserved: u64,
+    pub restocked: u64,
 }
 
 /// A record of `inventory-ledger`, tagged by its `type` field.
@@ -146,6 +167,12 @@ fn validate(record: &LedgerRecord) -> Result<(), DecodeError> {
                     "`item` {LEDGER_CHECKPOINT_KEY:?} is the checkpoint's key"
                 )));
             }
+            if s.restocked > crate::MAX_STOCK || s.initial.is_some_and(|i| i > crate::MAX_STOCK) {
+                return Err(DecodeError::Invalid(format!(
+                    "`initial` and `restocked` must be at most {}",
+                    crate::MAX_STOCK
+                )));
+            }
             (s.orders_offset, s.events_offset)
         }
         LedgerRecord::LedgerCheckpoint(c) => {
@@ -184,7 +211,9 @@ mod tests {
         LedgerRecord::ItemStock(ItemStock {
             schema_version: SCHEMA_VERSION,
             item: "pizza".into(),
+            initial: Some(2000),
             reserved: 812,
+            restocked: 500,
             orders_offset: 1200,
             events_offset: 1190,
             updated_at: at(),
@@ -198,7 +227,13 @@ mod tests {
             orders_offset: 1200,
             events_offset: 1190,
             decided: 1100,
-            items: BTreeMap::from([("pizza".to_string(), 812)]),
+            items: BTreeMap::from([(
+                "pizza".to_string(),
+                ItemTotals {
+                    reserved: 812,
+                    restocked: 500,
+                },
+            )]),
             updated_at: at(),
         })
     }
@@ -216,8 +251,8 @@ mod tests {
         let v = value(&item());
         assert_eq!(
             v,
-            json!({"type": "ItemStock", "schema_version": 1, "item": "pizza", "reserved": 812,
-                   "orders_offset": 1200, "events_offset": 1190,
+            json!({"type": "ItemStock", "schema_version": 1, "item": "pizza", "initial": 2000,
+                   "reserved": 812, "restocked": 500, "orders_offset": 1200, "events_offset": 1190,
                    "updated_at": "2026-12-05T10:00:00.000Z"})
         );
         assert_eq!(item().key(), b"pizza");
@@ -257,9 +292,18 @@ mod tests {
             DecodeError::MissingField("decided".into())
         );
         let mut v = value(&checkpoint());
-        v["items"] = json!({"#checkpoint": 1});
+        v["items"] = json!({"#checkpoint": {"reserved": 1, "restocked": 0}});
         let e = decode_value(LEDGER_CHECKPOINT_KEY.as_bytes(), &v).unwrap_err();
         assert!(e.to_string().contains("`items`"), "{e}");
+        let mut v = value(&item());
+        v["restocked"] = json!(crate::MAX_STOCK + 1);
+        assert_eq!(decode_value(b"pizza", &v).unwrap_err().kind(), "invalid");
+        let mut v = value(&item());
+        v["initial"] = json!(null);
+        assert!(matches!(
+            decode_value(b"pizza", &v).unwrap(),
+            LedgerRecord::ItemStock(ItemStock { initial: None, .. })
+        ));
         let mut v = value(&item());
         v["schema_version"] = json!(2);
         assert_eq!(
@@ -288,6 +332,8 @@ mod tests {
         fn any_valid_record_round_trips(
             item_name in "[a-z]{1,12}",
             reserved in any::<u64>(),
+            restocked in 0..=crate::MAX_STOCK,
+            initial in proptest::option::of(0..=crate::MAX_STOCK),
             orders in 0i64..i64::MAX,
             events in 0i64..i64::MAX,
             partition in 0i32..1000,
@@ -296,13 +342,14 @@ mod tests {
             let updated_at = DateTime::from_timestamp_millis(ms).unwrap();
             let records = [
                 LedgerRecord::ItemStock(ItemStock {
-                    schema_version: SCHEMA_VERSION, item: item_name, reserved,
+                    schema_version: SCHEMA_VERSION, item: item_name, initial, reserved, restocked,
                     orders_offset: orders, events_offset: events, updated_at,
                 }),
                 LedgerRecord::LedgerCheckpoint(LedgerCheckpoint {
                     schema_version: SCHEMA_VERSION, partition, orders_offset: orders,
                     events_offset: events, decided: reserved,
-                    items: BTreeMap::from([(String::from("x"), reserved)]), updated_at,
+                    items: BTreeMap::from([(String::from("x"), ItemTotals { reserved, restocked })]),
+                    updated_at,
                 }),
             ];
             for r in records {

@@ -28,6 +28,14 @@
 //! ([`TOPIC_ANALYTICS_SNAPSHOTS`]): one record per event-time minute and a checkpoint, all
 //! in partition [`SNAPSHOT_PARTITION`]. Its records are the [`snapshot`] module's.
 //!
+//! ## Restocks
+//! `orders` also carries `StockRestockRequested` (an admin's restock, keyed by the item like
+//! its orders, so it is decided in order with them) and `inventory-events` its recorded
+//! outcome, `InventoryRestocked` / `InventoryRestockRefused`: the [`restock`] module. An
+//! item's records go to partition [`item_partition`] (librdkafka's default partitioner),
+//! which is where inventory writes the ledger record of a configured item before its first
+//! order, so that order-service's catalogue (the ledger) knows it.
+//!
 //! ## Commit metadata
 //! What orderflow writes next to a group's committed offsets (an offset reset's mark,
 //! analytics' base and run) is one type, [`CommitMark`], whose `Display` and `FromStr` are the wire
@@ -37,23 +45,34 @@ mod codec;
 pub mod ledger;
 mod mark;
 mod model;
+pub mod restock;
 pub mod snapshot;
 
-pub use codec::{decode, decode_decision, decode_on, decode_order, encode, DecodeError};
-pub use ledger::{decode_ledger, ItemStock, LedgerCheckpoint, LedgerRecord, LEDGER_CHECKPOINT_KEY};
+pub use codec::{
+    decode, decode_decision, decode_inventory_record, decode_on, decode_order,
+    decode_orders_record, encode, DecodeError,
+};
+pub use ledger::{
+    decode_ledger, ItemStock, ItemTotals, LedgerCheckpoint, LedgerRecord, LEDGER_CHECKPOINT_KEY,
+};
 pub use mark::{
     CommitMark, NotACommitMark, ResetBy, ANALYTICS_BASE_PREFIX, ANALYTICS_RUN_TOKEN,
     RESET_MARK_PREFIX,
 };
 pub use model::{truncate_ms, DecisionStatus, Event, InventoryDecision, OrderPlaced};
+pub use restock::{
+    item_partition, InventoryRecord, OrdersRecord, RestockDecision, RestockStatus,
+    StockRestockRequested, MAX_STOCK,
+};
 pub use snapshot::{
     decode_snapshot, minute_key, MinuteSnapshot, SnapshotCheckpoint, SnapshotRecord,
     SNAPSHOT_CHECKPOINT_KEY, SNAPSHOT_PARTITION,
 };
 
-/// Topic of `OrderPlaced` events.
+/// Topic of `OrderPlaced` events (and `StockRestockRequested`, keyed by item the same way).
 pub const TOPIC_ORDERS: &str = "orders";
-/// Topic of `InventoryReserved` / `InventoryFailed` events.
+/// Topic of `InventoryReserved` / `InventoryFailed` events (and `InventoryRestocked` /
+/// `InventoryRestockRefused`).
 pub const TOPIC_INVENTORY_EVENTS: &str = "inventory-events";
 /// The compacted stock ledger of inventory-service: [`ledger::LedgerRecord`]s.
 pub const TOPIC_INVENTORY_LEDGER: &str = "inventory-ledger";

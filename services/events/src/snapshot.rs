@@ -8,7 +8,7 @@
 //! in its commit metadata, [`crate::CommitMark::AnalyticsRun`]):
 //!
 //! - `MinuteSnapshot`, key = the minute ([`minute_key`], RFC 3339 seconds, UTC, e.g.
-//!   `2026-12-05T10:00:00Z`): `run`, `minute`, the `orders`, `reserved` and `failed` counted
+//!   `2026-12-05T10:00:00Z`): `run`, `minute`, the `orders`, `reserved` and `failed` (and the restocks: `restocks`, `restocked_units`, `restocks_refused`) counted
 //!   in that event-time minute, and `positions` (topic -> partition -> next offset): every
 //!   record below them whose event falls in this minute is counted here; `updated_at`.
 //! - `SnapshotCheckpoint`, key [`SNAPSHOT_CHECKPOINT_KEY`]: `run`, the `positions` of the
@@ -56,6 +56,14 @@ pub struct MinuteSnapshot {
     pub orders: u64,
     pub reserved: u64,
     pub failed: u64,
+    /// Restocks recorded in this minute (`InventoryRestocked`), their units, and refused
+    /// restocks (`InventoryRestockRefused`); absent (0) in records written before restocks.
+    #[serde(default)]
+    pub restocks: u64,
+    #[serde(default)]
+    pub restocked_units: u64,
+    #[serde(default)]
+    pub restocks_refused: u64,
     /// Every record below these offsets whose event falls in this minute is counted.
     pub positions: Positions,
     #[serde(with = "rfc3339_ms")]

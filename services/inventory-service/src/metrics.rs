@@ -35,6 +35,10 @@ pub struct InventoryMetrics {
     pub duplicates: Counter,
     pub batch_seconds: Histogram,
     pub stock_available: Family<ItemLabels, Gauge>,
+    /// Restock decisions recorded, by status (`restocked`, `refused`).
+    pub restocks: Family<StatusLabels, Counter>,
+    /// Units added by restocks this replica recorded, per item.
+    pub restocked_units: Family<ItemLabels, Counter>,
     /// Order ids held for duplicate detection (the idempotency windows of the owned
     /// partitions): bounded by one window of orders.
     pub window_ids: Gauge,
@@ -50,6 +54,8 @@ impl InventoryMetrics {
             duplicates: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             stock_available: Family::default(),
+            restocks: Family::default(),
+            restocked_units: Family::default(),
             window_ids: Gauge::default(),
             shown: Arc::default(),
         };
@@ -84,6 +90,16 @@ impl InventoryMetrics {
             m.stock_available.clone(),
         );
         registry.register(
+            "orderflow_inventory_restocks",
+            "Restock decisions recorded by this replica, by status (restocked, refused)",
+            m.restocks.clone(),
+        );
+        registry.register(
+            "orderflow_inventory_restocked_units",
+            "Units added by the restocks this replica recorded, per item",
+            m.restocked_units.clone(),
+        );
+        registry.register(
             "orderflow_inventory_idempotency_window_ids",
             "Order ids held for duplicate detection: those of the owned partitions' orders within IDEMPOTENCY_WINDOW_MS",
             m.window_ids.clone(),
@@ -104,7 +120,8 @@ impl InventoryMetrics {
                 continue;
             }
             let reserved: u64 = l.values().map(|pl| pl.reserved(item)).sum();
-            let avail = initial.saturating_sub(reserved);
+            let restocked: u64 = l.values().map(|pl| pl.restocked(item)).sum();
+            let avail = initial.saturating_add(restocked).saturating_sub(reserved);
             self.stock_available
                 .get_or_create(&ItemLabels {
                     item: item.to_string(),

@@ -133,6 +133,9 @@ impl Aggregates {
                 orders: c.orders,
                 reserved: c.reserved,
                 failed: c.failed,
+                restocks: c.restocks,
+                restocked_units: c.restocked_units,
+                restocks_refused: c.restocks_refused,
                 positions: self.consumed.clone(),
                 updated_at,
             });

@@ -100,12 +100,18 @@ impl Restore {
             a.orders_total += m.orders;
             a.reserved_total += m.reserved;
             a.failed_total += m.failed;
+            a.restocks_total += m.restocks;
+            a.restocked_units_total += m.restocked_units;
+            a.restocks_refused_total += m.restocks_refused;
             a.minutes.insert(
                 m.minute,
                 MinuteCounts {
                     orders: m.orders,
                     reserved: m.reserved,
                     failed: m.failed,
+                    restocks: m.restocks,
+                    restocked_units: m.restocked_units,
+                    restocks_refused: m.restocks_refused,
                 },
             );
             if ahead(&m.positions, &c.positions) {

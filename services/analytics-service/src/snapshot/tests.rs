@@ -167,6 +167,38 @@ fn a_flushed_state_restores_to_itself() {
 }
 
 #[test]
+fn restocks_are_snapshotted_and_restored_with_the_minutes() {
+    let mut recs = records(&[(false, 0, 0, false), (true, 0, 0, false)]);
+    let req = orderflow_events::StockRestockRequested::new("pizza", 500, at(2));
+    recs.push((ORDERS, 0, 1, Event::StockRestockRequested(req.clone())));
+    recs.push((EVENTS, 0, 1, req.decide(None, 800, at(2)).into_event()));
+    let refused = req.decide(Some("beyond MAX_STOCK".into()), 800, at(3));
+    recs.push((EVENTS, 0, 2, refused.into_event()));
+    let a = one_pass(&recs);
+    let v = a.view();
+    assert_eq!(
+        (
+            v.restocks_total,
+            v.restocked_units_total,
+            v.restocks_refused_total
+        ),
+        (1, 500, 1)
+    );
+    assert_eq!(
+        (v.orders_total, v.reserved_total, v.failed_total),
+        (1, 1, 0)
+    );
+    let mut log = Log::new();
+    write(&mut log, &a.flush("run-a", &BTreeSet::new(), at(10)));
+    let back = restore(&log, true).state_of("run-a").unwrap();
+    assert_eq!(
+        back.view(),
+        v,
+        "the restock counts come back from the snapshot"
+    );
+}
+
+#[test]
 fn a_flush_writes_only_changed_minutes_then_the_checkpoint() {
     let mut a = one_pass(&records(&[(false, 0, 0, false), (false, 0, 1, false)]));
     a.flushed();

@@ -12,9 +12,11 @@
 //! for ever, however old, while `orders` and `inventory-events` keep 7 days. Two kinds of
 //! records (the contract: `orderflow_events::ledger`), both written to partition `p`:
 //!
-//! - **`ItemStock`**, key = the item (as on the other topics): the item's `reserved`
-//!   quantity (the fact; `INITIAL_STOCK - reserved` is what is available, so the initial
-//!   stock stays a setting that may change across restarts, as before), and the position it
+//! - **`ItemStock`**, key = the item (as on the other topics): the item's `reserved` and
+//!   `restocked` quantities (the facts; `INITIAL_STOCK + restocked - reserved` is what is
+//!   available, so the initial stock stays a setting that may change across restarts, as
+//!   before), the `initial` stock it was written with (for the catalogue, below), and the
+//!   position it
 //!   reflects: `orders_offset` (the next `orders` offset of `p`: every order of `p` below it
 //!   is decided and counted) and `events_offset` (the next `inventory-events` offset of `p`:
 //!   every decision of this item below it is counted in `reserved`).
@@ -63,6 +65,31 @@
 //! header's `orders` offset + 1, the last tail offset + 1). Items changed by the tail are
 //! dirty, so the next flush writes them before it moves the checkpoint past them.
 //!
+//! ## Restocks
+//! A `StockRestockRequested` on `orders` is decided like an order, in partition order with
+//! the item's orders (so "sold out, then 500 more" means exactly 500 more units for the
+//! orders after it): it adds `qty` to the item's `restocked` units unless the item is
+//! unknown or its stock (`initial + restocked + qty`, checked arithmetic) would pass
+//! `MAX_STOCK`; either way the decision is recorded on `inventory-events`
+//! (`InventoryRestocked` / `InventoryRestockRefused`, same `orders` offset header), counted
+//! by the same rebuild rule as a reservation, and its `restock_id` goes into the
+//! idempotency window like an order id. The item becomes dirty, so the next flush writes
+//! its `restocked` to the ledger.
+//!
+//! ## The catalogue: every configured item has a record
+//! order-service refuses orders for items no inventory knows, reading the ledger as the
+//! catalogue (all partitions, no group). So a rebuild that ends without a record for a
+//! configured item of its partition (the item's partition is
+//! `orderflow_events::item_partition`, where order-service sends its orders) makes it dirty
+//! with `reserved = restocked = 0`, and an item whose record was written with another
+//! `initial` than `INITIAL_STOCK` now says (a changed setting), or that is no longer
+//! configured (`initial: null`: it leaves the catalogue, its counts are kept should it come
+//! back) is dirty too; a partition without a checkpoint yet (a first start) needs one. The
+//! rebuild is then followed by a flush before the first batch ([`PartitionLedger::needs_flush`]),
+//! an ordinary flush with the rebuilt positions, so the crash rules above hold for it too.
+//! When `INITIAL_STOCK` changes, the catalogue follows at the next rebuild of each partition
+//! (a restart or rebalance of inventory): new items appear, removed ones disappear.
+//!
 //! ## Duplicates, in bounded memory
 //! Decisions are made in partition order, so "decided up to `orders` offset X" per
 //! partition is enough to recognise a redelivered order ([`Outcome::Duplicate`] for an
@@ -94,7 +121,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use orderflow_events::{
-    DecisionStatus, InventoryDecision, ItemStock, LedgerCheckpoint, LedgerRecord, OrderPlaced,
+    DecisionStatus, InventoryDecision, InventoryRecord, ItemStock, ItemTotals, LedgerCheckpoint,
+    LedgerRecord, OrderPlaced, OrdersRecord, RestockDecision, RestockStatus, StockRestockRequested,
     SCHEMA_VERSION,
 };
 use uuid::Uuid;
@@ -104,7 +132,7 @@ mod stock;
 pub mod window;
 
 pub use rebuild::Rebuild;
-pub use stock::{Stock, StockError};
+pub use stock::{stock_after_restock, Stock, StockError};
 pub use window::IdempotencyWindow;
 
 /// What deciding an order did.
@@ -117,6 +145,15 @@ pub enum Outcome {
     Duplicate,
 }
 
+/// What deciding a restock did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestockOutcome {
+    /// A new decision (restocked or refused), to be recorded on `inventory-events`.
+    Decided(RestockDecision),
+    /// Decided before (a redelivery, or the same restock id re-sent): nothing to do.
+    Duplicate,
+}
+
 /// Reserved stock, decided orders and the positions they reflect, for the items of one
 /// `orders` partition (see the module docs).
 ///
@@ -125,6 +162,10 @@ pub enum Outcome {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PartitionLedger {
     reserved: HashMap<String, u64>,
+    /// Units added by restocks, per item (only items restocked at least once).
+    restocked: HashMap<String, u64>,
+    /// A checkpoint of this partition is in `inventory-ledger` (read back or flushed).
+    checkpointed: bool,
     /// Order ids decided within the idempotency window.
     window: IdempotencyWindow,
     /// Orders decided on the partition (reserved or failed), over its whole history.
@@ -161,8 +202,8 @@ impl PartitionLedger {
         }
         let reason = match stock.initial(&order.item) {
             None => Some(format!("unknown item {:?}", order.item)),
-            Some(initial) => {
-                let available = initial.saturating_sub(self.reserved(&order.item));
+            Some(_) => {
+                let available = self.available(stock, &order.item);
                 (u64::from(order.qty) > available).then(|| {
                     format!(
                         "insufficient stock: requested {}, available {available}",
@@ -175,6 +216,65 @@ impl PartitionLedger {
         self.count(&decision, stock.initial(&order.item).is_some(), now);
         self.pass(offset);
         Outcome::Decided(decision)
+    }
+
+    /// Decide restock `req`, read at `offset` of the partition, against `stock`, at `now`:
+    /// refused for an unknown item or beyond `MAX_STOCK` (checked arithmetic), else the
+    /// item's `restocked` units grow by `qty`.
+    pub fn restock(
+        &mut self,
+        stock: &Stock,
+        req: &StockRestockRequested,
+        offset: i64,
+        now: DateTime<Utc>,
+    ) -> RestockOutcome {
+        self.window.evict(now);
+        if offset < self.next_order || self.window.contains(&req.restock_id) {
+            self.pass(offset);
+            return RestockOutcome::Duplicate;
+        }
+        let restocked = self.restocked(&req.item);
+        let decision = match stock.initial(&req.item) {
+            None => req.decide(Some(format!("unknown item {:?}", req.item)), 0, now),
+            Some(initial) => match stock_after_restock(initial, restocked, req.qty) {
+                Ok(after) => req.decide(None, after, now),
+                Err(e) => req.decide(Some(e.to_string()), initial.saturating_add(restocked), now),
+            },
+        };
+        self.count_restock(&decision, stock.initial(&req.item).is_some(), now);
+        self.pass(offset);
+        RestockOutcome::Decided(decision)
+    }
+
+    /// Decide a record of `orders` ([`Self::decide`] or [`Self::restock`]); `None`: a
+    /// duplicate.
+    pub fn apply(
+        &mut self,
+        stock: &Stock,
+        record: &OrdersRecord,
+        offset: i64,
+        now: DateTime<Utc>,
+    ) -> Option<InventoryRecord> {
+        match record {
+            OrdersRecord::Order(o) => match self.decide(stock, o, offset, now) {
+                Outcome::Decided(d) => Some(InventoryRecord::Order(d)),
+                Outcome::Duplicate => None,
+            },
+            OrdersRecord::Restock(r) => match self.restock(stock, r, offset, now) {
+                RestockOutcome::Decided(d) => Some(InventoryRecord::Restock(d)),
+                RestockOutcome::Duplicate => None,
+            },
+        }
+    }
+
+    /// Units of `item` available: initial stock plus restocked minus reserved (0 for an
+    /// unknown item, never negative).
+    pub fn available(&self, stock: &Stock, item: &str) -> u64 {
+        stock.initial(item).map_or(0, |initial| {
+            initial
+                .saturating_add(self.restocked(item))
+                .saturating_sub(self.reserved(item))
+        })
     }
 
     /// The order at `offset` is handled without a decision (a bad record sent to the DLQ).
@@ -202,10 +302,28 @@ impl PartitionLedger {
         }
     }
 
+    /// Count restock decision `d` like [`Self::count`]: its id, and its units when applied.
+    fn count_restock(&mut self, d: &RestockDecision, stocked: bool, now: DateTime<Utc>) {
+        self.window.insert(d.restock_id, d.ts, now);
+        self.reserved.entry(d.item.clone()).or_default();
+        if d.status == RestockStatus::Restocked {
+            *self.restocked.entry(d.item.clone()).or_default() += u64::from(d.qty);
+        }
+        if stocked {
+            self.dirty.insert(d.item.clone());
+        }
+    }
+
+    /// Whether the ledger must be flushed before deciding anything: it has changes a
+    /// rebuild found (items of the catalogue to write) or no checkpoint yet.
+    pub fn needs_flush(&self) -> bool {
+        !self.dirty.is_empty() || !self.checkpointed
+    }
+
     /// What the next flush writes to `inventory-ledger` partition `p`: an `ItemStock` per
-    /// changed item, then the checkpoint (last: see the module docs). Once the broker
-    /// acknowledged them, [`PartitionLedger::flushed`].
-    pub fn flush_records(&self, p: i32, now: DateTime<Utc>) -> Vec<LedgerRecord> {
+    /// changed item (with its `initial` from `stock`), then the checkpoint (last: see the
+    /// module docs). Once the broker acknowledged them, [`PartitionLedger::flushed`].
+    pub fn flush_records(&self, p: i32, stock: &Stock, now: DateTime<Utc>) -> Vec<LedgerRecord> {
         let updated_at = orderflow_events::truncate_ms(now);
         let mut out: Vec<LedgerRecord> = self
             .dirty
@@ -214,7 +332,9 @@ impl PartitionLedger {
                 LedgerRecord::ItemStock(ItemStock {
                     schema_version: SCHEMA_VERSION,
                     item: item.clone(),
+                    initial: stock.initial(item),
                     reserved: self.reserved(item),
+                    restocked: self.restocked(item),
                     orders_offset: self.next_order,
                     events_offset: self.next_event,
                     updated_at,
@@ -230,7 +350,13 @@ impl PartitionLedger {
             items: self
                 .dirty
                 .iter()
-                .map(|item| (item.clone(), self.reserved(item)))
+                .map(|item| {
+                    let totals = ItemTotals {
+                        reserved: self.reserved(item),
+                        restocked: self.restocked(item),
+                    };
+                    (item.clone(), totals)
+                })
                 .collect(),
             updated_at,
         }));
@@ -240,10 +366,16 @@ impl PartitionLedger {
     /// The records of [`PartitionLedger::flush_records`] are in `inventory-ledger`.
     pub fn flushed(&mut self) {
         self.dirty.clear();
+        self.checkpointed = true;
     }
 
     pub fn reserved(&self, item: &str) -> u64 {
         self.reserved.get(item).copied().unwrap_or(0)
+    }
+
+    /// Units of `item` added by restocks.
+    pub fn restocked(&self, item: &str) -> u64 {
+        self.restocked.get(item).copied().unwrap_or(0)
     }
 
     /// Reserved quantity of every item this partition decided an order for (0 when all

@@ -1,4 +1,4 @@
-//! A batch: orders taken from the consumer (up to `BATCH_MAX`, or what arrives within
+//! A batch: orders (and restock requests) taken from the consumer (up to `BATCH_MAX`, or what arrives within
 //! 20 ms), decided in order against their partition's ledger, every decision and DLQ entry
 //! sent without waiting for the others; once the broker acknowledged all of them the
 //! ledger records are written ([`super::flush`]), and only then is the batch committed.
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::future::join_all;
 use orderflow_events::{
-    decision_partition, decode_order, encode, record_key, DecisionStatus, InventoryDecision,
-    OrderPlaced, HEADER_ORDERS_OFFSET, TOPIC_INVENTORY_EVENTS,
+    decision_partition, decode_orders_record, encode, record_key, DecisionStatus, Event,
+    InventoryRecord, OrdersRecord, RestockStatus, HEADER_ORDERS_OFFSET, TOPIC_INVENTORY_EVENTS,
 };
 use orderflow_runtime::kafka;
 use orderflow_runtime::session::Handler;
@@ -25,9 +25,8 @@ use super::commit::Committer;
 use super::flush::{flush_ledgers, ledger_mut};
 use super::rebalance::{InventoryContext, Shared};
 use super::{bounded, Ctx, InventoryError};
-use crate::ledger::Outcome;
 use crate::logs;
-use crate::metrics::StatusLabels;
+use crate::metrics::{ItemLabels, StatusLabels};
 
 /// How long a batch waits for more orders after its first.
 const COLLECT_FOR: Duration = Duration::from_millis(20);
@@ -42,6 +41,8 @@ pub struct BatchSummary {
     pub orders: usize,
     pub reserved: usize,
     pub failed: usize,
+    /// Restock requests decided (restocked or refused).
+    pub restocks: usize,
     pub duplicates: usize,
     pub dlq: usize,
     /// Records of partitions revoked while the batch was being collected: left to the new
@@ -91,6 +92,7 @@ impl Handler<InventoryContext> for Deciding<'_> {
             orders = summary.orders,
             reserved = summary.reserved,
             failed = summary.failed,
+            restocks = summary.restocks,
             duplicates = summary.duplicates,
             dlq = summary.dlq,
             not_owned = summary.not_owned,
@@ -187,8 +189,8 @@ async fn decide_batch(
         if s.next.insert(p, m.offset() + 1).is_none() {
             committer.begin(p).await?;
         }
-        let order = match decode_order(m.payload().unwrap_or_default()) {
-            Ok(o) => o,
+        let record = match decode_orders_record(m.payload().unwrap_or_default()) {
+            Ok(r) => r,
             Err(err) => {
                 let sent = dlq
                     .reject_via(producer, m, &err)
@@ -199,19 +201,57 @@ async fn decide_batch(
                 continue;
             }
         };
-        match decide(ctx, p, m.offset(), &order)? {
-            Outcome::Duplicate => {
+        let stock = &settings.stock;
+        match ledger_mut(ctx, p, |l| l.apply(stock, &record, m.offset(), Utc::now()))? {
+            None => {
                 s.duplicates += 1;
                 metrics.duplicates.inc();
-                tracing::debug!(order_id = %order.order_id, partition = p, offset = m.offset(), "already decided; skipped");
+                let id = match &record {
+                    OrdersRecord::Order(o) => o.order_id,
+                    OrdersRecord::Restock(r) => r.restock_id,
+                };
+                tracing::debug!(id = %id, partition = p, offset = m.offset(), "already decided; skipped");
             }
-            Outcome::Decided(d) => {
+            Some(InventoryRecord::Order(d)) => {
                 logs::decided(&d, p, m.offset());
                 match d.status {
                     DecisionStatus::Reserved => s.reserved += 1,
                     DecisionStatus::Failed => s.failed += 1,
                 }
-                decisions.push((p, send(ctx, producer, p, m.offset(), d)?));
+                metrics
+                    .decisions
+                    .get_or_create(&StatusLabels {
+                        status: status_label(d.status),
+                    })
+                    .inc();
+                let ts = d.ts.timestamp_millis();
+                let item = d.item.clone();
+                let event = d.into_event();
+                decisions.push((p, send(ctx, producer, p, m.offset(), &item, ts, &event)?));
+            }
+            Some(InventoryRecord::Restock(d)) => {
+                logs::restocked(&d, p, m.offset());
+                s.restocks += 1;
+                let status = match d.status {
+                    RestockStatus::Restocked => "restocked",
+                    RestockStatus::Refused => "refused",
+                };
+                metrics
+                    .restocks
+                    .get_or_create(&StatusLabels { status })
+                    .inc();
+                if d.status == RestockStatus::Restocked {
+                    metrics
+                        .restocked_units
+                        .get_or_create(&ItemLabels {
+                            item: d.item.clone(),
+                        })
+                        .inc_by(u64::from(d.qty));
+                }
+                let ts = d.ts.timestamp_millis();
+                let item = d.item.clone();
+                let event = d.into_event();
+                decisions.push((p, send(ctx, producer, p, m.offset(), &item, ts, &event)?));
             }
         }
     }
@@ -246,44 +286,28 @@ async fn decide_batch(
     Ok(s)
 }
 
-/// Decide `order`, read at `offset` of `orders` partition `p`, against its ledger.
-fn decide(
-    ctx: Ctx<'_>,
-    p: i32,
-    offset: i64,
-    order: &OrderPlaced,
-) -> Result<Outcome, InventoryError> {
-    ledger_mut(ctx, p, |l| {
-        l.decide(&ctx.settings.stock, order, offset, Utc::now())
-    })
-}
-
-/// Count decision `d` of the order at `offset` of `orders` partition `p` and hand it to
-/// `producer` for its `inventory-events` partition, with that offset in a header.
+/// Hand decision `event` (about `item`, with record timestamp `ts`) of the record at
+/// `offset` of `orders` partition `p` to `producer` for its `inventory-events` partition,
+/// with that offset in a header.
 fn send(
     ctx: Ctx<'_>,
     producer: &FutureProducer,
     p: i32,
     offset: i64,
-    d: InventoryDecision,
+    item: &str,
+    ts: i64,
+    event: &Event,
 ) -> Result<DeliveryFuture, InventoryError> {
     let metrics = ctx.metrics;
-    metrics
-        .decisions
-        .get_or_create(&StatusLabels {
-            status: status_label(d.status),
-        })
-        .inc();
-    let ts = d.ts.timestamp_millis();
-    let key = record_key(&d.item).to_vec();
-    let payload = encode(&d.into_event());
+    let key = record_key(item).to_vec();
+    let payload = encode(event);
     let offset = offset.to_string();
     let headers = OwnedHeaders::new().insert(Header {
         key: HEADER_ORDERS_OFFSET,
         value: Some(&offset),
     });
-    // Record timestamp = the order's event time, like the order itself, so an
-    // offset reset to a timestamp cuts both topics at the same point.
+    // Record timestamp = the order's event time (a restock's request time), like the
+    // record itself, so an offset reset to a timestamp cuts both topics at the same point.
     let record = FutureRecord::to(TOPIC_INVENTORY_EVENTS)
         .partition(decision_partition(p))
         .key(&key)

@@ -1,9 +1,12 @@
 //! Taking over partitions: a partition's ledger is rebuilt from the `inventory-ledger`
 //! partition of the same number and the tail of its `inventory-events` partition, up to
 //! their ends as of the take-over ([`super::restore`]; with transactions, only after its
-//! transactional producer has fenced off the previous owner's).
+//! transactional producer has fenced off the previous owner's). A rebuilt ledger that
+//! [`PartitionLedger::needs_flush`] (catalogue items to write, no checkpoint yet) is flushed
+//! before the partition counts as taken over (and `/readyz` says ready), so order-service's
+//! catalogue lists every configured item of it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -12,6 +15,7 @@ use orderflow_runtime::KafkaConfig;
 use rdkafka::message::{Message, OwnedMessage};
 
 use super::commit::Committer;
+use super::flush::flush_ledgers;
 use super::rebalance::Shared;
 use super::restore::restore;
 use super::{Ctx, InventoryError};
@@ -90,12 +94,28 @@ pub(super) async fn sync_ledgers(
         Ok::<_, InventoryError>((*p, writer, ledger))
     }))
     .await;
+    let mut seed: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut rebuilt = Vec::new();
     for t in taken {
         let (p, writer, ledger) = t?;
         committer.adopt(p, writer);
+        if ledger.needs_flush() {
+            seed.insert(p, ledger.next_order());
+        }
         if let Ok(mut l) = ledgers.write() {
             l.insert(p, ledger);
         }
+        rebuilt.push(p);
+    }
+    if !seed.is_empty() {
+        for &p in seed.keys() {
+            committer.begin(p).await?;
+        }
+        flush_ledgers(ctx, committer, &seed).await?;
+        committer.commit_ledger_only(&seed).await?;
+        tracing::info!(partitions = ?seed.keys().collect::<Vec<_>>(), "ledger flushed after the rebuild (catalogue items or a first checkpoint)");
+    }
+    for p in rebuilt {
         if let Ok(mut o) = shared.ownership.lock() {
             o.stale.remove(&p);
         }

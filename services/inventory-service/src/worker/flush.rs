@@ -43,7 +43,7 @@ pub(super) async fn flush_ledgers(
     let now = Utc::now();
     let mut sends: Vec<DeliveryFuture> = Vec::new();
     for &p in next.keys() {
-        let records = ledger_mut(ctx, p, |l| l.flush_records(p, now))?;
+        let records = ledger_mut(ctx, p, |l| l.flush_records(p, &ctx.settings.stock, now))?;
         let producer = committer.producer(p)?;
         for r in &records {
             sends.push(send(producer, p, r).inspect_err(|_| {

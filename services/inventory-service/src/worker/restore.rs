@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use orderflow_events::{
-    decode_decision, decode_ledger, DecodeError, InventoryDecision, HEADER_ORDERS_OFFSET,
+    decode_inventory_record, decode_ledger, DecodeError, InventoryRecord, HEADER_ORDERS_OFFSET,
     TOPIC_INVENTORY_EVENTS, TOPIC_INVENTORY_LEDGER,
 };
 use orderflow_runtime::read::{self, ReadError};
@@ -78,11 +78,11 @@ pub fn restore(
         p,
         (tail_from, checkpoint),
         stall,
-        |d, offset, orders| rebuild.decision(d, offset, orders),
+        |d, offset, orders| rebuild.record(d, offset, orders),
         bad,
     )?;
     Ok((
-        rebuild.finish(),
+        rebuild.finish(p),
         Restored {
             ledger_records,
             tail_records,
@@ -92,7 +92,7 @@ pub fn restore(
     ))
 }
 
-/// Feed every decision recorded on `inventory-events` partition `p` from offset `from.0` up
+/// Feed every decision (about an order or a restock) recorded on `inventory-events` partition `p` from offset `from.0` up
 /// to the last stable offset as of now to `apply` (with its offset and the `orders` offset
 /// of its header), and every record that is not a valid decision to `bad`. When Kafka
 /// already deleted records at or past `from.1` (retention), says so in an ERROR line:
@@ -102,7 +102,7 @@ pub fn read_changelog(
     p: i32,
     from: (i64, i64),
     stall: Duration,
-    mut apply: impl FnMut(&InventoryDecision, i64, Option<i64>),
+    mut apply: impl FnMut(&InventoryRecord, i64, Option<i64>),
     mut bad: impl FnMut(&BorrowedMessage<'_>, &DecodeError),
 ) -> Result<u64, InventoryError> {
     read_from(
@@ -111,7 +111,7 @@ pub fn read_changelog(
         p,
         from,
         stall,
-        |m| match decode_decision(m.payload().unwrap_or_default()) {
+        |m| match decode_inventory_record(m.payload().unwrap_or_default()) {
             Ok(d) => apply(&d, m.offset(), orders_offset(m)),
             Err(e) => bad(m, &e),
         },

@@ -10,11 +10,14 @@ use super::Options;
 use crate::chart::{line_chart, Series};
 
 /// The fields of `/api/metrics` that depend only on the data, so a replay must reproduce them.
-pub const DATA_FIELDS: [&str; 5] = [
+pub const DATA_FIELDS: [&str; 8] = [
     "orders_total",
     "reserved_total",
     "failed_total",
     "failure_rate",
+    "restocks_total",
+    "restocked_units_total",
+    "restocks_refused_total",
     "orders_per_minute",
 ];
 
