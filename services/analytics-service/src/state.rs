@@ -184,9 +184,11 @@ impl Aggregates {
             restocks_total: self.restocks_total,
             restocked_units_total: self.restocked_units_total,
             restocks_refused_total: self.restocks_refused_total,
+            // a minute that saw only restocks is not a minute of orders
             orders_per_minute: self
                 .minutes
                 .iter()
+                .filter(|(_, c)| c.orders + c.reserved + c.failed > 0)
                 .map(|(m, c)| MinuteView {
                     minute: m.to_rfc3339_opts(SecondsFormat::Secs, true),
                     orders: c.orders,

@@ -21,7 +21,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// `n` orders spread over `minutes` event-time minutes ending `ago` minutes before now,
 /// each with its decision (every fourth one failed), written to `orders` and
@@ -61,13 +61,7 @@ pub async fn produce(
 
 /// The data fields of `/api/metrics` (what the oracle computes).
 pub fn data(v: &Value) -> Value {
-    json!({
-        "orders_total": v["orders_total"],
-        "reserved_total": v["reserved_total"],
-        "failed_total": v["failed_total"],
-        "failure_rate": v["failure_rate"],
-        "orders_per_minute": v["orders_per_minute"],
-    })
+    orderflow_testkit::probes::data_view(v)
 }
 
 /// What analytics should count for everything `orders` and `inventory-events` hold now.
