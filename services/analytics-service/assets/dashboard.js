@@ -164,6 +164,9 @@
     $("kpi-reserved").textContent = fmtInt(doc.reserved_total);
     $("kpi-failed").textContent = fmtInt(doc.failed_total);
     $("kpi-rate").textContent = fmtPct(doc.failure_rate);
+    $("kpi-restocked").textContent = fmtInt(doc.restocked_units_total || 0);
+    $("kpi-restocked").title = fmtInt(doc.restocks_total || 0) + " restocks applied, " +
+      fmtInt(doc.restocks_refused_total || 0) + " refused";
     drawOrders(doc);
     drawFailureRate(doc);
     drawLag(doc);

@@ -16,7 +16,7 @@ pub fn router(shared: Shared) -> Router {
 /// The metrics document: `orders_total`, `reserved_total`, `failed_total`, `failure_rate`,
 /// `orders_per_minute` (`minute`, `orders`, `failed`, `reserved`; by event time, ascending),
 /// `consumed` (topic -> partition -> next offset), plus `started_from`, `rebuilt_records`,
-/// `dlq_total`.
+/// `dlq_total`, `run`, `restored_from_snapshot`, `snapshot_records`.
 pub async fn metrics(State(shared): State<Shared>) -> Json<Value> {
     let mut doc = shared
         .state

@@ -13,7 +13,8 @@ use crate::replays;
 /// analytics-service: `orders` + `inventory-events` -> metrics over HTTP, the consumer-lag
 /// exporter, and the live dashboard at `/`.
 ///
-/// Runs as ONE replica: its state is in the process (rebuilt from the log at start-up).
+/// Runs as ONE replica: its state is in the process, saved to the compacted
+/// `analytics-snapshots` at every commit and restored from it at start-up.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(name = "analytics-service", version)]
 pub struct Args {
@@ -39,6 +40,12 @@ pub struct Args {
     /// the panel says it is not available.
     #[arg(long, env = "REPLAY_NAMESPACE")]
     pub replay_namespace: Option<String>,
+
+    /// Test hook (hidden): stop after the n-th snapshot flush (1-based, per session) is
+    /// acknowledged and before its offsets are committed, until SIGKILL or SIGTERM; the
+    /// crash test kills the process there (tests/snapshot_crash.rs). Unset: inert.
+    #[arg(long, env = "TEST_PAUSE_AFTER_SNAPSHOT", hide = true, value_parser = trimmed::<u64>)]
+    pub test_pause_after_snapshot: Option<u64>,
 
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -80,6 +87,10 @@ mod tests {
         assert_eq!(a.lag_every(), Duration::from_millis(3000));
         assert_eq!(a.lag_history, 600);
         assert_eq!(a.replay_namespace, None);
+        assert_eq!(
+            a.test_pause_after_snapshot, None,
+            "the test hook is inert unless set"
+        );
         assert_eq!(a.kafka.kafka_linger_ms, 5);
         assert!(matches!(a.replay_mode(None), replays::Mode::Off(_)));
         assert!(matches!(

@@ -1,27 +1,27 @@
 //! Reading `orders` and `inventory-events` as group `analytics` into [`Aggregates`].
 //!
-//! Start-up: for every partition the group's committed offset and its commit metadata say
-//! where the state begins (see [`start_for`]); the span `[base, committed)` of our own
-//! previous run is rebuilt from the log with a group-less reader, then the group consumer
-//! continues from the committed offsets. Commits carry `orderflow.analytics.base=<base>`
-//! ([`CommitMark::AnalyticsBase`]).
-//! A record at an offset already applied (a redelivery after a rebalance) is skipped, so
+//! Start-up ([`crate::startup`]): the state is restored from `analytics-snapshots` when the
+//! group's commits carry the snapshot's run, else it starts from the log per partition
+//! (an offset reset: empty at the new offsets; see [`crate::snapshot`]). Then the group
+//! consumer continues from the committed offsets. Every `COMMIT_INTERVAL_MS` the changed
+//! minutes and a checkpoint are written to `analytics-snapshots`, then the positions are
+//! committed with `orderflow.analytics.base=<base> run=<run>` ([`CommitMark::AnalyticsRun`]).
+//! A record at an offset already applied (a redelivery after a rebalance, or a record
+//! between the committed offset and a snapshot written just before a crash) is skipped, so
 //! each record counts once.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use orderflow_events::{
     decode_on, CommitMark, GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
 };
 use orderflow_runtime::dlq::{Dlq, Rejected};
-use orderflow_runtime::read::{self, ReadError, Span};
 use orderflow_runtime::session::{self, ClientFailed, Handler, Tick};
 use orderflow_runtime::{supervise, Health, KafkaConfig};
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, DefaultConsumerContext, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -29,7 +29,9 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::AnalyticsMetrics;
-use crate::state::{start_for, Aggregates, Bases, Start};
+use crate::startup::{self, Plan};
+use crate::state::{Aggregates, Bases};
+use crate::store;
 
 pub const TOPICS: [&str; 2] = [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS];
 
@@ -57,6 +59,9 @@ pub enum AnalyticsError {
     Dlq(rdkafka::error::KafkaError),
     #[error("background task failed: {0}")]
     Join(String),
+    /// Recovered: the next session restores from what was written.
+    #[error("analytics-snapshots: {0}")]
+    Snapshot(String),
 }
 
 /// The state shared with the HTTP handlers.
@@ -73,108 +78,42 @@ pub struct RunInfo {
     pub started_from: std::collections::BTreeMap<String, std::collections::BTreeMap<String, i64>>,
     pub rebuilt_records: u64,
     pub dlq_total: u64,
+    /// The run id of the state (in its snapshots and commit metadata).
+    pub run: String,
+    /// Whether the state was restored from `analytics-snapshots` at start-up.
+    pub restored_from_snapshot: bool,
+    /// Records read from `analytics-snapshots` at start-up.
+    pub snapshot_records: u64,
 }
 
-struct Plan {
-    bases: Bases,
-    /// Spans to rebuild.
-    rebuild: Vec<Span>,
-}
-
-fn plan(kafka: &KafkaConfig, timeout: Duration) -> Result<Plan, AnalyticsError> {
-    let committed = orderflowctl::committed_offsets(kafka, GROUP_ANALYTICS, &TOPICS, timeout)?;
-    let marks = orderflowctl::lag(kafka, GROUP_ANALYTICS, &TOPICS, timeout)?;
-    let low: HashMap<(String, i32), i64> = marks
-        .iter()
-        .map(|l| ((l.topic.clone(), l.partition), l.low_watermark))
-        .collect();
-    let mut p = Plan {
-        bases: Bases::new(),
-        rebuild: Vec::new(),
-    };
-    for c in committed {
-        let lw = low
-            .get(&(c.topic.clone(), c.partition))
-            .copied()
-            .unwrap_or(0);
-        let key = (c.topic.clone(), c.partition);
-        match start_for(c.offset, &c.metadata, lw) {
-            Start::Resume { base, committed } => {
-                p.bases.insert(key, base);
-                if committed > base {
-                    p.rebuild.push(Span {
-                        topic: c.topic,
-                        partition: c.partition,
-                        from: base,
-                        to: committed,
-                    });
-                }
-            }
-            Start::Fresh { at } => {
-                p.bases.insert(key, at);
-            }
-            Start::Earliest { low } => {
-                p.bases.insert(key, low);
-            }
-        }
-    }
-    Ok(p)
-}
-
-/// Read `[from, to)` of every span into `state`. Records that do not decode were handled
-/// (sent to the DLQ or skipped) by the run that first read them; here they are only
-/// stepped over.
-fn rebuild(
-    kafka: &KafkaConfig,
-    spans: &[Span],
-    state: &mut Aggregates,
-    timeout: Duration,
-) -> Result<u64, AnalyticsError> {
-    if spans.is_empty() {
-        return Ok(0);
-    }
-    let reader: BaseConsumer = kafka.reader("analytics-rebuild").create()?;
-    let n = read::read_to_end(&reader, spans, timeout, |m| {
-        match decode_on(m.topic(), m.payload().unwrap_or_default()) {
-            Ok(e) => state.apply(m.topic(), m.partition(), m.offset(), &e),
-            Err(_) => state.advance(m.topic(), m.partition(), m.offset()),
-        }
-    })
-    .map_err(|e| match e {
-        ReadError::Kafka(e) => AnalyticsError::Kafka(e),
-        ReadError::Stalled {
-            topic,
-            partition,
-            end,
-            ..
-        } => AnalyticsError::RebuildStalled {
-            reached: state.next_offset(&topic, partition).unwrap_or(-1),
-            topic,
-            partition,
-            wanted: end,
-        },
-    })?;
-    // The spans were read to their ends, including any transaction markers after their last
-    // records: the state's next offsets are the spans' ends (the committed offsets).
-    for s in spans {
-        if s.to > 0 {
-            state.advance(&s.topic, s.partition, s.to - 1);
-        }
-    }
-    Ok(n)
+/// Settings of the consumer loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How often the state is saved and the positions committed.
+    pub commit_every: Duration,
+    /// Test hook: the flush (1-based, per session) after whose checkpoint the loop stops,
+    /// before committing (`TEST_PAUSE_AFTER_SNAPSHOT`).
+    pub pause_after_snapshot: Option<u64>,
 }
 
 /// Build the commit list: every known position with its base marker.
 fn commit_list(
     state: &Aggregates,
     bases: &Bases,
+    run: &str,
 ) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
     let mut tpl = TopicPartitionList::new();
     for (t, p, next) in state.positions() {
         let base = bases.get(&(t.clone(), p)).copied().unwrap_or(next);
         let mut e = tpl.add_partition(&t, p);
         e.set_offset(Offset::Offset(next))?;
-        e.set_metadata(CommitMark::AnalyticsBase(base).to_string());
+        e.set_metadata(
+            CommitMark::AnalyticsRun {
+                base,
+                run: run.to_string(),
+            }
+            .to_string(),
+        );
     }
     Ok(tpl)
 }
@@ -190,23 +129,13 @@ pub async fn run(
     metrics: AnalyticsMetrics,
     dlq: Dlq,
     token: CancellationToken,
-    commit_every: Duration,
+    options: Options,
 ) -> Result<(), AnalyticsError> {
     supervise::sessions(
         &health,
         &token,
         |e| matches!(e, AnalyticsError::Join(_)),
-        || {
-            session(
-                &kafka,
-                &shared,
-                &health,
-                &metrics,
-                &dlq,
-                &token,
-                commit_every,
-            )
-        },
+        || session(&kafka, &shared, &health, &metrics, &dlq, &token, options),
     )
     .await
 }
@@ -218,20 +147,21 @@ async fn session(
     metrics: &AnalyticsMetrics,
     dlq: &Dlq,
     token: &CancellationToken,
-    commit_every: Duration,
+    options: Options,
 ) -> Result<(), AnalyticsError> {
     if !session::connect(kafka, health, token).await? {
         return Ok(());
     }
     let timeout = Duration::from_secs(10);
-    let k = kafka.clone();
+    health.set_not_ready("reading the group's commits and analytics-snapshots");
+    let started = Instant::now();
     let plan = loop {
-        let k2 = k.clone();
-        match tokio::task::spawn_blocking(move || plan(&k2, timeout)).await {
+        let k2 = kafka.clone();
+        match tokio::task::spawn_blocking(move || startup::plan(&k2, timeout)).await {
             Ok(Ok(p)) => break p,
             Ok(Err(e)) => {
-                health.set_not_ready(format!("reading the group's committed offsets: {e}"));
-                tracing::warn!(error = %e, "cannot read committed offsets yet; retrying");
+                health.set_not_ready(format!("reading the group's commits and snapshots: {e}"));
+                tracing::warn!(error = %e, "cannot read committed offsets or snapshots yet; retrying");
             }
             Err(e) => return Err(AnalyticsError::Join(e.to_string())),
         }
@@ -241,21 +171,21 @@ async fn session(
         }
     };
     let Plan {
+        state,
         bases,
         rebuild: spans,
+        run,
+        stale,
+        restored,
+        snapshot_records,
     } = plan;
     let to_rebuild: i64 = spans.iter().map(|s| s.to - s.from).sum();
     health.set_not_ready(format!("rebuilding {to_rebuild} records"));
-    let started = Instant::now();
     let (state, rebuilt) = {
         let k2 = kafka.clone();
-        let bases2 = bases.clone();
         tokio::task::spawn_blocking(move || {
-            let mut st = Aggregates::default();
-            for ((t, p), base) in &bases2 {
-                st.start_at(t, *p, *base);
-            }
-            rebuild(&k2, &spans, &mut st, Duration::from_secs(60)).map(|n| (st, n))
+            let mut st = state;
+            startup::rebuild(&k2, &spans, &mut st, Duration::from_secs(60)).map(|n| (st, n))
         })
         .await
         .map_err(|e| AnalyticsError::Join(e.to_string()))??
@@ -263,11 +193,18 @@ async fn session(
     metrics.rebuild_seconds.set(started.elapsed().as_secs_f64());
     tracing::info!(
         records = rebuilt,
+        snapshot_records,
+        restored_from_snapshot = restored,
+        run = %run,
         seconds = started.elapsed().as_secs_f64(),
         "state rebuilt"
     );
     if let Ok(mut info) = shared.info.write() {
         info.rebuilt_records = rebuilt;
+        info.run = run.clone();
+        info.restored_from_snapshot = restored;
+        info.snapshot_records = snapshot_records;
+        info.started_from.clear();
         for ((t, p), b) in &bases {
             info.started_from
                 .entry(t.clone())
@@ -275,6 +212,8 @@ async fn session(
                 .insert(p.to_string(), *b);
         }
     }
+    // A state read from the log (an upgrade, a partial reset) is saved at once.
+    let rebuilt_minutes = !state.dirty.is_empty();
     if let Ok(mut s) = shared.state.write() {
         *s = state;
     }
@@ -283,7 +222,7 @@ async fn session(
         .consumer(GROUP_ANALYTICS, "analytics-service")
         .create()?;
     // The DLQ's producer lives as long as the session, like the consumer: a client that
-    // failed for good is replaced with the session.
+    // failed for good is replaced with the session. It writes the snapshots too.
     let producer: FutureProducer = kafka.producer("analytics-service").create()?;
     consumer.subscribe(&TOPICS)?;
     health.set_ready("consuming");
@@ -302,9 +241,14 @@ async fn session(
         dlq,
         producer: &producer,
         bases: &bases,
-        dirty: false,
+        token,
+        run: &run,
+        stale,
+        flushes: 0,
+        pause_after_snapshot: options.pause_after_snapshot,
+        dirty: rebuilt_minutes,
     };
-    let tick = Tick::Every(commit_every);
+    let tick = Tick::Every(options.commit_every);
     session::consume(
         &consumer,
         &producer,
@@ -314,15 +258,20 @@ async fn session(
         &mut counting,
     )
     .await?;
-    // Shutdown: commit what was applied, then leave the group.
-    commit(&consumer, shared, &bases, health);
+    // Shutdown: save and commit what was applied, then leave the group.
+    counting.dirty |= skip_to_positions(&consumer, shared);
+    if counting.dirty {
+        if let Err(e) = counting.save(&consumer).await {
+            tracing::warn!(error = %e, "the last snapshot failed: nothing committed past the previous one");
+        }
+    }
     consumer.unsubscribe();
     tracing::info!("analytics consumer stopped");
     Ok(())
 }
 
-/// The session's loop: each record counted once, the applied positions committed every
-/// `COMMIT_INTERVAL_MS` with their base marks.
+/// The session's loop: each record counted once; every `COMMIT_INTERVAL_MS` the state is
+/// saved to `analytics-snapshots` and the applied positions committed with their marks.
 struct Counting<'a> {
     shared: &'a Shared,
     health: &'a Health,
@@ -330,8 +279,49 @@ struct Counting<'a> {
     dlq: &'a Dlq,
     producer: &'a FutureProducer,
     bases: &'a Bases,
+    token: &'a CancellationToken,
+    run: &'a str,
+    /// Minute keys of other runs, tombstoned by the next flush.
+    stale: BTreeSet<String>,
+    /// Flushes written by this session.
+    flushes: u64,
+    pause_after_snapshot: Option<u64>,
     /// Applied since the last commit that worked.
     dirty: bool,
+}
+
+impl Counting<'_> {
+    /// Write the snapshot (a failure ends the session: nothing is committed past it), then
+    /// commit. Returns whether the commit worked.
+    async fn save(&mut self, consumer: &StreamConsumer) -> Result<bool, AnalyticsError> {
+        let flush = self
+            .shared
+            .state
+            .read()
+            .map_err(|_| AnalyticsError::Join("state lock poisoned".into()))?
+            .flush(self.run, &self.stale, Utc::now());
+        store::write_flush(self.producer, &flush).await?;
+        if let Ok(mut s) = self.shared.state.write() {
+            s.flushed();
+        }
+        self.stale.clear();
+        self.flushes += 1;
+        if self.pause_after_snapshot == Some(self.flushes) {
+            tracing::warn!(
+                flush = self.flushes,
+                "test hook: paused after the snapshot, before the commit (TEST_PAUSE_AFTER_SNAPSHOT)"
+            );
+            self.token.cancelled().await;
+            return Ok(false);
+        }
+        Ok(commit(
+            consumer,
+            self.shared,
+            self.bases,
+            self.run,
+            self.health,
+        ))
+    }
 }
 
 impl Handler<DefaultConsumerContext> for Counting<'_> {
@@ -355,7 +345,7 @@ impl Handler<DefaultConsumerContext> for Counting<'_> {
     async fn tick(&mut self, consumer: &StreamConsumer) -> Result<(), AnalyticsError> {
         self.dirty |= skip_to_positions(consumer, self.shared);
         if self.dirty {
-            self.dirty = !commit(consumer, self.shared, self.bases, self.health);
+            self.dirty = !self.save(consumer).await?;
         }
         Ok(())
     }
@@ -439,9 +429,15 @@ fn skip_to_positions(consumer: &StreamConsumer, shared: &Shared) -> bool {
 }
 
 /// Commit every applied position synchronously; returns whether it worked.
-fn commit(consumer: &StreamConsumer, shared: &Shared, bases: &Bases, health: &Health) -> bool {
+fn commit(
+    consumer: &StreamConsumer,
+    shared: &Shared,
+    bases: &Bases,
+    run: &str,
+    health: &Health,
+) -> bool {
     let tpl = match shared.state.read() {
-        Ok(s) => commit_list(&s, bases),
+        Ok(s) => commit_list(&s, bases, run),
         Err(_) => return false,
     };
     // A synchronous commit waits for the coordinator, up to socket.timeout.ms when Kafka is

@@ -2,7 +2,8 @@
 //! exporter, and the live dashboard at `/`. Settings: `analytics-service --help`
 //! ([`analytics_service::config::Args`]).
 //!
-//! Runs as ONE replica: its state is in the process (rebuilt from the log at start-up).
+//! Runs as ONE replica: its state is in the process, saved to the compacted
+//! `analytics-snapshots` at every commit and restored from it at start-up.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -55,7 +56,10 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         dlq,
         token.clone(),
-        args.commit_every(),
+        consumer::Options {
+            commit_every: args.commit_every(),
+            pause_after_snapshot: args.test_pause_after_snapshot,
+        },
     );
     let app = api::router(shared.clone()).merge(dashboard::router(DashboardState {
         shared,

@@ -1,7 +1,8 @@
 //! The analytics state: counts derived from recorded events, bucketed by event time.
-//! Pure: no Kafka here, so every rule is unit-tested.
+//! Pure: no Kafka here, so every rule is unit-tested. How the state is saved to and
+//! restored from `analytics-snapshots`: [`crate::snapshot`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
 use orderflow_events::{CommitMark, Event};
@@ -23,21 +24,38 @@ pub fn failure_rate(reserved: u64, failed: u64) -> f64 {
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct MinuteCounts {
-    orders: u64,
-    reserved: u64,
-    failed: u64,
+pub(crate) struct MinuteCounts {
+    pub(crate) orders: u64,
+    pub(crate) reserved: u64,
+    pub(crate) failed: u64,
+    pub(crate) restocks: u64,
+    pub(crate) restocked_units: u64,
+    pub(crate) restocks_refused: u64,
 }
+
+/// Topic -> partition -> offset.
+pub type Positions = BTreeMap<String, BTreeMap<i32, i64>>;
 
 /// Counts of one analytics run.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Aggregates {
-    orders_total: u64,
-    reserved_total: u64,
-    failed_total: u64,
-    minutes: BTreeMap<DateTime<Utc>, MinuteCounts>,
+    pub(crate) orders_total: u64,
+    pub(crate) reserved_total: u64,
+    pub(crate) failed_total: u64,
+    /// Restocks recorded by inventory: applied, their units, refused (not orders: the
+    /// per-minute order counts and the failure rate ignore them).
+    pub(crate) restocks_total: u64,
+    pub(crate) restocked_units_total: u64,
+    pub(crate) restocks_refused_total: u64,
+    pub(crate) minutes: BTreeMap<DateTime<Utc>, MinuteCounts>,
     /// Next offset to read per (topic, partition): what has been applied.
-    consumed: BTreeMap<String, BTreeMap<i32, i64>>,
+    pub(crate) consumed: Positions,
+    /// Minutes changed since the last snapshot flush.
+    pub(crate) dirty: BTreeSet<DateTime<Utc>>,
+    /// Minutes restored from a snapshot record written ahead of its checkpoint: a record
+    /// below these positions whose event falls in the minute is already counted there
+    /// (the restore rule of [`crate::snapshot`]).
+    pub(crate) floors: BTreeMap<DateTime<Utc>, Positions>,
 }
 
 /// One entry of `orders_per_minute`.
@@ -56,6 +74,9 @@ pub struct MetricsView {
     pub reserved_total: u64,
     pub failed_total: u64,
     pub failure_rate: f64,
+    pub restocks_total: u64,
+    pub restocked_units_total: u64,
+    pub restocks_refused_total: u64,
     pub orders_per_minute: Vec<MinuteView>,
     pub consumed: BTreeMap<String, BTreeMap<String, i64>>,
 }
@@ -63,19 +84,50 @@ pub struct MetricsView {
 impl Aggregates {
     /// Apply the event read at `topic`/`partition`/`offset`.
     pub fn apply(&mut self, topic: &str, partition: i32, offset: i64, event: &Event) {
-        match event {
-            Event::OrderPlaced(o) => {
-                self.orders_total += 1;
-                self.minutes.entry(minute_start(o.ts)).or_default().orders += 1;
+        let minute = minute_start(match event {
+            Event::OrderPlaced(o) => o.ts,
+            Event::InventoryReserved(d) | Event::InventoryFailed(d) => d.ts,
+            Event::StockRestockRequested(r) => r.ts,
+            Event::InventoryRestocked(r) | Event::InventoryRestockRefused(r) => r.ts,
+        });
+        let floor = self
+            .floors
+            .get(&minute)
+            .and_then(|f| f.get(topic))
+            .and_then(|f| f.get(&partition))
+            .copied()
+            .unwrap_or(0);
+        // A restock request is counted when inventory records its outcome, like an order's
+        // decision; restocks are kept per minute too, so the snapshots carry them.
+        let counted = !matches!(event, Event::StockRestockRequested(_));
+        if offset >= floor && counted {
+            let m = self.minutes.entry(minute).or_default();
+            match event {
+                Event::OrderPlaced(_) => {
+                    self.orders_total += 1;
+                    m.orders += 1;
+                }
+                Event::InventoryReserved(_) => {
+                    self.reserved_total += 1;
+                    m.reserved += 1;
+                }
+                Event::InventoryFailed(_) => {
+                    self.failed_total += 1;
+                    m.failed += 1;
+                }
+                Event::InventoryRestocked(r) => {
+                    self.restocks_total += 1;
+                    self.restocked_units_total += u64::from(r.qty);
+                    m.restocks += 1;
+                    m.restocked_units += u64::from(r.qty);
+                }
+                Event::InventoryRestockRefused(_) => {
+                    self.restocks_refused_total += 1;
+                    m.restocks_refused += 1;
+                }
+                Event::StockRestockRequested(_) => {}
             }
-            Event::InventoryReserved(d) => {
-                self.reserved_total += 1;
-                self.minutes.entry(minute_start(d.ts)).or_default().reserved += 1;
-            }
-            Event::InventoryFailed(d) => {
-                self.failed_total += 1;
-                self.minutes.entry(minute_start(d.ts)).or_default().failed += 1;
-            }
+            self.dirty.insert(minute);
         }
         self.advance(topic, partition, offset);
     }
@@ -129,9 +181,14 @@ impl Aggregates {
             reserved_total: self.reserved_total,
             failed_total: self.failed_total,
             failure_rate: failure_rate(self.reserved_total, self.failed_total),
+            restocks_total: self.restocks_total,
+            restocked_units_total: self.restocked_units_total,
+            restocks_refused_total: self.restocks_refused_total,
+            // a minute that saw only restocks is not a minute of orders
             orders_per_minute: self
                 .minutes
                 .iter()
+                .filter(|(_, c)| c.orders + c.reserved + c.failed > 0)
                 .map(|(m, c)| MinuteView {
                     minute: m.to_rfc3339_opts(SecondsFormat::Secs, true),
                     orders: c.orders,
@@ -164,14 +221,16 @@ pub enum Start {
     Earliest { low: i64 },
 }
 
-/// Decide how to start a partition from its committed offset, commit metadata and low
-/// watermark. Analytics commits with [`CommitMark::AnalyticsBase`], where its state began.
+/// Decide how to start a partition from the log (when its state is not restored from a
+/// snapshot: [`crate::snapshot::begin`]), from its committed offset, commit metadata and low
+/// watermark. Analytics commits with [`CommitMark::AnalyticsRun`] (before its snapshots,
+/// [`CommitMark::AnalyticsBase`]): where its state began.
 pub fn start_for(committed: Option<i64>, metadata: &str, low_watermark: i64) -> Start {
     match committed {
         None => Start::Earliest { low: low_watermark },
-        Some(c) => match CommitMark::of(metadata) {
+        Some(c) => match CommitMark::of(metadata).and_then(|m| m.analytics_base()) {
             // Records before the low watermark are gone (retention): rebuild what is left.
-            Some(CommitMark::AnalyticsBase(base)) if base <= c => Start::Resume {
+            Some(base) if base <= c => Start::Resume {
                 base: base.max(low_watermark).min(c),
                 committed: c,
             },
@@ -274,6 +333,48 @@ mod tests {
     }
 
     #[test]
+    fn restocks_are_counted_apart_from_orders() {
+        let mut a = Aggregates::default();
+        let o = OrderPlaced::new("pizza", 1, "u", at(10, 0, 10, 0));
+        a.apply("orders", 0, 0, &Event::OrderPlaced(o.clone()));
+        let r = orderflow_events::StockRestockRequested::new("pizza", 500, at(10, 0, 20, 0));
+        a.apply("orders", 0, 1, &Event::StockRestockRequested(r.clone()));
+        a.apply(
+            "inventory-events",
+            0,
+            0,
+            &o.decide(None, at(10, 0, 30, 0)).into_event(),
+        );
+        let at2 = at(10, 0, 40, 0);
+        a.apply(
+            "inventory-events",
+            0,
+            1,
+            &r.decide(None, 2500, at2).into_event(),
+        );
+        let refused = r.decide(Some("unknown item".into()), 0, at2).into_event();
+        a.apply("inventory-events", 0, 2, &refused);
+        let v = a.view();
+        assert_eq!(
+            (v.orders_total, v.reserved_total, v.failed_total),
+            (1, 1, 0)
+        );
+        assert_eq!(v.failure_rate, 0.0);
+        assert_eq!(
+            (
+                v.restocks_total,
+                v.restocked_units_total,
+                v.restocks_refused_total
+            ),
+            (1, 500, 1)
+        );
+        assert_eq!(v.orders_per_minute.len(), 1);
+        assert_eq!(v.orders_per_minute[0].orders, 1);
+        assert_eq!(v.consumed["orders"]["0"], 2);
+        assert_eq!(v.consumed["inventory-events"]["0"], 3);
+    }
+
+    #[test]
     fn rebuilding_a_prefix_then_continuing_equals_one_pass() {
         let events: Vec<Event> = (0..50)
             .map(|i| Event::OrderPlaced(OrderPlaced::new("x", 1, "u", at(10, i % 7, 0, 0))))
@@ -333,6 +434,14 @@ mod tests {
             start_for(Some(40), "orderflow.analytics.base=garbage", 0),
             Start::Fresh { at: 40 }
         );
+        assert_eq!(
+            start_for(Some(40), "orderflow.analytics.base=10 run=5f0c", 3),
+            Start::Resume {
+                base: 10,
+                committed: 40
+            },
+            "a run's base, when its snapshot cannot be used"
+        );
     }
 
     #[test]
@@ -343,6 +452,9 @@ mod tests {
             "reserved_total",
             "failed_total",
             "failure_rate",
+            "restocks_total",
+            "restocked_units_total",
+            "restocks_refused_total",
             "orders_per_minute",
             "consumed",
         ] {

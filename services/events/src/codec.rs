@@ -2,6 +2,9 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::model::{DecisionStatus, Event, InventoryDecision, OrderPlaced};
+use crate::restock::{
+    InventoryRecord, OrdersRecord, RestockDecision, RestockStatus, StockRestockRequested,
+};
 use crate::{SCHEMA_VERSION, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 
 /// Why a record could not be turned into an [`Event`]. The `Display` text is what goes
@@ -81,6 +84,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         "OrderPlaced" => Event::OrderPlaced(from_value::<OrderPlaced>(fields)?),
         "InventoryReserved" => Event::InventoryReserved(from_value::<InventoryDecision>(fields)?),
         "InventoryFailed" => Event::InventoryFailed(from_value::<InventoryDecision>(fields)?),
+        "StockRestockRequested" => {
+            Event::StockRestockRequested(from_value::<StockRestockRequested>(fields)?)
+        }
+        "InventoryRestocked" => Event::InventoryRestocked(from_value::<RestockDecision>(fields)?),
+        "InventoryRestockRefused" => {
+            Event::InventoryRestockRefused(from_value::<RestockDecision>(fields)?)
+        }
         other => return Err(DecodeError::UnknownType(other.to_string())),
     };
     validate(&event)?;
@@ -89,7 +99,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 
 /// Deserialize the fields, keeping the path of the field an error is about, so that the
 /// reason names it (`` `qty`: invalid type: string "2", expected u32 ``), not only the type.
-fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, DecodeError> {
+pub(crate) fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, DecodeError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         let msg = e.into_inner().to_string();
@@ -110,26 +120,55 @@ fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, DecodeError
 /// consumer must not count or decide a record the contract puts on another topic.
 pub fn decode_on(topic: &str, bytes: &[u8]) -> Result<Event, DecodeError> {
     match topic {
-        TOPIC_ORDERS => decode_order(bytes).map(Event::OrderPlaced),
+        TOPIC_ORDERS => decode_orders_record(bytes).map(|r| match r {
+            OrdersRecord::Order(o) => Event::OrderPlaced(o),
+            OrdersRecord::Restock(r) => Event::StockRestockRequested(r),
+        }),
         // validation ties the type to `status`, so into_event restores the same variant
-        TOPIC_INVENTORY_EVENTS => decode_decision(bytes).map(InventoryDecision::into_event),
+        TOPIC_INVENTORY_EVENTS => decode_inventory_record(bytes).map(|r| match r {
+            InventoryRecord::Order(d) => d.into_event(),
+            InventoryRecord::Restock(r) => r.into_event(),
+        }),
         _ => decode(bytes),
     }
 }
 
-/// [`decode_on`] `orders`: the one event type that belongs there.
-pub fn decode_order(bytes: &[u8]) -> Result<OrderPlaced, DecodeError> {
+/// [`decode_on`] `orders`: an order or a restock request.
+pub fn decode_orders_record(bytes: &[u8]) -> Result<OrdersRecord, DecodeError> {
     match decode(bytes)? {
-        Event::OrderPlaced(o) => Ok(o),
+        Event::OrderPlaced(o) => Ok(OrdersRecord::Order(o)),
+        Event::StockRestockRequested(r) => Ok(OrdersRecord::Restock(r)),
         other => Err(misplaced(&other, TOPIC_ORDERS)),
     }
 }
 
-/// [`decode_on`] `inventory-events`: a recorded decision, reserved or failed.
+/// [`decode_on`] `inventory-events`: a recorded decision about an order or a restock.
+pub fn decode_inventory_record(bytes: &[u8]) -> Result<InventoryRecord, DecodeError> {
+    match decode(bytes)? {
+        Event::InventoryReserved(d) | Event::InventoryFailed(d) => Ok(InventoryRecord::Order(d)),
+        Event::InventoryRestocked(r) | Event::InventoryRestockRefused(r) => {
+            Ok(InventoryRecord::Restock(r))
+        }
+        other => Err(misplaced(&other, TOPIC_INVENTORY_EVENTS)),
+    }
+}
+
+/// An `OrderPlaced` of `orders` (a restock request is refused as misplaced).
+pub fn decode_order(bytes: &[u8]) -> Result<OrderPlaced, DecodeError> {
+    match decode(bytes)? {
+        Event::OrderPlaced(o) => Ok(o),
+        other => Err(misplaced(&other, "orders (as an order)")),
+    }
+}
+
+/// A decision about an order of `inventory-events` (a restock decision is refused).
 pub fn decode_decision(bytes: &[u8]) -> Result<InventoryDecision, DecodeError> {
     match decode(bytes)? {
         Event::InventoryReserved(d) | Event::InventoryFailed(d) => Ok(d),
-        other => Err(misplaced(&other, TOPIC_INVENTORY_EVENTS)),
+        other => Err(misplaced(
+            &other,
+            "inventory-events (as an order's decision)",
+        )),
     }
 }
 
@@ -142,8 +181,12 @@ fn misplaced(event: &Event, topic: &str) -> DecodeError {
 
 fn validate(event: &Event) -> Result<(), DecodeError> {
     let (item, qty, user) = match event {
-        Event::OrderPlaced(o) => (&o.item, o.qty, &o.user_id),
-        Event::InventoryReserved(d) | Event::InventoryFailed(d) => (&d.item, d.qty, &d.user_id),
+        Event::OrderPlaced(o) => (&o.item, o.qty, Some(&o.user_id)),
+        Event::InventoryReserved(d) | Event::InventoryFailed(d) => {
+            (&d.item, d.qty, Some(&d.user_id))
+        }
+        Event::StockRestockRequested(r) => (&r.item, r.qty, None),
+        Event::InventoryRestocked(r) | Event::InventoryRestockRefused(r) => (&r.item, r.qty, None),
     };
     if item.trim().is_empty() {
         return Err(DecodeError::Invalid("`item` is empty".into()));
@@ -151,11 +194,11 @@ fn validate(event: &Event) -> Result<(), DecodeError> {
     if qty == 0 {
         return Err(DecodeError::Invalid("`qty` must be at least 1".into()));
     }
-    if user.trim().is_empty() {
+    if user.is_some_and(|u| u.trim().is_empty()) {
         return Err(DecodeError::Invalid("`user_id` is empty".into()));
     }
     match event {
-        Event::OrderPlaced(_) => {}
+        Event::OrderPlaced(_) | Event::StockRestockRequested(_) => {}
         Event::InventoryReserved(d) => {
             if d.status != DecisionStatus::Reserved {
                 return Err(DecodeError::Invalid(
@@ -172,6 +215,31 @@ fn validate(event: &Event) -> Result<(), DecodeError> {
             if d.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
                 return Err(DecodeError::Invalid(
                     "InventoryFailed needs a `reason`".into(),
+                ));
+            }
+        }
+        Event::InventoryRestocked(r) => {
+            if r.status != RestockStatus::Restocked || r.reason.is_some() {
+                return Err(DecodeError::Invalid(
+                    "InventoryRestocked must have status `restocked` and no `reason`".into(),
+                ));
+            }
+            if r.stock > crate::MAX_STOCK || r.stock < u64::from(r.qty) {
+                return Err(DecodeError::Invalid(format!(
+                    "`stock` must be between `qty` and {} after a restock",
+                    crate::MAX_STOCK
+                )));
+            }
+        }
+        Event::InventoryRestockRefused(r) => {
+            if r.status != RestockStatus::Refused {
+                return Err(DecodeError::Invalid(
+                    "InventoryRestockRefused must have status `refused`".into(),
+                ));
+            }
+            if r.reason.as_deref().is_none_or(|x| x.trim().is_empty()) {
+                return Err(DecodeError::Invalid(
+                    "InventoryRestockRefused needs a `reason`".into(),
                 ));
             }
         }
@@ -192,6 +260,103 @@ mod tests {
             "u-1",
             Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
         )
+    }
+
+    fn restock() -> StockRestockRequested {
+        StockRestockRequested::new(
+            "burger",
+            500,
+            Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
+        )
+    }
+
+    #[test]
+    fn restocks_round_trip_with_contract_fields_and_fit_their_topics() {
+        let r = restock();
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 1).unwrap();
+        let req = encode(&Event::StockRestockRequested(r.clone()));
+        let v: Value = serde_json::from_slice(&req).unwrap();
+        assert_eq!(v["type"], "StockRestockRequested");
+        for f in [
+            "schema_version",
+            "event_id",
+            "restock_id",
+            "item",
+            "qty",
+            "ts",
+        ] {
+            assert!(v.get(f).is_some(), "missing {f}");
+        }
+        let ok = r.decide(None, 2500, at).into_event();
+        let refused = r
+            .decide(Some("beyond MAX_STOCK".into()), 2000, at)
+            .into_event();
+        let okv: Value = serde_json::from_slice(&encode(&ok)).unwrap();
+        assert_eq!(
+            (
+                okv["type"].as_str(),
+                okv["status"].as_str(),
+                okv["stock"].as_u64()
+            ),
+            (Some("InventoryRestocked"), Some("restocked"), Some(2500))
+        );
+        assert!(okv.get("reason").is_none());
+        let refv: Value = serde_json::from_slice(&encode(&refused)).unwrap();
+        assert_eq!(refv["type"], "InventoryRestockRefused");
+        for (topic, e) in [
+            (TOPIC_ORDERS, Event::StockRestockRequested(r.clone())),
+            (TOPIC_INVENTORY_EVENTS, ok.clone()),
+            (TOPIC_INVENTORY_EVENTS, refused.clone()),
+        ] {
+            assert_eq!(decode_on(topic, &encode(&e)).unwrap(), e);
+        }
+        assert_eq!(
+            decode_orders_record(&req).unwrap(),
+            OrdersRecord::Restock(r.clone())
+        );
+        assert!(matches!(
+            decode_inventory_record(&encode(&ok)).unwrap(),
+            InventoryRecord::Restock(_)
+        ));
+        // on the other topic, or where only orders / order decisions are read: refused
+        assert_eq!(
+            decode_on(TOPIC_INVENTORY_EVENTS, &req).unwrap_err().kind(),
+            "invalid"
+        );
+        assert_eq!(
+            decode_on(TOPIC_ORDERS, &encode(&ok)).unwrap_err().kind(),
+            "invalid"
+        );
+        assert_eq!(decode_order(&req).unwrap_err().kind(), "invalid");
+        assert_eq!(decode_decision(&encode(&ok)).unwrap_err().kind(), "invalid");
+    }
+
+    #[test]
+    fn restock_validation() {
+        let at = Utc::now();
+        let mut v: Value =
+            serde_json::from_slice(&encode(&Event::StockRestockRequested(restock()))).unwrap();
+        v["qty"] = json!(0);
+        assert_eq!(decode_value(v.clone()).unwrap_err().kind(), "invalid");
+        v["qty"] = json!(-5);
+        assert_eq!(decode_value(v.clone()).unwrap_err().kind(), "wrong_type");
+        v["qty"] = json!(u64::from(u32::MAX) + 1);
+        assert_eq!(decode_value(v).unwrap_err().kind(), "wrong_type");
+        let ok: Value =
+            serde_json::from_slice(&encode(&restock().decide(None, 2500, at).into_event()))
+                .unwrap();
+        let mut beyond = ok.clone();
+        beyond["stock"] = json!(crate::MAX_STOCK + 1);
+        assert_eq!(decode_value(beyond).unwrap_err().kind(), "invalid");
+        let mut mismatched = ok.clone();
+        mismatched["status"] = json!("refused");
+        assert_eq!(decode_value(mismatched).unwrap_err().kind(), "invalid");
+        let mut no_reason: Value = serde_json::from_slice(&encode(
+            &restock().decide(Some("x".into()), 0, at).into_event(),
+        ))
+        .unwrap();
+        no_reason.as_object_mut().unwrap().remove("reason");
+        assert_eq!(decode_value(no_reason).unwrap_err().kind(), "invalid");
     }
 
     fn order_json() -> Value {
@@ -385,7 +550,7 @@ mod tests {
         /// round-trips, and what it refuses has a reason naming a kind.
         #[test]
         fn mutated_events_are_decoded_or_refused_with_a_reason(
-            decision in proptest::prelude::any::<bool>(),
+            kind in 0u8..5,
             field in 0usize..16,
             replacement in fuzz_value(),
             cut in proptest::prelude::any::<proptest::sample::Index>(),
@@ -393,7 +558,13 @@ mod tests {
             how in 0u8..4,
         ) {
             let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-            let e = if decision { order().decide(None, at).into_event() } else { Event::OrderPlaced(order()) };
+            let e = match kind {
+                0 => Event::OrderPlaced(order()),
+                1 => order().decide(None, at).into_event(),
+                2 => Event::StockRestockRequested(restock()),
+                3 => restock().decide(None, 2500, at).into_event(),
+                _ => restock().decide(Some("unknown item".into()), 0, at).into_event(),
+            };
             let mut v: Value = serde_json::from_slice(&encode(&e)).unwrap();
             let keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
             let key = keys[field % keys.len()].clone();
@@ -407,6 +578,17 @@ mod tests {
             match decode(&bytes) {
                 Ok(ok) => proptest::prop_assert_eq!(decode(&encode(&ok)).unwrap(), ok),
                 Err(err) => proptest::prop_assert!(!err.kind().is_empty() && !err.to_string().is_empty()),
+            }
+        }
+
+        #[test]
+        fn any_valid_restock_round_trips(item in "[a-z]{1,12}", qty in 1u32..=1_000_000_000u32, stock in 0u64..=crate::MAX_STOCK, refused in proptest::prelude::any::<bool>(), ms in 0i64..4_000_000_000_000) {
+            let ts = chrono::DateTime::from_timestamp_millis(ms).unwrap();
+            let r = StockRestockRequested::new(item, qty, ts);
+            let stock = stock.max(u64::from(qty));
+            let d = r.decide(refused.then(|| "refused".to_string()), stock, ts).into_event();
+            for e in [Event::StockRestockRequested(r), d] {
+                proptest::prop_assert_eq!(decode(&encode(&e)).unwrap(), e);
             }
         }
 

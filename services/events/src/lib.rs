@@ -19,31 +19,89 @@
 //! the partitions it is assigned, and lets analytics read recorded decisions instead of
 //! re-deciding them.
 //!
+//! The stock ledger, `inventory-ledger`, is keyed by item as well and written to the same
+//! partition number again ([`ledger_partition`]): a compacted topic (`cleanup.policy=compact`,
+//! [`COMPACTED_TOPICS`]) that keeps each item's latest stock state, however old, while the
+//! other topics keep [`RETENTION_MS`]. Its records are the [`ledger`] module's.
+//!
+//! analytics-service keeps its counts the same way in the compacted `analytics-snapshots`
+//! ([`TOPIC_ANALYTICS_SNAPSHOTS`]): one record per event-time minute and a checkpoint, all
+//! in partition [`SNAPSHOT_PARTITION`]. Its records are the [`snapshot`] module's.
+//!
+//! ## Restocks
+//! `orders` also carries `StockRestockRequested` (an admin's restock, keyed by the item like
+//! its orders, so it is decided in order with them) and `inventory-events` its recorded
+//! outcome, `InventoryRestocked` / `InventoryRestockRefused`: the [`restock`] module. An
+//! item's records go to partition [`item_partition`] (librdkafka's default partitioner),
+//! which is where inventory writes the ledger record of a configured item before its first
+//! order, so that order-service's catalogue (the ledger) knows it.
+//!
 //! ## Commit metadata
 //! What orderflow writes next to a group's committed offsets (an offset reset's mark,
-//! analytics' base) is one type, [`CommitMark`], whose `Display` and `FromStr` are the wire
+//! analytics' base and run) is one type, [`CommitMark`], whose `Display` and `FromStr` are the wire
 //! format.
 
 mod codec;
+pub mod ledger;
 mod mark;
 mod model;
+pub mod restock;
+pub mod snapshot;
 
-pub use codec::{decode, decode_decision, decode_on, decode_order, encode, DecodeError};
-pub use mark::{CommitMark, NotACommitMark, ResetBy, ANALYTICS_BASE_PREFIX, RESET_MARK_PREFIX};
-pub use model::{DecisionStatus, Event, InventoryDecision, OrderPlaced};
+pub use codec::{
+    decode, decode_decision, decode_inventory_record, decode_on, decode_order,
+    decode_orders_record, encode, DecodeError,
+};
+pub use ledger::{
+    decode_ledger, ItemStock, ItemTotals, LedgerCheckpoint, LedgerRecord, LEDGER_CHECKPOINT_KEY,
+};
+pub use mark::{
+    CommitMark, NotACommitMark, ResetBy, ANALYTICS_BASE_PREFIX, ANALYTICS_RUN_TOKEN,
+    RESET_MARK_PREFIX,
+};
+pub use model::{truncate_ms, DecisionStatus, Event, InventoryDecision, OrderPlaced};
+pub use restock::{
+    item_partition, InventoryRecord, OrdersRecord, RestockDecision, RestockStatus,
+    StockRestockRequested, MAX_STOCK,
+};
+pub use snapshot::{
+    decode_snapshot, minute_key, MinuteSnapshot, SnapshotCheckpoint, SnapshotRecord,
+    SNAPSHOT_CHECKPOINT_KEY, SNAPSHOT_PARTITION,
+};
 
-/// Topic of `OrderPlaced` events.
+/// Topic of `OrderPlaced` events (and `StockRestockRequested`, keyed by item the same way).
 pub const TOPIC_ORDERS: &str = "orders";
-/// Topic of `InventoryReserved` / `InventoryFailed` events.
+/// Topic of `InventoryReserved` / `InventoryFailed` events (and `InventoryRestocked` /
+/// `InventoryRestockRefused`).
 pub const TOPIC_INVENTORY_EVENTS: &str = "inventory-events";
+/// The compacted stock ledger of inventory-service: [`ledger::LedgerRecord`]s.
+pub const TOPIC_INVENTORY_LEDGER: &str = "inventory-ledger";
+/// The compacted state store of analytics-service: [`snapshot::SnapshotRecord`]s.
+pub const TOPIC_ANALYTICS_SNAPSHOTS: &str = "analytics-snapshots";
 /// Records that failed to decode or validate, with the reason in [`HEADER_DLQ_REASON`].
 pub const TOPIC_DLQ: &str = "orderflow.dlq";
 /// All topics orderflow owns, in the order they are created.
-pub const ALL_TOPICS: [&str; 3] = [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS, TOPIC_DLQ];
+pub const ALL_TOPICS: [&str; 5] = [
+    TOPIC_ORDERS,
+    TOPIC_INVENTORY_EVENTS,
+    TOPIC_INVENTORY_LEDGER,
+    TOPIC_ANALYTICS_SNAPSHOTS,
+    TOPIC_DLQ,
+];
+/// Topics that keep the latest record per key for ever (`cleanup.policy=compact`) instead of
+/// [`RETENTION_MS`]: state, not history.
+pub const COMPACTED_TOPICS: [&str; 2] = [TOPIC_INVENTORY_LEDGER, TOPIC_ANALYTICS_SNAPSHOTS];
+/// `segment.ms` of a compacted topic: the active segment is never compacted, so it rolls
+/// hourly and the ledger stays about one record per key plus an hour of updates.
+pub const COMPACTED_SEGMENT_MS: i64 = 60 * 60 * 1000;
 /// Partitions per topic (deploy/topics.yaml creates them the same under Strimzi).
 pub const PARTITIONS: i32 = 3;
 /// Retention of every topic: 7 days.
 pub const RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Header of a decision: the `orders` offset of the order it decides (decimal), so that a
+/// ledger rebuilt from the tail of `inventory-events` knows how far orders are decided.
+pub const HEADER_ORDERS_OFFSET: &str = "orderflow.orders.offset";
 
 /// Consumer group of inventory-service.
 pub const GROUP_INVENTORY: &str = "inventory";
@@ -87,6 +145,12 @@ pub fn decision_partition(order_partition: i32) -> i32 {
     order_partition
 }
 
+/// The `inventory-ledger` partition holding the stock of the items of `orders` partition
+/// `order_partition`: the same number, like [`decision_partition`].
+pub fn ledger_partition(order_partition: i32) -> i32 {
+    order_partition
+}
+
 /// The campus menu: items order-service picks from for bulk orders and inventory-service
 /// stocks by default (`INITIAL_STOCK` overrides the quantities and may add items).
 pub const DEFAULT_ITEMS: [&str; 8] = [
@@ -104,5 +168,15 @@ mod tests {
         assert_eq!(dlq_group(TOPIC_ORDERS), Some(GROUP_INVENTORY));
         assert_eq!(dlq_group(TOPIC_INVENTORY_EVENTS), Some(GROUP_ANALYTICS));
         assert_eq!(dlq_group(TOPIC_DLQ), None);
+        assert_eq!(
+            dlq_group(TOPIC_INVENTORY_LEDGER),
+            None,
+            "inventory's own state"
+        );
+        assert_eq!(
+            dlq_group(TOPIC_ANALYTICS_SNAPSHOTS),
+            None,
+            "analytics' own state"
+        );
     }
 }

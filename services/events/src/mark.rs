@@ -9,7 +9,8 @@
 //! | --- | --- | --- |
 //! | [`CommitMark::Reset`] | an offset reset (`orderflowctl reset`, the replay controller) | `orderflow.reset=<RFC 3339 ms, UTC>` |
 //! | the same, made for someone | a reset on behalf of a ReplayRequest | `orderflow.reset=<time> by=<by> from=<offset\|none>` |
-//! | [`CommitMark::AnalyticsBase`] | analytics-service, on every commit | `orderflow.analytics.base=<offset>` |
+//! | [`CommitMark::AnalyticsBase`] | analytics-service before its snapshots (still read) | `orderflow.analytics.base=<offset>` |
+//! | [`CommitMark::AnalyticsRun`] | analytics-service, on every commit | `orderflow.analytics.base=<offset> run=<run id>` |
 
 use std::fmt;
 use std::str::FromStr;
@@ -21,6 +22,8 @@ use thiserror::Error;
 pub const RESET_MARK_PREFIX: &str = "orderflow.reset=";
 /// Prefix of the commit metadata analytics writes: where its state of the partition began.
 pub const ANALYTICS_BASE_PREFIX: &str = "orderflow.analytics.base=";
+/// The token after analytics' base that names its run ([`CommitMark::AnalyticsRun`]).
+pub const ANALYTICS_RUN_TOKEN: &str = "run=";
 
 /// One meaning of a committed offset's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,10 @@ pub enum CommitMark {
     },
     /// analytics-service committed here; its state of the partition began at this offset.
     AnalyticsBase(i64),
+    /// analytics-service committed here, in its run `run` (the id every record of its
+    /// `analytics-snapshots` state carries); the run's state of the partition began at
+    /// `base`. `run` has no whitespace: the wire format splits on it.
+    AnalyticsRun { base: i64, run: String },
 }
 
 /// Whom a reset was made for, and where the partition was before it: a controller that
@@ -78,7 +85,7 @@ impl CommitMark {
     pub fn reset_at(&self) -> Option<DateTime<Utc>> {
         match self {
             Self::Reset { at, .. } => Some(*at),
-            Self::AnalyticsBase(_) => None,
+            Self::AnalyticsBase(_) | Self::AnalyticsRun { .. } => None,
         }
     }
 
@@ -86,7 +93,15 @@ impl CommitMark {
     pub fn reset_by_of(&self) -> Option<&ResetBy> {
         match self {
             Self::Reset { by, .. } => by.as_ref(),
-            Self::AnalyticsBase(_) => None,
+            Self::AnalyticsBase(_) | Self::AnalyticsRun { .. } => None,
+        }
+    }
+
+    /// Where analytics' state of the partition began, when analytics committed here.
+    pub fn analytics_base(&self) -> Option<i64> {
+        match self {
+            Self::AnalyticsBase(b) | Self::AnalyticsRun { base: b, .. } => Some(*b),
+            Self::Reset { .. } => None,
         }
     }
 }
@@ -107,6 +122,12 @@ impl fmt::Display for CommitMark {
                 Ok(())
             }
             Self::AnalyticsBase(base) => write!(f, "{ANALYTICS_BASE_PREFIX}{base}"),
+            Self::AnalyticsRun { base, run } => {
+                write!(
+                    f,
+                    "{ANALYTICS_BASE_PREFIX}{base} {ANALYTICS_RUN_TOKEN}{run}"
+                )
+            }
         }
     }
 }
@@ -119,12 +140,21 @@ impl FromStr for CommitMark {
     /// all.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let not = || NotACommitMark(s.to_string());
-        if let Some(base) = s.strip_prefix(ANALYTICS_BASE_PREFIX) {
-            return base
-                .trim()
-                .parse()
-                .map(Self::AnalyticsBase)
-                .map_err(|_| not());
+        if let Some(rest) = s.strip_prefix(ANALYTICS_BASE_PREFIX) {
+            let mut tokens = rest.split_whitespace();
+            let base: i64 = tokens.next().and_then(|t| t.parse().ok()).ok_or_else(not)?;
+            return match tokens.next() {
+                None => Ok(Self::AnalyticsBase(base)),
+                Some(t) => match t.strip_prefix(ANALYTICS_RUN_TOKEN) {
+                    Some(run) if !run.is_empty() && tokens.next().is_none() => {
+                        Ok(Self::AnalyticsRun {
+                            base,
+                            run: run.to_string(),
+                        })
+                    }
+                    _ => Err(not()),
+                },
+            };
         }
         let rest = s.strip_prefix(RESET_MARK_PREFIX).ok_or_else(not)?;
         let mut tokens = rest.split_whitespace();
@@ -181,6 +211,16 @@ mod tests {
             CommitMark::AnalyticsBase(17).to_string(),
             "orderflow.analytics.base=17"
         );
+        let run = CommitMark::AnalyticsRun {
+            base: 17,
+            run: "0f3a".into(),
+        };
+        assert_eq!(run.to_string(), "orderflow.analytics.base=17 run=0f3a");
+        assert_eq!(CommitMark::of(&run.to_string()), Some(run.clone()));
+        assert_eq!(run.analytics_base(), Some(17));
+        assert_eq!(run.reset_at(), None);
+        assert_eq!(CommitMark::AnalyticsBase(3).analytics_base(), Some(3));
+        assert_eq!(CommitMark::reset(at()).analytics_base(), None);
     }
 
     #[test]
@@ -216,6 +256,10 @@ mod tests {
             "orderflow.reset=garbage",
             "orderflow.reset=",
             "orderflow.analytics.base=garbage",
+            "orderflow.analytics.base=",
+            "orderflow.analytics.base=3 run=",
+            "orderflow.analytics.base=3 base=4",
+            "orderflow.analytics.base=3 run=a b",
             "orderflow.reset=2026-11-22T10:00:00.000Z by=u",
             "orderflow.reset=2026-11-22T10:00:00.000Z from=3",
             "orderflow.reset=2026-11-22T10:00:00.000Z by=u from=x",
@@ -303,6 +347,8 @@ mod tests {
             .prop_map(|ms| DateTime::from_timestamp_millis(ms).unwrap_or_default());
         prop_oneof![
             any::<i64>().prop_map(CommitMark::AnalyticsBase),
+            (any::<i64>(), "[a-f0-9]{1,32}")
+                .prop_map(|(base, run)| CommitMark::AnalyticsRun { base, run }),
             at.clone().prop_map(CommitMark::reset),
             (
                 at,

@@ -2,6 +2,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
+use crate::restock::{RestockDecision, StockRestockRequested};
+
 /// An order was placed: published by order-service to `orders`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +56,12 @@ pub enum Event {
     OrderPlaced(OrderPlaced),
     InventoryReserved(InventoryDecision),
     InventoryFailed(InventoryDecision),
+    /// On `orders`: an admin's restock (see [`crate::restock`]).
+    StockRestockRequested(StockRestockRequested),
+    /// On `inventory-events`: a restock applied.
+    InventoryRestocked(RestockDecision),
+    /// On `inventory-events`: a restock refused (unknown item, beyond `MAX_STOCK`).
+    InventoryRestockRefused(RestockDecision),
 }
 
 impl OrderPlaced {
@@ -114,6 +122,9 @@ impl Event {
             Event::OrderPlaced(_) => "OrderPlaced",
             Event::InventoryReserved(_) => "InventoryReserved",
             Event::InventoryFailed(_) => "InventoryFailed",
+            Event::StockRestockRequested(_) => "StockRestockRequested",
+            Event::InventoryRestocked(_) => "InventoryRestocked",
+            Event::InventoryRestockRefused(_) => "InventoryRestockRefused",
         }
     }
 
@@ -122,14 +133,18 @@ impl Event {
         match self {
             Event::OrderPlaced(o) => &o.item,
             Event::InventoryReserved(d) | Event::InventoryFailed(d) => &d.item,
+            Event::StockRestockRequested(r) => &r.item,
+            Event::InventoryRestocked(r) | Event::InventoryRestockRefused(r) => &r.item,
         }
     }
 
-    /// The order's event time.
+    /// The order's event time (a restock's: when it was requested).
     pub fn ts(&self) -> DateTime<Utc> {
         match self {
             Event::OrderPlaced(o) => o.ts,
             Event::InventoryReserved(d) | Event::InventoryFailed(d) => d.ts,
+            Event::StockRestockRequested(r) => r.ts,
+            Event::InventoryRestocked(r) | Event::InventoryRestockRefused(r) => r.ts,
         }
     }
 }

@@ -2,11 +2,13 @@
 //!
 //! ```json
 //! {"partitions": [0, 1, 2], "decided": {"0": 1200, ...},
-//!  "items": {"pizza": {"initial": 2000, "reserved": 812, "available": 1188, "partition": 1}, ...}}
+//!  "items": {"pizza": {"initial": 2000, "restocked": 500, "reserved": 812, "available": 1688,
+//!                      "partition": 1}, ...}}
 //! ```
-//! `items` lists every stocked item; `partition` is the owned `orders` partition that has
-//! decided orders for it, or `null` when none of this replica's partitions has (the item is
-//! then decided elsewhere, or not ordered yet, and its `reserved` here is 0).
+//! `items` lists every stocked item; `available` = `initial + restocked - reserved`;
+//! `partition` is the owned `orders` partition that carries it (its ledger record, written at
+//! the partition's rebuild, or its orders), or `null` when none of this replica's partitions
+//! does (the item is then decided elsewhere, and its `reserved` and `restocked` here are 0).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +30,8 @@ struct StockState {
 #[derive(Debug, Serialize, PartialEq)]
 pub struct ItemView {
     pub initial: u64,
+    /// Units added by restocks (`POST /stock/{item}/restock` on order-service).
+    pub restocked: u64,
     pub reserved: u64,
     pub available: u64,
     pub partition: Option<i32>,
@@ -38,7 +42,7 @@ pub struct StockView {
     /// `orders` partitions this replica owns (their items' stock is decided here).
     pub partitions: Vec<i32>,
     /// Orders decided per owned partition (rebuilt + new).
-    pub decided: BTreeMap<i32, usize>,
+    pub decided: BTreeMap<i32, u64>,
     /// Every stocked item; `reserved` counts what the owned partitions reserved.
     pub items: BTreeMap<String, ItemView>,
 }
@@ -58,13 +62,15 @@ pub fn view(stock: &Stock, ledgers: &Ledgers) -> StockView {
         .items()
         .map(|(item, initial)| {
             let reserved: u64 = l.values().map(|pl| pl.reserved(item)).sum();
+            let restocked: u64 = l.values().map(|pl| pl.restocked(item)).sum();
             let partition = l.iter().find(|(_, pl)| pl.carries(item)).map(|(p, _)| *p);
             (
                 item.to_string(),
                 ItemView {
                     initial,
+                    restocked,
                     reserved,
-                    available: initial.saturating_sub(reserved),
+                    available: initial.saturating_add(restocked).saturating_sub(reserved),
                     partition,
                 },
             )
@@ -102,6 +108,7 @@ mod tests {
         pl.decide(
             &stock,
             &OrderPlaced::new("pizza", 4, "u", Utc::now()),
+            0,
             Utc::now(),
         );
         ledgers.write().unwrap().insert(2, pl);
@@ -111,6 +118,7 @@ mod tests {
             v.items["pizza"],
             ItemView {
                 initial: 10,
+                restocked: 0,
                 reserved: 4,
                 available: 6,
                 partition: Some(2),
@@ -144,7 +152,7 @@ mod tests {
         assert_eq!(v["partitions"], serde_json::json!([0]));
         assert_eq!(
             v["items"]["pizza"],
-            serde_json::json!({"initial": 10, "reserved": 0, "available": 10, "partition": null})
+            serde_json::json!({"initial": 10, "restocked": 0, "reserved": 0, "available": 10, "partition": null})
         );
     }
 }

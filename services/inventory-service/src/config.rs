@@ -17,6 +17,10 @@
 //!   of `orders` partition `p` are written by a transactional producer with id
 //!   `<prefix>-<p>`, whichever replica owns `p`; two installations sharing one Kafka cluster
 //!   need different prefixes
+//! - `IDEMPOTENCY_WINDOW_MS` [86400000, 24 h]: an order re-sent upstream under the same
+//!   `order_id` is recognised while its event time is within this window of now; the ids of
+//!   one window are kept in memory (and read back from `inventory-events` after a restart),
+//!   see `ledger::window`. Redeliveries are recognised by offset, whatever the window
 //! - `LOG_FORMAT` [text]: `json` for JSON lines; `RUST_LOG` filters
 //!
 //! A value that does not parse stops the service with a message naming the variable.
@@ -76,6 +80,13 @@ pub struct Args {
     #[arg(long, env = "TRANSACTIONAL_ID_PREFIX", default_value = "orderflow-inventory", value_parser = trimmed::<String>)]
     pub transactional_id_prefix: String,
 
+    /// An order re-sent upstream under the same order_id is recognised (not decided again)
+    /// while its event time is within this many milliseconds of now (default 24 h). The
+    /// order ids of one window are kept in memory, and read back from inventory-events
+    /// after a restart. A redelivered order is recognised by its offset, whatever the window.
+    #[arg(long, env = "IDEMPOTENCY_WINDOW_MS", default_value_t = 86_400_000, value_parser = window_ms)]
+    pub idempotency_window_ms: u64,
+
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
@@ -95,6 +106,16 @@ fn batch_max(s: &str) -> Result<usize, String> {
     }
 }
 
+fn window_ms(s: &str) -> Result<u64, String> {
+    match trimmed::<u64>(s) {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1 (milliseconds)".into()),
+        Err(e) => Err(format!(
+            "{e} (expected milliseconds, e.g. 86400000 for 24 h)"
+        )),
+    }
+}
+
 impl Args {
     /// What the decide loop takes of the settings.
     pub fn settings(&self) -> Settings {
@@ -104,6 +125,7 @@ impl Args {
             batch_max: self.batch_max,
             transactions: self.transactions,
             txn_prefix: self.transactional_id_prefix.clone(),
+            idempotency_window: Duration::from_millis(self.idempotency_window_ms),
         }
     }
 }
@@ -116,6 +138,8 @@ pub struct Settings {
     pub batch_max: usize,
     pub transactions: bool,
     pub txn_prefix: String,
+    /// How long an order id is remembered, by the order's event time.
+    pub idempotency_window: Duration,
 }
 
 impl Default for Settings {
@@ -126,6 +150,7 @@ impl Default for Settings {
             batch_max: 500,
             transactions: true,
             txn_prefix: "orderflow-inventory".to_string(),
+            idempotency_window: crate::ledger::window::DEFAULT_WINDOW,
         }
     }
 }
@@ -166,6 +191,7 @@ mod tests {
         let s = from(&[]).unwrap();
         assert_eq!(s, Settings::default());
         assert_eq!(s.batch_limit(), 500);
+        assert_eq!(s.idempotency_window, Duration::from_secs(24 * 3600));
         assert_eq!(from(&[("THROTTLE_MS", " ")]).unwrap(), Settings::default());
         let a: Args = parse_vars("inventory-service", &[]).unwrap();
         assert_eq!(a.http_addr.to_string(), "0.0.0.0:8081");
@@ -195,6 +221,8 @@ mod tests {
         .unwrap();
         assert_eq!(s.transactional_id(0), "staging-inv-0");
         assert!(!s.transactions);
+        let s = from(&[("IDEMPOTENCY_WINDOW_MS", "3600000")]).unwrap();
+        assert_eq!(s.idempotency_window, Duration::from_secs(3600));
         let a: Args = parse_vars(
             "inventory-service",
             &[
@@ -218,6 +246,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("INITIAL_STOCK") && e.contains("burger:3"), "{e}");
+        let e = from(&[("IDEMPOTENCY_WINDOW_MS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("IDEMPOTENCY_WINDOW_MS") && e.contains("at least 1"),
+            "{e}"
+        );
         let e = from(&[("TRANSACTIONS", "yes")]).unwrap_err().to_string();
         assert!(
             e.contains("TRANSACTIONS") && e.contains("true or false"),

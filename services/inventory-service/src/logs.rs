@@ -12,7 +12,35 @@
 
 use std::collections::BTreeMap;
 
-use orderflow_events::{DecisionStatus, InventoryDecision};
+use orderflow_events::{DecisionStatus, InventoryDecision, RestockDecision, RestockStatus};
+
+/// One INFO line per restock decision (rare, and an admin's action): `restock_id`, `item`,
+/// `qty`, `status`, `reason` (refusals), `stock` (after it), `partition`, `offset`.
+pub fn restocked(d: &RestockDecision, partition: i32, offset: i64) {
+    match d.status {
+        RestockStatus::Restocked => tracing::info!(
+            restock_id = %d.restock_id,
+            item = %d.item,
+            qty = d.qty,
+            status = "restocked",
+            stock = d.stock,
+            partition,
+            offset,
+            "restock decided"
+        ),
+        RestockStatus::Refused => tracing::warn!(
+            restock_id = %d.restock_id,
+            item = %d.item,
+            qty = d.qty,
+            status = "refused",
+            reason = d.reason.as_deref().unwrap_or_default(),
+            stock = d.stock,
+            partition,
+            offset,
+            "restock decided"
+        ),
+    }
+}
 
 /// One DEBUG line for a decision, with `order_id`, `item`, `status`, `reason`, `partition`
 /// and `offset` (of the order on `orders`).

@@ -35,6 +35,13 @@ pub struct InventoryMetrics {
     pub duplicates: Counter,
     pub batch_seconds: Histogram,
     pub stock_available: Family<ItemLabels, Gauge>,
+    /// Restock decisions recorded, by status (`restocked`, `refused`).
+    pub restocks: Family<StatusLabels, Counter>,
+    /// Units added by restocks this replica recorded, per item.
+    pub restocked_units: Family<ItemLabels, Counter>,
+    /// Order ids held for duplicate detection (the idempotency windows of the owned
+    /// partitions): bounded by one window of orders.
+    pub window_ids: Gauge,
     shown: Arc<Mutex<BTreeSet<String>>>,
 }
 
@@ -47,6 +54,9 @@ impl InventoryMetrics {
             duplicates: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             stock_available: Family::default(),
+            restocks: Family::default(),
+            restocked_units: Family::default(),
+            window_ids: Gauge::default(),
             shown: Arc::default(),
         };
         registry.register(
@@ -66,7 +76,7 @@ impl InventoryMetrics {
         );
         registry.register(
             "orderflow_inventory_duplicates_skipped",
-            "Redelivered orders recognised as already decided",
+            "Orders recognised as already decided: redelivered (by offset) or re-sent under the same order_id (within the idempotency window)",
             m.duplicates.clone(),
         );
         registry.register(
@@ -79,6 +89,21 @@ impl InventoryMetrics {
             "Available stock per item, for items of the partitions this replica owns",
             m.stock_available.clone(),
         );
+        registry.register(
+            "orderflow_inventory_restocks",
+            "Restock decisions recorded by this replica, by status (restocked, refused)",
+            m.restocks.clone(),
+        );
+        registry.register(
+            "orderflow_inventory_restocked_units",
+            "Units added by the restocks this replica recorded, per item",
+            m.restocked_units.clone(),
+        );
+        registry.register(
+            "orderflow_inventory_idempotency_window_ids",
+            "Order ids held for duplicate detection: those of the owned partitions' orders within IDEMPOTENCY_WINDOW_MS",
+            m.window_ids.clone(),
+        );
         m
     }
 
@@ -87,13 +112,16 @@ impl InventoryMetrics {
     /// that the replicas of the group together report each item once).
     pub fn set_stock(&self, stock: &Stock, ledgers: &Ledgers) {
         let Ok(l) = ledgers.read() else { return };
+        let ids: usize = l.values().map(|pl| pl.window().len()).sum();
+        self.window_ids.set(i64::try_from(ids).unwrap_or(i64::MAX));
         let mut now = BTreeSet::new();
         for (item, initial) in stock.items() {
             if !l.values().any(|pl| pl.carries(item)) {
                 continue;
             }
             let reserved: u64 = l.values().map(|pl| pl.reserved(item)).sum();
-            let avail = initial.saturating_sub(reserved);
+            let restocked: u64 = l.values().map(|pl| pl.restocked(item)).sum();
+            let avail = initial.saturating_add(restocked).saturating_sub(reserved);
             self.stock_available
                 .get_or_create(&ItemLabels {
                     item: item.to_string(),
@@ -157,6 +185,7 @@ mod tests {
         pl.decide(
             &stock,
             &OrderPlaced::new("pizza", 4, "u", Utc::now()),
+            0,
             Utc::now(),
         );
         ledgers.write().unwrap().insert(1, pl);
@@ -167,6 +196,10 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("item=\"taco\""), "{t}");
+        assert!(
+            t.contains("orderflow_inventory_idempotency_window_ids 1\n"),
+            "{t}"
+        );
         ledgers.write().unwrap().clear(); // partition revoked
         m.set_stock(&stock, &ledgers);
         assert!(!text(&registry).contains("item=\"pizza\""));

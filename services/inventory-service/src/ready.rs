@@ -2,7 +2,7 @@
 //!
 //! Ready = Kafka answers, the group gave this replica its partitions (possibly none, when
 //! there are more replicas than partitions) and the ledger of each one has been rebuilt from
-//! `inventory-events`, so orders are being decided. Not ready while Kafka is unreachable,
+//! `inventory-ledger` and the tail of `inventory-events`, so orders are being decided. Not ready while Kafka is unreachable,
 //! before the first assignment, while a ledger is being rebuilt, and while stopping.
 
 use std::collections::BTreeSet;
@@ -34,7 +34,7 @@ pub fn verdict(s: &Snapshot) -> Result<String, String> {
     let stale: Vec<_> = s.stale.intersection(assigned).collect();
     if !stale.is_empty() {
         return Err(format!(
-            "rebuilding the ledger of orders partitions {stale:?} from inventory-events"
+            "rebuilding the ledger of orders partitions {stale:?} from inventory-ledger and inventory-events"
         ));
     }
     if assigned.is_empty() {

@@ -153,8 +153,8 @@ fn out_dir(mode: &str) -> PathBuf {
     ))
 }
 
-/// Idempotent mode (the default): the ledger rebuilt from inventory-events skips the orders
-/// redelivered after a kill.
+/// Idempotent mode (`TRANSACTIONS=false`): the rebuilt ledger skips the orders redelivered
+/// after a kill (by offset) and the ones re-sent upstream (by order id, within the window).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_mid_stream_decides_each_order_once_without_oversell() -> anyhow::Result<()> {
     killed_mid_stream(false).await

@@ -1,8 +1,9 @@
-//! order-service internals: the HTTP API, order generation for bulk runs, and the Kafka
-//! publisher.
+//! order-service internals: the HTTP API, order generation for bulk runs, the catalogue
+//! (the items inventory knows, read from `inventory-ledger`), and the Kafka publisher.
 
 pub mod api;
 pub mod bulk;
+pub mod catalogue;
 pub mod config;
 pub mod publisher;
 
@@ -18,6 +19,12 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// `{item="..."}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ItemLabels {
+    pub item: String,
+}
+
 /// Prometheus metrics of order-service.
 #[derive(Clone)]
 pub struct AppMetrics {
@@ -25,11 +32,14 @@ pub struct AppMetrics {
     pub published: Counter,
     pub publish_failures: Counter,
     /// Requests refused, by reason (`unsupported_media_type`, `invalid_body`,
-    /// `invalid_field`, `kafka_unavailable`).
+    /// `invalid_field`, `unknown_item`, `stock_limit`, `catalogue_unavailable`,
+    /// `kafka_unavailable`).
     pub rejected: Family<ReasonLabels, Counter>,
     /// Requests refused as invalid (4xx), for `/stats`.
     pub rejected_requests: Counter,
     pub publish_seconds: Histogram,
+    /// Units of the restock requests Kafka acknowledged, per item.
+    pub restocked_units: Family<ItemLabels, Counter>,
 }
 
 impl AppMetrics {
@@ -40,6 +50,7 @@ impl AppMetrics {
             rejected: Family::default(),
             rejected_requests: Counter::default(),
             publish_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            restocked_units: Family::default(),
         };
         registry.register(
             "orderflow_orders_published",
@@ -53,8 +64,13 @@ impl AppMetrics {
         );
         registry.register(
             "orderflow_orders_rejected_requests",
-            "Order requests refused, by reason (unsupported_media_type, invalid_body, invalid_field: 4xx; kafka_unavailable: 503)",
+            "Order and restock requests refused, by reason (unsupported_media_type, invalid_body, invalid_field, unknown_item, stock_limit: 4xx; catalogue_unavailable, kafka_unavailable: 503)",
             m.rejected.clone(),
+        );
+        registry.register(
+            "orderflow_orders_restocked_units",
+            "Units of the StockRestockRequested records Kafka acknowledged (POST /stock/{item}/restock), per item",
+            m.restocked_units.clone(),
         );
         registry.register(
             "orderflow_orders_publish_seconds",

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use order_service::catalogue::{self, SharedCatalogue};
 use order_service::config::Args;
 use order_service::{api, publisher::KafkaPublisher, AppMetrics};
 use orderflow_runtime::{
@@ -28,11 +29,23 @@ async fn main() -> anyhow::Result<()> {
     // HTTP is served at once (`/healthz`, and `/readyz` saying why it is not ready); in the
     // background the service waits for Kafka as long as it takes and creates the topics
     // locally (under Strimzi they exist already: KafkaTopic resources), then keeps `/readyz`
-    // honest. Orders posted meanwhile get a 503 after PUBLISH_TIMEOUT_MS.
-    let (p, h, t) = (publisher.clone(), health.clone(), token.clone());
+    // honest. Orders posted meanwhile get a 503 after PUBLISH_TIMEOUT_MS. Once connected, the
+    // catalogue (the items inventory knows) is read from inventory-ledger and followed.
+    let catalogue = SharedCatalogue::default();
+    let (p, h, t, c) = (
+        publisher.clone(),
+        health.clone(),
+        token.clone(),
+        catalogue.clone(),
+    );
     let worker = async move {
         if topics::connect(&kafka, &h, &t).await? {
-            order_service::publisher::watch_readiness(p, h, t).await;
+            let (ck, cc, ct) = (kafka.clone(), c.clone(), t.clone());
+            let follower = tokio::task::spawn_blocking(move || catalogue::follow(&ck, &cc, &ct));
+            order_service::publisher::watch_readiness(p, c, h, t).await;
+            if let Err(e) = follower.await {
+                tracing::warn!(error = %e, "the catalogue reader ended abnormally");
+            }
         }
         Ok::<(), topics::TopicError>(())
     };
@@ -41,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         publisher.clone(),
         metrics,
         args.bulk_max,
+        catalogue,
     ));
     let server = OpsServer::new(health, registry).serve(args.http_addr, app, token.clone());
     supervise::worker_and_server(token, worker, server).await?;

@@ -1,11 +1,15 @@
-//! Publishing OrderPlaced records to `orders` and waiting for Kafka's acknowledgement.
+//! Publishing OrderPlaced (and StockRestockRequested) records to `orders` and waiting for
+//! Kafka's acknowledgement. Both are keyed by item, through the same producer, so a restock
+//! lands in the item's partition, in order with its orders.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use orderflow_events::{encode, record_key, Event, OrderPlaced, TOPIC_ORDERS};
+use orderflow_events::{
+    encode, record_key, Event, OrderPlaced, StockRestockRequested, TOPIC_ORDERS,
+};
 use orderflow_runtime::kafka::{self, delivery_error};
 use orderflow_runtime::{Health, KafkaConfig};
 use rdkafka::error::KafkaError;
@@ -66,6 +70,11 @@ pub trait Publisher: Send + Sync + 'static {
         &self,
         order: OrderPlaced,
     ) -> impl Future<Output = Result<Position, PublishError>> + Send;
+    /// Publish a restock request; resolves once the broker acknowledged it.
+    fn publish_restock(
+        &self,
+        restock: StockRestockRequested,
+    ) -> impl Future<Output = Result<Position, PublishError>> + Send;
     /// Publish every order of `plan`; resolves once all were acknowledged (or failed).
     fn publish_bulk(
         &self,
@@ -87,9 +96,14 @@ impl KafkaPublisher {
         timeout_ms: u64,
         bulk_window: usize,
     ) -> Result<Self, KafkaError> {
+        // The partitioner is librdkafka's default, named here because inventory relies on it:
+        // CRC-32 of the key (the item) modulo the partition count,
+        // orderflow_events::item_partition, is where it writes an item's ledger record
+        // before the item's first order.
         let producer = kafka
             .producer("order-service")
             .set("message.timeout.ms", timeout_ms.to_string())
+            .set("partitioner", "consistent_random")
             .create()?;
         Ok(Self {
             producer,
@@ -104,9 +118,14 @@ impl KafkaPublisher {
     }
 
     fn enqueue(&self, order: &OrderPlaced) -> Result<DeliveryFuture, KafkaError> {
-        let ts = order.ts.timestamp_millis();
-        let key = record_key(&order.item).to_vec();
-        let payload = encode(&Event::OrderPlaced(order.clone()));
+        self.enqueue_event(&Event::OrderPlaced(order.clone()))
+    }
+
+    /// Hand `event` to the producer, keyed by its item, with its event time as timestamp.
+    fn enqueue_event(&self, event: &Event) -> Result<DeliveryFuture, KafkaError> {
+        let ts = event.ts().timestamp_millis();
+        let key = record_key(event.item()).to_vec();
+        let payload = encode(event);
         let record = FutureRecord::to(TOPIC_ORDERS)
             .key(&key)
             .payload(&payload)
@@ -115,10 +134,10 @@ impl KafkaPublisher {
     }
 }
 
-impl Publisher for KafkaPublisher {
-    async fn publish(&self, order: OrderPlaced) -> Result<Position, PublishError> {
+impl KafkaPublisher {
+    async fn publish_event(&self, event: &Event) -> Result<Position, PublishError> {
         let fut = self
-            .enqueue(&order)
+            .enqueue_event(event)
             .map_err(|e| PublishError::NotAcknowledged(e.to_string()))?;
         match fut.await {
             Ok(Ok(d)) => Ok(Position {
@@ -129,6 +148,20 @@ impl Publisher for KafkaPublisher {
                 delivery_error(r).unwrap_or_default(),
             )),
         }
+    }
+}
+
+impl Publisher for KafkaPublisher {
+    async fn publish(&self, order: OrderPlaced) -> Result<Position, PublishError> {
+        self.publish_event(&Event::OrderPlaced(order)).await
+    }
+
+    async fn publish_restock(
+        &self,
+        restock: StockRestockRequested,
+    ) -> Result<Position, PublishError> {
+        self.publish_event(&Event::StockRestockRequested(restock))
+            .await
     }
 
     async fn publish_bulk(&self, mut plan: BulkPlan) -> Result<BulkOutcome, PublishError> {
@@ -171,9 +204,11 @@ impl Publisher for KafkaPublisher {
     }
 }
 
-/// Keep `/readyz` honest: ready while the broker answers metadata requests for `orders`.
+/// Keep `/readyz` honest: ready while the broker answers metadata requests for `orders`
+/// and the catalogue has been read ([`crate::catalogue::Catalogue::readiness`]).
 pub async fn watch_readiness(
     publisher: Arc<KafkaPublisher>,
+    catalogue: crate::catalogue::SharedCatalogue,
     health: Health,
     token: CancellationToken,
 ) {
@@ -195,16 +230,23 @@ pub async fn watch_readiness(
         })
         .await;
         match probe {
-            Ok(Ok(true)) => health.set_ready("connected to Kafka"),
+            Ok(Ok(true)) => match catalogue.read(|c| c.readiness()) {
+                Some(Ok(detail)) => health.set_ready(format!("connected to Kafka; {detail}")),
+                Some(Err(reason)) => health.set_not_ready(reason),
+                None => health.set_not_ready("catalogue lock poisoned"),
+            },
             Ok(Ok(false)) => {
                 health.set_not_ready(format!("topic {TOPIC_ORDERS} does not exist yet"))
             }
             Ok(Err(e)) => health.set_not_ready(format!("Kafka unreachable: {e}")),
             Err(e) => health.set_not_ready(format!("readiness probe failed: {e}")),
         }
+        let mut changed = catalogue.subscribe();
         tokio::select! {
             _ = token.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            // the catalogue just loaded: say so now rather than up to 2 s later
+            _ = changed.wait_for(|_| catalogue.read(|c| c.is_loaded()) == Some(true)), if catalogue.read(|c| !c.is_loaded()) == Some(true) => {}
         }
     }
 }

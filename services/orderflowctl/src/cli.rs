@@ -13,6 +13,7 @@ use thiserror::Error;
 use crate::error::{GroupError, ParseResetToError};
 use crate::format;
 use crate::groups::{self, WatchEnd, WatchOptions};
+use crate::history::{history_warnings, HistoryTruncated};
 use crate::model::LagSample;
 use crate::plan::{OffsetChange, ResetTo};
 
@@ -28,7 +29,9 @@ pub const EXIT_NOT_DRAINED: i32 = 3;
 /// Consumer-group lag, state and offset reset for orderflow (like kafka-consumer-groups).
 ///
 /// Exit codes: 0 ok, 1 error, 2 reset refused because the group has active members
-/// (also clap's code for bad arguments), 3 `lag --until-zero` timed out.
+/// (also clap's code for bad arguments), 3 `lag --until-zero` timed out. A reset whose
+/// target lay before the oldest record Kafka still holds (history deleted by retention or
+/// DeleteRecords) is made to the log start offset, warned about on stderr, and exits 0.
 #[derive(Debug, Parser)]
 #[command(name = "orderflowctl", version)]
 pub struct Cli {
@@ -50,7 +53,8 @@ pub enum Command {
     Describe(DescribeArgs),
     /// Show a group's lag per partition (log-end offset minus committed offset).
     Lag(LagArgs),
-    /// Reset a group's committed offsets (the group must have no active members).
+    /// Reset a group's committed offsets (the group must have no active members). Warns on
+    /// stderr for each partition whose target lay before the oldest record Kafka still holds.
     Reset(ResetArgs),
 }
 
@@ -174,6 +178,30 @@ struct ResetJson<'a> {
     to: ResetTo,
     dry_run: bool,
     changes: &'a [OffsetChange],
+    /// The partitions whose target lay before the oldest record Kafka still holds (also
+    /// in their change); empty when the whole history asked for is there.
+    history_truncated: Vec<TruncatedJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct TruncatedJson<'a> {
+    topic: &'a str,
+    partition: i32,
+    #[serde(flatten)]
+    history: &'a HistoryTruncated,
+}
+
+fn truncated_json(changes: &[OffsetChange]) -> Vec<TruncatedJson<'_>> {
+    changes
+        .iter()
+        .filter_map(|c| {
+            Some(TruncatedJson {
+                topic: &c.topic,
+                partition: c.partition,
+                history: c.history_truncated.as_ref()?,
+            })
+        })
+        .collect()
 }
 
 /// Run one command; output goes to `out`, notes to `note`.
@@ -210,12 +238,18 @@ pub fn run(
             } else {
                 groups::reset(kafka, &a.group, &topics, to, timeout)?
             };
+            // The reset is made (or planned) all the same: a warning, not an error.
+            let dry = if a.dry_run { " (dry run)" } else { "" };
+            for line in history_warnings(&to, &changes) {
+                writeln!(note, "warning{dry}: {line}")?;
+            }
             if a.json {
                 let doc = ResetJson {
                     group: &a.group,
                     to,
                     dry_run: a.dry_run,
                     changes: &changes,
+                    history_truncated: truncated_json(&changes),
                 };
                 writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
             } else {
@@ -379,6 +413,53 @@ mod tests {
                 .unwrap()
                 .to_string(),
             "2026-11-22T10:00:00Z"
+        );
+    }
+
+    #[test]
+    fn reset_json_lists_the_truncated_partitions() {
+        let changes = vec![
+            OffsetChange {
+                topic: "orders".into(),
+                partition: 0,
+                from: Some(9),
+                to: 0,
+                history_truncated: None,
+            },
+            OffsetChange {
+                topic: "orders".into(),
+                partition: 1,
+                from: Some(9),
+                to: 5,
+                history_truncated: Some(HistoryTruncated {
+                    log_start_offset: 5,
+                    records_deleted: Some(5),
+                    oldest_record_at: None,
+                }),
+            },
+        ];
+        let doc = ResetJson {
+            group: "analytics",
+            to: ResetTo::Earliest,
+            dry_run: false,
+            changes: &changes,
+            history_truncated: truncated_json(&changes),
+        };
+        let v = serde_json::to_value(&doc).unwrap();
+        assert_eq!(
+            v["history_truncated"],
+            serde_json::json!([{"topic": "orders", "partition": 1, "log_start_offset": 5,
+                                "records_deleted": 5}])
+        );
+        assert!(v["changes"][0].get("history_truncated").is_none());
+        assert_eq!(v["changes"][1]["history_truncated"]["log_start_offset"], 5);
+        let none = ResetJson {
+            history_truncated: truncated_json(&changes[..1]),
+            ..doc
+        };
+        assert_eq!(
+            serde_json::to_value(&none).unwrap()["history_truncated"],
+            serde_json::json!([])
         );
     }
 

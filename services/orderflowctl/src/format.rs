@@ -143,12 +143,14 @@ TOTAL LAG  1203
                 partition: 0,
                 from: Some(1500),
                 to: 0,
+                history_truncated: None,
             },
             OffsetChange {
                 topic: "orders".into(),
                 partition: 1,
                 from: None,
                 to: 0,
+                history_truncated: None,
             },
         ];
         let want = "\

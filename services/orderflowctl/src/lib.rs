@@ -1,6 +1,7 @@
 //! Consumer-group work for orderflow, in one place: group state ("is the group empty"),
 //! lag per partition, committed offsets with their commit metadata, and offset resets to
-//! earliest / latest / a timestamp. Used by the replay controller, by `make demo` and by
+//! earliest / latest / a timestamp, saying per partition when the target lay before the
+//! oldest record Kafka still holds ([`HistoryTruncated`]). Used by the replay controller, by `make demo` and by
 //! the `orderflowctl` CLI (`describe`, `lag`, `reset`).
 //!
 //! The Kafka functions block; async callers wrap them in `tokio::task::spawn_blocking`.
@@ -16,6 +17,7 @@ mod error;
 #[cfg(feature = "cli")]
 pub mod format;
 mod groups;
+mod history;
 mod model;
 mod plan;
 
@@ -23,6 +25,9 @@ pub use error::{GroupError, ParseResetToError};
 pub use groups::{
     committed_offsets, describe_group, lag, plan_reset_now, reset, reset_by,
     reset_leaving_the_check_to_kafka, sample_lag, watch_lag, LagProbe, WatchEnd, WatchOptions,
+};
+pub use history::{
+    history_truncated, history_warnings, wanting_oldest, HistoryTruncated, OldestRecord,
 };
 pub use model::{
     partition_lag, total_lag, CommittedOffset, GroupInfo, GroupMember, LagSample, PartitionLag,

@@ -1,5 +1,6 @@
 //! Where a reset moves a group's committed offsets: the target ([`ResetTo`]) and the plan
-//! per partition ([`plan_reset`]). Pure arithmetic; nothing here talks to Kafka.
+//! per partition ([`plan_reset`]), with where the target lies before the oldest record
+//! Kafka still holds ([`crate::history`]). Pure arithmetic; nothing here talks to Kafka.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,6 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 
 use crate::error::{GroupError, ParseResetToError};
+use crate::history::{history_truncated, oldest_of, HistoryTruncated, OldestRecord};
 use crate::model::PartitionLag;
 
 /// One partition's offset move in a reset.
@@ -19,6 +21,11 @@ pub struct OffsetChange {
     pub from: Option<i64>,
     /// The new committed offset.
     pub to: i64,
+    /// Set when the target lay before the oldest record Kafka still holds on this partition
+    /// (records deleted by retention or DeleteRecords): `to` is then the log start offset,
+    /// and the deleted history is not replayed. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_truncated: Option<HistoryTruncated>,
 }
 
 /// Answer of offsets-for-times for one partition: the earliest offset whose record
@@ -105,11 +112,14 @@ impl Serialize for ResetTo {
 /// - `Timestamp`: the offsets-for-times answer in `times`, the high watermark when the
 ///   timestamp is past the last record; a partition missing from `times` is an error.
 ///
-/// Targets are kept inside `[low_watermark, high_watermark]`.
+/// Targets are kept inside `[low_watermark, high_watermark]`. Each change says whether its
+/// target lay before the oldest record Kafka still holds ([`history_truncated`]), given the
+/// timestamps of the oldest records held in `oldest` (may be empty: unknown).
 pub fn plan_reset(
     to: &ResetTo,
     current: &[PartitionLag],
     times: &[TimeOffset],
+    oldest: &[OldestRecord],
 ) -> Result<Vec<OffsetChange>, GroupError> {
     current
         .iter()
@@ -128,11 +138,14 @@ pub fn plan_reset(
                     answer.offset.unwrap_or(p.high_watermark)
                 }
             };
+            let target = target.min(p.high_watermark).max(p.low_watermark);
+            let oldest_at = oldest_of(oldest, &p.topic, p.partition);
             Ok(OffsetChange {
                 topic: p.topic.clone(),
                 partition: p.partition,
                 from: p.committed,
-                to: target.min(p.high_watermark).max(p.low_watermark),
+                to: target,
+                history_truncated: history_truncated(to, p, target, oldest_at),
             })
         })
         .collect()
@@ -150,16 +163,63 @@ mod tests {
 
     #[test]
     fn plan_earliest_and_latest() {
-        let e = plan_reset(&ResetTo::Earliest, &current(), &[]).unwrap();
+        let e = plan_reset(&ResetTo::Earliest, &current(), &[], &[]).unwrap();
         assert_eq!(
             changes(&e),
             vec![(0, Some(40), 10), (1, None, 0), (2, Some(7), 0)]
         );
         assert!(e.iter().all(|c| c.topic == "orders"));
-        let l = plan_reset(&ResetTo::Latest, &current(), &[]).unwrap();
+        // orders[0] starts at offset 10: its first 10 records are gone, and the plan says so
+        assert_eq!(truncated(&e), vec![(0, 10, Some(10))]);
+        let l = plan_reset(&ResetTo::Latest, &current(), &[], &[]).unwrap();
         assert_eq!(
             changes(&l),
             vec![(0, Some(40), 100), (1, None, 50), (2, Some(7), 7)]
+        );
+        assert!(truncated(&l).is_empty());
+    }
+
+    fn truncated(v: &[OffsetChange]) -> Vec<(i32, i64, Option<i64>)> {
+        v.iter()
+            .filter_map(|c| {
+                let h = c.history_truncated.as_ref()?;
+                Some((c.partition, h.log_start_offset, h.records_deleted))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plan_timestamp_before_the_oldest_record_held_is_truncated() {
+        let ts = ResetTo::Timestamp(Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap());
+        // records 0..5 deleted on both partitions; offsets-for-times answers the log start
+        let cur = vec![p("t", 0, None, 5, 20), p("t", 1, None, 5, 20)];
+        let times: Vec<TimeOffset> = (0..2)
+            .map(|partition| TimeOffset {
+                topic: "t".into(),
+                partition,
+                offset: Some(5),
+            })
+            .collect();
+        let oldest = vec![
+            // written after the reset time: what came before it is gone
+            OldestRecord {
+                topic: "t".into(),
+                partition: 0,
+                at: Utc.with_ymd_and_hms(2026, 11, 22, 11, 0, 0).unwrap(),
+            },
+            // written exactly at it: the history from the timestamp on is there
+            OldestRecord {
+                topic: "t".into(),
+                partition: 1,
+                at: Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
+            },
+        ];
+        let plan = plan_reset(&ts, &cur, &times, &oldest).unwrap();
+        assert_eq!(changes(&plan), vec![(0, None, 5), (1, None, 5)]);
+        assert_eq!(truncated(&plan), vec![(0, 5, None)]);
+        assert_eq!(
+            plan[0].history_truncated.as_ref().unwrap().oldest_record_at,
+            Some(oldest[0].at)
         );
     }
 
@@ -183,7 +243,7 @@ mod tests {
                 offset: Some(0),
             },
         ];
-        let plan = plan_reset(&ts, &current(), &times).unwrap();
+        let plan = plan_reset(&ts, &current(), &times, &[]).unwrap();
         assert_eq!(
             changes(&plan),
             vec![(0, Some(40), 55), (1, None, 0), (2, Some(7), 7)]
@@ -206,14 +266,16 @@ mod tests {
                 offset: Some(25),
             },
         ];
-        let plan = plan_reset(&ts, &cur, &times).unwrap();
+        let plan = plan_reset(&ts, &cur, &times, &[]).unwrap();
         assert_eq!(changes(&plan), vec![(0, None, 10), (1, None, 20)]);
+        // clamped up to the log start offset, the oldest record's time unknown: truncated
+        assert_eq!(truncated(&plan), vec![(0, 10, None)]);
     }
 
     #[test]
     fn plan_timestamp_without_answer_is_an_error() {
         let ts = ResetTo::Timestamp(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
-        let err = plan_reset(&ts, &current(), &[]).unwrap_err();
+        let err = plan_reset(&ts, &current(), &[], &[]).unwrap_err();
         assert!(
             matches!(err, GroupError::MissingTimeOffset { ref topic, partition: 0 } if topic == "orders"),
             "{err}"
@@ -222,7 +284,9 @@ mod tests {
 
     #[test]
     fn plan_of_nothing_is_empty() {
-        assert!(plan_reset(&ResetTo::Earliest, &[], &[]).unwrap().is_empty());
+        assert!(plan_reset(&ResetTo::Earliest, &[], &[], &[])
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

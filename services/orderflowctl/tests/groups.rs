@@ -1,164 +1,19 @@
 //! Consumer-group lag, refusal and resets against Apache Kafka, which each test starts
 //! itself (scripts/kafka.sh, free port, own state dir) and stops by PID on drop.
 
-use std::future::Future;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::pin::pin;
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::Thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use common::{create_topic, ctl, produce, script, text, ts, wait_for, Broker, PER_PARTITION, T};
 use orderflow_events::CommitMark;
 use orderflow_runtime::KafkaConfig;
 use orderflowctl::{GroupError, OffsetChange, ResetTo};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-
-const T: Duration = Duration::from_secs(5);
-const PER_PARTITION: i64 = 10;
-
-struct Broker {
-    dir: PathBuf,
-    bootstrap: String,
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka.sh")
-}
-
-impl Broker {
-    fn start(name: &str) -> Broker {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "orderflowctl-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        // The guard exists before the start, so a half-started broker is stopped too.
-        let broker = Broker {
-            dir,
-            bootstrap: format!("127.0.0.1:{port}"),
-        };
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .arg(&broker.dir)
-            .env("KAFKA_PORT", port.to_string())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "kafka.sh start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            stdout.contains(&format!("BOOTSTRAP={}", broker.bootstrap)),
-            "{stdout}"
-        );
-        broker
-    }
-
-    fn kafka(&self) -> KafkaConfig {
-        KafkaConfig::new(self.bootstrap.clone())
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Poll `f` until it returns `Some`, or panic after `timeout` naming `what`.
-fn wait_for<R>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<R>) -> R {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(r) = f() {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A minimal executor for rdkafka's admin futures (driven by rdkafka's own thread).
-fn block_on<F: Future>(f: F) -> F::Output {
-    struct Unpark(Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
-}
-
-fn create_topic(kafka: &KafkaConfig, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = kafka.client().create().unwrap();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
-    let res = block_on(admin.create_topics([&new], &opts)).unwrap();
-    assert!(res.iter().all(Result::is_ok), "{res:?}");
-    wait_for("topic metadata", Duration::from_secs(10), || {
-        orderflow_runtime::topics::partition_count(kafka, topic, T)
-            .ok()
-            .flatten()
-            .filter(|n| *n == partitions)
-    });
-}
-
-/// `PER_PARTITION` records on each partition; record i of every partition has timestamp
-/// `base_ms + i * 1000`.
-fn produce(kafka: &KafkaConfig, topic: &str, partitions: i32, base_ms: i64) {
-    let producer: BaseProducer = kafka.producer("orderflowctl-test").create().unwrap();
-    for p in 0..partitions {
-        for i in 0..PER_PARTITION {
-            let payload = format!("{{\"p\":{p},\"i\":{i}}}");
-            let key = format!("k{p}-{i}");
-            producer
-                .send(
-                    BaseRecord::to(topic)
-                        .partition(p)
-                        .key(&key)
-                        .payload(&payload)
-                        .timestamp(base_ms + i * 1000),
-                )
-                .unwrap();
-        }
-    }
-    producer.flush(Duration::from_secs(10)).unwrap();
-}
 
 /// A group member (subscribe) that consumed every record and committed `upto` on each
 /// partition (as if it had processed the records below it).
@@ -249,19 +104,6 @@ fn tool_plan(bootstrap: &str, group: &str, topic: &str, to: &[&str]) -> Vec<(i32
     plan
 }
 
-fn ctl(bootstrap: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_orderflowctl"))
-        .args(args)
-        .env("KAFKA_BOOTSTRAP", bootstrap)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// `(partition, offset)` of the group's committed offsets, and whether every partition
 /// carries the reset marker.
 fn committed(kafka: &KafkaConfig, group: &str, topic: &str) -> (Vec<(i32, Option<i64>)>, bool) {
@@ -278,10 +120,6 @@ fn all_at(partitions: i32, offset: i64) -> Vec<(i32, Option<i64>)> {
 
 fn targets(changes: &[OffsetChange]) -> Vec<(i32, i64)> {
     changes.iter().map(|c| (c.partition, c.to)).collect()
-}
-
-fn ts(ms: i64) -> ResetTo {
-    ResetTo::Timestamp(DateTime::<Utc>::from_timestamp_millis(ms).unwrap())
 }
 
 #[test]

@@ -236,6 +236,13 @@ pub struct ReplayRequestStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offsets: Vec<PartitionOffsets>,
 
+    /// Partitions where the reset's target lay before the oldest record Kafka still holds
+    /// (records deleted by retention or DeleteRecords): their offset went to the log start
+    /// offset instead, and the deleted history is not replayed. Absent when the whole
+    /// history asked for was there. Also a Warning Event, reason HistoryTruncated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history_truncated: Vec<TruncatedPartition>,
+
     /// Consumer lag recorded with spec.lag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<LagStatus>,
@@ -306,6 +313,26 @@ pub struct PartitionOffsets {
     pub from: Option<i64>,
     /// Committed offset after the reset.
     pub to: i64,
+}
+
+/// A partition whose reset target lay before the oldest record Kafka still holds.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TruncatedPartition {
+    pub topic: String,
+    pub partition: i32,
+    /// The partition's log start offset: the oldest offset Kafka still holds, where the
+    /// group's offset went.
+    pub log_start_offset: i64,
+    /// Records of the history asked for that are gone, when known (resetTo earliest: every
+    /// offset below the log start offset). Absent for a timestamp: how many of the deleted
+    /// records were at or after it cannot be told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_deleted: Option<i64>,
+    /// When the oldest record still held was written, RFC 3339 (absent when the partition
+    /// holds none, or it could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_record_at: Option<String>,
 }
 
 /// A deployment to restore.

@@ -13,7 +13,9 @@ use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
-use orderflowctl::{CommittedOffset, GroupError, GroupInfo, OffsetChange, ResetTo};
+use orderflowctl::{
+    CommittedOffset, GroupError, GroupInfo, HistoryTruncated, OffsetChange, ResetTo,
+};
 use serde_json::{json, Value};
 
 use crate::crd::{Phase, ReplayRequest, ReplayRequestStatus};
@@ -194,6 +196,24 @@ pub struct FakeKafka {
     pub unreachable: bool,
     pub committed: Vec<CommittedOffset>,
     pub resets: Mutex<Vec<String>>,
+    /// orders[0]'s history is truncated: its target lies before this log start offset.
+    pub truncated: Option<HistoryTruncated>,
+    /// How often the reset was planned without committing.
+    pub plans: Mutex<usize>,
+}
+
+impl FakeKafka {
+    /// The one change a reset makes: orders[0] from 40 to 0, or to the log start offset
+    /// when its history is truncated.
+    fn change(&self) -> OffsetChange {
+        OffsetChange {
+            topic: "orders".to_string(),
+            partition: 0,
+            from: Some(40),
+            to: self.truncated.as_ref().map_or(0, |h| h.log_start_offset),
+            history_truncated: self.truncated.clone(),
+        }
+    }
 }
 
 /// What the admin client returns when no broker answers.
@@ -235,12 +255,17 @@ impl GroupAdmin for FakeKafka {
         by: &str,
     ) -> Result<Vec<OffsetChange>, AdminError> {
         self.resets.lock().unwrap().push(format!("{to} by {by}"));
-        Ok(vec![OffsetChange {
-            topic: "orders".to_string(),
-            partition: 0,
-            from: Some(40),
-            to: 0,
-        }])
+        Ok(vec![self.change()])
+    }
+
+    async fn plan(
+        &self,
+        _group: &str,
+        _topics: &[String],
+        _to: ResetTo,
+    ) -> Result<Vec<OffsetChange>, AdminError> {
+        *self.plans.lock().unwrap() += 1;
+        Ok(vec![self.change()])
     }
 
     async fn lag(&self, _group: &str, _topics: &[String]) -> Result<i64, AdminError> {

@@ -53,6 +53,14 @@ pub trait GroupAdmin: Send + Sync + 'static {
         to: ResetTo,
         by: &str,
     ) -> Result<Vec<OffsetChange>, AdminError>;
+    /// The changes a reset of `group` on `topics` to `to` would make now (nothing is
+    /// committed), with where its target lies before the oldest record Kafka still holds.
+    async fn plan(
+        &self,
+        group: &str,
+        topics: &[String],
+        to: ResetTo,
+    ) -> Result<Vec<OffsetChange>, AdminError>;
     /// Total lag of `group` over every partition of `topics`.
     async fn lag(&self, group: &str, topics: &[String]) -> Result<i64, AdminError>;
 }
@@ -112,6 +120,17 @@ impl GroupAdmin for KafkaAdmin {
             orderflowctl::reset_by(k, &group, &strs(&topics), to, t, Some(&by))
         })
         .await
+    }
+
+    async fn plan(
+        &self,
+        group: &str,
+        topics: &[String],
+        to: ResetTo,
+    ) -> Result<Vec<OffsetChange>, AdminError> {
+        let (group, topics) = (group.to_string(), topics.to_vec());
+        self.blocking(move |k, t| orderflowctl::plan_reset_now(k, &group, &strs(&topics), to, t))
+            .await
     }
 
     async fn lag(&self, group: &str, topics: &[String]) -> Result<i64, AdminError> {

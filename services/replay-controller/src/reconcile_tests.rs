@@ -91,6 +91,115 @@ async fn a_reset_made_before_a_crash_is_not_made_again() {
     assert_eq!(h.replicas("analytics"), 1);
 }
 
+fn truncated_at(lso: i64) -> orderflowctl::HistoryTruncated {
+    orderflowctl::HistoryTruncated {
+        log_start_offset: lso,
+        records_deleted: Some(lso),
+        oldest_record_at: None,
+    }
+}
+
+#[tokio::test]
+async fn a_reset_before_the_oldest_record_held_is_in_the_status_and_a_warning_event() {
+    let h = harness(
+        request(replay_spec(), None),
+        &[("analytics", 2)],
+        FakeKafka {
+            truncated: Some(truncated_at(25)),
+            ..FakeKafka::default()
+        },
+    );
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        h.calls(),
+        vec![
+            status(Phase::ScalingDown, &[("analytics", 2)]),
+            ev("ScalingDown"),
+            Call::Scale("analytics".into(), 0),
+            status(Phase::Resetting, &[("analytics", 2)]),
+            ev("Resetting"),
+            // the reset is made all the same; the status says where, then the Warning
+            status(Phase::Restoring, &[("analytics", 2)]),
+            ev("Restoring"),
+            ev("HistoryTruncated"),
+            Call::Scale("analytics".into(), 2),
+            status(Phase::Succeeded, &[]),
+            ev("Succeeded"),
+            Call::Finalizers(vec![]),
+        ]
+    );
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Succeeded);
+    assert_eq!((st.offsets[0].from, st.offsets[0].to), (Some(40), 25));
+    assert_eq!(st.history_truncated.len(), 1);
+    let t = &st.history_truncated[0];
+    assert_eq!(
+        (
+            t.topic.as_str(),
+            t.partition,
+            t.log_start_offset,
+            t.records_deleted
+        ),
+        ("orders", 0, 25, Some(25))
+    );
+    let msg = st.message.unwrap_or_default();
+    assert!(
+        msg.contains("to earliest; history truncated: orders[0] from log start offset 25 (25 record(s) deleted)"),
+        "{msg}"
+    );
+    // one Warning only: the later status writes keep the list and emit nothing more
+    let warnings = h
+        .calls()
+        .iter()
+        .filter(|c| **c == ev("HistoryTruncated"))
+        .count();
+    assert_eq!(warnings, 1);
+}
+
+#[tokio::test]
+async fn a_reset_found_after_a_crash_asks_again_what_history_is_gone() {
+    let st = json!({"phase": "Resetting", "startedAt": "2026-11-22T10:00:00.000Z",
+                    "restore": [{"deployment": "analytics", "replicas": 1}]});
+    let committed = vec![CommittedOffset {
+        topic: "orders".to_string(),
+        partition: 0,
+        offset: Some(25),
+        metadata: format!("orderflow.reset=2026-11-22T10:00:01.000Z by={UID} from=57"),
+    }];
+    let h = harness(
+        request(replay_spec(), Some(st)),
+        &[("analytics", 0)],
+        FakeKafka {
+            committed,
+            truncated: Some(truncated_at(25)),
+            ..FakeKafka::default()
+        },
+    );
+    h.reconcile().await.unwrap();
+    assert!(h.kafka.resets.lock().unwrap().is_empty(), "reset twice");
+    assert_eq!(*h.kafka.plans.lock().unwrap(), 1);
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Succeeded);
+    assert_eq!(st.history_truncated.len(), 1);
+    assert_eq!(st.history_truncated[0].log_start_offset, 25);
+    assert!(h.calls().contains(&ev("HistoryTruncated")));
+}
+
+#[tokio::test]
+async fn a_whole_history_says_nothing() {
+    let h = harness(
+        request(replay_spec(), None),
+        &[("analytics", 1)],
+        FakeKafka::default(),
+    );
+    h.reconcile().await.unwrap();
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Succeeded);
+    assert!(st.history_truncated.is_empty());
+    assert!(!st.message.unwrap_or_default().contains("history"));
+    assert!(!h.calls().contains(&ev("HistoryTruncated")));
+}
+
 #[tokio::test]
 async fn an_invalid_spec_fails_without_touching_deployments() {
     let spec = json!({"consumerGroup": "analytics", "deployment": "analytics",

@@ -15,9 +15,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    apply_rr, create_deployment, event_reasons, event_reasons_with, failed_reason, log_ends,
-    metrics_when, phase, replicas, rr, setup, stand_ins, start_controller, stray_consumer,
-    wait_group_members, wait_rr, waiting_for_stray,
+    apply_rr, create_deployment, delete_records, event_reasons, event_reasons_with, failed_reason,
+    log_ends, metrics_when, phase, produce_at, replicas, rr, setup, stand_ins, start_controller,
+    stray_consumer, wait_group_members, wait_rr, waiting_for_stray, warnings_with,
 };
 use kube::api::{Api, DeleteParams};
 use orderflow_testkit::{wait, Service, ServiceKind};
@@ -381,6 +381,154 @@ async fn refusals_queueing_deletion_and_timeouts_restore_the_deployments() -> an
         .contains(&"KafkaUnavailable".to_string()));
 
     ctl2.stop(Duration::from_secs(10)).await?;
+    ctl.stop(Duration::from_secs(10)).await?;
+    Ok(())
+}
+
+/// Replays whose target lies before the oldest record Kafka still holds: DeleteRecords took
+/// the first half of orders[1] (as retention takes old segments). A replay to earliest and one
+/// to a time before the first record are made all the same, and say so: status.historyTruncated
+/// names the partition and its log start offset, the message too, and a Warning Event
+/// `HistoryTruncated`. A replay of a topic nothing was deleted from says nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_past_deleted_history_says_so_in_the_status_and_a_warning_event(
+) -> anyhow::Result<()> {
+    let env = setup("history").await?;
+    let (c, ns) = (env.client.clone(), "default");
+    let kafka = env.broker.kafka();
+    create_deployment(&c, ns, "analytics", 1).await?;
+    // 10 records on each partition of both topics, record i written at base + i s
+    let base_ms = (chrono::Utc::now().timestamp_millis() / 1000) * 1000 - 3_600_000;
+    produce_at(&kafka, "orders", 10, base_ms).await?;
+    produce_at(&kafka, "inventory-events", 10, base_ms).await?;
+    assert_eq!(delete_records(&kafka, "orders", 1, 5).await?, 5);
+    let ctl = start_controller(&env, &[("WATCH_NAMESPACE", ns.to_string())]).await?;
+    let succeeded = |name: &'static str| {
+        let c = c.clone();
+        async move {
+            let o = wait_rr(&c, ns, name, "final", Duration::from_secs(60), |o| {
+                phase(o).is_final()
+            })
+            .await?;
+            let st = o.status.unwrap_or_default();
+            assert_eq!(st.phase, Phase::Succeeded, "{name}: {:?}", st.message);
+            anyhow::Ok(st)
+        }
+    };
+    let oldest_held = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(base_ms + 5_000)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+
+    // earliest
+    apply_rr(
+        &c,
+        ns,
+        rr(
+            "from-earliest",
+            json!({"consumerGroup": "analytics",
+        "deployment": "analytics", "topics": ["orders"], "resetTo": "earliest"}),
+        ),
+    )
+    .await?;
+    let st = succeeded("from-earliest").await?;
+    let to: Vec<(i32, i64)> = st.offsets.iter().map(|o| (o.partition, o.to)).collect();
+    assert_eq!(to, vec![(0, 0), (1, 5), (2, 0)]);
+    assert_eq!(st.history_truncated.len(), 1, "{:?}", st.history_truncated);
+    let t = &st.history_truncated[0];
+    assert_eq!(
+        (
+            t.topic.as_str(),
+            t.partition,
+            t.log_start_offset,
+            t.records_deleted
+        ),
+        ("orders", 1, 5, Some(5))
+    );
+    assert_eq!(t.oldest_record_at, oldest_held);
+    let msg = st.message.unwrap_or_default();
+    assert!(
+        msg.contains("to earliest; history truncated: orders[1] from log start offset 5 (5 record(s) deleted)"),
+        "{msg}"
+    );
+    let notes = warnings_with(&c, ns, "from-earliest", "HistoryTruncated").await?;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(
+        notes[0],
+        "the reset of analytics to earliest lies before the oldest record Kafka still holds on \
+         1 partition(s): orders[1] from log start offset 5 (5 record(s) deleted); the records \
+         deleted there (retention or DeleteRecords) are not replayed"
+    );
+    let reasons = event_reasons_with(&c, ns, "from-earliest", "Succeeded").await?;
+    assert_eq!(
+        reasons,
+        [
+            "ScalingDown",
+            "Resetting",
+            "Restoring",
+            "HistoryTruncated",
+            "Succeeded"
+        ]
+    );
+    // the reset was made: Kafka holds the log start offset as the group's offset
+    let committed: Vec<(i32, Option<i64>)> = log_ends(&kafka)
+        .await?
+        .iter()
+        .filter(|p| p.topic == "orders")
+        .map(|p| (p.partition, p.committed))
+        .collect();
+    assert_eq!(committed, vec![(0, Some(0)), (1, Some(5)), (2, Some(0))]);
+    assert_eq!(replicas(&c, ns, "analytics").await?, 1);
+
+    // a time a minute before the first record was written: orders[1] is truncated, how many
+    // of its deleted records were after that time is not known
+    let before_all = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(base_ms - 60_000)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    apply_rr(
+        &c,
+        ns,
+        rr(
+            "from-a-time",
+            json!({"consumerGroup": "analytics",
+        "deployment": "analytics", "topics": ["orders"], "resetTo": "timestamp",
+        "timestamp": before_all}),
+        ),
+    )
+    .await?;
+    let st = succeeded("from-a-time").await?;
+    let t: Vec<(i32, i64, Option<i64>)> = st
+        .history_truncated
+        .iter()
+        .map(|t| (t.partition, t.log_start_offset, t.records_deleted))
+        .collect();
+    assert_eq!(t, vec![(1, 5, None)]);
+    let notes = warnings_with(&c, ns, "from-a-time", "HistoryTruncated").await?;
+    assert!(
+        notes[0].contains(&format!(
+            "the reset of analytics to timestamp {before_all} lies before"
+        )) && notes[0].contains("orders[1] from log start offset 5;"),
+        "{notes:?}"
+    );
+
+    // a topic nothing was deleted from: no list, no Warning
+    apply_rr(
+        &c,
+        ns,
+        rr(
+            "untouched",
+            json!({"consumerGroup": "analytics",
+        "deployment": "analytics", "topics": ["inventory-events"], "resetTo": "earliest"}),
+        ),
+    )
+    .await?;
+    let st = succeeded("untouched").await?;
+    assert!(st.history_truncated.is_empty());
+    assert!(!st.message.unwrap_or_default().contains("history"));
+    let reasons = event_reasons_with(&c, ns, "untouched", "Succeeded").await?;
+    assert_eq!(
+        reasons,
+        ["ScalingDown", "Resetting", "Restoring", "Succeeded"]
+    );
+
     ctl.stop(Duration::from_secs(10)).await?;
     Ok(())
 }

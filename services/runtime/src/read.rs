@@ -5,7 +5,10 @@
 //! A span is done when a record at `end - 1` arrives or, failing that, when the reader's
 //! position reaches `end`. The position is what counts: a `read_committed` reader never
 //! receives transaction markers or aborted records, yet they occupy offsets, so the record
-//! at `end - 1` may never arrive while the position moves past it.
+//! at `end - 1` may never arrive while the position moves past it. The position is checked
+//! whenever a poll comes back empty, so the poll is short ([`POLL`]): a span ending in a
+//! transaction marker (the last record of every committed transaction) would otherwise wait
+//! a whole poll timeout, once per read, which a restart pays several times.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +17,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
+
+/// How long one poll waits for a record before the positions are checked.
+const POLL: Duration = Duration::from_millis(10);
 
 /// Offsets `[from, to)` of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +92,7 @@ pub fn read_to_end<C: ConsumerContext>(
     let mut last_progress = Instant::now();
     let mut last_error = None;
     while !open.is_empty() {
-        match reader.poll(Duration::from_millis(200)) {
+        match reader.poll(POLL) {
             Some(Ok(m)) => {
                 last_progress = Instant::now();
                 let Some(i) = open

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orderflow_events::{ALL_TOPICS, PARTITIONS, RETENTION_MS};
+use orderflow_events::{
+    ALL_TOPICS, COMPACTED_SEGMENT_MS, COMPACTED_TOPICS, PARTITIONS, RETENTION_MS,
+};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -137,21 +139,39 @@ pub async fn connect(
     Ok(true)
 }
 
-/// Create every orderflow topic that does not exist yet (3 partitions, 7-day retention).
-/// Existing topics are left as they are.
+/// Create every orderflow topic that does not exist yet (3 partitions; 7-day retention, or
+/// compaction for the state stores `inventory-ledger` and
+/// `analytics-snapshots`: [`topic_config`]). Existing topics are left as they are.
 pub async fn ensure_topics(kafka: &KafkaConfig) -> Result<(), TopicError> {
     ensure_named_topics(kafka, &ALL_TOPICS).await
 }
 
-/// [`ensure_topics`] for the given topic names (same partitions and retention).
+/// The configuration orderflow creates `topic` with (deploy/topics.yaml says the same for
+/// Strimzi): `retention.ms` 7 days, or for a compacted topic ([`COMPACTED_TOPICS`])
+/// `cleanup.policy=compact` with an hourly `segment.ms`.
+pub fn topic_config(topic: &str) -> Vec<(&'static str, String)> {
+    if COMPACTED_TOPICS.contains(&topic) {
+        vec![
+            ("cleanup.policy", "compact".to_string()),
+            ("segment.ms", COMPACTED_SEGMENT_MS.to_string()),
+        ]
+    } else {
+        vec![("retention.ms", RETENTION_MS.to_string())]
+    }
+}
+
+/// [`ensure_topics`] for the given topic names (same partitions, [`topic_config`]).
 pub async fn ensure_named_topics(kafka: &KafkaConfig, topics: &[&str]) -> Result<(), TopicError> {
     let admin: AdminClient<DefaultClientContext> = kafka.client().create()?;
-    let retention = RETENTION_MS.to_string();
+    let configs: Vec<Vec<(&str, String)>> = topics.iter().map(|t| topic_config(t)).collect();
     let new: Vec<NewTopic> = topics
         .iter()
-        .map(|t| {
-            NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(-1))
-                .set("retention.ms", &retention)
+        .zip(&configs)
+        .map(|(t, config)| {
+            config.iter().fold(
+                NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(-1)),
+                |n, (k, v)| n.set(k, v),
+            )
         })
         .collect();
     let opts = AdminOptions::new()
@@ -170,4 +190,30 @@ pub async fn ensure_named_topics(kafka: &KafkaConfig, topics: &[&str]) -> Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orderflow_events::{TOPIC_ANALYTICS_SNAPSHOTS, TOPIC_INVENTORY_LEDGER, TOPIC_ORDERS};
+
+    #[test]
+    fn the_state_stores_are_compacted_the_history_topics_kept_seven_days() {
+        for store in [TOPIC_INVENTORY_LEDGER, TOPIC_ANALYTICS_SNAPSHOTS] {
+            assert!(
+                ALL_TOPICS.contains(&store),
+                "{store} is created at start-up"
+            );
+            let config = topic_config(store);
+            assert!(
+                config.contains(&("cleanup.policy", "compact".into())),
+                "{store}"
+            );
+            assert!(!config.iter().any(|(k, _)| *k == "retention.ms"), "{store}");
+        }
+        assert_eq!(
+            topic_config(TOPIC_ORDERS),
+            vec![("retention.ms", "604800000".to_string())]
+        );
+    }
 }

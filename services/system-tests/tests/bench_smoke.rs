@@ -11,6 +11,11 @@ async fn bench_smoke_measures_every_benchmark() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&out);
     let tools = bench::install_tools()?;
     let results = bench::run(&Options::smoke(out.clone()), &tools).await?;
+    let restarted = vec![
+        "analytics-service",
+        "inventory-service",
+        "inventory-service (1 s window)",
+    ];
     let expect = [
         ("P1", vec!["kcat", "orderflow", "python"]),
         ("P2", vec!["kcat", "orderflow", "python"]),
@@ -22,6 +27,8 @@ async fn bench_smoke_measures_every_benchmark() -> anyhow::Result<()> {
             "P5",
             vec!["analytics-service", "inventory-service", "order-service"],
         ),
+        ("P6", restarted.clone()),
+        ("P7", restarted),
     ];
     assert_eq!(results.benches.len(), expect.len());
     for (b, (id, subjects)) in results.benches.iter().zip(expect) {

@@ -26,8 +26,14 @@ pub fn expected_metrics(orders: &[Record], decisions: &[Record]) -> Value {
         }
     }
     let (mut reserved, mut failed) = (0u64, 0u64);
+    let (mut restocks, mut restocked_units, mut refused) = (0u64, 0u64, 0u64);
     for r in decisions {
         match &r.event {
+            Some(Event::InventoryRestocked(d)) => {
+                restocks += 1;
+                restocked_units += u64::from(d.qty);
+            }
+            Some(Event::InventoryRestockRefused(_)) => refused += 1,
             Some(Event::InventoryReserved(d)) => {
                 reserved += 1;
                 per_minute.entry(minute_of(d.ts)).or_default().2 += 1;
@@ -50,6 +56,9 @@ pub fn expected_metrics(orders: &[Record], decisions: &[Record]) -> Value {
         "reserved_total": reserved,
         "failed_total": failed,
         "failure_rate": failure_rate,
+        "restocks_total": restocks,
+        "restocked_units_total": restocked_units,
+        "restocks_refused_total": refused,
         "orders_per_minute": per_minute.into_iter()
             .map(|(minute, (orders, failed, reserved))| json!({"minute": minute, "orders": orders, "failed": failed, "reserved": reserved}))
             .collect::<Vec<_>>(),
@@ -57,7 +66,8 @@ pub fn expected_metrics(orders: &[Record], decisions: &[Record]) -> Value {
 }
 
 /// Check the inventory invariants on the topics: every order decided exactly once, no
-/// decision for an unknown order, and reserved quantity per item within `stock`.
+/// decision for an unknown order, and reserved quantity per item within `stock` plus the
+/// units of its recorded restocks (`InventoryRestocked`).
 /// Returns a list of violations (empty when all hold).
 pub fn inventory_violations(
     orders: &[Record],
@@ -74,9 +84,15 @@ pub fn inventory_violations(
         .collect();
     let mut seen = HashSet::new();
     let mut reserved: HashMap<&str, u64> = HashMap::new();
+    let mut restocked: HashMap<&str, u64> = HashMap::new();
     for r in decisions {
         let d = match &r.event {
             Some(Event::InventoryReserved(d)) | Some(Event::InventoryFailed(d)) => d,
+            Some(Event::InventoryRestocked(d)) => {
+                *restocked.entry(d.item.as_str()).or_default() += u64::from(d.qty);
+                continue;
+            }
+            Some(Event::InventoryRestockRefused(_)) => continue,
             _ => {
                 v.push(format!(
                     "undecodable record at inventory-events/{}@{}",
@@ -101,7 +117,8 @@ pub fn inventory_violations(
         }
     }
     for (item, qty) in reserved {
-        let limit = stock.get(item).copied().unwrap_or(0);
+        let limit =
+            stock.get(item).copied().unwrap_or(0) + restocked.get(item).copied().unwrap_or(0);
         if qty > limit {
             v.push(format!("oversold {item}: reserved {qty} > stock {limit}"));
         }

@@ -1,7 +1,7 @@
-//! A batch: orders taken from the consumer (up to `BATCH_MAX`, or what arrives within
+//! A batch: orders (and restock requests) taken from the consumer (up to `BATCH_MAX`, or what arrives within
 //! 20 ms), decided in order against their partition's ledger, every decision and DLQ entry
-//! sent without waiting for the others, and the batch committed only once the broker
-//! acknowledged all of them.
+//! sent without waiting for the others; once the broker acknowledged all of them the
+//! ledger records are written ([`super::flush`]), and only then is the batch committed.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -9,24 +9,24 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::future::join_all;
 use orderflow_events::{
-    decision_partition, decode_order, encode, record_key, DecisionStatus, InventoryDecision,
-    OrderPlaced, TOPIC_INVENTORY_EVENTS,
+    decision_partition, decode_orders_record, encode, record_key, DecisionStatus, Event,
+    InventoryRecord, OrdersRecord, RestockStatus, HEADER_ORDERS_OFFSET, TOPIC_INVENTORY_EVENTS,
 };
 use orderflow_runtime::kafka;
 use orderflow_runtime::session::Handler;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
 use super::changelog::sync_ledgers;
 use super::commit::Committer;
+use super::flush::{flush_ledgers, ledger_mut};
 use super::rebalance::{InventoryContext, Shared};
 use super::{bounded, Ctx, InventoryError};
-use crate::ledger::Outcome;
 use crate::logs;
-use crate::metrics::StatusLabels;
+use crate::metrics::{ItemLabels, StatusLabels};
 
 /// How long a batch waits for more orders after its first.
 const COLLECT_FOR: Duration = Duration::from_millis(20);
@@ -41,6 +41,8 @@ pub struct BatchSummary {
     pub orders: usize,
     pub reserved: usize,
     pub failed: usize,
+    /// Restock requests decided (restocked or refused).
+    pub restocks: usize,
     pub duplicates: usize,
     pub dlq: usize,
     /// Records of partitions revoked while the batch was being collected: left to the new
@@ -80,6 +82,7 @@ impl Handler<InventoryContext> for Deciding<'_> {
         self.shared.publish(health);
         let started = Instant::now(); // batch time without any ledger rebuild (logged apart)
         let summary = decide_batch(&batch, self.ctx, &self.committer, self.token).await?;
+        flush_ledgers(self.ctx, &self.committer, &summary.next).await?;
         let committed = self.committer.commit(consumer, &summary.next).await?;
         metrics
             .batch_seconds
@@ -89,6 +92,7 @@ impl Handler<InventoryContext> for Deciding<'_> {
             orders = summary.orders,
             reserved = summary.reserved,
             failed = summary.failed,
+            restocks = summary.restocks,
             duplicates = summary.duplicates,
             dlq = summary.dlq,
             not_owned = summary.not_owned,
@@ -147,8 +151,10 @@ pub(super) fn status_label(s: DecisionStatus) -> &'static str {
 
 /// Decide every order of the batch, send each decision (and each DLQ entry) through the
 /// [`Committer`]'s producer of its partition, and wait until the broker acknowledged all
-/// of them; [`Committer::commit`] then commits the batch. On cancellation (SIGTERM) it
-/// stops taking further orders of the batch; those decided so far are still committed.
+/// of them, which tells each partition's ledger where its decisions end on
+/// `inventory-events`; the ledger flush and [`Committer::commit`] follow. On cancellation
+/// (SIGTERM) it stops taking further orders of the batch; those decided so far are still
+/// committed.
 async fn decide_batch(
     batch: &[OwnedMessage],
     ctx: Ctx<'_>,
@@ -164,6 +170,7 @@ async fn decide_batch(
     } = ctx;
     let mut s = BatchSummary::default();
     let mut sends: Vec<DeliveryFuture> = Vec::new();
+    let mut decisions: Vec<(i32, DeliveryFuture)> = Vec::new();
     for m in batch {
         let p = m.partition();
         let owned = ledgers.read().map(|l| l.contains_key(&p)).unwrap_or(false);
@@ -182,86 +189,130 @@ async fn decide_batch(
         if s.next.insert(p, m.offset() + 1).is_none() {
             committer.begin(p).await?;
         }
-        let order = match decode_order(m.payload().unwrap_or_default()) {
-            Ok(o) => o,
+        let record = match decode_orders_record(m.payload().unwrap_or_default()) {
+            Ok(r) => r,
             Err(err) => {
                 let sent = dlq
                     .reject_via(producer, m, &err)
                     .map_err(|e| InventoryError::Delivery(e.to_string()))?;
                 sends.extend(sent);
                 s.dlq += 1;
+                ledger_mut(ctx, p, |l| l.pass(m.offset()))?;
                 continue;
             }
         };
-        match decide(ctx, p, &order)? {
-            Outcome::Duplicate => {
+        let stock = &settings.stock;
+        match ledger_mut(ctx, p, |l| l.apply(stock, &record, m.offset(), Utc::now()))? {
+            None => {
                 s.duplicates += 1;
                 metrics.duplicates.inc();
-                tracing::debug!(order_id = %order.order_id, partition = p, offset = m.offset(), "already decided; skipped");
+                let id = match &record {
+                    OrdersRecord::Order(o) => o.order_id,
+                    OrdersRecord::Restock(r) => r.restock_id,
+                };
+                tracing::debug!(id = %id, partition = p, offset = m.offset(), "already decided; skipped");
             }
-            Outcome::Decided(d) => {
+            Some(InventoryRecord::Order(d)) => {
                 logs::decided(&d, p, m.offset());
                 match d.status {
                     DecisionStatus::Reserved => s.reserved += 1,
                     DecisionStatus::Failed => s.failed += 1,
                 }
-                sends.push(send(ctx, producer, p, d)?);
+                metrics
+                    .decisions
+                    .get_or_create(&StatusLabels {
+                        status: status_label(d.status),
+                    })
+                    .inc();
+                let ts = d.ts.timestamp_millis();
+                let item = d.item.clone();
+                let event = d.into_event();
+                decisions.push((p, send(ctx, producer, p, m.offset(), &item, ts, &event)?));
+            }
+            Some(InventoryRecord::Restock(d)) => {
+                logs::restocked(&d, p, m.offset());
+                s.restocks += 1;
+                let status = match d.status {
+                    RestockStatus::Restocked => "restocked",
+                    RestockStatus::Refused => "refused",
+                };
+                metrics
+                    .restocks
+                    .get_or_create(&StatusLabels { status })
+                    .inc();
+                if d.status == RestockStatus::Restocked {
+                    metrics
+                        .restocked_units
+                        .get_or_create(&ItemLabels {
+                            item: d.item.clone(),
+                        })
+                        .inc_by(u64::from(d.qty));
+                }
+                let ts = d.ts.timestamp_millis();
+                let item = d.item.clone();
+                let event = d.into_event();
+                decisions.push((p, send(ctx, producer, p, m.offset(), &item, ts, &event)?));
             }
         }
     }
     // Each send times out after `message.timeout.ms` (60 s, runtime::kafka) by itself.
-    let acks = bounded(
+    let (parts, futures): (Vec<i32>, Vec<DeliveryFuture>) = decisions.into_iter().unzip();
+    let (decided, others) = bounded(
         "the acknowledgements of a batch",
         DELIVERY_BOUND,
-        join_all(sends),
+        futures::future::join(join_all(futures), join_all(sends)),
     )
     .await?;
-    for r in acks {
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    for (p, r) in parts.into_iter().zip(decided) {
+        if let Ok(Ok(delivery)) = &r {
+            let end = ends.entry(p).or_default();
+            *end = (*end).max(delivery.offset + 1);
+        }
         if let Some(e) = kafka::delivery_error(r) {
             metrics.produce_failures.inc();
             return Err(InventoryError::Delivery(e));
         }
     }
+    for r in others {
+        if let Some(e) = kafka::delivery_error(r) {
+            metrics.produce_failures.inc();
+            return Err(InventoryError::Delivery(e));
+        }
+    }
+    for (p, end) in ends {
+        ledger_mut(ctx, p, |l| l.written(end))?;
+    }
     Ok(s)
 }
 
-/// Decide `order` of `orders` partition `p` against its ledger.
-fn decide(ctx: Ctx<'_>, p: i32, order: &OrderPlaced) -> Result<Outcome, InventoryError> {
-    let mut l = ctx
-        .ledgers
-        .write()
-        .map_err(|_| InventoryError::Join("ledger lock poisoned".into()))?;
-    Ok(l.get_mut(&p).ok_or(InventoryError::NoLedger(p))?.decide(
-        &ctx.settings.stock,
-        order,
-        Utc::now(),
-    ))
-}
-
-/// Count decision `d` of `orders` partition `p` and hand it to `producer` for its
-/// `inventory-events` partition.
+/// Hand decision `event` (about `item`, with record timestamp `ts`) of the record at
+/// `offset` of `orders` partition `p` to `producer` for its `inventory-events` partition,
+/// with that offset in a header.
 fn send(
     ctx: Ctx<'_>,
     producer: &FutureProducer,
     p: i32,
-    d: InventoryDecision,
+    offset: i64,
+    item: &str,
+    ts: i64,
+    event: &Event,
 ) -> Result<DeliveryFuture, InventoryError> {
     let metrics = ctx.metrics;
-    metrics
-        .decisions
-        .get_or_create(&StatusLabels {
-            status: status_label(d.status),
-        })
-        .inc();
-    let ts = d.ts.timestamp_millis();
-    let key = record_key(&d.item).to_vec();
-    let payload = encode(&d.into_event());
-    // Record timestamp = the order's event time, like the order itself, so an
-    // offset reset to a timestamp cuts both topics at the same point.
+    let key = record_key(item).to_vec();
+    let payload = encode(event);
+    let offset = offset.to_string();
+    let headers = OwnedHeaders::new().insert(Header {
+        key: HEADER_ORDERS_OFFSET,
+        value: Some(&offset),
+    });
+    // Record timestamp = the order's event time (a restock's request time), like the
+    // record itself, so an offset reset to a timestamp cuts both topics at the same point.
     let record = FutureRecord::to(TOPIC_INVENTORY_EVENTS)
         .partition(decision_partition(p))
         .key(&key)
         .payload(&payload)
+        .headers(headers)
         .timestamp(ts);
     kafka::enqueue(producer, record).map_err(|e| {
         metrics.produce_failures.inc();

@@ -1,80 +1,56 @@
-//! Taking over partitions: a partition's ledger is rebuilt from its changelog, the
-//! `inventory-events` partition of the same number, from the beginning up to the end as of
-//! the take-over (with transactions, only after its transactional producer has fenced off
-//! the previous owner's).
+//! Taking over partitions: a partition's ledger is rebuilt from the `inventory-ledger`
+//! partition of the same number and the tail of its `inventory-events` partition, up to
+//! their ends as of the take-over ([`super::restore`]; with transactions, only after its
+//! transactional producer has fenced off the previous owner's). A rebuilt ledger that
+//! [`PartitionLedger::needs_flush`] (catalogue items to write, no checkpoint yet) is flushed
+//! before the partition counts as taken over (and `/readyz` says ready), so order-service's
+//! catalogue lists every configured item of it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use orderflow_events::{decode_decision, DecodeError, InventoryDecision, TOPIC_INVENTORY_EVENTS};
 use orderflow_runtime::dlq::Dlq;
-use orderflow_runtime::read::{self, ReadError};
 use orderflow_runtime::KafkaConfig;
-use rdkafka::consumer::BaseConsumer;
-use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 
 use super::commit::Committer;
+use super::flush::flush_ledgers;
 use super::rebalance::Shared;
+use super::restore::restore;
 use super::{Ctx, InventoryError};
-use crate::ledger::PartitionLedger;
+use crate::ledger::{PartitionLedger, Stock};
 
-/// How long a changelog read may go without progress.
+/// How long a rebuild's read may go without progress.
 const REBUILD_STALL: Duration = Duration::from_secs(30);
-
-/// Feed every decision recorded on `inventory-events` partition `p`, from the beginning up
-/// to the last stable offset as of now (a `read_committed` reader's end: committed
-/// transactions only), to `apply`, and every record that is not a valid
-/// decision to `bad` (the rebuild steps over it: analytics, the consumer of
-/// `inventory-events`, reports it to the DLQ). Returns how many records were read.
-pub fn read_changelog(
-    kafka: &KafkaConfig,
-    p: i32,
-    timeout: Duration,
-    mut apply: impl FnMut(&InventoryDecision),
-    mut bad: impl FnMut(&BorrowedMessage<'_>, &DecodeError),
-) -> Result<u64, InventoryError> {
-    let reader: BaseConsumer = kafka.reader("inventory-rebuild").create()?;
-    let spans = read::spans_to_end(&reader, TOPIC_INVENTORY_EVENTS, &[p], timeout)?;
-    read::read_to_end(&reader, &spans, timeout, |m| {
-        match decode_decision(m.payload().unwrap_or_default()) {
-            Ok(d) => apply(&d),
-            Err(e) => bad(m, &e),
-        }
-    })
-    .map_err(|e| match e {
-        ReadError::Kafka(e) => InventoryError::Kafka(e),
-        ReadError::Stalled { end, .. } => InventoryError::ChangelogStalled { partition: p, end },
-    })
-}
 
 async fn rebuild(
     kafka: &KafkaConfig,
     p: i32,
+    stock: &Stock,
+    window: Duration,
     dlq: &Dlq,
 ) -> Result<PartitionLedger, InventoryError> {
     let k = kafka.clone();
     let dlq = dlq.clone();
+    let stock = stock.clone();
     let started = Instant::now();
-    let (ledger, records) = tokio::task::spawn_blocking(move || {
-        let mut ledger = PartitionLedger::default();
-        let records = read_changelog(
-            &k,
-            p,
-            REBUILD_STALL,
-            |d| ledger.record(d),
-            |m, e| dlq.skip(m, e),
-        )?;
-        Ok::<_, InventoryError>((ledger, records))
+    let (ledger, read) = tokio::task::spawn_blocking(move || {
+        restore(&k, p, &stock, window, REBUILD_STALL, |m, e| dlq.skip(m, e))
     })
     .await
     .map_err(|e| InventoryError::Join(e.to_string()))??;
     tracing::info!(
         partition = p,
-        records,
+        ledger_records = read.ledger_records,
+        checkpoint = read.checkpoint,
+        tail_from = read.tail_from,
+        tail_records = read.tail_records,
         orders = ledger.decided_count(),
+        window_ids = ledger.window().len(),
+        next_order = ledger.next_order(),
         seconds = started.elapsed().as_secs_f64(),
-        "ledger rebuilt from inventory-events"
+        "ledger rebuilt from inventory-ledger and the tail of inventory-events"
     );
     Ok(ledger)
 }
@@ -114,16 +90,32 @@ pub(super) async fn sync_ledgers(
     let preparing: &Committer = committer;
     let taken = join_all(todo.iter().map(|p| async move {
         let writer = preparing.prepare(kafka, settings, *p).await?;
-        let ledger = rebuild(kafka, *p, dlq).await?;
+        let ledger = rebuild(kafka, *p, &settings.stock, settings.idempotency_window, dlq).await?;
         Ok::<_, InventoryError>((*p, writer, ledger))
     }))
     .await;
+    let mut seed: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut rebuilt = Vec::new();
     for t in taken {
         let (p, writer, ledger) = t?;
         committer.adopt(p, writer);
+        if ledger.needs_flush() {
+            seed.insert(p, ledger.next_order());
+        }
         if let Ok(mut l) = ledgers.write() {
             l.insert(p, ledger);
         }
+        rebuilt.push(p);
+    }
+    if !seed.is_empty() {
+        for &p in seed.keys() {
+            committer.begin(p).await?;
+        }
+        flush_ledgers(ctx, committer, &seed).await?;
+        committer.commit_ledger_only(&seed).await?;
+        tracing::info!(partitions = ?seed.keys().collect::<Vec<_>>(), "ledger flushed after the rebuild (catalogue items or a first checkpoint)");
+    }
+    for p in rebuilt {
         if let Ok(mut o) = shared.ownership.lock() {
             o.stale.remove(&p);
         }

@@ -143,6 +143,36 @@ impl Committer {
         }
     }
 
+    /// Commit what a flush outside a batch wrote for the partitions of `next` (the ledger
+    /// records after a rebuild): with transactions, each partition's open transaction,
+    /// without consumer offsets; nothing to do without.
+    pub(super) async fn commit_ledger_only(
+        &self,
+        next: &BTreeMap<i32, i64>,
+    ) -> Result<(), InventoryError> {
+        let Self::Transactions(writers) = self else {
+            return Ok(());
+        };
+        let commits = next.keys().map(|&p| {
+            let writer = writers.get(&p).cloned();
+            tokio::task::spawn_blocking(move || -> Result<(), InventoryError> {
+                let w = writer.ok_or(InventoryError::NoLedger(p))?;
+                w.commit_transaction(TXN_TIMEOUT).map_err(|e| {
+                    let _ = w.abort_transaction(ABORT_TIMEOUT);
+                    InventoryError::Txn {
+                        partition: p,
+                        error: e.to_string(),
+                    }
+                })
+            })
+        });
+        let limit = TXN_TIMEOUT + ABORT_TIMEOUT + CALL_BOUND;
+        for r in bounded("the ledger's transaction commits", limit, join_all(commits)).await? {
+            r.map_err(|e| InventoryError::Join(e.to_string()))??;
+        }
+        Ok(())
+    }
+
     /// End of the session. On an error a transaction may be open: abort it now rather than
     /// leave it to the partition's next owner (who would abort it anyway when it opens its
     /// producer).

@@ -8,32 +8,34 @@
 //! ledger of the items of that `orders` partition.
 //!
 //! When a partition is assigned, the rebalance callback marks it stale; before any of its
-//! orders is decided (or on the next idle tick) its ledger is rebuilt from the matching
-//! `inventory-events` partition, from the beginning up to the high watermark read at that
-//! moment. A revoked partition's ledger is dropped at once.
+//! orders is decided (or on the next idle tick) its ledger is rebuilt from the compacted
+//! `inventory-ledger` partition of the same number and the tail of its `inventory-events`
+//! partition (see [`crate::ledger`] for the keys, the write order and the rebuild rule). A
+//! revoked partition's ledger is dropped at once.
 //!
 //! Orders are taken in batches (up to `BATCH_MAX`, or what arrives within 20 ms). A batch is
-//! decided in order, all its decisions are sent without waiting for each other, and only
-//! once the broker acknowledged every one of them are the batch's next offsets committed.
-//! Two ways to commit, chosen by `TRANSACTIONS` (the two variants of `commit::Committer`):
+//! decided in order, all its decisions are sent without waiting for each other; once the
+//! broker acknowledged every one of them (which gives their offsets), each partition's
+//! ledger records are written (the changed items, then the checkpoint), and once those are
+//! acknowledged too the batch's next offsets are committed. Two ways to commit, chosen by
+//! `TRANSACTIONS` (the two variants of `commit::Committer`):
 //!
-//! - **Idempotent (default).** Decisions go through the idempotent producer, then the
-//!   offsets are committed (at-least-once, as in rust-rdkafka's at_least_once example). A
-//!   crash between the acknowledgements and the commit redelivers orders already decided;
-//!   the ledger, rebuilt from `inventory-events`, knows their order ids and skips them, so an
+//! - **Transactions (default).** Every owned partition `p` has its own transactional
+//!   producer (`transactional.id` `<TRANSACTIONAL_ID_PREFIX>-<p>`): a batch's decisions of
+//!   `p`, its ledger records, the DLQ entries of its bad orders and the group's next offset
+//!   for `p` are committed in one Kafka transaction (consume-decide-produce-commit, as in
+//!   rust-rdkafka's transactions example), so a `read_committed` reader sees them together
+//!   or not at all. A replica that dies mid-batch leaves its transaction open; the next
+//!   owner of `p` opens its producer with the same id before anything else, which aborts
+//!   that transaction and fences off the old producer should it still be alive (a replica
+//!   cut off from Kafka, not dead), and only then reads the ledger. The duplicate checks
+//!   stay as a second line.
+//! - **Idempotent** (`TRANSACTIONS=false`). Decisions, then ledger records, go through the
+//!   idempotent producer, then the offsets are committed (at-least-once, as in
+//!   rust-rdkafka's at_least_once example). A crash between any two of these steps
+//!   redelivers orders already decided; the rebuilt ledger knows the `orders` offset they
+//!   were decided up to (the ledger's and the decisions' headers) and skips them, so an
 //!   order is never decided twice.
-//! - **Transactions.** Every owned partition `p` has its own transactional producer
-//!   (`transactional.id` `<TRANSACTIONAL_ID_PREFIX>-<p>`): a batch's decisions of `p`, the
-//!   DLQ entries of its bad orders and the group's next offset for `p` are committed in one
-//!   Kafka transaction (consume-decide-produce-commit, as in rust-rdkafka's transactions
-//!   example), so a `read_committed` reader sees them together or not at all. A replica that
-//!   dies mid-batch leaves its transaction open; the next owner of `p` opens its producer
-//!   with the same id before anything else, which aborts that transaction and fences off the
-//!   old producer should it still be alive (a replica cut off from Kafka, not dead), and
-//!   only then reads the changelog. The ledger's duplicate check stays as a second line.
-//!   Not the default because the local test broker mishandles aborted transactions: after
-//!   an abort, `read_committed` consumers that did not read the abort marker themselves skip
-//!   every later record of that producer (see README "Guarantees").
 //!
 //! Any Kafka failure mid-run (a transaction that cannot commit, the broker gone, a changelog
 //! read that stalls) ends the session: open transactions are aborted, the consumer leaves,
@@ -46,8 +48,10 @@
 //! ## Modules
 //! - `rebalance`: ownership as the rebalance callbacks tell it, readiness, leaving the
 //!   group;
-//! - `changelog`: taking a partition over (its producer, then its ledger from the
-//!   changelog);
+//! - `changelog`: taking a partition over (its producer, then its ledger);
+//! - `restore`: reading a ledger back from `inventory-ledger` and the tail of
+//!   `inventory-events`;
+//! - `flush`: writing a batch's ledger records;
 //! - `batch`: the session's loop: collect, decide, send, commit;
 //! - `commit`: the `commit::Committer`, one variant per way to commit.
 
@@ -55,7 +59,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use orderflow_events::{GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
+use orderflow_events::{
+    GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_INVENTORY_LEDGER, TOPIC_ORDERS,
+};
 use orderflow_runtime::dlq::Dlq;
 use orderflow_runtime::session::{self, ClientFailed, Tick};
 use orderflow_runtime::{supervise, topics, Health, KafkaConfig};
@@ -71,10 +77,12 @@ use crate::metrics::InventoryMetrics;
 mod batch;
 mod changelog;
 mod commit;
+mod flush;
 mod rebalance;
+mod restore;
 
 pub use batch::BatchSummary;
-pub use changelog::read_changelog;
+pub use restore::{read_changelog, restore, Restored};
 
 use batch::Deciding;
 use commit::Committer;
@@ -86,14 +94,22 @@ pub enum InventoryError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("topics: {0}")]
     Topics(#[from] topics::TopicError),
-    #[error("`{TOPIC_ORDERS}` has {orders} partitions but `{TOPIC_INVENTORY_EVENTS}` has {events}: they must match, because each decision goes to the partition number of its order")]
-    PartitionMismatch { orders: i32, events: i32 },
+    #[error("`{TOPIC_ORDERS}` has {orders} partitions but `{topic}` has {other}: they must match, because each decision and ledger record goes to the partition number of its order")]
+    PartitionMismatch {
+        orders: i32,
+        topic: &'static str,
+        other: i32,
+    },
     #[error("a decision or DLQ entry was not taken by Kafka ({0}); the batch is not committed and is decided again")]
     Delivery(String),
     #[error("the transaction of orders partition {partition} failed ({error}); it is aborted and the batch decided again")]
     Txn { partition: i32, error: String },
-    #[error("reading inventory-events/{partition} stalled before offset {end}")]
-    ChangelogStalled { partition: i32, end: i64 },
+    #[error("reading {topic}/{partition} stalled before offset {end}")]
+    ChangelogStalled {
+        topic: &'static str,
+        partition: i32,
+        end: i64,
+    },
     #[error("internal: orders partition {0} is owned but its ledger was not rebuilt")]
     NoLedger(i32),
     /// A Kafka client failed for good; recovered: the next session opens new clients.
@@ -246,16 +262,23 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
 
 async fn check_partitions(kafka: &KafkaConfig) -> Result<(), InventoryError> {
     let k = kafka.clone();
-    let (orders, events) = tokio::task::spawn_blocking(move || -> Result<_, InventoryError> {
+    let (orders, others) = tokio::task::spawn_blocking(move || -> Result<_, InventoryError> {
         let t = Duration::from_secs(60);
         let o = topics::wait_for_topic(&k, TOPIC_ORDERS, t)?;
-        let e = topics::wait_for_topic(&k, TOPIC_INVENTORY_EVENTS, t)?;
-        Ok((o, e))
+        let mut others = Vec::new();
+        for topic in [TOPIC_INVENTORY_EVENTS, TOPIC_INVENTORY_LEDGER] {
+            others.push((topic, topics::wait_for_topic(&k, topic, t)?));
+        }
+        Ok((o, others))
     })
     .await
     .map_err(|e| InventoryError::Join(e.to_string()))??;
-    if orders != events {
-        return Err(InventoryError::PartitionMismatch { orders, events });
+    if let Some((topic, other)) = others.into_iter().find(|(_, n)| *n != orders) {
+        return Err(InventoryError::PartitionMismatch {
+            orders,
+            topic,
+            other,
+        });
     }
     tracing::info!(partitions = orders, "topic partition counts match");
     Ok(())

@@ -14,6 +14,12 @@
 //!   order-service against the Flask peer.
 //! - P5 memory: peak RSS (VmHWM) of order-service (P1), inventory-service (P2) and
 //!   analytics-service (P3).
+//! - P6 restart: after P3, inventory-service and analytics-service started again over the N
+//!   decisions; seconds from process start until `/readyz` answers 200 (inventory: every
+//!   partition's ledger rebuilt and its idempotency window read back; analytics: its state
+//!   restored and caught up with the same totals). Inventory twice: with the default 24 h
+//!   idempotency window (which holds all N orders of the bench, so it reads their decisions
+//!   back) and with a 1 s window (the ledger alone). P7: the peak RSS of each restarted process.
 //!
 //! This module runs the benchmarks; [`peers`] starts and reads the programs orderflow is
 //! measured against (kcat, the Python peers, Flask, oha), and [`report`] turns the samples
@@ -188,6 +194,7 @@ async fn one_run(
         .await?;
 
     // P1 produce
+    seed_catalogue(&b, &logs).await?;
     let order = Service::start(ServiceKind::Order, &b, &[], &logs).await?;
     let t = Instant::now();
     let (status, body) = order
@@ -325,6 +332,8 @@ async fn one_run(
     );
     report_secs(s, "P3", "python", 2 * n, secs);
 
+    restarts(&b, &kafka, &logs, n, s).await?;
+
     // P4 HTTP, on a fresh broker: it measures the HTTP path alone, not a broker busy with
     // the log segments of the 5M records of P1-P3.
     drop(broker);
@@ -332,6 +341,7 @@ async fn one_run(
     let b = broker.bootstrap.clone();
     orderflow_runtime::topics::ensure_topics(&broker.kafka()).await?;
     orderflow_runtime::topics::ensure_named_topics(&broker.kafka(), &[FLASK_ORDERS]).await?;
+    seed_catalogue(&b, &logs).await?;
     let order = Service::start(ServiceKind::Order, &b, &[], &logs).await?;
     http_bench(opts, tools, &order.url, "orderflow", s).await?;
     order.stop(Duration::from_secs(20)).await?;
@@ -339,6 +349,59 @@ async fn one_run(
     http_bench(opts, tools, &flask.url, "flask", s).await?;
     drop(flask);
     drop(broker);
+    Ok(())
+}
+
+/// P6 and P7: inventory-service and analytics-service restarted over the N decisions.
+async fn restarts(
+    b: &str,
+    kafka: &orderflow_runtime::KafkaConfig,
+    logs: &Path,
+    n: u64,
+    s: &mut Samples,
+) -> anyhow::Result<()> {
+    let windows = [
+        ("inventory-service", None),
+        ("inventory-service (1 s window)", Some("1000")),
+    ];
+    for (subject, window) in windows {
+        let env: Vec<(&str, String)> = window
+            .map(|w| ("IDEMPOTENCY_WINDOW_MS", w.to_string()))
+            .into_iter()
+            .collect();
+        let t = Instant::now();
+        let inventory = Service::start(ServiceKind::Inventory, b, &env, logs).await?;
+        report_secs(s, "P6", subject, n, t.elapsed().as_secs_f64());
+        push(s, "P7", subject, peak_rss_mib(inventory.pid()));
+        inventory.stop(Duration::from_secs(20)).await?;
+    }
+    let t = Instant::now();
+    let analytics = Service::start(ServiceKind::Analytics, b, &[], logs).await?;
+    let metrics = wait::until(
+        "analytics-service to catch up after its restart",
+        Duration::from_secs(1800),
+        Duration::from_millis(50),
+        || caught_up_now(kafka, &analytics.url),
+    )
+    .await?;
+    let secs = t.elapsed().as_secs_f64();
+    ensure!(
+        metrics["orders_total"].as_u64() == Some(n),
+        "analytics counted {} orders after its restart, not {n}",
+        metrics["orders_total"]
+    );
+    report_secs(s, "P6", "analytics-service", 2 * n, secs);
+    push(s, "P7", "analytics-service", peak_rss_mib(analytics.pid()));
+    analytics.stop(Duration::from_secs(20)).await?;
+    Ok(())
+}
+
+/// order-service refuses items no inventory knows (its catalogue is `inventory-ledger`), so
+/// before order-service is measured alone, inventory-service runs once on the empty topics:
+/// its first rebuild writes the catalogue, and it stops before any order exists.
+async fn seed_catalogue(bootstrap: &str, logs: &std::path::Path) -> anyhow::Result<()> {
+    let inventory = Service::start(ServiceKind::Inventory, bootstrap, &[], logs).await?;
+    inventory.stop(Duration::from_secs(20)).await?;
     Ok(())
 }
 

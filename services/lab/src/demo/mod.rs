@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use orderflow_events::{GROUP_ANALYTICS, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_runtime::KafkaConfig;
-use orderflowctl::OffsetChange;
 use serde_json::{json, Value};
 
 use crate::probes::{analytics_caught_up, blocking, lag_of};
@@ -22,7 +21,9 @@ macro_rules! say {
 
 mod report;
 
-pub use report::{compare_metrics, data_view, write_outputs, LagSample, Report, DATA_FIELDS};
+pub use report::{
+    compare_metrics, data_view, replay_lines, write_outputs, LagSample, Report, DATA_FIELDS,
+};
 
 use report::print_table;
 
@@ -215,16 +216,9 @@ pub async fn run_on(opts: &Options, broker: &Broker) -> anyhow::Result<Report> {
     }
     let doc: Value = serde_json::from_str(&stdout)
         .with_context(|| format!("orderflowctl reset printed {stdout}"))?;
-    let reset: Vec<OffsetChange> = serde_json::from_value(doc["changes"].clone())?;
-    for c in &reset {
-        say!(
-            opts,
-            "    {:<17} p{}  {:>7} -> {}",
-            c.topic,
-            c.partition,
-            c.from.map(|f| f.to_string()).unwrap_or("-".into()),
-            c.to
-        );
+    let (reset, lines) = replay_lines(&doc)?;
+    for line in &lines {
+        say!(opts, "{line}");
     }
     analytics = Service::start(ServiceKind::Analytics, &broker.bootstrap, &[], &logs).await?;
     let after = analytics_caught_up(&kafka, &analytics.url, Duration::from_secs(120)).await?;

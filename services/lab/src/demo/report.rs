@@ -2,7 +2,7 @@
 //! before/after table it prints, and the comparison of `/api/metrics`' data fields that
 //! decides whether the replay reproduced the metrics.
 
-use orderflowctl::OffsetChange;
+use orderflowctl::{history_warnings, OffsetChange, ResetTo};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -10,11 +10,14 @@ use super::Options;
 use crate::chart::{line_chart, Series};
 
 /// The fields of `/api/metrics` that depend only on the data, so a replay must reproduce them.
-pub const DATA_FIELDS: [&str; 5] = [
+pub const DATA_FIELDS: [&str; 8] = [
     "orders_total",
     "reserved_total",
     "failed_total",
     "failure_rate",
+    "restocks_total",
+    "restocked_units_total",
+    "restocks_refused_total",
     "orders_per_minute",
 ];
 
@@ -45,6 +48,33 @@ pub struct Report {
     pub after: Value,
     pub identical: bool,
     pub differences: Vec<String>,
+}
+
+/// The replay step's report of `orderflowctl reset --json`'s output `doc`: its changes, and
+/// the lines to print, one per partition (`topic pN from -> to`), then a WARNING line for
+/// each partition whose target lay before the oldest record Kafka still holds (records
+/// deleted by retention or DeleteRecords are not replayed, so the metrics cannot match).
+pub fn replay_lines(doc: &Value) -> anyhow::Result<(Vec<OffsetChange>, Vec<String>)> {
+    let changes: Vec<OffsetChange> = serde_json::from_value(doc["changes"].clone())?;
+    let to: ResetTo = doc["to"].as_str().unwrap_or("earliest").parse()?;
+    let mut lines: Vec<String> = changes
+        .iter()
+        .map(|c| {
+            format!(
+                "    {:<17} p{}  {:>7} -> {}",
+                c.topic,
+                c.partition,
+                c.from.map(|f| f.to_string()).unwrap_or("-".into()),
+                c.to
+            )
+        })
+        .collect();
+    lines.extend(
+        history_warnings(&to, &changes)
+            .into_iter()
+            .map(|w| format!("    WARNING {w}")),
+    );
+    Ok((changes, lines))
 }
 
 /// Compare the data-derived fields of two `/api/metrics` documents; returns the
@@ -169,6 +199,47 @@ pub fn write_outputs(opts: &Options, report: &Report) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_replay_step_warns_when_history_was_deleted() {
+        // as `orderflowctl reset --json` prints it
+        let doc = json!({"group": "analytics", "to": "earliest", "dry_run": false,
+            "changes": [
+                {"topic": "orders", "partition": 0, "from": 120, "to": 0},
+                {"topic": "orders", "partition": 1, "from": 98, "to": 40,
+                 "history_truncated": {"log_start_offset": 40, "records_deleted": 40,
+                                       "oldest_record_at": "2026-11-22T10:00:00Z"}}],
+            "history_truncated": [{"topic": "orders", "partition": 1, "log_start_offset": 40,
+                                   "records_deleted": 40}]});
+        let (changes, lines) = replay_lines(&doc).unwrap();
+        assert_eq!(changes.len(), 2);
+        assert_eq!(
+            changes[1]
+                .history_truncated
+                .as_ref()
+                .map(|h| h.log_start_offset),
+            Some(40)
+        );
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0], "    orders            p0      120 -> 0");
+        assert!(
+            lines[2].starts_with(
+                "    WARNING history truncated on orders[1]: the reset to earliest starts at log \
+                 start offset 40"
+            ),
+            "{lines:?}"
+        );
+        assert!(lines[2].contains("the 40 record(s) before it were deleted"));
+    }
+
+    #[test]
+    fn the_replay_step_says_nothing_more_with_the_whole_history() {
+        let doc = json!({"group": "analytics", "to": "earliest", "dry_run": false,
+            "changes": [{"topic": "orders", "partition": 0, "to": 0}], "history_truncated": []});
+        let (changes, lines) = replay_lines(&doc).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(lines, vec!["    orders            p0        - -> 0"]);
+    }
 
     #[test]
     fn compare_finds_differences_only_in_data_fields() {

@@ -1,7 +1,11 @@
-//! The HTTP API: `POST /orders`, `POST /orders/bulk`, `GET /stats`.
-//! Every error is a JSON body `{"error": "..."}` naming the problem ([`ApiError`]).
+//! The HTTP API: `POST /orders`, `POST /orders/bulk`, `POST /stock/{item}/restock`,
+//! `GET /stats`. Every error is a JSON body `{"error": "..."}` naming the problem
+//! ([`ApiError`]). Items are checked against the [`crate::catalogue`] before anything is
+//! published: an unknown item is a 422 naming the known items, a catalogue not read yet a
+//! 503.
 
 mod request;
+mod restock;
 
 use std::sync::{Arc, Mutex};
 
@@ -17,10 +21,12 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::bulk::BulkPlan;
+use crate::catalogue::{Catalogue, SharedCatalogue, CATALOGUE_WAIT};
 use crate::publisher::{BulkOutcome, PublishError, Publisher};
 use crate::AppMetrics;
 use request::parse_json;
 pub use request::{validate_bulk, validate_order, ApiError, BulkRequest, NewOrder, MAX_QTY};
+pub use restock::{RestockRequest, RESTOCK_PATH};
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Stats {
@@ -36,6 +42,9 @@ pub struct AppState<P> {
     metrics: AppMetrics,
     bulk_max: u64,
     bulk: Arc<Mutex<(u64, Option<BulkOutcome>)>>,
+    catalogue: SharedCatalogue,
+    /// How long a request waits for a catalogue not read yet ([`CATALOGUE_WAIT`]).
+    catalogue_wait: std::time::Duration,
 }
 
 impl<P> Clone for AppState<P> {
@@ -45,18 +54,43 @@ impl<P> Clone for AppState<P> {
             metrics: self.metrics.clone(),
             bulk_max: self.bulk_max,
             bulk: self.bulk.clone(),
+            catalogue: self.catalogue.clone(),
+            catalogue_wait: self.catalogue_wait,
         }
     }
 }
 
 impl<P: Publisher> AppState<P> {
-    pub fn new(publisher: Arc<P>, metrics: AppMetrics, bulk_max: u64) -> Self {
+    pub fn new(
+        publisher: Arc<P>,
+        metrics: AppMetrics,
+        bulk_max: u64,
+        catalogue: SharedCatalogue,
+    ) -> Self {
         Self {
             publisher,
             metrics,
             bulk_max,
             bulk: Arc::new(Mutex::new((0, None))),
+            catalogue,
+            catalogue_wait: CATALOGUE_WAIT,
         }
+    }
+
+    /// Wait at most `wait` for a catalogue not read yet (tests).
+    pub fn with_catalogue_wait(mut self, wait: std::time::Duration) -> Self {
+        self.catalogue_wait = wait;
+        self
+    }
+
+    /// Every item of `items` is in the catalogue (waiting for it while it is not read yet).
+    async fn known(&self, items: &[String]) -> Result<(), ApiError> {
+        for item in items {
+            self.catalogue
+                .wait_for(self.catalogue_wait, |c: &Catalogue| c.check(item))
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -64,6 +98,7 @@ pub fn router<P: Publisher>(state: AppState<P>) -> Router {
     Router::new()
         .route("/orders", post(place_order::<P>))
         .route("/orders/bulk", post(place_bulk::<P>))
+        .route(RESTOCK_PATH, post(restock::restock::<P>))
         .route("/stats", get(stats::<P>))
         .with_state(state)
 }
@@ -76,6 +111,7 @@ async fn place_order<P: Publisher>(
     let result = async {
         let req: NewOrder = parse_json(&headers, &body)?;
         validate_order(&req)?;
+        s.known(std::slice::from_ref(&req.item)).await?;
         let order = OrderPlaced::new(req.item, req.qty, req.user_id, Utc::now());
         let order_id = order.order_id;
         let started = std::time::Instant::now();
@@ -109,7 +145,7 @@ async fn place_order<P: Publisher>(
     }
 }
 
-fn reject(metrics: &AppMetrics, e: ApiError) -> Response {
+pub(super) fn reject(metrics: &AppMetrics, e: ApiError) -> Response {
     metrics.rejected(e.reason, e.status.is_client_error());
     tracing::info!(status = e.status.as_u16(), reason = e.reason, error = %e.message, "request refused");
     e.into_response()
@@ -123,6 +159,7 @@ async fn place_bulk<P: Publisher>(
     let result = async {
         let req: BulkRequest = parse_json(&headers, &body)?;
         let items = validate_bulk(&req, s.bulk_max)?;
+        s.known(&items).await?;
         let seed = req.seed.unwrap_or_else(rand::random);
         let plan = BulkPlan::new(
             req.count,
@@ -193,12 +230,26 @@ mod tests {
 
     /// Records what it was asked to publish; fails when told to.
     #[derive(Default)]
-    struct FakePublisher {
-        published: Mutex<Vec<OrderPlaced>>,
-        fail: bool,
+    pub(super) struct FakePublisher {
+        pub(super) published: Mutex<Vec<OrderPlaced>>,
+        pub(super) restocks: Mutex<Vec<orderflow_events::StockRestockRequested>>,
+        pub(super) fail: bool,
     }
 
     impl Publisher for FakePublisher {
+        async fn publish_restock(
+            &self,
+            r: orderflow_events::StockRestockRequested,
+        ) -> Result<Position, PublishError> {
+            if self.fail {
+                return Err(PublishError::NotAcknowledged("broker down".into()));
+            }
+            self.restocks.lock().unwrap().push(r);
+            Ok(Position {
+                partition: 0,
+                offset: 0,
+            })
+        }
         async fn publish(&self, order: OrderPlaced) -> Result<Position, PublishError> {
             if self.fail {
                 return Err(PublishError::NotAcknowledged("broker down".into()));
@@ -220,7 +271,45 @@ mod tests {
         }
     }
 
-    async fn call(
+    /// A read catalogue of the default menu, every partition checkpointed.
+    pub(super) fn menu() -> SharedCatalogue {
+        use chrono::Utc;
+        use orderflow_events::{ItemStock, LedgerCheckpoint, LedgerRecord, SCHEMA_VERSION};
+        let mut c = Catalogue::default();
+        for (i, item) in orderflow_events::DEFAULT_ITEMS.iter().enumerate() {
+            c.apply(
+                0,
+                &LedgerRecord::ItemStock(ItemStock {
+                    schema_version: SCHEMA_VERSION,
+                    item: item.to_string(),
+                    initial: Some(2000),
+                    reserved: 0,
+                    restocked: if i == 0 { 500 } else { 0 },
+                    orders_offset: 0,
+                    events_offset: 0,
+                    updated_at: Utc::now(),
+                }),
+            );
+        }
+        for p in 0..orderflow_events::PARTITIONS {
+            c.apply(
+                p,
+                &LedgerRecord::LedgerCheckpoint(LedgerCheckpoint {
+                    schema_version: SCHEMA_VERSION,
+                    partition: p,
+                    orders_offset: 0,
+                    events_offset: 0,
+                    decided: 0,
+                    items: Default::default(),
+                    updated_at: Utc::now(),
+                }),
+            );
+        }
+        c.set_loaded();
+        SharedCatalogue::new(c)
+    }
+
+    pub(super) async fn call(
         app: Router,
         method: &str,
         path: &str,
@@ -242,8 +331,8 @@ mod tests {
         )
     }
 
-    fn app(p: Arc<FakePublisher>) -> Router {
-        router(AppState::new(p, AppMetrics::default(), 1000))
+    pub(super) fn app(p: Arc<FakePublisher>) -> Router {
+        router(AppState::new(p, AppMetrics::default(), 1000, menu()))
     }
 
     #[tokio::test]
@@ -315,6 +404,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unknown_items_are_422_naming_the_known_ones_and_publish_nothing() {
+        let p = Arc::new(FakePublisher::default());
+        let metrics = AppMetrics::default();
+        let router = || router(AppState::new(p.clone(), metrics.clone(), 1000, menu()));
+        for (path, body) in [
+            ("/orders", r#"{"item":"caviar","qty":1,"user_id":"u"}"#),
+            ("/orders/bulk", r#"{"count":10,"items":["pizza","caviar"]}"#),
+        ] {
+            let (code, json) = call(router(), "POST", path, "application/json", body).await;
+            assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+            let msg = json["error"].as_str().unwrap_or_default();
+            assert!(msg.contains("unknown item \"caviar\""), "{msg}");
+            assert!(msg.contains("burger") && msg.contains("wrap"), "{msg}");
+        }
+        assert!(p.published.lock().unwrap().is_empty());
+        let unknown = metrics
+            .rejected
+            .get_or_create(&crate::ReasonLabels {
+                reason: "unknown_item",
+            })
+            .get();
+        assert_eq!(unknown, 2);
+    }
+
+    #[tokio::test]
+    async fn a_catalogue_not_read_yet_is_503() {
+        let p = Arc::new(FakePublisher::default());
+        let state = AppState::new(
+            p.clone(),
+            AppMetrics::default(),
+            1000,
+            SharedCatalogue::default(),
+        )
+        .with_catalogue_wait(Duration::from_millis(20));
+        let (code, json) = call(
+            router(state),
+            "POST",
+            "/orders",
+            "application/json",
+            r#"{"item":"pizza","qty":1,"user_id":"u"}"#,
+        )
+        .await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(json["error"]
+            .as_str()
+            .unwrap()
+            .contains("catalogue not loaded yet"));
+        assert!(p.published.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn broker_failure_is_503() {
         let p = Arc::new(FakePublisher {
             fail: true,
@@ -336,7 +476,7 @@ mod tests {
     async fn refusals_are_counted_by_reason() {
         let p = Arc::new(FakePublisher::default());
         let metrics = AppMetrics::default();
-        let router = || router(AppState::new(p.clone(), metrics.clone(), 1000));
+        let router = || router(AppState::new(p.clone(), metrics.clone(), 1000, menu()));
         let ok = r#"{"item":"pizza","qty":1,"user_id":"u"}"#;
         for (ct, body) in [
             ("text/plain", ok),
@@ -367,13 +507,13 @@ mod tests {
     #[tokio::test]
     async fn bulk_publishes_count_and_reports_in_stats() {
         let p = Arc::new(FakePublisher::default());
-        let state = AppState::new(p.clone(), AppMetrics::default(), 1000);
+        let state = AppState::new(p.clone(), AppMetrics::default(), 1000, menu());
         let (code, body) = call(
             router(state.clone()),
             "POST",
             "/orders/bulk",
             "application/json",
-            r#"{"count":250,"items":["a","b"]}"#,
+            r#"{"count":250,"items":["pizza","taco"]}"#,
         )
         .await;
         assert_eq!(code, StatusCode::OK);
@@ -384,7 +524,7 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .all(|o| o.item == "a" || o.item == "b"));
+            .all(|o| o.item == "pizza" || o.item == "taco"));
         let (code, stats) = call(router(state), "GET", "/stats", "application/json", "").await;
         assert_eq!(code, StatusCode::OK);
         assert_eq!(

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::catalogue::CatalogueError;
 use crate::publisher::PublishError;
 
 /// Largest quantity one order may ask for.
@@ -60,7 +61,7 @@ impl ApiError {
             reason,
         }
     }
-    fn bad(message: impl Into<String>) -> Self {
+    pub(super) fn bad(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_field", message)
     }
 }
@@ -78,6 +79,19 @@ impl From<PublishError> for ApiError {
             "kafka_unavailable",
             e.to_string(),
         )
+    }
+}
+
+impl From<CatalogueError> for ApiError {
+    fn from(e: CatalogueError) -> Self {
+        let (status, reason) = match &e {
+            CatalogueError::Loading | CatalogueError::Incomplete(..) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "catalogue_unavailable")
+            }
+            CatalogueError::Unknown { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_item"),
+            CatalogueError::BeyondMax { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "stock_limit"),
+        };
+        ApiError::new(status, reason, e.to_string())
     }
 }
 
@@ -106,7 +120,7 @@ pub(super) fn parse_json<T: DeserializeOwned>(
     })
 }
 
-fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+pub(super) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
     if value.trim().is_empty() {
         return Err(ApiError::bad(format!("`{field}` must not be empty")));
     }

@@ -3,14 +3,17 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use orderflow_runtime::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
 use rdkafka::topic_partition_list::TopicPartitionListElem;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::GroupError;
+use crate::history::OldestRecord;
 use crate::model::{CommittedOffset, PartitionLag};
 use crate::plan::{OffsetChange, TimeOffset};
 
@@ -121,6 +124,60 @@ impl GroupHandle {
             .collect();
         drop(answer);
         result
+    }
+
+    /// The timestamp of the record at each `(topic, partition, log start offset)`: the oldest
+    /// record Kafka still holds there. Read through an explicit assignment (the group is not
+    /// joined), for at most the request timeout in all. Best effort: a partition whose record
+    /// does not arrive in time, or has no timestamp, is left out (its time stays unknown).
+    pub(super) fn oldest_records(&self, parts: &[(String, i32, i64)]) -> Vec<OldestRecord> {
+        if parts.is_empty() {
+            return Vec::new();
+        }
+        let mut tpl = TopicPartitionList::with_capacity(parts.len());
+        for (topic, partition, offset) in parts {
+            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+                tracing::warn!(error = %e, "cannot read the oldest records held");
+                return Vec::new();
+            }
+        }
+        let assigned = self.consumer.assign(&tpl);
+        drop(tpl);
+        if let Err(e) = assigned {
+            tracing::warn!(error = %e, "cannot read the oldest records held");
+            return Vec::new();
+        }
+        let deadline = Instant::now() + self.timeout;
+        let mut seen: Vec<(String, i32)> = Vec::new();
+        let mut found = Vec::new();
+        while seen.len() < parts.len() && Instant::now() < deadline {
+            match self.consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    let key = (m.topic().to_string(), m.partition());
+                    if seen.contains(&key) {
+                        continue;
+                    }
+                    if let Some(at) = m
+                        .timestamp()
+                        .to_millis()
+                        .and_then(DateTime::<Utc>::from_timestamp_millis)
+                    {
+                        found.push(OldestRecord {
+                            topic: key.0.clone(),
+                            partition: key.1,
+                            at,
+                        });
+                    }
+                    seen.push(key);
+                }
+                Some(Err(e)) => tracing::debug!(error = %e, "reading the oldest records held"),
+                None => {}
+            }
+        }
+        if let Err(e) = self.consumer.unassign() {
+            tracing::warn!(error = %e, "unassigning after reading the oldest records held");
+        }
+        found
     }
 
     /// Commit `plan` as absolute offsets with `metadata` on every partition, through an

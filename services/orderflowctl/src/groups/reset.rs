@@ -9,6 +9,7 @@ use orderflow_runtime::KafkaConfig;
 use super::describe_group;
 use super::handle::GroupHandle;
 use crate::error::GroupError;
+use crate::history::wanting_oldest;
 use crate::plan::{plan_reset, OffsetChange, ResetTo};
 
 /// The offset changes a reset would make now, without checking the group's members and
@@ -35,7 +36,15 @@ fn plan_with(
         ResetTo::Timestamp(at) => h.offsets_for_time(&parts, at.timestamp_millis())?,
         ResetTo::Earliest | ResetTo::Latest => Vec::new(),
     };
-    plan_reset(to, &current, &times)
+    let plan = plan_reset(to, &current, &times, &[])?;
+    // Where the target lies before the oldest record held, that record's time tells a
+    // timestamp whether the history it asks for is gone (and users how far back it goes).
+    let want = wanting_oldest(&plan, &current);
+    if want.is_empty() {
+        return Ok(plan);
+    }
+    let oldest = h.oldest_records(&want);
+    plan_reset(to, &current, &times, &oldest)
 }
 
 /// Reset `group`'s committed offsets on every partition of `topics`.
@@ -49,7 +58,10 @@ fn plan_with(
 /// 3. Reads the committed offsets back and fails with [`GroupError::VerifyMismatch`]
 ///    unless they are the plan.
 ///
-/// Returns the changes made.
+/// Returns the changes made. A change whose target lay before the oldest record Kafka still
+/// holds (history deleted by retention or DeleteRecords) carries
+/// [`OffsetChange::history_truncated`]; the reset is made all the same (to the log start
+/// offset), and telling users is the caller's ([`crate::history_warnings`]).
 pub fn reset(
     kafka: &KafkaConfig,
     group: &str,

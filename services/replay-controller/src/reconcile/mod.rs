@@ -14,7 +14,9 @@
 //!   so a step never acts on a status older than the last one written.
 //!
 //! Status is written with server-side apply, only when it changed; every phase change is
-//! also a Kubernetes Event.
+//! also a Kubernetes Event, and so is a reset that cannot replay the whole history asked for
+//! (Warning, reason `HistoryTruncated`: its target lay before the oldest record Kafka still
+//! holds on some partition, listed in status.historyTruncated).
 //!
 //! The finalizer `orderflow.io/restore-deployments` is held only while deleting the request
 //! may have something to restore:
@@ -40,6 +42,8 @@
 //! - `lag`: HoldingLag, the lag experiment of `spec.lag`;
 //! - `failure`: ending Failed (restoring first) and Kafka retries with [`backoff`];
 //! - `status`: the [`conditions`], the status patch and the Events;
+//! - `history`: a reset whose target lay before the oldest record Kafka still holds
+//!   (status.historyTruncated, the Warning Event `HistoryTruncated`);
 //! - `scale`: reading, scaling and restoring Deployments;
 //! - `release`: a finished request lets go of its finalizer.
 
@@ -60,6 +64,7 @@ use crate::kafka::{AdminError, GroupAdmin};
 use crate::metrics::Metrics;
 
 mod failure;
+mod history;
 mod lag;
 mod phases;
 mod release;

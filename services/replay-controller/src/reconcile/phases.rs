@@ -7,6 +7,7 @@ use kube::{Resource, ResourceExt};
 use orderflow_events::ResetBy;
 use orderflowctl::CommittedOffset;
 
+use super::history::{summary, truncated_of};
 use super::{fmt_time, parse_time, secs, Next, Run, StepError, LAG_FIELD};
 use crate::crd::{
     LagStatus, PartitionOffsets, Phase, ReplayRequest, ReplayRequestSpec, ReplayRequestStatus,
@@ -158,8 +159,9 @@ impl Run<'_> {
             && committed
                 .iter()
                 .all(|c| reset_by(c).is_some_and(|b| b.by == uid));
-        let (offsets, how) = if already {
-            // Made before a controller restart (the status write was lost): not again.
+        let (offsets, truncated, how) = if already {
+            // Made before a controller restart (the status write was lost): not again. What
+            // that write said about deleted history is asked again: the plan as it is now.
             let offsets = committed
                 .iter()
                 .map(|c| PartitionOffsets {
@@ -169,7 +171,16 @@ impl Run<'_> {
                     to: c.offset.unwrap_or_default(),
                 })
                 .collect();
-            (offsets, "found already made by this request")
+            let plan = self
+                .ctx
+                .admin
+                .plan(&spec.consumer_group, &spec.topics, to)
+                .await?;
+            (
+                offsets,
+                truncated_of(&plan),
+                "found already made by this request",
+            )
         } else {
             match self
                 .ctx
@@ -179,14 +190,15 @@ impl Run<'_> {
             {
                 Ok(changes) => (
                     changes
-                        .into_iter()
+                        .iter()
                         .map(|c| PartitionOffsets {
-                            topic: c.topic,
+                            topic: c.topic.clone(),
                             partition: c.partition,
                             from: c.from,
                             to: c.to,
                         })
                         .collect(),
+                    truncated_of(&changes),
                     "reset",
                 ),
                 Err(e) if e.is_not_empty() => {
@@ -203,11 +215,13 @@ impl Run<'_> {
             .find(|r| r.deployment == spec.deployment)
             .map_or(0, |r| r.replicas);
         st.offsets = offsets;
+        st.history_truncated = truncated;
         let msg = format!(
-            "offsets of {} on {} partition(s) {how} (to {}); restoring deployment {} to {restore_to} replica(s)",
+            "offsets of {} on {} partition(s) {how} (to {}){}; restoring deployment {} to {restore_to} replica(s)",
             spec.consumer_group,
             st.offsets.len(),
             reset_label(spec),
+            truncated_note(st),
             spec.deployment
         );
         self.enter(st, Phase::Restoring, msg);
@@ -221,11 +235,12 @@ impl Run<'_> {
             None => String::new(),
         };
         let summary = format!(
-            "reset {} on {} partition(s) of {} to {}; {restored}",
+            "reset {} on {} partition(s) of {} to {}{}; {restored}",
             spec.consumer_group,
             st.offsets.len(),
             spec.topics.join(", "),
-            reset_label(spec)
+            reset_label(spec),
+            truncated_note(st)
         );
         let Some(lag) = &spec.lag else {
             self.succeed(st, summary);
@@ -260,7 +275,16 @@ impl Run<'_> {
     }
 }
 
-fn reset_label(spec: &ReplayRequestSpec) -> String {
+/// `; history truncated: orders[1] from log start offset 5 (...)`, or nothing.
+fn truncated_note(st: &ReplayRequestStatus) -> String {
+    if st.history_truncated.is_empty() {
+        String::new()
+    } else {
+        format!("; history truncated: {}", summary(&st.history_truncated))
+    }
+}
+
+pub(super) fn reset_label(spec: &ReplayRequestSpec) -> String {
     match (&spec.reset_to, &spec.timestamp) {
         (ResetTarget::Timestamp, Some(t)) => format!("timestamp {t}"),
         (t, _) => t.as_str().to_string(),

@@ -6,7 +6,8 @@ use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::{fmt_time, Error, Run, MANAGER};
+use super::phases::reset_label;
+use super::{fmt_time, history, Error, Run, MANAGER};
 use crate::crd::{Condition, Phase, ReplayRequestStatus};
 
 /// The conditions for a status: Ready, Progressing and Failed, keeping each condition's
@@ -78,7 +79,8 @@ pub fn conditions(
 }
 
 impl Run<'_> {
-    /// Write the status when it changed; an Event when the phase changed.
+    /// Write the status when it changed; an Event when the phase changed, and a Warning
+    /// Event `HistoryTruncated` when the reset's truncated partitions were first recorded.
     pub(super) async fn save(
         &self,
         old: &ReplayRequestStatus,
@@ -123,6 +125,22 @@ impl Run<'_> {
                 EventType::Normal
             };
             self.event(kind, st.phase.as_str(), &message).await;
+        }
+        if old.history_truncated.is_empty() && !st.history_truncated.is_empty() {
+            let note = history::event_note(
+                &self.rr.spec.consumer_group,
+                &reset_label(&self.rr.spec),
+                &st.history_truncated,
+            );
+            tracing::warn!(
+                event = "history_truncated",
+                name = %self.rr.name_any(),
+                namespace = self.rr.metadata.namespace.as_deref().unwrap_or_default(),
+                group = %self.rr.spec.consumer_group,
+                partitions = st.history_truncated.len(),
+                "{note}"
+            );
+            self.event(EventType::Warning, history::REASON, &note).await;
         }
         Ok(())
     }

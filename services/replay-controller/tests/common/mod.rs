@@ -229,6 +229,41 @@ pub async fn events(
         .collect())
 }
 
+/// The Warning Events about request `name` with `reason`, as their notes, once there is one.
+pub async fn warnings_with(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+) -> anyhow::Result<Vec<String>> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    wait::until(
+        &format!("{name}: a Warning {reason} Event"),
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let events = events.clone();
+            async move {
+                let notes: Vec<String> = events
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .filter(|e| {
+                        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                            && e.type_.as_deref() == Some("Warning")
+                            && e.reason.as_deref() == Some(reason)
+                    })
+                    .map(|e| e.note.unwrap_or_default())
+                    .collect();
+                (!notes.is_empty()).then_some(notes)
+            }
+        },
+    )
+    .await
+}
+
 /// Reasons of the Events about request `name`, oldest first, once one of them is `reason`
 /// (a phase's Event follows its status write, so it may come after the status is seen).
 pub async fn event_reasons_with(
@@ -357,4 +392,57 @@ pub async fn wait_group_members(kafka: &KafkaConfig, n: usize) -> anyhow::Result
         },
     )
     .await
+}
+
+/// `per_partition` records on each of `topic`'s 3 partitions (orderflow's topics); record i
+/// is written at `base_ms + i * 1000` (its Kafka timestamp).
+pub async fn produce_at(
+    kafka: &KafkaConfig,
+    topic: &str,
+    per_partition: i64,
+    base_ms: i64,
+) -> anyhow::Result<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let partitions = 3;
+    let producer: FutureProducer = kafka.producer("rc-test").create()?;
+    for p in 0..partitions {
+        for i in 0..per_partition {
+            let payload = format!("{{\"p\":{p},\"i\":{i}}}");
+            let record = FutureRecord::<(), _>::to(topic)
+                .partition(p)
+                .payload(&payload)
+                .timestamp(base_ms + i * 1000);
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)?;
+        }
+    }
+    Ok(())
+}
+
+/// DeleteRecords: every record of `topic[partition]` below offset `before` goes (what
+/// retention does to old segments). Returns the new log start offset.
+pub async fn delete_records(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partition: i32,
+    before: i64,
+) -> anyhow::Result<i64> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::{Offset, TopicPartitionList};
+    let admin: AdminClient<DefaultClientContext> = kafka.client().create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(before))?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let done = admin.delete_records(&tpl, &opts).await?;
+    let low = match done.elements().first() {
+        Some(e) => {
+            e.error()?;
+            e.offset().to_raw().unwrap_or(-1)
+        }
+        None => anyhow::bail!("DeleteRecords {topic}[{partition}]: no answer"),
+    };
+    Ok(low)
 }

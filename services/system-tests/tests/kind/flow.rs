@@ -319,6 +319,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     let since = |r: &Record| match &r.event {
         Some(Event::OrderPlaced(o)) => o.ts >= replay_at,
         Some(Event::InventoryReserved(d) | Event::InventoryFailed(d)) => d.ts >= replay_at,
+        Some(e) => e.ts() >= replay_at, // restocks
         None => false,
     };
     let late_orders: Vec<Record> = orders.into_iter().filter(since).collect();

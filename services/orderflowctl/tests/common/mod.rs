@@ -1,0 +1,176 @@
+//! Helpers shared by the integration tests: Apache Kafka started per test (scripts/kafka.sh,
+//! free port, own state dir, stopped by PID on drop), topics, records, the CLI.
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use orderflow_runtime::KafkaConfig;
+use orderflowctl::ResetTo;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+pub const T: Duration = Duration::from_secs(5);
+pub const PER_PARTITION: i64 = 10;
+
+pub struct Broker {
+    pub dir: PathBuf,
+    pub bootstrap: String,
+}
+
+pub fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka.sh")
+}
+
+impl Broker {
+    pub fn start(name: &str) -> Broker {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "orderflowctl-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        // The guard exists before the start, so a half-started broker is stopped too.
+        let broker = Broker {
+            dir,
+            bootstrap: format!("127.0.0.1:{port}"),
+        };
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .arg(&broker.dir)
+            .env("KAFKA_PORT", port.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "kafka.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("BOOTSTRAP={}", broker.bootstrap)),
+            "{stdout}"
+        );
+        broker
+    }
+
+    pub fn kafka(&self) -> KafkaConfig {
+        KafkaConfig::new(self.bootstrap.clone())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Poll `f` until it returns `Some`, or panic after `timeout` naming `what`.
+pub fn wait_for<R>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<R>) -> R {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(r) = f() {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A minimal executor for rdkafka's admin futures (driven by rdkafka's own thread).
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+pub fn create_topic(kafka: &KafkaConfig, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = kafka.client().create().unwrap();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    let res = block_on(admin.create_topics([&new], &opts)).unwrap();
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    wait_for("topic metadata", Duration::from_secs(10), || {
+        orderflow_runtime::topics::partition_count(kafka, topic, T)
+            .ok()
+            .flatten()
+            .filter(|n| *n == partitions)
+    });
+}
+
+/// `PER_PARTITION` records on each partition; record i of every partition has timestamp
+/// `base_ms + i * 1000`.
+pub fn produce(kafka: &KafkaConfig, topic: &str, partitions: i32, base_ms: i64) {
+    let producer: BaseProducer = kafka.producer("orderflowctl-test").create().unwrap();
+    for p in 0..partitions {
+        for i in 0..PER_PARTITION {
+            let payload = format!("{{\"p\":{p},\"i\":{i}}}");
+            let key = format!("k{p}-{i}");
+            producer
+                .send(
+                    BaseRecord::to(topic)
+                        .partition(p)
+                        .key(&key)
+                        .payload(&payload)
+                        .timestamp(base_ms + i * 1000),
+                )
+                .unwrap();
+        }
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
+pub fn ctl(bootstrap: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orderflowctl"))
+        .args(args)
+        .env("KAFKA_BOOTSTRAP", bootstrap)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn ts(ms: i64) -> ResetTo {
+    ResetTo::Timestamp(DateTime::<Utc>::from_timestamp_millis(ms).unwrap())
+}
