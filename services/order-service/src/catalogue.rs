@@ -9,7 +9,7 @@
 //! none, then a checkpoint (inventory-service's `ledger` module docs), so:
 //!
 //! - **Loading** until the reader has reached the end the ledger had when it started:
-//!   requests wait for it up to [`CATALOGUE_WAIT`], then get 503
+//!   requests wait for it up to `PUBLISH_TIMEOUT_MS` (at most [`CATALOGUE_WAIT`]), then get 503
 //!   `{"error": "catalogue not loaded yet: ..."}`, and `/readyz` is 503 with that reason.
 //! - **Incomplete** while some ledger partition has no checkpoint (no inventory has rebuilt
 //!   it yet: a fresh cluster, inventory not started): an item not (yet) in the catalogue may
@@ -35,8 +35,9 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// How long a request for an item the catalogue cannot answer yet (loading, or incomplete)
-/// waits for it before the 503.
+/// The most a request for an item the catalogue cannot answer yet (loading, or incomplete)
+/// waits for it before the 503; main.rs makes it `PUBLISH_TIMEOUT_MS` when that is shorter,
+/// so an unreachable Kafka still means a 503 after `PUBLISH_TIMEOUT_MS`.
 pub const CATALOGUE_WAIT: Duration = Duration::from_secs(20);
 
 /// What one ledger record says about an item.

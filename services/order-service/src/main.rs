@@ -50,12 +50,14 @@ async fn main() -> anyhow::Result<()> {
         Ok::<(), topics::TopicError>(())
     };
 
-    let app = api::router(api::AppState::new(
-        publisher.clone(),
-        metrics,
-        args.bulk_max,
-        catalogue,
-    ));
+    // A request waits for a catalogue not read yet no longer than for Kafka's acknowledgement:
+    // with Kafka unreachable, POST /orders answers 503 after PUBLISH_TIMEOUT_MS either way.
+    let catalogue_wait = std::time::Duration::from_millis(args.publish_timeout_ms)
+        .min(catalogue::CATALOGUE_WAIT);
+    let app = api::router(
+        api::AppState::new(publisher.clone(), metrics, args.bulk_max, catalogue)
+            .with_catalogue_wait(catalogue_wait),
+    );
     let server = OpsServer::new(health, registry).serve(args.http_addr, app, token.clone());
     supervise::worker_and_server(token, worker, server).await?;
     publisher.flush();
