@@ -8,8 +8,8 @@ use orderflow_runtime::{KafkaArgs, LogArgs};
 
 /// order-service: HTTP order intake -> topic `orders`.
 ///
-/// Routes: `POST /orders`, `POST /orders/bulk`, `GET /stats`, `/healthz`, `/readyz`,
-/// `/metrics`.
+/// Routes: `POST /orders`, `POST /orders/bulk`, `POST /stock/{item}/restock` (admin),
+/// `GET /stats`, `/healthz`, `/readyz`, `/metrics`.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(name = "order-service", version)]
 // linger 0: a single POST /orders is sent at once (p50 0.4 ms instead of 1.6 ms at 1 ms and

@@ -52,8 +52,8 @@ async fn main() -> anyhow::Result<()> {
 
     // A request waits for a catalogue not read yet no longer than for Kafka's acknowledgement:
     // with Kafka unreachable, POST /orders answers 503 after PUBLISH_TIMEOUT_MS either way.
-    let catalogue_wait = std::time::Duration::from_millis(args.publish_timeout_ms)
-        .min(catalogue::CATALOGUE_WAIT);
+    let catalogue_wait =
+        std::time::Duration::from_millis(args.publish_timeout_ms).min(catalogue::CATALOGUE_WAIT);
     let app = api::router(
         api::AppState::new(publisher.clone(), metrics, args.bulk_max, catalogue)
             .with_catalogue_wait(catalogue_wait),
