@@ -189,8 +189,9 @@ check() {
   if kind_ok; then
     kcfg=$(mktemp "$CACHE/check-kubeconfig.XXXXXX"); chmod 644 "$kcfg"
     kind get kubeconfig --internal --name "$CLUSTER" >"$kcfg"
-    # the controller stops when its CRD is missing: the chart's, current
-    kubectl --kubeconfig "$CACHE/kind-bed/kubeconfig" apply --server-side -f helm/orderflow/crds/ >/dev/null
+    # the controller stops when its CRD is missing: the chart's, current (forced: a controller
+    # of an earlier run, with controller.manageCrd, owns its fields as `replay-controller`)
+    kubectl --kubeconfig "$CACHE/kind-bed/kubeconfig" apply --server-side --force-conflicts -f helm/orderflow/crds/ >/dev/null
   fi
   for s in "${SERVICES[@]}"; do
     c=orderflow-check-$s

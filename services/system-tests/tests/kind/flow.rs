@@ -126,9 +126,16 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     teardown(&bed); // a release left by an earlier run (E2E_KIND_KEEP=1 or an interrupted one)
     let crds = repo_root().join("helm/orderflow/crds");
     // Helm installs a chart's CRDs once and never upgrades them: apply the current one first
+    // (forced: the controller of an earlier run owns its fields as `replay-controller`)
     log.line(
-        bed.kubectl(&["apply", "--server-side", "-f", &crds.display().to_string()])?
-            .trim(),
+        bed.kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            &crds.display().to_string(),
+        ])?
+        .trim(),
     );
     let mut release = Release {
         bed: &bed,

@@ -54,7 +54,13 @@ fn the_api_server_enforces_the_crd_cel_rule() -> anyhow::Result<()> {
 
     let bed = Bed::connect("orderflow-cel")?;
     let crds = repo_root().join("helm/orderflow/crds");
-    bed.kubectl(&["apply", "--server-side", "-f", &crds.display().to_string()])?;
+    bed.kubectl(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &crds.display().to_string(),
+    ])?;
     bed.kubectl(&[
         "wait",
         "crd/replayrequests.orderflow.io",
