@@ -247,6 +247,37 @@ fn validate(event: &Event) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// The common envelope of the compacted topics' records (`inventory-ledger`,
+/// `analytics-snapshots`): a JSON object with a string `type` (returned, and removed from
+/// the fields) and this crate's `schema_version`.
+pub(crate) fn tagged_fields(bytes: &[u8]) -> Result<(String, Value), DecodeError> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let Value::Object(mut fields) = value else {
+        return Err(DecodeError::NotAnObject);
+    };
+    let type_name = match fields.remove("type") {
+        None => return Err(DecodeError::MissingField("type".into())),
+        Some(Value::String(s)) => s,
+        Some(other) => {
+            return Err(DecodeError::WrongType(format!(
+                "`type` must be a string, got {other}"
+            )))
+        }
+    };
+    match fields.get("schema_version") {
+        None => return Err(DecodeError::MissingField("schema_version".into())),
+        Some(Value::Number(n)) if n.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
+        Some(Value::Number(n)) => return Err(DecodeError::UnknownSchemaVersion(n.to_string())),
+        Some(other) => {
+            return Err(DecodeError::WrongType(format!(
+                "`schema_version` must be a number, got {other}"
+            )))
+        }
+    }
+    Ok((type_name, Value::Object(fields)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,13 +24,15 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(test)]
+use crate::SCHEMA_VERSION;
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use serde::{Deserialize, Serialize};
+#[cfg(test)]
 use serde_json::Value;
 
 use crate::codec::{from_value, DecodeError};
 use crate::model::rfc3339_ms;
-use crate::SCHEMA_VERSION;
 
 /// Key of the checkpoint record. Not a minute (a minute key is an RFC 3339 time).
 pub const SNAPSHOT_CHECKPOINT_KEY: &str = "#checkpoint";
@@ -121,31 +123,7 @@ impl SnapshotRecord {
 /// Parse and validate a record of `analytics-snapshots` read under `key` (a tombstone, a
 /// record without a value, is not passed here).
 pub fn decode_snapshot(key: Option<&[u8]>, bytes: &[u8]) -> Result<SnapshotRecord, DecodeError> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-    let Value::Object(mut fields) = value else {
-        return Err(DecodeError::NotAnObject);
-    };
-    let type_name = match fields.remove("type") {
-        None => return Err(DecodeError::MissingField("type".into())),
-        Some(Value::String(s)) => s,
-        Some(other) => {
-            return Err(DecodeError::WrongType(format!(
-                "`type` must be a string, got {other}"
-            )))
-        }
-    };
-    match fields.get("schema_version") {
-        None => return Err(DecodeError::MissingField("schema_version".into())),
-        Some(Value::Number(n)) if n.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
-        Some(Value::Number(n)) => return Err(DecodeError::UnknownSchemaVersion(n.to_string())),
-        Some(other) => {
-            return Err(DecodeError::WrongType(format!(
-                "`schema_version` must be a number, got {other}"
-            )))
-        }
-    }
-    let fields = Value::Object(fields);
+    let (type_name, fields) = crate::codec::tagged_fields(bytes)?;
     let record = match type_name.as_str() {
         "MinuteSnapshot" => SnapshotRecord::MinuteSnapshot(from_value(fields)?),
         "SnapshotCheckpoint" => SnapshotRecord::SnapshotCheckpoint(from_value(fields)?),
