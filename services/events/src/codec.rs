@@ -51,35 +51,7 @@ pub fn encode(event: &Event) -> Vec<u8> {
 
 /// Parse and validate a record value.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-    let Value::Object(mut fields) = value else {
-        return Err(DecodeError::NotAnObject);
-    };
-    let obj = &fields;
-
-    let type_name = match obj.get("type") {
-        None => return Err(DecodeError::MissingField("type".into())),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => {
-            return Err(DecodeError::WrongType(format!(
-                "`type` must be a string, got {other}"
-            )))
-        }
-    };
-    match obj.get("schema_version") {
-        None => return Err(DecodeError::MissingField("schema_version".into())),
-        Some(Value::Number(n)) if n.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
-        Some(Value::Number(n)) => return Err(DecodeError::UnknownSchemaVersion(n.to_string())),
-        Some(other) => {
-            return Err(DecodeError::WrongType(format!(
-                "`schema_version` must be a number, got {other}"
-            )))
-        }
-    }
-
-    fields.remove("type");
-    let fields = Value::Object(fields);
+    let (type_name, fields) = tagged_fields(bytes)?;
     let event = match type_name.as_str() {
         "OrderPlaced" => Event::OrderPlaced(from_value::<OrderPlaced>(fields)?),
         "InventoryReserved" => Event::InventoryReserved(from_value::<InventoryDecision>(fields)?),
@@ -247,7 +219,7 @@ fn validate(event: &Event) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// The common envelope of the compacted topics' records (`inventory-ledger`,
+/// The envelope every record of ours has (events, `inventory-ledger`,
 /// `analytics-snapshots`): a JSON object with a string `type` (returned, and removed from
 /// the fields) and this crate's `schema_version`.
 pub(crate) fn tagged_fields(bytes: &[u8]) -> Result<(String, Value), DecodeError> {
