@@ -37,7 +37,28 @@ pub fn partition_count(
     topic: &str,
     timeout: Duration,
 ) -> Result<Option<i32>, TopicError> {
+    Ok(partition_counts(kafka, &[topic], timeout)?.pop().flatten())
+}
+
+/// Number of partitions of each of `topics` (`None`: it does not exist), asked with one
+/// client: one connection for all of them.
+pub fn partition_counts(
+    kafka: &KafkaConfig,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<Option<i32>>, TopicError> {
     let consumer: BaseConsumer = kafka.reader("orderflow-metadata").create()?;
+    topics
+        .iter()
+        .map(|topic| count_of(&consumer, topic, timeout))
+        .collect()
+}
+
+fn count_of(
+    consumer: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<i32>, TopicError> {
     let md = consumer.fetch_metadata(Some(topic), timeout)?;
     Ok(md
         .topics()
@@ -54,11 +75,30 @@ pub fn wait_for_topic(
     topic: &str,
     timeout: Duration,
 ) -> Result<i32, TopicError> {
+    Ok(wait_for_topics(kafka, &[topic], timeout)?
+        .pop()
+        .unwrap_or_default())
+}
+
+/// Partition counts of `topics`, in their order, waiting up to `timeout` for all of them
+/// to exist; one client asks for all of them.
+pub fn wait_for_topics(
+    kafka: &KafkaConfig,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<i32>, TopicError> {
+    let consumer: BaseConsumer = kafka.reader("orderflow-metadata").create()?;
     let start = Instant::now();
     loop {
-        let last = match partition_count(kafka, topic, Duration::from_secs(5)) {
-            Ok(Some(n)) => return Ok(n),
-            Ok(None) => format!("topic {topic} does not exist"),
+        let counts: Result<Vec<Option<i32>>, TopicError> = topics
+            .iter()
+            .map(|topic| count_of(&consumer, topic, Duration::from_secs(5)))
+            .collect();
+        let last = match counts {
+            Ok(c) => match topics.iter().zip(&c).find(|(_, n)| n.is_none()) {
+                None => return Ok(c.into_iter().flatten().collect()),
+                Some((topic, _)) => format!("topic {topic} does not exist"),
+            },
             Err(e) => e.to_string(),
         };
         if start.elapsed() >= timeout {
@@ -160,11 +200,18 @@ pub fn topic_config(topic: &str) -> Vec<(&'static str, String)> {
     }
 }
 
-/// [`ensure_topics`] for the given topic names (same partitions, [`topic_config`]).
+/// [`ensure_topics`] for the given topic names (same partitions, [`topic_config`]). Topics
+/// that exist already are found with one metadata client and not asked for again: a
+/// restart creates nothing and opens no admin client (a `CreateTopics` round trip to the
+/// controller for topics that exist cost a restart about half a second).
 pub async fn ensure_named_topics(kafka: &KafkaConfig, topics: &[&str]) -> Result<(), TopicError> {
+    let missing = missing_topics(kafka, topics).await;
+    if missing.is_empty() {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = kafka.client().create()?;
-    let configs: Vec<Vec<(&str, String)>> = topics.iter().map(|t| topic_config(t)).collect();
-    let new: Vec<NewTopic> = topics
+    let configs: Vec<Vec<(&str, String)>> = missing.iter().map(|t| topic_config(t)).collect();
+    let new: Vec<NewTopic> = missing
         .iter()
         .zip(&configs)
         .map(|(t, config)| {
@@ -190,6 +237,27 @@ pub async fn ensure_named_topics(kafka: &KafkaConfig, topics: &[&str]) -> Result
         }
     }
     Ok(())
+}
+
+/// Which of `topics` do not exist. When that cannot be told (metadata refused or timed
+/// out), all of them: creating an existing topic is harmless (`TopicAlreadyExists`).
+async fn missing_topics<'a>(kafka: &KafkaConfig, topics: &[&'a str]) -> Vec<&'a str> {
+    let k = kafka.clone();
+    let names: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    let counts = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        partition_counts(&k, &refs, Duration::from_secs(5))
+    })
+    .await;
+    match counts {
+        Ok(Ok(counts)) => topics
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| n.is_none())
+            .map(|(t, _)| *t)
+            .collect(),
+        _ => topics.to_vec(),
+    }
 }
 
 #[cfg(test)]

@@ -263,13 +263,14 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
 async fn check_partitions(kafka: &KafkaConfig) -> Result<(), InventoryError> {
     let k = kafka.clone();
     let (orders, others) = tokio::task::spawn_blocking(move || -> Result<_, InventoryError> {
-        let t = Duration::from_secs(60);
-        let o = topics::wait_for_topic(&k, TOPIC_ORDERS, t)?;
-        let mut others = Vec::new();
-        for topic in [TOPIC_INVENTORY_EVENTS, TOPIC_INVENTORY_LEDGER] {
-            others.push((topic, topics::wait_for_topic(&k, topic, t)?));
-        }
-        Ok((o, others))
+        let others = [TOPIC_INVENTORY_EVENTS, TOPIC_INVENTORY_LEDGER];
+        let counts = topics::wait_for_topics(
+            &k,
+            &[TOPIC_ORDERS, others[0], others[1]],
+            Duration::from_secs(60),
+        )?;
+        let orders = counts.first().copied().unwrap_or_default();
+        Ok((orders, others.into_iter().zip(counts.into_iter().skip(1))))
     })
     .await
     .map_err(|e| InventoryError::Join(e.to_string()))??;

@@ -1,7 +1,9 @@
 //! Reading a partition's ledger back (blocking; the rule is in [`crate::ledger`]): the
 //! compacted `inventory-ledger` partition to its end, then `inventory-events` from the
 //! checkpoint's offset, or from the start of the idempotency window if that is earlier, to
-//! its end; both as a `read_committed` reader (committed transactions only).
+//! its end; both as a `read_committed` reader (committed transactions only). One reader
+//! does the three reads of a rebuild (ledger, offsets-for-times, changelog): a restart
+//! pays one client and one connection per partition, not three.
 
 use std::time::Duration;
 
@@ -47,9 +49,10 @@ pub fn restore(
     let now = Utc::now();
     let mut rebuild = Rebuild::new(stock, window, now);
     let mut undecodable = 0u64;
+    let reader: BaseConsumer = kafka.reader("inventory-rebuild").create()?;
     let ledger_records =
         read_from(
-            kafka,
+            &reader,
             TOPIC_INVENTORY_LEDGER,
             p,
             (0, 0),
@@ -71,10 +74,11 @@ pub fn restore(
         rebuild = Rebuild::new(stock, window, now);
     }
     let checkpoint = rebuild.tail_from();
-    let window_from = offset_for_time(kafka, p, rebuild.window_start().timestamp_millis(), stall)?;
+    let window_from =
+        offset_for_time(&reader, p, rebuild.window_start().timestamp_millis(), stall)?;
     let tail_from = window_from.map_or(checkpoint, |w| w.min(checkpoint));
-    let tail_records = read_changelog(
-        kafka,
+    let tail_records = read_decisions(
+        &reader,
         p,
         (tail_from, checkpoint),
         stall,
@@ -102,11 +106,24 @@ pub fn read_changelog(
     p: i32,
     from: (i64, i64),
     stall: Duration,
+    apply: impl FnMut(&InventoryRecord, i64, Option<i64>),
+    bad: impl FnMut(&BorrowedMessage<'_>, &DecodeError),
+) -> Result<u64, InventoryError> {
+    let reader: BaseConsumer = kafka.reader("inventory-rebuild").create()?;
+    read_decisions(&reader, p, from, stall, apply, bad)
+}
+
+/// [`read_changelog`] with a reader of the caller's.
+fn read_decisions(
+    reader: &BaseConsumer,
+    p: i32,
+    from: (i64, i64),
+    stall: Duration,
     mut apply: impl FnMut(&InventoryRecord, i64, Option<i64>),
     mut bad: impl FnMut(&BorrowedMessage<'_>, &DecodeError),
 ) -> Result<u64, InventoryError> {
     read_from(
-        kafka,
+        reader,
         TOPIC_INVENTORY_EVENTS,
         p,
         from,
@@ -121,12 +138,11 @@ pub fn read_changelog(
 /// The first offset of `inventory-events` partition `p` whose record timestamp (the
 /// order's event time) is at or after `ms`; `None` when there is none.
 fn offset_for_time(
-    kafka: &KafkaConfig,
+    reader: &BaseConsumer,
     p: i32,
     ms: i64,
     timeout: Duration,
 ) -> Result<Option<i64>, InventoryError> {
-    let reader: BaseConsumer = kafka.reader("inventory-rebuild").create()?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(TOPIC_INVENTORY_EVENTS, p, Offset::Offset(ms))?;
     let found = reader.offsets_for_times(tpl, timeout)?;
@@ -141,15 +157,14 @@ fn offset_for_time(
 /// Read `topic`/`p` from `from` (or its first record, if later) to its end. The records
 /// from `must_from` on are needed: an ERROR line says so when some are gone.
 fn read_from(
-    kafka: &KafkaConfig,
+    reader: &BaseConsumer,
     topic: &'static str,
     p: i32,
     (from, must_from): (i64, i64),
     stall: Duration,
     each: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<u64, InventoryError> {
-    let reader: BaseConsumer = kafka.reader("inventory-rebuild").create()?;
-    let mut spans = read::spans_to_end(&reader, topic, &[p], stall)?;
+    let mut spans = read::spans_to_end(reader, topic, &[p], stall)?;
     if let Some(kept) = spans
         .first()
         .map(|s| s.from)
@@ -166,7 +181,7 @@ fn read_from(
     for s in &mut spans {
         s.from = s.from.max(from);
     }
-    read::read_to_end(&reader, &spans, stall, each).map_err(|e| match e {
+    read::read_to_end(reader, &spans, stall, each).map_err(|e| match e {
         ReadError::Kafka(e) => InventoryError::Kafka(e),
         ReadError::Stalled { end, .. } => InventoryError::ChangelogStalled {
             topic,
