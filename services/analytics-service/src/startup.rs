@@ -3,7 +3,7 @@
 //! restoring a snapshot and starting from the log; then the spans still to read are read
 //! with a group-less reader ([`rebuild`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use orderflow_events::{decode_on, GROUP_ANALYTICS};
@@ -37,25 +37,17 @@ pub struct Plan {
 
 /// Decide the start (blocking: Kafka requests).
 pub fn plan(kafka: &KafkaConfig, timeout: Duration) -> Result<Plan, AnalyticsError> {
-    let committed = orderflowctl::committed_offsets(kafka, GROUP_ANALYTICS, &TOPICS, timeout)?;
-    let marks = orderflowctl::lag(kafka, GROUP_ANALYTICS, &TOPICS, timeout)?;
-    let low: HashMap<(String, i32), i64> = marks
-        .iter()
-        .map(|l| ((l.topic.clone(), l.partition), l.low_watermark))
-        .collect();
-    let committed: Vec<Committed> = committed
-        .into_iter()
-        .map(|c| Committed {
-            low: low
-                .get(&(c.topic.clone(), c.partition))
-                .copied()
-                .unwrap_or(0),
-            topic: c.topic,
-            partition: c.partition,
-            offset: c.offset,
-            metadata: c.metadata,
-        })
-        .collect();
+    let committed: Vec<Committed> =
+        orderflowctl::committed_with_watermarks(kafka, GROUP_ANALYTICS, &TOPICS, timeout)?
+            .into_iter()
+            .map(|(c, (low, _))| Committed {
+                low,
+                topic: c.topic,
+                partition: c.partition,
+                offset: c.offset,
+                metadata: c.metadata,
+            })
+            .collect();
     let read = store::read_snapshots(kafka, timeout)?;
     let started = snapshot::start(&committed, &read.restore, snapshot::new_run);
     if let Some(e) = &started.unusable {

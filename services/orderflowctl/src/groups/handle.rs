@@ -86,6 +86,13 @@ impl GroupHandle {
         result
     }
 
+    /// `(low, high)` watermarks of `topic`/`partition`.
+    pub(super) fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), GroupError> {
+        Ok(self
+            .consumer
+            .fetch_watermarks(topic, partition, self.timeout)?)
+    }
+
     pub(super) fn lag(&self, parts: &[(String, i32)]) -> Result<Vec<PartitionLag>, GroupError> {
         let committed = self.committed(parts)?;
         committed

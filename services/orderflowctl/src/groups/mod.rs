@@ -91,6 +91,25 @@ pub fn sample_lag(
     Ok(LagSample::new(Utc::now().timestamp_millis(), partitions))
 }
 
+/// [`committed_offsets`] and each partition's `(low, high)` watermarks, read with one
+/// client (a service's start-up reads both: one client and one coordinator lookup less).
+pub fn committed_with_watermarks(
+    kafka: &KafkaConfig,
+    group: &str,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<(CommittedOffset, (i64, i64))>, GroupError> {
+    let h = GroupHandle::open(kafka, group, timeout)?;
+    let parts = h.partitions(topics)?;
+    h.committed(&parts)?
+        .into_iter()
+        .map(|c| {
+            let marks = h.watermarks(&c.topic, c.partition)?;
+            Ok((c, marks))
+        })
+        .collect()
+}
+
 /// Committed offsets and commit metadata of `group` on every partition of `topics`.
 pub fn committed_offsets(
     kafka: &KafkaConfig,
