@@ -41,12 +41,6 @@ pub struct Args {
     #[arg(long, env = "REPLAY_NAMESPACE")]
     pub replay_namespace: Option<String>,
 
-    /// Test hook (hidden): stop after the n-th snapshot flush (1-based, per session) is
-    /// acknowledged and before its offsets are committed, until SIGKILL or SIGTERM; the
-    /// crash test kills the process there (tests/snapshot_crash.rs). Unset: inert.
-    #[arg(long, env = "TEST_PAUSE_AFTER_SNAPSHOT", hide = true, value_parser = trimmed::<u64>)]
-    pub test_pause_after_snapshot: Option<u64>,
-
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
@@ -87,10 +81,6 @@ mod tests {
         assert_eq!(a.lag_every(), Duration::from_millis(3000));
         assert_eq!(a.lag_history, 600);
         assert_eq!(a.replay_namespace, None);
-        assert_eq!(
-            a.test_pause_after_snapshot, None,
-            "the test hook is inert unless set"
-        );
         assert_eq!(a.kafka.kafka_linger_ms, 5);
         assert!(matches!(a.replay_mode(None), replays::Mode::Off(_)));
         assert!(matches!(

@@ -91,9 +91,6 @@ pub struct RunInfo {
 pub struct Options {
     /// How often the state is saved and the positions committed.
     pub commit_every: Duration,
-    /// Test hook: the flush (1-based, per session) after whose checkpoint the loop stops,
-    /// before committing (`TEST_PAUSE_AFTER_SNAPSHOT`).
-    pub pause_after_snapshot: Option<u64>,
 }
 
 /// Build the commit list: every known position with its base marker.
@@ -241,11 +238,8 @@ async fn session(
         dlq,
         producer: &producer,
         bases: &bases,
-        token,
         run: &run,
         stale,
-        flushes: 0,
-        pause_after_snapshot: options.pause_after_snapshot,
         dirty: rebuilt_minutes,
     };
     let tick = Tick::Every(options.commit_every);
@@ -279,13 +273,9 @@ struct Counting<'a> {
     dlq: &'a Dlq,
     producer: &'a FutureProducer,
     bases: &'a Bases,
-    token: &'a CancellationToken,
     run: &'a str,
     /// Minute keys of other runs, tombstoned by the next flush.
     stale: BTreeSet<String>,
-    /// Flushes written by this session.
-    flushes: u64,
-    pause_after_snapshot: Option<u64>,
     /// Applied since the last commit that worked.
     dirty: bool,
 }
@@ -305,15 +295,6 @@ impl Counting<'_> {
             s.flushed();
         }
         self.stale.clear();
-        self.flushes += 1;
-        if self.pause_after_snapshot == Some(self.flushes) {
-            tracing::warn!(
-                flush = self.flushes,
-                "test hook: paused after the snapshot, before the commit (TEST_PAUSE_AFTER_SNAPSHOT)"
-            );
-            self.token.cancelled().await;
-            return Ok(false);
-        }
         Ok(commit(
             consumer,
             self.shared,

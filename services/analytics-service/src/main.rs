@@ -58,7 +58,6 @@ async fn main() -> anyhow::Result<()> {
         token.clone(),
         consumer::Options {
             commit_every: args.commit_every(),
-            pause_after_snapshot: args.test_pause_after_snapshot,
         },
     );
     let app = api::router(shared.clone()).merge(dashboard::router(DashboardState {
