@@ -130,6 +130,9 @@ pub fn read_to_end<C: ConsumerContext>(
             });
         }
     }
+    // No more fetches: the next request on this reader's connection (watermarks, offsets
+    // for times) need not wait behind one parked at the log end.
+    let _ = reader.unassign();
     Ok(read)
 }
 

@@ -47,7 +47,7 @@ pub fn partition_counts(
     topics: &[&str],
     timeout: Duration,
 ) -> Result<Vec<Option<i32>>, TopicError> {
-    let consumer: BaseConsumer = kafka.reader("orderflow-metadata").create()?;
+    let consumer: BaseConsumer = kafka.metadata_client("orderflow-metadata").create()?;
     topics
         .iter()
         .map(|topic| count_of(&consumer, topic, timeout))
@@ -87,7 +87,7 @@ pub fn wait_for_topics(
     topics: &[&str],
     timeout: Duration,
 ) -> Result<Vec<i32>, TopicError> {
-    let consumer: BaseConsumer = kafka.reader("orderflow-metadata").create()?;
+    let consumer: BaseConsumer = kafka.metadata_client("orderflow-metadata").create()?;
     let start = Instant::now();
     loop {
         let counts: Result<Vec<Option<i32>>, TopicError> = topics
@@ -114,7 +114,7 @@ pub fn wait_for_topics(
 
 /// Wait until the broker answers a metadata request, up to `timeout`.
 pub fn wait_for_broker(kafka: &KafkaConfig, timeout: Duration) -> Result<(), TopicError> {
-    let consumer: BaseConsumer = kafka.reader("orderflow-probe").create()?;
+    let consumer: BaseConsumer = kafka.metadata_client("orderflow-probe").create()?;
     let start = Instant::now();
     loop {
         match consumer.fetch_metadata(None, Duration::from_secs(2)) {
@@ -142,7 +142,7 @@ pub async fn connect(
     health: &Health,
     token: &CancellationToken,
 ) -> Result<bool, TopicError> {
-    let probe: Arc<BaseConsumer> = Arc::new(kafka.reader("orderflow-probe").create()?);
+    let probe: Arc<BaseConsumer> = Arc::new(kafka.metadata_client("orderflow-probe").create()?);
     let started = Instant::now();
     let answered = loop {
         let c = probe.clone();

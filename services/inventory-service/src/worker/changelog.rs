@@ -50,6 +50,9 @@ async fn rebuild(
         window_ids = ledger.window().len(),
         next_order = ledger.next_order(),
         seconds = started.elapsed().as_secs_f64(),
+        ledger_seconds = read.secs[0],
+        window_seconds = read.secs[1],
+        tail_seconds = read.secs[2],
         "ledger rebuilt from inventory-ledger and the tail of inventory-events"
     );
     Ok(ledger)
