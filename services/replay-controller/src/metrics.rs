@@ -95,17 +95,20 @@ impl Metrics {
         m
     }
 
-    /// Request `namespace/name` on `group` is active (1) or not (series removed).
-    pub fn replay(&self, group: &str, namespace: &str, name: &str, active: bool) {
-        let labels = ReplayLabels {
-            group: group.to_string(),
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        };
-        if active {
-            self.in_progress.get_or_create(&labels).set(1);
-        } else {
-            self.in_progress.remove(&labels);
+    /// Request `namespace/name` moving `groups` is active (1 for each) or not (series
+    /// removed).
+    pub fn replay(&self, groups: &[&str], namespace: &str, name: &str, active: bool) {
+        for group in groups {
+            let labels = ReplayLabels {
+                group: group.to_string(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            };
+            if active {
+                self.in_progress.get_or_create(&labels).set(1);
+            } else {
+                self.in_progress.remove(&labels);
+            }
         }
     }
 
@@ -139,9 +142,9 @@ mod tests {
         m.reconciled(Duration::from_millis(3), false);
         m.failed("kafka");
         m.entered("Succeeded");
-        m.replay("analytics", "default", "replay-1", true);
-        m.replay("inventory", "default", "replay-2", true);
-        m.replay("inventory", "default", "replay-2", false);
+        m.replay(&["analytics", "inventory"], "default", "replay-1", true);
+        m.replay(&["inventory"], "default", "replay-2", true);
+        m.replay(&["inventory"], "default", "replay-2", false);
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         for line in [
@@ -150,6 +153,7 @@ mod tests {
             r#"orderflow_replay_reconcile_failures_total{kind="kafka"} 1"#,
             r#"orderflow_replay_phase_transitions_total{phase="Succeeded"} 1"#,
             r#"orderflow_replay_in_progress{group="analytics",namespace="default",name="replay-1"} 1"#,
+            r#"orderflow_replay_in_progress{group="inventory",namespace="default",name="replay-1"} 1"#,
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

@@ -207,7 +207,7 @@ pub async fn reconcile(rr: Arc<ReplayRequest>, ctx: Arc<Context>) -> Result<Acti
     let api: Api<ReplayRequest> = Api::namespaced(ctx.client.clone(), &ns);
     let result = if release::finished(&rr) {
         ctx.metrics
-            .replay(&rr.spec.consumer_group, &ns, &rr.name_any(), false);
+            .replay(&groups(&rr.spec), &ns, &rr.name_any(), false);
         // not through `finalizer`: it adds the finalizer to a request that lacks it
         release::release(&api, &rr.name_any()).await
     } else {
@@ -238,9 +238,9 @@ async fn apply(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, Er
     let fresh = rrs.get_status(&name).await?;
     let run = Run::new(&fresh, ctx, ns);
     let mut saved = fresh.status.clone().unwrap_or_default();
-    let group = &fresh.spec.consumer_group;
+    let group = groups(&fresh.spec);
     ctx.metrics
-        .replay(group, ns, &name, saved.phase.is_active());
+        .replay(&group, ns, &name, saved.phase.is_active());
     if saved.phase.is_final() {
         // the watch cache had not seen the terminal status yet
         return release::release(&rrs, &name).await;
@@ -266,7 +266,7 @@ async fn apply(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, Er
             Err(StepError::Kafka(e)) => run.kafka_failed(&mut st, e).await?,
         };
         run.save(&saved, &mut st, before).await?;
-        ctx.metrics.replay(group, ns, &name, st.phase.is_active());
+        ctx.metrics.replay(&group, ns, &name, st.phase.is_active());
         saved = st.clone();
         match next {
             Next::Continue => continue,
@@ -302,8 +302,20 @@ async fn cleanup(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, 
     tracing::info!(request = %fresh.name_any(), "{note}");
     run.event(EventType::Normal, "Deleted", &note).await;
     ctx.metrics
-        .replay(&fresh.spec.consumer_group, ns, &fresh.name_any(), false);
+        .replay(&groups(&fresh.spec), ns, &fresh.name_any(), false);
     Ok(Action::await_change())
+}
+
+/// The consumer groups a request moves: spec.consumerGroup, and spec.lag's group (the
+/// `group` labels of orderflow_replay_in_progress).
+fn groups(spec: &ReplayRequestSpec) -> Vec<&str> {
+    let mut g = vec![spec.consumer_group.as_str()];
+    if let Some(lag) = &spec.lag {
+        if lag.group() != spec.consumer_group {
+            g.push(lag.group());
+        }
+    }
+    g
 }
 
 fn fmt_time(t: DateTime<Utc>) -> String {
