@@ -94,7 +94,8 @@ pub struct ReplayRequestSpec {
     /// partition the current offset, the target and the records to reprocess, the totals and
     /// an estimated catch-up time) and stop in phase Planned; nothing is scaled or reset.
     /// Setting it to false afterwards executes the request (the plan is made again; when it
-    /// differs, the dry run's is kept in status.previousPlan).
+    /// differs, the dry run's is kept in status.previousPlan). Set on a request that has
+    /// already started (past Pending), it changes nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
 

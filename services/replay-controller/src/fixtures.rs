@@ -407,6 +407,17 @@ impl Harness {
         }));
     }
 
+    /// orderflow_replay_in_progress of request replay-1 (namespace default) on `group`, if
+    /// the series exists.
+    pub fn in_progress(&self, group: &str) -> Option<i64> {
+        let labels = crate::metrics::ReplayLabels {
+            group: group.to_string(),
+            namespace: "default".to_string(),
+            name: "replay-1".to_string(),
+        };
+        self.ctx.metrics.in_progress.get(&labels).map(|g| g.get())
+    }
+
     /// Change the request's spec (as `kubectl patch` would): merge `patch` into it.
     pub fn patch_spec(&self, patch: Value) {
         let mut s = self.state.lock().unwrap();

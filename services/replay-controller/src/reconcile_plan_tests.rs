@@ -63,6 +63,8 @@ async fn a_dry_run_measures_the_rate_then_ends_planned_touching_nothing() {
     );
     assert!(h.kafka.resets.lock().unwrap().is_empty());
     assert_eq!(h.replicas("analytics"), 3);
+    // planned work is not a replay in progress
+    assert_eq!(h.in_progress("analytics"), None);
     let st = h.status();
     assert!(st.rate_sample.is_none());
     let plan = st.plan.unwrap();
@@ -204,6 +206,8 @@ async fn catching_up_reports_progress_then_succeeds_once_the_group_passed_the_wa
     assert_eq!(action, Action::requeue(Settings::default().catch_up_poll));
     let cu = h.status().catch_up.unwrap();
     assert_eq!((cu.records_done, cu.records_left), (10, 30));
+    // a replay in progress on analytics, for alerting
+    assert_eq!(h.in_progress("analytics"), Some(1));
     let rate = cu.records_per_second.unwrap();
     assert!((0.9..=1.1).contains(&rate), "{rate}");
     assert!(cu.eta.is_some() && cu.caught_up_at.is_none());
