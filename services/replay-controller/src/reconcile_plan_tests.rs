@@ -266,6 +266,25 @@ async fn a_group_that_does_not_catch_up_in_time_fails_with_the_deployment_left_r
 }
 
 #[tokio::test]
+async fn kafka_unreachable_past_the_catch_up_timeout_ends_it_too() {
+    let (spec, st) = catching_up(ago(61), Some(60));
+    let h = harness(
+        request(spec, Some(st)),
+        &[("analytics", 1)],
+        FakeKafka {
+            unreachable: true,
+            ..FakeKafka::default()
+        },
+    );
+    h.reconcile().await.unwrap();
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Failed);
+    assert_eq!(failed_reason(&st).as_deref(), Some("CatchUpTimeout"));
+    assert!(st.message.unwrap().contains("Kafka unavailable"));
+    assert!(!h.calls().iter().any(|c| matches!(c, Call::Scale(..))));
+}
+
+#[tokio::test]
 async fn a_deployment_scaled_by_an_hpa_is_refused_before_anything_is_scaled() {
     let h = harness(
         request(replay_spec(), None),

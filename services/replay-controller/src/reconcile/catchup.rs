@@ -87,10 +87,7 @@ impl Run<'_> {
             st.catch_up = Some(cu);
             return self.after_catch_up(st, note).await;
         }
-        let timeout = spec
-            .catch_up_timeout_seconds
-            .unwrap_or(DEFAULT_CATCH_UP_TIMEOUT_SECONDS);
-        let deadline = entered + secs(timeout);
+        let (timeout, deadline) = self.catch_up_deadline(st);
         if self.now >= deadline {
             let msg = format!(
                 "group {group} did not catch up within {timeout} s (spec.catchUpTimeoutSeconds): {done} of {} record(s) done, {} left; the deployments stay restored",
@@ -137,6 +134,20 @@ impl Run<'_> {
         let wake = self.now
             + chrono::Duration::from_std(self.ctx.settings.catch_up_poll).unwrap_or_default();
         Ok(Next::Wait(until(self.now, wake.min(deadline))))
+    }
+
+    /// spec.catchUpTimeoutSeconds (or its default), and when CatchingUp gives up: that long
+    /// after the phase began.
+    pub(super) fn catch_up_deadline(
+        &self,
+        st: &ReplayRequestStatus,
+    ) -> (u32, chrono::DateTime<chrono::Utc>) {
+        let entered = parse_time(st.phase_started_at.as_deref()).unwrap_or(self.now);
+        let timeout = self
+            .spec()
+            .catch_up_timeout_seconds
+            .unwrap_or(DEFAULT_CATCH_UP_TIMEOUT_SECONDS);
+        (timeout, entered + secs(timeout))
     }
 
     fn progress_every(&self) -> chrono::Duration {
