@@ -7,7 +7,8 @@
 #      uninstall hook off (then nothing cluster-scoped and no Job), with Kafka TLS + SASL on), and
 #      values the schema must refuse
 #   3. helm template (with CRDs) validated against Kubernetes 1.32 schemas (kubernetes-validate
-#      --strict), with the defaults and with Kafka TLS + SASL on
+#      --strict), with the defaults, with Kafka TLS + SASL on and with the PrometheusRule on (its
+#      kind has no schema there: a warning, the other objects are checked)
 #   3b. the Kafka security settings of the rendered Deployments (scripts/k8s/assert_kafka_security.py):
 #      none by default; env, Secret references, read-only CA mount and port 9093 when enabled
 #   4. Strimzi manifests (deploy/*.yaml, deploy/secure/*.yaml) against Strimzi's CRD schemas from
@@ -33,6 +34,7 @@ PY=$VENV/bin/python
 YAMLLINT=("$VENV/bin/yamllint" -s -c scripts/k8s/yamllint.yaml)
 SECURE=(--set kafka.tls.enabled=true --set kafka.sasl.enabled=true)  # Kafka TLS + SCRAM (deploy/secure/)
 BROKER=(--set kafka.broker.enabled=true)  # Apache Kafka inside the release (the test bed, no Strimzi)
+RULE=(--set prometheusRule.enabled=true --set prometheusRule.labels.release=prometheus)  # the optional PrometheusRule
 failed=() skipped=() passed=()
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 
@@ -53,7 +55,8 @@ lint_yaml() { yaml_files | xargs "${YAMLLINT[@]}"; }
 lint_rendered() {
   "$HELM" template orderflow "$CHART" --namespace orderflow | "${YAMLLINT[@]}" - \
     && "$HELM" template orderflow "$CHART" --namespace orderflow "${SECURE[@]}" | "${YAMLLINT[@]}" - \
-    && "$HELM" template orderflow "$CHART" --namespace orderflow "${BROKER[@]}" | "${YAMLLINT[@]}" -
+    && "$HELM" template orderflow "$CHART" --namespace orderflow "${BROKER[@]}" | "${YAMLLINT[@]}" - \
+    && "$HELM" template orderflow "$CHART" --namespace orderflow "${RULE[@]}" | "${YAMLLINT[@]}" -
 }
 helm_lint() {
   "$HELM" lint --strict "$CHART" --namespace orderflow \
@@ -62,6 +65,9 @@ helm_lint() {
     && no_cluster_rbac_without_manage_crd \
     && "$HELM" lint --strict "$CHART" --namespace orderflow "${SECURE[@]}" \
     && "$HELM" lint --strict "$CHART" --namespace orderflow "${BROKER[@]}" \
+    && "$HELM" lint --strict "$CHART" --namespace orderflow "${RULE[@]}" \
+    && prometheus_rule \
+    && refused prometheusRule.for=soon && refused prometheusRule.lagThreshold=-1 \
     && refused_with "${SECURE[@]}" "${BROKER[@]}" \
     && refused analytics.replicas=2 && refused inventory.replicas=-1 && refused image.pullPolicy=Sometimes \
     && refused inventory.initialStock=burger \
@@ -77,6 +83,15 @@ no_cluster_rbac_without_manage_crd() {  # controller.manageCrd=false: nothing cl
     echo "the default render lacks the CRD ClusterRole or the pre-delete hook"; return 1
   fi
 }
+prometheus_rule() {  # off by default; on: the lag alert is muted while a replay runs on the group
+  local r; r=$("$HELM" template orderflow "$CHART") || return 1
+  if grep -q '^kind: PrometheusRule$' <<<"$r"; then echo "a PrometheusRule rendered while prometheusRule.enabled is false"; return 1; fi
+  r=$("$HELM" template orderflow "$CHART" "${RULE[@]}" --show-only templates/prometheusrule.yaml) || return 1
+  if ! grep -q 'unless on (group) (max by (group) (orderflow_replay_in_progress) == 1)' <<<"$r" \
+    || ! grep -q 'release: prometheus' <<<"$r"; then
+    echo "the PrometheusRule lacks the replay mute or its extra labels"; return 1
+  fi
+}
 refused_with() {  # the chart must refuse these helm arguments (schema or template)
   if "$HELM" template orderflow "$CHART" "$@" >/dev/null 2>&1; then echo "the chart accepted $*"; return 1; fi
 }
@@ -87,7 +102,9 @@ validate_k8s() {
   "$HELM" template orderflow "$CHART" --namespace orderflow --include-crds > "$out/chart.yaml" || return 1
   "$HELM" template orderflow "$CHART" --namespace orderflow --include-crds "${SECURE[@]}" > "$out/chart-secure.yaml" || return 1
   "$HELM" template orderflow "$CHART" --namespace orderflow "${BROKER[@]}" > "$out/chart-broker.yaml" || return 1
-  "$VENV/bin/kubernetes-validate" --quiet --strict -k "$K8S_SCHEMA_VERSION" "$out/chart.yaml" "$out/chart-secure.yaml" "$out/chart-broker.yaml"
+  # the PrometheusRule's kind has no Kubernetes schema: kubernetes-validate warns and checks the rest
+  "$HELM" template orderflow "$CHART" --namespace orderflow "${RULE[@]}" > "$out/chart-rule.yaml" || return 1
+  "$VENV/bin/kubernetes-validate" --quiet --strict -k "$K8S_SCHEMA_VERSION" "$out/chart.yaml" "$out/chart-secure.yaml" "$out/chart-broker.yaml" "$out/chart-rule.yaml"
 }
 kafka_security() {  # render with each combination of kafka.tls / kafka.sasl and assert on the Deployments
   local ok=0 b=orderflow-kafka-bootstrap.orderflow.svc

@@ -7,11 +7,18 @@ use orderflowctl::ResetTo;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::crd_plan::{
+    CatchUpPartition, CatchUpStatus, PartitionPlan, PlanTotals, RateSample, ReplayPlan,
+};
+
 /// Seconds the consumers may stay scaled down waiting for the group to empty and the reset
 /// to be made, when `spec.timeoutSeconds` is not given.
 pub const DEFAULT_TIMEOUT_SECONDS: u32 = 300;
 /// Seconds to wait for the lag to drain after the lag deployment is restored, by default.
 pub const DEFAULT_DRAIN_TIMEOUT_SECONDS: u32 = 600;
+/// Seconds the group may take to catch up after the restore (phase CatchingUp), when
+/// `spec.catchUpTimeoutSeconds` is not given.
+pub const DEFAULT_CATCH_UP_TIMEOUT_SECONDS: u32 = 3600;
 /// Seconds between two lag samples, by default.
 pub const DEFAULT_SAMPLE_SECONDS: u32 = 2;
 /// At most this many lag samples are kept in the status (older ones are thinned out).
@@ -34,6 +41,7 @@ pub const MAX_LAG_SAMPLES: usize = 300;
     printcolumn = r#"{"name":"Group","type":"string","jsonPath":".spec.consumerGroup"}"#,
     printcolumn = r#"{"name":"Reset","type":"string","jsonPath":".spec.resetTo"}"#,
     printcolumn = r#"{"name":"Lag Peak","type":"integer","jsonPath":".status.lag.peak"}"#,
+    printcolumn = r#"{"name":"Reprocess","type":"integer","jsonPath":".status.plan.totals.recordsToReprocess"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":1}"#
 )]
@@ -81,6 +89,23 @@ pub struct ReplayRequestSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub timeout_seconds: Option<u32>,
+
+    /// Plan only: measure the group's consume rate, write the plan (status.plan: per
+    /// partition the current offset, the target and the records to reprocess, the totals and
+    /// an estimated catch-up time) and stop in phase Planned; nothing is scaled or reset.
+    /// Setting it to false afterwards executes the request (the plan is made again; when it
+    /// differs, the dry run's is kept in status.previousPlan). Set on a request that has
+    /// already started (past Pending), it changes nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+
+    /// How long (seconds) the group may take to catch up after the restore (phase
+    /// CatchingUp: until its committed offsets pass the high watermarks read at reset time).
+    /// Past it the request ends Failed with reason CatchUpTimeout; the deployments stay
+    /// restored. Default 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 604800))]
+    pub catch_up_timeout_seconds: Option<u32>,
 }
 
 impl ReplayRequestSpec {
@@ -171,15 +196,18 @@ impl LagSpec {
     }
 }
 
-/// Where a request is. Pending -> ScalingDown -> Resetting -> Restoring [-> HoldingLag]
-/// -> Succeeded, or Failed from any of them (deployments restored first).
+/// Where a request is. Pending -> ScalingDown -> Resetting -> Restoring -> CatchingUp
+/// [-> HoldingLag] -> Succeeded, or Failed from any of them (deployments restored first); a
+/// dry run (spec.dryRun) goes Pending -> Planned and stays there until spec.dryRun is false.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum Phase {
     #[default]
     Pending,
+    Planned,
     ScalingDown,
     Resetting,
     Restoring,
+    CatchingUp,
     HoldingLag,
     Succeeded,
     Failed,
@@ -189,9 +217,11 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "Pending",
+            Self::Planned => "Planned",
             Self::ScalingDown => "ScalingDown",
             Self::Resetting => "Resetting",
             Self::Restoring => "Restoring",
+            Self::CatchingUp => "CatchingUp",
             Self::HoldingLag => "HoldingLag",
             Self::Succeeded => "Succeeded",
             Self::Failed => "Failed",
@@ -203,9 +233,10 @@ impl Phase {
         matches!(self, Self::Succeeded | Self::Failed)
     }
 
-    /// Started and not finished: deployments may be scaled down.
+    /// Started and not finished: deployments may be scaled down, or the group is catching
+    /// up on a replay (Pending and Planned have touched nothing).
     pub fn is_active(self) -> bool {
-        !self.is_final() && self != Self::Pending
+        !self.is_final() && !matches!(self, Self::Pending | Self::Planned)
     }
 }
 
@@ -219,7 +250,8 @@ impl std::fmt::Display for Phase {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplayRequestStatus {
-    /// Pending, ScalingDown, Resetting, Restoring, HoldingLag, Succeeded or Failed.
+    /// Pending, Planned, ScalingDown, Resetting, Restoring, CatchingUp, HoldingLag, Succeeded
+    /// or Failed.
     #[serde(default)]
     pub phase: Phase,
 
@@ -246,6 +278,23 @@ pub struct ReplayRequestStatus {
     /// Consumer lag recorded with spec.lag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<LagStatus>,
+
+    /// The plan: what the reset does per partition, the totals, the estimated catch-up time.
+    /// Made by a dry run, and again when the request starts executing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<ReplayPlan>,
+
+    /// The dry run's plan, kept when the plan made at execution (status.plan) differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_plan: Option<ReplayPlan>,
+
+    /// A dry run measuring the consume rate: its first read of the committed offsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_sample: Option<RateSample>,
+
+    /// The group catching up after the restore (phase CatchingUp), and when it had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUpStatus>,
 
     /// Deployments this request scaled and has not restored yet, with the replica count to
     /// restore. Written before scaling, so a restarted controller (or a deletion) restores
@@ -449,7 +498,15 @@ spec:
             .collect();
         assert_eq!(
             columns,
-            ["Phase", "Group", "Reset", "Lag Peak", "Age", "Message"]
+            [
+                "Phase",
+                "Group",
+                "Reset",
+                "Lag Peak",
+                "Reprocess",
+                "Age",
+                "Message"
+            ]
         );
     }
 

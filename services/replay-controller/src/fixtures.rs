@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use orderflowctl::{
-    CommittedOffset, GroupError, GroupInfo, HistoryTruncated, OffsetChange, ResetTo,
+    CommittedOffset, GroupError, GroupInfo, HistoryTruncated, OffsetChange, PartitionLag, ResetTo,
 };
 use serde_json::{json, Value};
 
@@ -84,6 +84,8 @@ pub fn ev(reason: &str) -> Call {
 struct FakeApi {
     rr: Value,
     deployments: HashMap<String, i32>,
+    /// HorizontalPodAutoscalers (autoscaling/v2) of the namespace.
+    hpas: Vec<Value>,
     calls: Vec<Call>,
 }
 
@@ -125,6 +127,25 @@ fn answer(state: &Arc<Mutex<FakeApi>>, method: &str, path: &str, body: Value) ->
             json!({"apiVersion": "orderflow.io/v1alpha1", "kind": "ReplayRequestList",
                    "metadata": {}, "items": [s.rr.clone()]}),
         ),
+        ("PATCH", p) if p == format!("{rr_base}/replay-1") && body.is_array() => {
+            // kube-runtime's `finalizer` adding the finalizer: a JSON patch (test, add)
+            let mut finalizers: Vec<String> =
+                serde_json::from_value(s.rr["metadata"]["finalizers"].clone()).unwrap_or_default();
+            for op in body.as_array().into_iter().flatten() {
+                match (op["op"].as_str(), op["path"].as_str()) {
+                    (Some("add"), Some("/metadata/finalizers")) => {
+                        finalizers = serde_json::from_value(op["value"].clone()).unwrap()
+                    }
+                    (Some("add"), Some("/metadata/finalizers/-")) => {
+                        finalizers.push(op["value"].as_str().unwrap().to_string())
+                    }
+                    _ => {}
+                }
+            }
+            s.calls.push(Call::Finalizers(finalizers.clone()));
+            s.rr["metadata"]["finalizers"] = json!(finalizers);
+            (200, s.rr.clone())
+        }
         ("PATCH", p) if p == format!("{rr_base}/replay-1") => {
             // a merge patch of metadata.finalizers, refused (409) on a stale resourceVersion
             let rv = s.rr["metadata"]["resourceVersion"].clone();
@@ -170,6 +191,11 @@ fn answer(state: &Arc<Mutex<FakeApi>>, method: &str, path: &str, body: Value) ->
             s.calls.push(Call::Scale(name.clone(), n));
             (200, scale(&name, n))
         }
+        ("GET", "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers") => (
+            200,
+            json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscalerList",
+                   "metadata": {}, "items": s.hpas.clone()}),
+        ),
         ("POST", "/apis/events.k8s.io/v1/namespaces/default/events") => {
             s.calls.push(Call::Event(
                 body["reason"].as_str().unwrap_or("").to_string(),
@@ -200,6 +226,25 @@ pub struct FakeKafka {
     pub truncated: Option<HistoryTruncated>,
     /// How often the reset was planned without committing.
     pub plans: Mutex<usize>,
+    /// What `positions` answers (committed offsets and watermarks); `None`: orders[0] with
+    /// its committed offset at its high watermark, 40 (a group that has caught up).
+    pub positions: Mutex<Option<Vec<PartitionLag>>>,
+    /// How often `positions` was read.
+    pub position_reads: Mutex<usize>,
+}
+
+impl FakeKafka {
+    /// From now on `positions` answers orders[0] committed at `committed`, high watermark
+    /// `high`.
+    pub fn set_position(&self, committed: i64, high: i64) {
+        *self.positions.lock().unwrap() = Some(vec![PartitionLag::new(
+            "orders",
+            0,
+            Some(committed),
+            0,
+            high,
+        )]);
+    }
 }
 
 impl FakeKafka {
@@ -271,6 +316,23 @@ impl GroupAdmin for FakeKafka {
     async fn lag(&self, _group: &str, _topics: &[String]) -> Result<i64, AdminError> {
         Ok(0)
     }
+
+    async fn positions(
+        &self,
+        _group: &str,
+        _topics: &[String],
+    ) -> Result<Vec<PartitionLag>, AdminError> {
+        if self.unreachable {
+            return Err(down());
+        }
+        *self.position_reads.lock().unwrap() += 1;
+        Ok(self
+            .positions
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| vec![PartitionLag::new("orders", 0, Some(40), 0, 40)]))
+    }
 }
 
 // The reconciler's Context on both fakes
@@ -291,6 +353,7 @@ pub fn harness(rr: Value, deployments: &[(&str, i32)], kafka: FakeKafka) -> Harn
             .iter()
             .map(|(n, r)| (n.to_string(), *r))
             .collect(),
+        hpas: Vec::new(),
         calls: Vec::new(),
     }));
     let client = api_server(state.clone());
@@ -332,5 +395,42 @@ impl Harness {
 
     pub fn replicas(&self, d: &str) -> i32 {
         self.state.lock().unwrap().deployments[d]
+    }
+
+    /// An HPA `name` (autoscaling/v2) scaling Deployment `target` between 1 and 5 replicas.
+    pub fn add_hpa(&self, name: &str, target: &str) {
+        self.state.lock().unwrap().hpas.push(json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+                     "minReplicas": 1, "maxReplicas": 5}
+        }));
+    }
+
+    /// orderflow_replay_in_progress of request replay-1 (namespace default) on `group`, if
+    /// the series exists.
+    pub fn in_progress(&self, group: &str) -> Option<i64> {
+        let labels = crate::metrics::ReplayLabels {
+            group: group.to_string(),
+            namespace: "default".to_string(),
+            name: "replay-1".to_string(),
+        };
+        self.ctx.metrics.in_progress.get(&labels).map(|g| g.get())
+    }
+
+    /// Change the request's spec (as `kubectl patch` would): merge `patch` into it.
+    pub fn patch_spec(&self, patch: Value) {
+        let mut s = self.state.lock().unwrap();
+        if let (Some(spec), Some(p)) = (s.rr["spec"].as_object_mut(), patch.as_object()) {
+            for (k, v) in p {
+                spec.insert(k.clone(), v.clone());
+            }
+        }
+        s.rr["metadata"]["generation"] = json!(2);
+    }
+
+    /// Set the request's status (as a previous controller left it).
+    pub fn set_status(&self, status: Value) {
+        self.state.lock().unwrap().rr["status"] = status;
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orderflow_runtime::KafkaConfig;
-use orderflowctl::{CommittedOffset, GroupError, GroupInfo, OffsetChange, ResetTo};
+use orderflowctl::{CommittedOffset, GroupError, GroupInfo, OffsetChange, PartitionLag, ResetTo};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -63,6 +63,13 @@ pub trait GroupAdmin: Send + Sync + 'static {
     ) -> Result<Vec<OffsetChange>, AdminError>;
     /// Total lag of `group` over every partition of `topics`.
     async fn lag(&self, group: &str, topics: &[String]) -> Result<i64, AdminError>;
+    /// Every partition of `topics`: `group`'s committed offset and the watermarks, read now
+    /// (the plan's high watermarks and consume rate, and the catch-up progress).
+    async fn positions(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<PartitionLag>, AdminError>;
 }
 
 /// [`GroupAdmin`] on a real broker through `orderflowctl` (blocking calls on tokio's
@@ -139,5 +146,15 @@ impl GroupAdmin for KafkaAdmin {
             orderflowctl::lag(k, &group, &strs(&topics), t).map(|p| orderflowctl::total_lag(&p))
         })
         .await
+    }
+
+    async fn positions(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<PartitionLag>, AdminError> {
+        let (group, topics) = (group.to_string(), topics.to_vec());
+        self.blocking(move |k, t| orderflowctl::lag(k, &group, &strs(&topics), t))
+            .await
     }
 }

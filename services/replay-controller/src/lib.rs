@@ -6,6 +6,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod crd_apply;
+pub mod crd_plan;
 pub mod drain;
 pub mod kafka;
 pub mod metrics;
@@ -13,6 +14,8 @@ pub mod reconcile;
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod reconcile_plan_tests;
 #[cfg(test)]
 mod reconcile_tests;
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -26,6 +27,15 @@ pub struct PhaseLabels {
     pub phase: &'static str,
 }
 
+/// `{group="...",namespace="...",name="..."}`: a ReplayRequest and the consumer group it
+/// replays.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplayLabels {
+    pub group: String,
+    pub namespace: String,
+    pub name: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     /// Reconciles run, by result (ok | error).
@@ -36,6 +46,9 @@ pub struct Metrics {
     pub duration: Histogram,
     /// Requests that reached a phase (every phase change), by phase.
     pub transitions: Family<PhaseLabels, Counter>,
+    /// 1 while a request is active on its group (ScalingDown to HoldingLag, CatchingUp
+    /// included); the series is removed when it is not (pending, planned, finished, deleted).
+    pub in_progress: Family<ReplayLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -46,6 +59,7 @@ impl Default for Metrics {
             // 1 ms .. ~16 s
             duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             transitions: Family::default(),
+            in_progress: Family::default(),
         }
     }
 }
@@ -73,7 +87,29 @@ impl Metrics {
             "ReplayRequest phase changes, by the phase entered",
             m.transitions.clone(),
         );
+        registry.register(
+            "orderflow_replay_in_progress",
+            "1 while a ReplayRequest is active on the consumer group (scaled down, resetting, restoring, catching up or holding lag); absent otherwise. Alerts on the group's lag are muted with it",
+            m.in_progress.clone(),
+        );
         m
+    }
+
+    /// Request `namespace/name` moving `groups` is active (1 for each) or not (series
+    /// removed).
+    pub fn replay(&self, groups: &[&str], namespace: &str, name: &str, active: bool) {
+        for group in groups {
+            let labels = ReplayLabels {
+                group: group.to_string(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            };
+            if active {
+                self.in_progress.get_or_create(&labels).set(1);
+            } else {
+                self.in_progress.remove(&labels);
+            }
+        }
     }
 
     pub fn reconciled(&self, took: Duration, ok: bool) {
@@ -106,6 +142,9 @@ mod tests {
         m.reconciled(Duration::from_millis(3), false);
         m.failed("kafka");
         m.entered("Succeeded");
+        m.replay(&["analytics", "inventory"], "default", "replay-1", true);
+        m.replay(&["inventory"], "default", "replay-2", true);
+        m.replay(&["inventory"], "default", "replay-2", false);
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         for line in [
@@ -113,8 +152,14 @@ mod tests {
             r#"orderflow_replay_reconciles_total{result="error"} 1"#,
             r#"orderflow_replay_reconcile_failures_total{kind="kafka"} 1"#,
             r#"orderflow_replay_phase_transitions_total{phase="Succeeded"} 1"#,
+            r#"orderflow_replay_in_progress{group="analytics",namespace="default",name="replay-1"} 1"#,
+            r#"orderflow_replay_in_progress{group="inventory",namespace="default",name="replay-1"} 1"#,
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
+        assert!(
+            !text.contains("replay-2"),
+            "a finished request's series is removed"
+        );
     }
 }

@@ -34,6 +34,9 @@ async fn a_new_request_records_the_replicas_before_scaling_then_resets_and_resto
             status(Phase::Restoring, &[("analytics", 3)]),
             ev("Restoring"),
             Call::Scale("analytics".into(), 3),
+            // the group has passed the high watermarks read at reset time
+            status(Phase::CatchingUp, &[]),
+            ev("CatchingUp"),
             status(Phase::Succeeded, &[]),
             ev("Succeeded"),
             // finished: nothing left to restore, the finalizer goes
@@ -82,6 +85,8 @@ async fn a_reset_made_before_a_crash_is_not_made_again() {
             status(Phase::Restoring, &[("analytics", 1)]),
             ev("Restoring"),
             Call::Scale("analytics".into(), 1),
+            status(Phase::CatchingUp, &[]),
+            ev("CatchingUp"),
             status(Phase::Succeeded, &[]),
             ev("Succeeded"),
             // finished: nothing left to restore, the finalizer goes
@@ -123,6 +128,8 @@ async fn a_reset_before_the_oldest_record_held_is_in_the_status_and_a_warning_ev
             ev("Restoring"),
             ev("HistoryTruncated"),
             Call::Scale("analytics".into(), 2),
+            status(Phase::CatchingUp, &[]),
+            ev("CatchingUp"),
             status(Phase::Succeeded, &[]),
             ev("Succeeded"),
             Call::Finalizers(vec![]),

@@ -15,9 +15,10 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    apply_rr, create_deployment, delete_records, event_reasons, event_reasons_with, failed_reason,
-    log_ends, metrics_when, phase, produce_at, replicas, rr, setup, stand_ins, start_controller,
-    stray_consumer, wait_group_members, wait_rr, waiting_for_stray, warnings_with,
+    apply_rr, commit_offsets, create_deployment, delete_records, event_reasons, event_reasons_with,
+    failed_reason, log_ends, metrics_when, phase, produce_at, replicas, rr, setup, stand_ins,
+    start_controller, stray_consumer, wait_group_members, wait_rr, waiting_for_stray,
+    warnings_with,
 };
 use kube::api::{Api, DeleteParams};
 use orderflow_testkit::{wait, Service, ServiceKind};
@@ -167,6 +168,7 @@ async fn replay_with_lag_completes_once_across_a_controller_crash() -> anyhow::R
             "ScalingDown",
             "Resetting",
             "Restoring",
+            "CatchingUp",
             "HoldingLag",
             "Succeeded"
         ],
@@ -403,9 +405,36 @@ async fn a_replay_past_deleted_history_says_so_in_the_status_and_a_warning_event
     produce_at(&kafka, "inventory-events", 10, base_ms).await?;
     assert_eq!(delete_records(&kafka, "orders", 1, 5).await?, 5);
     let ctl = start_controller(&env, &[("WATCH_NAMESPACE", ns.to_string())]).await?;
+    // no analytics process runs here: once a request follows the group (CatchingUp), the test
+    // commits the high watermarks it recorded, as analytics would after replaying
     let succeeded = |name: &'static str| {
         let c = c.clone();
+        let kafka = kafka.clone();
         async move {
+            let o = wait_rr(&c, ns, name, "CatchingUp", Duration::from_secs(60), |o| {
+                phase(o) == Phase::CatchingUp
+            })
+            .await?;
+            let cu = o.status.and_then(|s| s.catch_up).unwrap_or_default();
+            let ends: Vec<(String, i32, i64)> = cu
+                .partitions
+                .iter()
+                .map(|p| (p.topic.clone(), p.partition, p.target))
+                .collect();
+            // the reset was made: Kafka holds the reset offsets as the group's
+            let at_reset: Vec<(String, i32, Option<i64>)> = log_ends(&kafka)
+                .await?
+                .into_iter()
+                .filter(|p| cu.partitions.iter().any(|c| c.topic == p.topic))
+                .map(|p| (p.topic, p.partition, p.committed))
+                .collect();
+            let want: Vec<(String, i32, Option<i64>)> = cu
+                .partitions
+                .iter()
+                .map(|p| (p.topic.clone(), p.partition, Some(p.from)))
+                .collect();
+            assert_eq!(at_reset, want, "{name}");
+            commit_offsets(&kafka, "analytics", &ends)?;
             let o = wait_rr(&c, ns, name, "final", Duration::from_secs(60), |o| {
                 phase(o).is_final()
             })
@@ -432,6 +461,10 @@ async fn a_replay_past_deleted_history_says_so_in_the_status_and_a_warning_event
     let st = succeeded("from-earliest").await?;
     let to: Vec<(i32, i64)> = st.offsets.iter().map(|o| (o.partition, o.to)).collect();
     assert_eq!(to, vec![(0, 0), (1, 5), (2, 0)]);
+    // from the reset offsets to the high watermarks read at reset time: 10 + 5 + 10
+    let cu = st.catch_up.clone().unwrap_or_default();
+    assert_eq!((cu.records_total, cu.records_left), (25, 0), "{cu:?}");
+    assert!(cu.caught_up_at.is_some());
     assert_eq!(st.history_truncated.len(), 1, "{:?}", st.history_truncated);
     let t = &st.history_truncated[0];
     assert_eq!(
@@ -465,17 +498,10 @@ async fn a_replay_past_deleted_history_says_so_in_the_status_and_a_warning_event
             "Resetting",
             "Restoring",
             "HistoryTruncated",
+            "CatchingUp",
             "Succeeded"
         ]
     );
-    // the reset was made: Kafka holds the log start offset as the group's offset
-    let committed: Vec<(i32, Option<i64>)> = log_ends(&kafka)
-        .await?
-        .iter()
-        .filter(|p| p.topic == "orders")
-        .map(|p| (p.partition, p.committed))
-        .collect();
-    assert_eq!(committed, vec![(0, Some(0)), (1, Some(5)), (2, Some(0))]);
     assert_eq!(replicas(&c, ns, "analytics").await?, 1);
 
     // a time a minute before the first record was written: orders[1] is truncated, how many
@@ -526,7 +552,13 @@ async fn a_replay_past_deleted_history_says_so_in_the_status_and_a_warning_event
     let reasons = event_reasons_with(&c, ns, "untouched", "Succeeded").await?;
     assert_eq!(
         reasons,
-        ["ScalingDown", "Resetting", "Restoring", "Succeeded"]
+        [
+            "ScalingDown",
+            "Resetting",
+            "Restoring",
+            "CatchingUp",
+            "Succeeded"
+        ]
     );
 
     ctl.stop(Duration::from_secs(10)).await?;

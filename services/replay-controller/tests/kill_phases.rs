@@ -28,6 +28,11 @@
 //!   Resetting does here.
 //! - HoldingLag lasts `holdSeconds`: the kill comes after the first lag sample, with
 //!   inventory held at 0.
+//! - Planned is where a dry run stays: killed there, the restarted controller leaves it as it
+//!   is (same status, one Planned Event, nothing scaled or committed); executed afterwards
+//!   (spec.dryRun false) it runs once.
+//! - CatchingUp is held by refusing the HoldingLag write once the group has passed the high
+//!   watermarks: the restarted controller follows the same targets and scales inventory once.
 
 mod common;
 
@@ -58,11 +63,13 @@ const PROBE_NS: &str = "probe";
 const ORDERS: u64 = 1500;
 /// Orders published while inventory is held at 0 in the HoldingLag round: the lag.
 const LAG_ORDERS: u64 = 300;
-/// Every phase a request with spec.lag passes, one Event each.
-const ALL_PHASES: [&str; 5] = [
+/// Every phase a request with spec.lag passes, one Event each (and Planned first, once, for
+/// a dry run executed afterwards).
+const ALL_PHASES: [&str; 6] = [
     "ScalingDown",
     "Resetting",
     "Restoring",
+    "CatchingUp",
     "HoldingLag",
     "Succeeded",
 ];
@@ -299,8 +306,18 @@ impl World {
         let lag = st.lag.clone().unwrap_or_default();
         assert!(lag.drained_after_seconds.is_some(), "{name}: {lag:?}");
         assert_eq!(lag.samples.last().map(|s| s.lag), Some(0), "{name}");
-        let reasons = event_reasons_with(&self.client(), NS, name, "Succeeded").await?;
-        assert_eq!(reasons, ALL_PHASES, "{name}: {reasons:?}");
+        let all = event_reasons_with(&self.client(), NS, name, "Succeeded").await?;
+        let reasons: Vec<&String> = all.iter().filter(|r| *r != "Planned").collect();
+        assert_eq!(reasons, ALL_PHASES, "{name}: {all:?}");
+        assert!(
+            all.iter().filter(|r| *r == "Planned").count() <= 1,
+            "{name}: {all:?}"
+        );
+        let cu = st.catch_up.clone().unwrap_or_default();
+        assert!(
+            cu.caught_up_at.is_some() && cu.records_left == 0,
+            "{name}: {cu:?}"
+        );
         Ok(done)
     }
 
@@ -414,6 +431,59 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
     let mut ctl = w.controller().await?;
     eprintln!("setup took {:.1?}", t0.elapsed());
 
+    // 0. Planned: a dry run, planned and left alone (nothing scaled, no reset); the kill
+    //    there and a restart change nothing; set to execute, it runs once.
+    let t = Instant::now();
+    let start = w.settled().await?;
+    let mut dry = spec(1);
+    dry["dryRun"] = json!(true);
+    apply_rr(&c, NS, rr("kill-0", dry)).await?;
+    let planned = w
+        .wait("kill-0", "Planned", |o| phase(o) == Phase::Planned)
+        .await?;
+    let plan = planned.status.as_ref().and_then(|s| s.plan.clone());
+    assert_eq!(plan.as_ref().map(|p| p.partitions.len()), Some(6));
+    ctl = w.crash(ctl).await?;
+    // the restarted controller has looked at it (the only request it watches) ...
+    wait::until(
+        "the restarted controller to reconcile kill-0",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            let ok = ctl
+                .metric("orderflow_replay_reconciles_total", &[("result", "ok")])
+                .await
+                .unwrap_or(0.0);
+            (ok >= 1.0).then_some(())
+        },
+    )
+    .await?;
+    // ... and left it as it was: same plan, one Planned Event, nothing scaled or committed
+    let again = w
+        .wait("kill-0", "still Planned", |o| phase(o) == Phase::Planned)
+        .await?;
+    assert_eq!(again.status, planned.status);
+    assert_eq!(
+        events(&c, NS, "kill-0")
+            .await?
+            .iter()
+            .map(|(r, _)| r.as_str())
+            .collect::<Vec<_>>(),
+        ["Planned"]
+    );
+    assert_eq!(w.analytics.seen().len(), start.analytics_seen);
+    assert_eq!(group_offsets(&kafka).await, Some(start.ends.clone()));
+    Api::<ReplayRequest>::namespaced(c.clone(), NS)
+        .patch(
+            "kill-0",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"dryRun": false}})),
+        )
+        .await?;
+    w.succeeded_once("kill-0", Some(&start.ends), None).await?;
+    w.restored(&start, &[0, 1], &[0, 2]).await?;
+    eprintln!("Planned: {:.1?}", t.elapsed());
+
     // 1. Pending and ScalingDown, in one kill: "kill-1-a" waits in ScalingDown for a stray
     //    member of the group to leave (analytics already scaled to 0), "kill-1-b" for the
     //    same group is queued in Pending behind it.
@@ -519,7 +589,7 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
     w.restored(&start, &[0, 1], &[0, 2]).await?;
     eprintln!("Resetting: {:.1?}", t.elapsed());
 
-    // 4. Restoring: analytics restored, the HoldingLag write refused (so the status still
+    // 4. Restoring: analytics restored, the CatchingUp write refused (so the status still
     //    lists analytics to restore, and inventory is not scaled yet).
     let t = Instant::now();
     let cl = c.clone();
@@ -527,7 +597,7 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
         .kill_refusing(
             ctl,
             "kill-4",
-            Phase::HoldingLag,
+            Phase::CatchingUp,
             async |o: &ReplayRequest| {
                 phase(o) == Phase::Restoring
                     && o.status.as_ref().is_some_and(|s| {
@@ -547,6 +617,51 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
         .await?;
     w.restored(&start, &[0, 1], &[0, 2]).await?;
     eprintln!("Restoring: {:.1?}", t.elapsed());
+
+    // 4b. CatchingUp: analytics restored and past the high watermarks read at reset time, the
+    //     HoldingLag write refused (inventory not scaled yet). The new controller follows the
+    //     same targets (not read again) and scales inventory once.
+    let t = Instant::now();
+    let (cl, k) = (c.clone(), kafka.clone());
+    let (new_ctl, start, at_kill) = w
+        .kill_refusing(
+            ctl,
+            "kill-4b",
+            Phase::HoldingLag,
+            async |o: &ReplayRequest| {
+                let Some(cu) = o.status.as_ref().and_then(|s| s.catch_up.clone()) else {
+                    return false;
+                };
+                let passed = group_offsets(&k).await.is_some_and(|p| {
+                    cu.partitions.iter().all(|t| {
+                        p.iter().any(|p| {
+                            p.topic == t.topic
+                                && p.partition == t.partition
+                                && p.committed.is_some_and(|c| c >= t.target)
+                        })
+                    })
+                });
+                phase(o) == Phase::CatchingUp
+                    && o.status.as_ref().is_some_and(|s| s.restore.is_empty())
+                    && passed
+                    && replicas(&cl, NS, "analytics").await.ok() == Some(1)
+                    && replicas(&cl, NS, "inventory").await.ok() == Some(2)
+            },
+        )
+        .await?;
+    ctl = new_ctl;
+    let done = w
+        .succeeded_once("kill-4b", Some(&start.ends), Some(&at_kill))
+        .await?;
+    let targets = |o: &ReplayRequest| {
+        o.status
+            .as_ref()
+            .and_then(|s| s.catch_up.as_ref())
+            .map(|c| (c.partitions.clone(), c.records_total))
+    };
+    assert_eq!(targets(&done), targets(&at_kill));
+    w.restored(&start, &[0, 1], &[0, 2]).await?;
+    eprintln!("CatchingUp: {:.1?}", t.elapsed());
 
     // 5. HoldingLag: inventory held at 0 (its process stopped) while more orders arrive,
     //    a lag sample of them taken.

@@ -82,6 +82,13 @@ impl Run<'_> {
                     .unwrap_or(DEFAULT_TIMEOUT_SECONDS)
             );
             self.fail(st, "KafkaUnavailable", msg).await
+        } else if st.phase == Phase::CatchingUp && self.now >= self.catch_up_deadline(st).1 {
+            let msg = format!(
+                "group {} could not be followed to the end within {} s (spec.catchUpTimeoutSeconds): Kafka unavailable: {e}; the deployments stay restored",
+                self.spec().consumer_group,
+                self.catch_up_deadline(st).0
+            );
+            self.fail(st, "CatchUpTimeout", msg).await
         } else {
             st.retries += 1;
             let mut wait = backoff(&self.ctx.settings, st.retries);

@@ -1,6 +1,8 @@
 //! The ReplayRequest state machine.
 //!
-//! Pending -> ScalingDown -> Resetting -> Restoring [-> HoldingLag] -> Succeeded, or Failed.
+//! Pending -> ScalingDown -> Resetting -> Restoring -> CatchingUp [-> HoldingLag] ->
+//! Succeeded, or Failed; a dry run: Pending -> Planned, executed from there once spec.dryRun
+//! is false.
 //!
 //! The status is the controller's only memory, so every step is written so that a restart
 //! at any point resumes correctly:
@@ -11,7 +13,19 @@
 //! - the reset tags each partition's commit metadata with the request's uid, so a reset made
 //!   just before a crash is recognised and not made again;
 //! - each reconcile reads the request fresh from the API server (not from the watch cache),
-//!   so a step never acts on a status older than the last one written.
+//!   so a step never acts on a status older than the last one written;
+//! - a dry run (Pending with spec.dryRun, then Planned) only reads: its first read of the
+//!   committed offsets is kept in status.rateSample, so a restart waits out the same window
+//!   instead of starting over, and a Planned request is left as it is (no second plan, no
+//!   Event) until spec.dryRun is false. Executing it starts like a new request: the replica
+//!   count is written before scaling, the plan is made again and written with it;
+//! - the high watermarks a replay must pass are read after the reset and written with the
+//!   Restoring status (status.catchUp); a crash before that write finds the reset made (uid)
+//!   and reads them again then. CatchingUp only reads Kafka: a restart resumes it from the
+//!   status, and its end (caughtUpAt) is written with the next phase, HoldingLag's restore
+//!   entry before spec.lag's deployment is scaled, as for every other scale. A crash between
+//!   seeing the group caught up and writing that status makes the restarted controller see
+//!   it again, later: caughtUpAt is then the restarted controller's first sight.
 //!
 //! Status is written with server-side apply, only when it changed; every phase change is
 //! also a Kubernetes Event, and so is a reset that cannot replay the whole history asked for
@@ -39,6 +53,12 @@
 //! are in the submodules:
 //! - `phases`: the step of each phase from Pending to Restoring, and which other request a
 //!   new one waits for ([`blocker`]);
+//! - `plan`: spec.dryRun, the consume-rate measurement, Planned, and the plan made again
+//!   when a request executes;
+//! - `catchup`: CatchingUp, following the group until it passes the high watermarks read at
+//!   reset time (CatchUpTimeout past spec.catchUpTimeoutSeconds);
+//! - `autoscaler`: refusing (AutoscalerConflict) a deployment a HorizontalPodAutoscaler
+//!   scales;
 //! - `lag`: HoldingLag, the lag experiment of `spec.lag`;
 //! - `failure`: ending Failed (restoring first) and Kafka retries with [`backoff`];
 //! - `status`: the [`conditions`], the status patch and the Events;
@@ -63,10 +83,13 @@ use crate::crd::{ReplayRequest, ReplayRequestSpec};
 use crate::kafka::{AdminError, GroupAdmin};
 use crate::metrics::Metrics;
 
+mod autoscaler;
+mod catchup;
 mod failure;
 mod history;
 mod lag;
 mod phases;
+mod plan;
 mod release;
 mod scale;
 mod status;
@@ -95,6 +118,12 @@ pub struct Settings {
     pub retry_max: Duration,
     /// Delay after a failed reconcile (Kubernetes API errors).
     pub error_requeue: Duration,
+    /// A dry run's consume rate: the time between its two reads of the committed offsets.
+    pub rate_window: Duration,
+    /// CatchingUp: how often the committed offsets are read (bounds how late caughtUpAt is).
+    pub catch_up_poll: Duration,
+    /// CatchingUp: how often the progress in status.catchUp is updated.
+    pub progress_every: Duration,
 }
 
 impl Default for Settings {
@@ -104,6 +133,9 @@ impl Default for Settings {
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(60),
             error_requeue: Duration::from_secs(5),
+            rate_window: Duration::from_secs(5),
+            catch_up_poll: Duration::from_millis(500),
+            progress_every: Duration::from_secs(2),
         }
     }
 }
@@ -174,6 +206,8 @@ pub async fn reconcile(rr: Arc<ReplayRequest>, ctx: Arc<Context>) -> Result<Acti
         .ok_or_else(|| Error::NoNamespace(rr.name_any()))?;
     let api: Api<ReplayRequest> = Api::namespaced(ctx.client.clone(), &ns);
     let result = if release::finished(&rr) {
+        ctx.metrics
+            .replay(&groups(&rr.spec), &ns, &rr.name_any(), false);
         // not through `finalizer`: it adds the finalizer to a request that lacks it
         release::release(&api, &rr.name_any()).await
     } else {
@@ -204,6 +238,9 @@ async fn apply(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, Er
     let fresh = rrs.get_status(&name).await?;
     let run = Run::new(&fresh, ctx, ns);
     let mut saved = fresh.status.clone().unwrap_or_default();
+    let group = groups(&fresh.spec);
+    ctx.metrics
+        .replay(&group, ns, &name, saved.phase.is_active());
     if saved.phase.is_final() {
         // the watch cache had not seen the terminal status yet
         return release::release(&rrs, &name).await;
@@ -229,6 +266,7 @@ async fn apply(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, Er
             Err(StepError::Kafka(e)) => run.kafka_failed(&mut st, e).await?,
         };
         run.save(&saved, &mut st, before).await?;
+        ctx.metrics.replay(&group, ns, &name, st.phase.is_active());
         saved = st.clone();
         match next {
             Next::Continue => continue,
@@ -263,7 +301,21 @@ async fn cleanup(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, 
     };
     tracing::info!(request = %fresh.name_any(), "{note}");
     run.event(EventType::Normal, "Deleted", &note).await;
+    ctx.metrics
+        .replay(&groups(&fresh.spec), ns, &fresh.name_any(), false);
     Ok(Action::await_change())
+}
+
+/// The consumer groups a request moves: spec.consumerGroup, and spec.lag's group (the
+/// `group` labels of orderflow_replay_in_progress).
+fn groups(spec: &ReplayRequestSpec) -> Vec<&str> {
+    let mut g = vec![spec.consumer_group.as_str()];
+    if let Some(lag) = &spec.lag {
+        if lag.group() != spec.consumer_group {
+            g.push(lag.group());
+        }
+    }
+    g
 }
 
 fn fmt_time(t: DateTime<Utc>) -> String {

@@ -1,5 +1,6 @@
-//! The step of each phase of a request, from Pending to Restoring (HoldingLag is in
-//! `lag`), and the order in which requests for the same consumer group or deployments run.
+//! The step of each phase of a request, from Pending to Restoring (a dry run and Planned are
+//! in `plan`, CatchingUp in `catchup`, HoldingLag in `lag`), and the order in which requests
+//! for the same consumer group or deployments run.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use kube::api::ListParams;
@@ -7,6 +8,7 @@ use kube::{Resource, ResourceExt};
 use orderflow_events::ResetBy;
 use orderflowctl::CommittedOffset;
 
+use super::catchup::targets as catch_up_targets;
 use super::history::{summary, truncated_of};
 use super::{fmt_time, parse_time, secs, Next, Run, StepError, LAG_FIELD};
 use crate::crd::{
@@ -27,7 +29,8 @@ pub fn blocker<'a>(rr: &ReplayRequest, others: &'a [ReplayRequest]) -> Option<&'
     let mine = touched(rr);
     let key = |r: &ReplayRequest| (r.meta().creation_timestamp.clone(), r.name_any());
     others.iter().find(|o| {
-        if o.uid() == rr.uid() || o.meta().deletion_timestamp.is_some() {
+        // a dry run touches nothing: it waits for nobody and nobody waits for it
+        if o.uid() == rr.uid() || o.meta().deletion_timestamp.is_some() || o.spec.dry_run {
             return false;
         }
         let overlaps = o.spec.consumer_group == rr.spec.consumer_group
@@ -41,10 +44,13 @@ impl Run<'_> {
     /// The step of the phase `st` is in; it changes `st`, which the driver then saves.
     pub(super) async fn step(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
         match st.phase {
-            Phase::Pending => self.start(st).await,
+            Phase::Pending if self.spec().dry_run => self.dry_run(st).await,
+            Phase::Planned if self.spec().dry_run => Ok(Next::Done),
+            Phase::Pending | Phase::Planned => self.start(st).await,
             Phase::ScalingDown => self.scale_down(st).await,
             Phase::Resetting => self.reset(st).await,
             Phase::Restoring => self.restore(st).await,
+            Phase::CatchingUp => self.catch_up(st).await,
             Phase::HoldingLag => self.hold(st).await,
             Phase::Succeeded | Phase::Failed => Ok(Next::Done),
         }
@@ -90,13 +96,26 @@ impl Run<'_> {
                 return Ok(self.missing(st, &lag.deployment, LAG_FIELD).await?);
             }
         }
+        if let Some(conflict) = self.autoscaler_conflict().await? {
+            return Ok(self.fail(st, "AutoscalerConflict", conflict).await?);
+        }
+        // the plan is best effort: Kafka unreachable here is retried (and bounded by the
+        // timeout) while scaled down, as before plans existed
+        let replanned = match self.replan(st, to).await {
+            Ok(note) => note.unwrap_or_default(),
+            Err(StepError::Kafka(e)) if e.permanent_reason().is_none() => {
+                tracing::warn!(request = %self.rr.name_any(), error = %e, "no plan: Kafka unavailable");
+                format!("; no plan made: Kafka unavailable ({e})")
+            }
+            Err(e) => return Err(e),
+        };
         st.started_at = Some(fmt_time(self.now));
         st.restore = vec![Restore {
             deployment: spec.deployment.clone(),
             replicas,
         }];
         let msg = format!(
-            "scaling deployment {} from {replicas} to 0 replicas to stop consumer group {} (reset to {to})",
+            "scaling deployment {} from {replicas} to 0 replicas to stop consumer group {} (reset to {to}){replanned}",
             spec.deployment, spec.consumer_group
         );
         self.enter(st, Phase::ScalingDown, msg);
@@ -159,7 +178,7 @@ impl Run<'_> {
             && committed
                 .iter()
                 .all(|c| reset_by(c).is_some_and(|b| b.by == uid));
-        let (offsets, truncated, how) = if already {
+        let (offsets, truncated, how): (Vec<PartitionOffsets>, _, _) = if already {
             // Made before a controller restart (the status write was lost): not again. What
             // that write said about deleted history is asked again: the plan as it is now.
             let offsets = committed
@@ -214,6 +233,13 @@ impl Run<'_> {
             .iter()
             .find(|r| r.deployment == spec.deployment)
             .map_or(0, |r| r.replicas);
+        // what the group must pass to have caught up: the high watermarks now
+        let positions = self
+            .ctx
+            .admin
+            .positions(&spec.consumer_group, &spec.topics)
+            .await?;
+        st.catch_up = Some(catch_up_targets(&offsets, &positions));
         st.offsets = offsets;
         st.history_truncated = truncated;
         let msg = format!(
@@ -234,14 +260,37 @@ impl Run<'_> {
             Some(r) => format!("{} restored to {} replica(s)", r.deployment, r.replicas),
             None => String::new(),
         };
-        let summary = format!(
-            "reset {} on {} partition(s) of {} to {}{}; {restored}",
+        let total = st.catch_up.as_ref().map_or(0, |c| c.records_total);
+        let msg = format!(
+            "{}; {restored}; following group {} until it passes the high watermarks read at reset time ({total} record(s) to catch up)",
+            self.summary(st),
+            spec.consumer_group
+        );
+        self.enter(st, Phase::CatchingUp, msg);
+        Ok(Next::Continue)
+    }
+
+    /// "reset analytics on 3 partition(s) of orders to earliest[; history truncated: ...]".
+    fn summary(&self, st: &ReplayRequestStatus) -> String {
+        let spec = self.spec();
+        format!(
+            "reset {} on {} partition(s) of {} to {}{}",
             spec.consumer_group,
             st.offsets.len(),
             spec.topics.join(", "),
             reset_label(spec),
             truncated_note(st)
-        );
+        )
+    }
+
+    /// The group has caught up (`note` says how): HoldingLag with spec.lag, else Succeeded.
+    pub(super) async fn after_catch_up(
+        &self,
+        st: &mut ReplayRequestStatus,
+        note: String,
+    ) -> Result<Next, StepError> {
+        let spec = self.spec();
+        let summary = format!("{}; {note}", self.summary(st));
         let Some(lag) = &spec.lag else {
             self.succeed(st, summary);
             return Ok(Next::Continue);

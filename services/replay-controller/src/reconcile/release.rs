@@ -9,13 +9,15 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::{Error, FINALIZER};
-use crate::crd::ReplayRequest;
+use crate::crd::{Phase, ReplayRequest};
 
-/// Terminal, with no deployment left to restore: needs no finalizer.
+/// Terminal (or a dry run that is Planned, which touched nothing), with no deployment left
+/// to restore: needs no finalizer.
 pub(super) fn finished(rr: &ReplayRequest) -> bool {
-    rr.status
-        .as_ref()
-        .is_some_and(|s| s.phase.is_final() && s.restore.is_empty())
+    rr.status.as_ref().is_some_and(|s| {
+        (s.phase.is_final() || (s.phase == Phase::Planned && rr.spec.dry_run))
+            && s.restore.is_empty()
+    })
 }
 
 /// Remove [`FINALIZER`] from request `name` if, read fresh, it is [`finished`] and holds it.

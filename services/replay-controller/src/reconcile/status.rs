@@ -53,7 +53,11 @@ pub fn conditions(
         ),
         (
             "Progressing",
-            if st.phase.is_final() { "False" } else { "True" },
+            if st.phase.is_final() || st.phase == Phase::Planned {
+                "False"
+            } else {
+                "True"
+            },
             progressing_reason.to_string(),
             st.message.clone().unwrap_or_default(),
         ),

@@ -446,3 +446,21 @@ pub async fn delete_records(
     };
     Ok(low)
 }
+
+/// Commit `offsets` (topic, partition, offset) for `group` from outside it, as a consumer of
+/// an empty group that has read that far would.
+pub fn commit_offsets(
+    kafka: &KafkaConfig,
+    group: &str,
+    offsets: &[(String, i32, i64)],
+) -> anyhow::Result<()> {
+    use rdkafka::consumer::CommitMode;
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = kafka.consumer(group, "rc-test-commit").create()?;
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, o) in offsets {
+        tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
+    }
+    consumer.commit(&tpl, CommitMode::Sync)?;
+    Ok(())
+}
