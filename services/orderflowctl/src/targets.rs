@@ -62,7 +62,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, ParseResetToError> {
         .strip_prefix('P')
         .ok_or_else(|| bad("it does not start with P"))?;
     let (date, time) = match rest.split_once('T') {
-        Some((d, t)) if t.is_empty() => return Err(bad(&format!("nothing after T in {d}T"))),
+        Some((d, "")) => return Err(bad(&format!("nothing after T in P{d}T"))),
         Some((d, t)) => (d, Some(t)),
         None => (rest, None),
     };

@@ -286,7 +286,7 @@ fn lag_refusal_while_live_then_resets() {
             ],
         ),
     ] {
-        let ours = orderflowctl::plan_reset_now(&kafka, group, &[topic], to, T).unwrap();
+        let ours = orderflowctl::plan_reset_now(&kafka, group, &[topic], to.clone(), T).unwrap();
         let args: Vec<&str> = tool_args.iter().map(String::as_str).collect();
         assert_eq!(
             targets(&ours),

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use common::{create_topic, ctl, delete_records, produce, text, ts, Broker, PER_PARTITION, T};
 use orderflow_runtime::KafkaConfig;

@@ -10,9 +10,12 @@ pub mod drain;
 pub mod kafka;
 pub mod metrics;
 pub mod reconcile;
+pub mod targets;
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod reconcile_targets_tests;
 #[cfg(test)]
 mod reconcile_tests;
 
