@@ -24,7 +24,13 @@ fn the_committed_crd_is_crdgen_output() {
 
 #[test]
 fn the_samples_parse_and_validate() {
-    for name in ["replay.yaml", "replay-timestamp.yaml", "lag.yaml"] {
+    for name in [
+        "replay.yaml",
+        "replay-timestamp.yaml",
+        "replay-last-hour.yaml",
+        "undo.yaml",
+        "lag.yaml",
+    ] {
         let text = std::fs::read_to_string(repo("deploy/samples").join(name)).expect(name);
         let rr: ReplayRequest = serde_yaml::from_str(&text).expect(name);
         rr.spec.validate().expect(name);
