@@ -282,3 +282,36 @@ async fn an_undo_of_a_request_missing_or_not_succeeded_fails_clearly() {
     );
     assert_eq!(h.replicas("analytics"), 2);
 }
+
+#[tokio::test]
+async fn an_undo_made_before_a_crash_is_not_made_again() {
+    // the controller died after committing the undo's offsets, before writing Restoring
+    let st = json!({"phase": "Resetting", "startedAt": "2026-11-22T10:00:00.000Z",
+                    "restore": [{"deployment": "analytics", "replicas": 1}]});
+    let mark = |offset, from| orderflowctl::CommittedOffset {
+        topic: "orders".to_string(),
+        partition: if offset == 40 { 0 } else { 1 },
+        offset: Some(offset),
+        metadata: format!("orderflow.reset=2026-11-22T10:00:01.000Z by={UID} from={from}"),
+    };
+    let h = harness(
+        request(spec(json!({"undoOf": "replay-0"})), Some(st)),
+        &[("analytics", 0)],
+        FakeKafka {
+            committed: vec![mark(40, 0), mark(12, 0)],
+            ..FakeKafka::default()
+        },
+    );
+    h.add_request(undone("Succeeded"));
+    h.reconcile().await.unwrap();
+    assert!(h.kafka.resets.lock().unwrap().is_empty(), "undone twice");
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Succeeded, "{:?}", st.message);
+    let moves: Vec<(i32, Option<i64>, i64)> = st
+        .offsets
+        .iter()
+        .map(|o| (o.partition, o.from, o.to))
+        .collect();
+    assert_eq!(moves, vec![(0, Some(0), 40), (1, Some(0), 12)]);
+    assert_eq!(h.replicas("analytics"), 1);
+}
