@@ -13,9 +13,9 @@ use thiserror::Error;
 use crate::error::{GroupError, ParseResetToError};
 use crate::format;
 use crate::groups::{self, WatchEnd, WatchOptions};
-use crate::history::{history_warnings, HistoryTruncated};
 use crate::model::LagSample;
-use crate::plan::{OffsetChange, ResetTo};
+use crate::reset_cmd;
+pub use crate::reset_cmd::ResetArgs;
 
 /// Topics `lag` looks at when no `--topic` is given: the ones orderflow's groups consume.
 pub const DEFAULT_LAG_TOPICS: [&str; 2] = [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS];
@@ -53,8 +53,10 @@ pub enum Command {
     Describe(DescribeArgs),
     /// Show a group's lag per partition (log-end offset minus committed offset).
     Lag(LagArgs),
-    /// Reset a group's committed offsets (the group must have no active members). Warns on
-    /// stderr for each partition whose target lay before the oldest record Kafka still holds.
+    /// Reset a group's committed offsets (the group must have no active members): to
+    /// earliest, latest, a timestamp, a duration before now, shifted by N records, or the
+    /// offsets of a CSV file (--export writes one). Warns on stderr for each partition whose
+    /// target lay before the oldest record Kafka still holds.
     Reset(ResetArgs),
 }
 
@@ -94,28 +96,6 @@ pub struct LagArgs {
     pub timeout_secs: Option<u64>,
 }
 
-#[derive(Debug, Args)]
-pub struct ResetArgs {
-    /// Consumer group.
-    #[arg(long, short)]
-    pub group: String,
-    /// Topic (repeatable, at least one).
-    #[arg(long = "topic", short, required = true)]
-    pub topics: Vec<String>,
-    /// earliest | latest | timestamp (with --timestamp), or an RFC 3339 timestamp.
-    #[arg(long)]
-    pub to: String,
-    /// RFC 3339 timestamp for --to timestamp, e.g. 2026-11-22T10:00:00Z.
-    #[arg(long)]
-    pub timestamp: Option<String>,
-    /// Show the plan, change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
 #[derive(Debug, Error)]
 pub enum CliError {
     #[error(transparent)]
@@ -127,6 +107,13 @@ pub enum CliError {
         group: String,
         secs: u64,
         last_total: i64,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
     },
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
@@ -172,38 +159,6 @@ struct LagJson<'a> {
     sample: &'a LagSample,
 }
 
-#[derive(Serialize)]
-struct ResetJson<'a> {
-    group: &'a str,
-    to: ResetTo,
-    dry_run: bool,
-    changes: &'a [OffsetChange],
-    /// The partitions whose target lay before the oldest record Kafka still holds (also
-    /// in their change); empty when the whole history asked for is there.
-    history_truncated: Vec<TruncatedJson<'a>>,
-}
-
-#[derive(Serialize)]
-struct TruncatedJson<'a> {
-    topic: &'a str,
-    partition: i32,
-    #[serde(flatten)]
-    history: &'a HistoryTruncated,
-}
-
-fn truncated_json(changes: &[OffsetChange]) -> Vec<TruncatedJson<'_>> {
-    changes
-        .iter()
-        .filter_map(|c| {
-            Some(TruncatedJson {
-                topic: &c.topic,
-                partition: c.partition,
-                history: c.history_truncated.as_ref()?,
-            })
-        })
-        .collect()
-}
-
 /// Run one command; output goes to `out`, notes to `note`.
 pub fn run(
     cli: &Cli,
@@ -222,45 +177,7 @@ pub fn run(
             }
         }
         Command::Lag(a) => lag(a, kafka, timeout, out, note)?,
-        Command::Reset(a) => {
-            let to = ResetTo::from_parts(&a.to, a.timestamp.as_deref())?;
-            let topics: Vec<&str> = a.topics.iter().map(String::as_str).collect();
-            let changes = if a.dry_run {
-                let info = groups::describe_group(kafka, &a.group, timeout)?;
-                if !info.is_empty() {
-                    writeln!(
-                        note,
-                        "note: group {} has {} active member(s) (state {}): a real reset would be refused",
-                        info.group, info.members, info.state
-                    )?;
-                }
-                groups::plan_reset_now(kafka, &a.group, &topics, to, timeout)?
-            } else {
-                groups::reset(kafka, &a.group, &topics, to, timeout)?
-            };
-            // The reset is made (or planned) all the same: a warning, not an error.
-            let dry = if a.dry_run { " (dry run)" } else { "" };
-            for line in history_warnings(&to, &changes) {
-                writeln!(note, "warning{dry}: {line}")?;
-            }
-            if a.json {
-                let doc = ResetJson {
-                    group: &a.group,
-                    to,
-                    dry_run: a.dry_run,
-                    changes: &changes,
-                    history_truncated: truncated_json(&changes),
-                };
-                writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
-            } else {
-                write!(out, "{}", format::reset_table(&a.group, &changes))?;
-                if a.dry_run {
-                    writeln!(out, "(dry run: nothing changed)")?;
-                } else {
-                    writeln!(out, "reset group {} to {to}", a.group)?;
-                }
-            }
-        }
+        Command::Reset(a) => reset_cmd::run(a, kafka, timeout, out, note)?,
     }
     Ok(())
 }
@@ -384,83 +301,6 @@ mod tests {
         assert!(a.until_zero);
         assert_eq!(a.timeout_secs, Some(30));
         assert_eq!(a.interval_ms, 250);
-    }
-
-    #[test]
-    fn reset_needs_group_topic_and_target() {
-        assert!(parse(&["reset", "--group", "g", "--to", "earliest"]).is_err());
-        assert!(parse(&["reset", "--topic", "orders", "--to", "earliest"]).is_err());
-        assert!(parse(&["reset", "--group", "g", "--topic", "orders"]).is_err());
-        let cli = parse(&[
-            "reset",
-            "--group",
-            "analytics",
-            "--topic",
-            "orders",
-            "--to",
-            "timestamp",
-            "--timestamp",
-            "2026-11-22T10:00:00Z",
-            "--dry-run",
-        ])
-        .unwrap();
-        let Command::Reset(a) = cli.command else {
-            panic!("not reset")
-        };
-        assert!(a.dry_run);
-        assert_eq!(
-            ResetTo::from_parts(&a.to, a.timestamp.as_deref())
-                .unwrap()
-                .to_string(),
-            "2026-11-22T10:00:00Z"
-        );
-    }
-
-    #[test]
-    fn reset_json_lists_the_truncated_partitions() {
-        let changes = vec![
-            OffsetChange {
-                topic: "orders".into(),
-                partition: 0,
-                from: Some(9),
-                to: 0,
-                history_truncated: None,
-            },
-            OffsetChange {
-                topic: "orders".into(),
-                partition: 1,
-                from: Some(9),
-                to: 5,
-                history_truncated: Some(HistoryTruncated {
-                    log_start_offset: 5,
-                    records_deleted: Some(5),
-                    oldest_record_at: None,
-                }),
-            },
-        ];
-        let doc = ResetJson {
-            group: "analytics",
-            to: ResetTo::Earliest,
-            dry_run: false,
-            changes: &changes,
-            history_truncated: truncated_json(&changes),
-        };
-        let v = serde_json::to_value(&doc).unwrap();
-        assert_eq!(
-            v["history_truncated"],
-            serde_json::json!([{"topic": "orders", "partition": 1, "log_start_offset": 5,
-                                "records_deleted": 5}])
-        );
-        assert!(v["changes"][0].get("history_truncated").is_none());
-        assert_eq!(v["changes"][1]["history_truncated"]["log_start_offset"], 5);
-        let none = ResetJson {
-            history_truncated: truncated_json(&changes[..1]),
-            ..doc
-        };
-        assert_eq!(
-            serde_json::to_value(&none).unwrap()["history_truncated"],
-            serde_json::json!([])
-        );
     }
 
     #[test]

@@ -53,6 +53,17 @@ pub enum GroupError {
     #[error("no offset for the reset timestamp was found for {topic}[{partition}]")]
     MissingTimeOffset { topic: String, partition: i32 },
 
+    /// A shift of a partition on which the group has no committed offset (Kafka's tool
+    /// refuses it too: there is nothing to shift from).
+    #[error(
+        "cannot shift the offset of {topic}[{partition}]: the group has no committed offset there"
+    )]
+    NoCommittedOffset { topic: String, partition: i32 },
+
+    /// An explicit offset for a partition the topic does not have.
+    #[error("{topic}[{partition}] is not a partition of topic {topic} on the broker")]
+    UnknownPartition { topic: String, partition: i32 },
+
     /// After a reset, the offsets read back from the broker are not the planned ones.
     #[error(
         "reset of group {group} not verified: {topic}[{partition}] reads back offset {actual} \
@@ -83,4 +94,16 @@ pub enum ParseResetToError {
     MissingTimestamp,
     #[error("a timestamp ({0}) is only valid with reset to timestamp")]
     UnexpectedTimestamp(String),
+    #[error(
+        "invalid duration {value:?}: {reason} (expected ISO 8601 as PnDTnHnMnS, e.g. PT1H or P1DT12H)"
+    )]
+    BadDuration { value: String, reason: String },
+    #[error("offsets line {line} ({text:?}): {reason}")]
+    BadOffsets {
+        line: usize,
+        text: String,
+        reason: String,
+    },
+    #[error("no offsets for the group in the file (expected lines topic,partition,offset)")]
+    NoOffsets,
 }

@@ -68,6 +68,15 @@ pub fn history_truncated(
             }
             None
         }
+        // unresolved (the time is not known here): the planned offset alone decides
+        ResetTo::ByDuration(_) => {
+            if target != lso {
+                return None;
+            }
+            None
+        }
+        // decided by the offset asked for (`plan_reset`), not here
+        ResetTo::ShiftBy(_) | ResetTo::ToOffsets(_) => return None,
     };
     Some(HistoryTruncated {
         log_start_offset: lso,
@@ -120,6 +129,9 @@ impl OffsetChange {
             .map(|t| format!(" (its record written {})", rfc3339(t)))
             .unwrap_or_default();
         let gone = match (to, h.records_deleted) {
+            (ResetTo::ByDuration(_), _) => "records before it were deleted (retention or \
+                 DeleteRecords), so the replay cannot start that far back"
+                .to_string(),
             (ResetTo::Timestamp(at), _) => format!(
                 "records before it were deleted (retention or DeleteRecords), so the replay \
                  cannot start at {}",

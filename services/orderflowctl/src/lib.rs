@@ -1,6 +1,7 @@
 //! Consumer-group work for orderflow, in one place: group state ("is the group empty"),
 //! lag per partition, committed offsets with their commit metadata, and offset resets to
-//! earliest / latest / a timestamp, saying per partition when the target lay before the
+//! earliest / latest / a timestamp / a duration before now / a shift / explicit offsets
+//! ([`ResetTo`]), saying per partition when the target lay before the
 //! oldest record Kafka still holds ([`HistoryTruncated`]). Used by the replay controller, by `make demo` and by
 //! the `orderflowctl` CLI (`describe`, `lag`, `reset`).
 //!
@@ -20,6 +21,9 @@ mod groups;
 mod history;
 mod model;
 mod plan;
+#[cfg(feature = "cli")]
+mod reset_cmd;
+mod targets;
 
 pub use error::{GroupError, ParseResetToError};
 pub use groups::{
@@ -35,3 +39,4 @@ pub use model::{
     INACTIVE_STATES,
 };
 pub use plan::{plan_reset, OffsetChange, ResetTo, TimeOffset};
+pub use targets::{format_duration, offsets_csv, parse_duration, parse_offsets_csv, TargetOffset};

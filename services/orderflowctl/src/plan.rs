@@ -11,6 +11,7 @@ use serde::{Serialize, Serializer};
 use crate::error::{GroupError, ParseResetToError};
 use crate::history::{history_truncated, oldest_of, HistoryTruncated, OldestRecord};
 use crate::model::PartitionLag;
+use crate::targets::{explicit_truncated, format_duration, requested, ShiftError, TargetOffset};
 
 /// One partition's offset move in a reset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -37,8 +38,10 @@ pub struct TimeOffset {
     pub offset: Option<i64>,
 }
 
-/// Where a reset moves the committed offsets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a reset moves the committed offsets (the targets of `kafka-consumer-groups
+/// --reset-offsets`; the ones beyond earliest / latest / a timestamp are in
+/// [`crate::targets`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResetTo {
     /// The low watermark (oldest retained record).
     Earliest,
@@ -46,6 +49,15 @@ pub enum ResetTo {
     Latest,
     /// The first record whose timestamp is at or after this time (log end if none).
     Timestamp(DateTime<Utc>),
+    /// The first record at or after `now - duration` (log end if none): a timestamp fixed
+    /// when the reset is planned ([`ResetTo::resolved`]).
+    ByDuration(chrono::Duration),
+    /// The committed offset moved by this many records (negative: back), kept inside
+    /// `[log start, log end]`; a partition without a committed offset is an error.
+    ShiftBy(i64),
+    /// These offsets, kept inside `[log start, log end]`; only the partitions listed are
+    /// reset (`--from-file`).
+    ToOffsets(Vec<TargetOffset>),
 }
 
 impl ResetTo {
@@ -96,6 +108,9 @@ impl fmt::Display for ResetTo {
             Self::Earliest => f.write_str("earliest"),
             Self::Latest => f.write_str("latest"),
             Self::Timestamp(t) => f.write_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            Self::ByDuration(d) => write!(f, "by-duration {}", format_duration(*d)),
+            Self::ShiftBy(n) => write!(f, "shift-by {n}"),
+            Self::ToOffsets(list) => write!(f, "offsets ({} partition(s))", list.len()),
         }
     }
 }
@@ -109,46 +124,84 @@ impl Serialize for ResetTo {
 /// The reset plan: for every partition of `current` (committed offsets and watermarks, in
 /// that order), where its committed offset goes.
 /// - `Earliest`: the low watermark; `Latest`: the high watermark;
-/// - `Timestamp`: the offsets-for-times answer in `times`, the high watermark when the
-///   timestamp is past the last record; a partition missing from `times` is an error.
+/// - `Timestamp` (and `ByDuration`, resolved by the caller with [`ResetTo::resolved`]): the
+///   offsets-for-times answer in `times`, the high watermark when the timestamp is past the
+///   last record; a partition missing from `times` is an error;
+/// - `ShiftBy(n)`: the committed offset + n (a partition never committed is an error, as in
+///   Kafka's tool); `ToOffsets`: the listed offset, only for the partitions listed (a listed
+///   partition missing from `current` is an error).
 ///
-/// Targets are kept inside `[low_watermark, high_watermark]`. Each change says whether its
-/// target lay before the oldest record Kafka still holds ([`history_truncated`]), given the
-/// timestamps of the oldest records held in `oldest` (may be empty: unknown).
+/// Targets are kept inside `[low_watermark, high_watermark]`, as Kafka's tool does. Each
+/// change says whether its target lay before the oldest record Kafka still holds
+/// ([`history_truncated`]; for a shift or an explicit offset: below the log start offset),
+/// given the timestamps of the oldest records held in `oldest` (may be empty: unknown).
 pub fn plan_reset(
     to: &ResetTo,
     current: &[PartitionLag],
     times: &[TimeOffset],
     oldest: &[OldestRecord],
 ) -> Result<Vec<OffsetChange>, GroupError> {
-    current
-        .iter()
-        .map(|p| {
-            let target = match to {
-                ResetTo::Earliest => p.low_watermark,
-                ResetTo::Latest => p.high_watermark,
-                ResetTo::Timestamp(_) => {
-                    let answer = times
-                        .iter()
-                        .find(|t| t.topic == p.topic && t.partition == p.partition)
-                        .ok_or_else(|| GroupError::MissingTimeOffset {
+    if let ResetTo::ToOffsets(list) = to {
+        if let Some(o) = list.iter().find(|o| {
+            !current
+                .iter()
+                .any(|p| p.topic == o.topic && p.partition == o.partition)
+        }) {
+            return Err(GroupError::UnknownPartition {
+                topic: o.topic.clone(),
+                partition: o.partition,
+            });
+        }
+    }
+    let mut plan = Vec::with_capacity(current.len());
+    for p in current {
+        let oldest_at = oldest_of(oldest, &p.topic, p.partition);
+        let (target, history) = match to {
+            ResetTo::Earliest
+            | ResetTo::Latest
+            | ResetTo::Timestamp(_)
+            | ResetTo::ByDuration(_) => {
+                let target = match to {
+                    ResetTo::Earliest => p.low_watermark,
+                    ResetTo::Latest => p.high_watermark,
+                    _ => {
+                        let answer = times
+                            .iter()
+                            .find(|t| t.topic == p.topic && t.partition == p.partition)
+                            .ok_or_else(|| GroupError::MissingTimeOffset {
+                                topic: p.topic.clone(),
+                                partition: p.partition,
+                            })?;
+                        answer.offset.unwrap_or(p.high_watermark)
+                    }
+                };
+                let target = target.min(p.high_watermark).max(p.low_watermark);
+                (target, history_truncated(to, p, target, oldest_at))
+            }
+            ResetTo::ShiftBy(_) | ResetTo::ToOffsets(_) => {
+                let wanted = match requested(to, p) {
+                    Ok(Some(w)) => w,
+                    Ok(None) => continue,
+                    Err(ShiftError) => {
+                        return Err(GroupError::NoCommittedOffset {
                             topic: p.topic.clone(),
                             partition: p.partition,
-                        })?;
-                    answer.offset.unwrap_or(p.high_watermark)
-                }
-            };
-            let target = target.min(p.high_watermark).max(p.low_watermark);
-            let oldest_at = oldest_of(oldest, &p.topic, p.partition);
-            Ok(OffsetChange {
-                topic: p.topic.clone(),
-                partition: p.partition,
-                from: p.committed,
-                to: target,
-                history_truncated: history_truncated(to, p, target, oldest_at),
-            })
-        })
-        .collect()
+                        })
+                    }
+                };
+                let target = wanted.min(p.high_watermark).max(p.low_watermark);
+                (target, explicit_truncated(p, wanted, oldest_at))
+            }
+        };
+        plan.push(OffsetChange {
+            topic: p.topic.clone(),
+            partition: p.partition,
+            from: p.committed,
+            to: target,
+            history_truncated: history,
+        });
+    }
+    Ok(plan)
 }
 
 #[cfg(test)]

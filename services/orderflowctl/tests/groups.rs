@@ -3,11 +3,13 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{create_topic, ctl, produce, script, text, ts, wait_for, Broker, PER_PARTITION, T};
+use common::{
+    create_topic, ctl, kafka_tool, produce, text, tool_plan, tool_rows, ts, wait_for, Broker,
+    PER_PARTITION, T,
+};
 use orderflow_events::CommitMark;
 use orderflow_runtime::KafkaConfig;
 use orderflowctl::{GroupError, OffsetChange, ResetTo};
@@ -50,58 +52,6 @@ fn member_that_committed(
     });
     drop(tpl);
     consumer
-}
-
-/// One of Kafka's own command-line tools (`scripts/kafka.sh tool NAME ARGS`); its stdout.
-fn kafka_tool(name: &str, args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg(script())
-        .arg("tool")
-        .arg(name)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kafka.sh tool {name} {args:?} failed: {}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// The rows of a table printed by `kafka-consumer-groups` for `group`, each split on
-/// whitespace, header and blank lines left out.
-fn tool_rows(table: &str, group: &str) -> Vec<Vec<String>> {
-    table
-        .lines()
-        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-        .filter(|r| r.first().is_some_and(|g| g == group))
-        .collect()
-}
-
-/// `(partition, new offset)` of `kafka-consumer-groups --reset-offsets ... --dry-run`.
-fn tool_plan(bootstrap: &str, group: &str, topic: &str, to: &[&str]) -> Vec<(i32, i64)> {
-    let mut args = vec![
-        "--bootstrap-server",
-        bootstrap,
-        "--reset-offsets",
-        "--group",
-        group,
-        "--topic",
-        topic,
-        "--dry-run",
-    ];
-    args.extend_from_slice(to);
-    let out = kafka_tool("kafka-consumer-groups", &args);
-    // GROUP TOPIC PARTITION NEW-OFFSET
-    let mut plan: Vec<(i32, i64)> = tool_rows(&out, group)
-        .iter()
-        .map(|r| (r[2].parse().unwrap(), r[3].parse().unwrap()))
-        .collect();
-    plan.sort_unstable();
-    assert!(!plan.is_empty(), "no plan in {out}");
-    plan
 }
 
 /// `(partition, offset)` of the group's committed offsets, and whether every partition
@@ -336,7 +286,7 @@ fn lag_refusal_while_live_then_resets() {
             ],
         ),
     ] {
-        let ours = orderflowctl::plan_reset_now(&kafka, group, &[topic], to, T).unwrap();
+        let ours = orderflowctl::plan_reset_now(&kafka, group, &[topic], to.clone(), T).unwrap();
         let args: Vec<&str> = tool_args.iter().map(String::as_str).collect();
         assert_eq!(
             targets(&ours),

@@ -6,46 +6,13 @@
 
 mod common;
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
-use common::{block_on, create_topic, ctl, produce, text, ts, Broker, PER_PARTITION, T};
+use common::{create_topic, ctl, delete_records, produce, text, ts, Broker, PER_PARTITION, T};
 use orderflow_runtime::KafkaConfig;
 use orderflowctl::{OffsetChange, ResetTo};
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 const GROUP: &str = "analytics";
-
-/// DeleteRecords: on each `(partition, before)`, every record below offset `before` goes;
-/// returns the new low watermarks (log start offsets).
-fn delete_records(kafka: &KafkaConfig, topic: &str, cuts: &[(i32, i64)]) -> Vec<(i32, i64)> {
-    let admin: AdminClient<DefaultClientContext> = kafka.client().create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for (p, before) in cuts {
-        tpl.add_partition_offset(topic, *p, Offset::Offset(*before))
-            .unwrap();
-    }
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let done = block_on(admin.delete_records(&tpl, &opts)).unwrap();
-    let lows = done
-        .elements()
-        .iter()
-        .map(|e| {
-            assert!(
-                e.error().is_ok(),
-                "DeleteRecords {topic}[{}]",
-                e.partition()
-            );
-            (e.partition(), e.offset().to_raw().unwrap_or(-1))
-        })
-        .collect();
-    drop(done);
-    drop(tpl);
-    lows
-}
 
 /// `(partition, to, log start offset if truncated)` of a reset's changes.
 fn summary(changes: &[OffsetChange]) -> Vec<(i32, i64, Option<i64>)> {

@@ -3,13 +3,13 @@
 //! its committed output. Doc comments become the schema's descriptions (`kubectl explain`).
 
 use kube::CustomResource;
-use orderflowctl::ResetTo;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use crate::crd_plan::{
     CatchUpPartition, CatchUpStatus, PartitionPlan, PlanTotals, RateSample, ReplayPlan,
 };
+pub use crate::targets::Target;
 
 /// Seconds the consumers may stay scaled down waiting for the group to empty and the reset
 /// to be made, when `spec.timeoutSeconds` is not given.
@@ -34,9 +34,10 @@ pub const MAX_LAG_SAMPLES: usize = 300;
     namespaced,
     shortname = "rr",
     status = "ReplayRequestStatus",
-    doc = "Replays a consumer group from earliest, latest or a point in time: the group's \
-           deployment is scaled to 0, its offsets are reset, and it is restored. Optionally \
-           creates consumer lag on purpose and records it.",
+    doc = "Replays a consumer group from earliest, latest, a point in time, a duration ago, \
+           a shift or explicit offsets, or undoes an earlier request: the group's deployment \
+           is scaled to 0, its offsets are reset, and it is restored. Optionally creates \
+           consumer lag on purpose and records it.",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Group","type":"string","jsonPath":".spec.consumerGroup"}"#,
     printcolumn = r#"{"name":"Reset","type":"string","jsonPath":".spec.resetTo"}"#,
@@ -47,11 +48,27 @@ pub const MAX_LAG_SAMPLES: usize = 300;
 )]
 #[serde(rename_all = "camelCase")]
 // CEL rules the API server (1.25+) enforces on create and update: what the schema alone cannot
-// say. `validate` checks the same in the controller (for older servers).
+// say. `validate` checks the same in the controller (for older servers): crate::targets.
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "self.resetTo == 'timestamp' ? has(self.timestamp) : !has(self.timestamp)",
+        "rule": "has(self.resetTo) && self.resetTo == 'timestamp' ? has(self.timestamp) : !has(self.timestamp)",
         "message": "spec.timestamp is required when spec.resetTo is timestamp, and allowed only then"
+    },
+    {
+        "rule": "has(self.resetTo) && self.resetTo == 'byDuration' ? has(self.duration) : !has(self.duration)",
+        "message": "spec.duration is required when spec.resetTo is byDuration, and allowed only then"
+    },
+    {
+        "rule": "has(self.resetTo) && self.resetTo == 'shiftBy' ? has(self.shiftBy) : !has(self.shiftBy)",
+        "message": "spec.shiftBy is required when spec.resetTo is shiftBy, and allowed only then"
+    },
+    {
+        "rule": "has(self.resetTo) && self.resetTo == 'toOffsets' ? has(self.offsets) : !has(self.offsets)",
+        "message": "spec.offsets is required when spec.resetTo is toOffsets, and allowed only then"
+    },
+    {
+        "rule": "has(self.resetTo) != has(self.undoOf)",
+        "message": "exactly one of spec.resetTo and spec.undoOf is required: a request resets to a target, or undoes another request"
     }
 ]))]
 pub struct ReplayRequestSpec {
@@ -70,13 +87,52 @@ pub struct ReplayRequestSpec {
     pub topics: Vec<String>,
 
     /// Where the offsets go: earliest (oldest retained record), latest (log end: skip
-    /// everything so far) or timestamp (first record at or after spec.timestamp).
-    pub reset_to: ResetTarget,
+    /// everything so far), timestamp (first record at or after spec.timestamp), byDuration
+    /// (first record at or after now minus spec.duration), shiftBy (each committed offset
+    /// moved by spec.shiftBy records) or toOffsets (spec.offsets). Every target is kept
+    /// inside each partition's oldest and log-end offsets. Required unless spec.undoOf is
+    /// given (not with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_to: Option<ResetTarget>,
 
     /// RFC 3339 time, only with resetTo: timestamp (e.g. 2026-11-22T10:00:00Z).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "date-time"))]
     pub timestamp: Option<String>,
+
+    /// ISO 8601 duration before now, only with resetTo: byDuration (e.g. PT1H, P1DT12H; as
+    /// kafka-consumer-groups --by-duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 2, max = 64),
+        regex(pattern = r"^P([0-9]+D)?(T([0-9]+H)?([0-9]+M)?([0-9]+(\.[0-9]{1,9})?S)?)?$")
+    )]
+    pub duration: Option<String>,
+
+    /// Records to move each partition's committed offset by (negative: back), only with
+    /// resetTo: shiftBy (as kafka-consumer-groups --shift-by). A partition the group never
+    /// committed on has nothing to shift from: the request fails (NoCommittedOffset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift_by: Option<i64>,
+
+    /// Explicit offsets, only with resetTo: toOffsets; only the partitions listed are reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 10000))]
+    pub offsets: Option<Vec<TopicPartitionOffset>>,
+
+    /// With resetTo timestamp or byDuration: when the target lies before the oldest record
+    /// Kafka still holds on a partition (records deleted by retention), go on from that
+    /// partition's earliest offset (recorded in status.historyTruncated, a HistoryTruncated
+    /// condition and a Warning Event) instead of failing with reason BeforeRetention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_truncated: Option<bool>,
+
+    /// The name of a Succeeded ReplayRequest (same namespace, same consumerGroup and topics)
+    /// to undo: its status.offsets' `from` offsets are restored, with the same scale-down,
+    /// reset and restore. Not with resetTo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub undo_of: Option<String>,
 
     /// Optional: create consumer lag on purpose after the replay, and record it in
     /// status.lag.
@@ -109,8 +165,9 @@ pub struct ReplayRequestSpec {
 }
 
 impl ReplayRequestSpec {
-    /// Check the spec beyond what the CRD schema can say: the reset target with its timestamp.
-    pub fn validate(&self) -> Result<ResetTo, String> {
+    /// Check the spec beyond what the CRD schema can say: the reset target with its fields
+    /// ([`crate::targets`]), or the request to undo.
+    pub fn validate(&self) -> Result<Target, String> {
         if self.topics.iter().any(|t| t.trim().is_empty()) {
             return Err("spec.topics has an empty topic name".to_string());
         }
@@ -122,18 +179,20 @@ impl ReplayRequestSpec {
                 ));
             }
         }
-        ResetTo::from_parts(self.reset_to.as_str(), self.timestamp.as_deref())
-            .map_err(|e| format!("spec.resetTo/spec.timestamp: {e}"))
+        crate::targets::target(self)
     }
 }
 
 /// The reset target.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "camelCase")]
 pub enum ResetTarget {
     Earliest,
     Latest,
     Timestamp,
+    ByDuration,
+    ShiftBy,
+    ToOffsets,
 }
 
 impl ResetTarget {
@@ -142,8 +201,23 @@ impl ResetTarget {
             Self::Earliest => "earliest",
             Self::Latest => "latest",
             Self::Timestamp => "timestamp",
+            Self::ByDuration => "byDuration",
+            Self::ShiftBy => "shiftBy",
+            Self::ToOffsets => "toOffsets",
         }
     }
+}
+
+/// One partition's target offset (spec.offsets).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicPartitionOffset {
+    #[schemars(length(min = 1, max = 249))]
+    pub topic: String,
+    #[schemars(range(min = 0))]
+    pub partition: i32,
+    #[schemars(range(min = 0))]
+    pub offset: i64,
 }
 
 /// Consumer lag on purpose: scale a deployment to `replicas` for `holdSeconds`, then restore
@@ -462,7 +536,7 @@ spec:
   lag: {deployment: inventory, replicas: 0, holdSeconds: 60}
 "#;
         let rr: ReplayRequest = serde_yaml::from_str(yaml).unwrap();
-        assert_eq!(rr.spec.reset_to, ResetTarget::Earliest);
+        assert_eq!(rr.spec.reset_to, Some(ResetTarget::Earliest));
         let lag = rr.spec.lag.unwrap();
         assert_eq!(lag.group(), "inventory");
         assert_eq!(lag.topics(), vec!["orders".to_string()]);
@@ -476,14 +550,22 @@ spec:
         let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
         assert_eq!(
             spec["properties"]["resetTo"]["enum"],
-            serde_json::json!(["earliest", "latest", "timestamp"])
+            serde_json::json!([
+                "earliest",
+                "latest",
+                "timestamp",
+                "byDuration",
+                "shiftBy",
+                "toOffsets",
+                null
+            ])
         );
         assert_eq!(
             spec["properties"]["lag"]["properties"]["replicas"]["minimum"],
             0.0
         );
         let required = spec["required"].as_array().unwrap();
-        for f in ["consumerGroup", "deployment", "topics", "resetTo"] {
+        for f in ["consumerGroup", "deployment", "topics"] {
             assert!(required.contains(&serde_json::json!(f)), "{f} required");
         }
         assert!(spec["properties"]["consumerGroup"]["description"]

@@ -83,6 +83,8 @@ pub fn ev(reason: &str) -> Call {
 /// the calls so far.
 struct FakeApi {
     rr: Value,
+    /// Other ReplayRequests of the namespace (e.g. the one an undo undoes), by name.
+    others: Vec<Value>,
     deployments: HashMap<String, i32>,
     /// HorizontalPodAutoscalers (autoscaling/v2) of the namespace.
     hpas: Vec<Value>,
@@ -122,11 +124,22 @@ fn answer(state: &Arc<Mutex<FakeApi>>, method: &str, path: &str, body: Value) ->
     let dep_base = "/apis/apps/v1/namespaces/default/deployments/";
     match (method, path) {
         ("GET", p) if p == format!("{rr_base}/replay-1/status") => (200, s.rr.clone()),
-        ("GET", p) if p == rr_base => (
-            200,
-            json!({"apiVersion": "orderflow.io/v1alpha1", "kind": "ReplayRequestList",
-                   "metadata": {}, "items": [s.rr.clone()]}),
-        ),
+        ("GET", p) if p == rr_base => {
+            let mut items = vec![s.rr.clone()];
+            items.extend(s.others.iter().cloned());
+            (
+                200,
+                json!({"apiVersion": "orderflow.io/v1alpha1", "kind": "ReplayRequestList",
+                       "metadata": {}, "items": items}),
+            )
+        }
+        ("GET", p) if p.starts_with(&format!("{rr_base}/")) && !p.ends_with("/status") => {
+            let name = &p[rr_base.len() + 1..];
+            match s.others.iter().find(|o| o["metadata"]["name"] == name) {
+                Some(o) => (200, o.clone()),
+                None => (404, not_found),
+            }
+        }
         ("PATCH", p) if p == format!("{rr_base}/replay-1") && body.is_array() => {
             // kube-runtime's `finalizer` adding the finalizer: a JSON patch (test, add)
             let mut finalizers: Vec<String> =
@@ -226,6 +239,8 @@ pub struct FakeKafka {
     pub truncated: Option<HistoryTruncated>,
     /// How often the reset was planned without committing.
     pub plans: Mutex<usize>,
+    /// The targets of the resets made, in order.
+    pub targets: Mutex<Vec<ResetTo>>,
     /// What `positions` answers (committed offsets and watermarks); `None`: orders[0] with
     /// its committed offset at its high watermark, 40 (a group that has caught up).
     pub positions: Mutex<Option<Vec<PartitionLag>>>,
@@ -300,6 +315,7 @@ impl GroupAdmin for FakeKafka {
         by: &str,
     ) -> Result<Vec<OffsetChange>, AdminError> {
         self.resets.lock().unwrap().push(format!("{to} by {by}"));
+        self.targets.lock().unwrap().push(to);
         Ok(vec![self.change()])
     }
 
@@ -349,6 +365,7 @@ pub struct Harness {
 pub fn harness(rr: Value, deployments: &[(&str, i32)], kafka: FakeKafka) -> Harness {
     let state = Arc::new(Mutex::new(FakeApi {
         rr,
+        others: Vec::new(),
         deployments: deployments
             .iter()
             .map(|(n, r)| (n.to_string(), *r))
@@ -379,6 +396,11 @@ impl Harness {
         let rr: ReplayRequest = serde_json::from_value(self.state.lock().unwrap().rr.clone())
             .expect("a valid ReplayRequest");
         reconcile(Arc::new(rr), self.ctx.clone()).await
+    }
+
+    /// Another ReplayRequest in the namespace (JSON as the API server holds it).
+    pub fn add_request(&self, rr: Value) {
+        self.state.lock().unwrap().others.push(rr);
     }
 
     pub fn calls(&self) -> Vec<Call> {

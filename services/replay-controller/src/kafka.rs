@@ -23,6 +23,8 @@ impl AdminError {
         match self {
             Self::Group(GroupError::UnknownTopic(_)) => Some("TopicNotFound"),
             Self::Group(GroupError::NoTopics) => Some("InvalidSpec"),
+            Self::Group(GroupError::NoCommittedOffset { .. }) => Some("NoCommittedOffset"),
+            Self::Group(GroupError::UnknownPartition { .. }) => Some("PartitionNotFound"),
             _ => None,
         }
     }

@@ -11,11 +11,14 @@ pub mod drain;
 pub mod kafka;
 pub mod metrics;
 pub mod reconcile;
+pub mod targets;
 
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]
 mod reconcile_plan_tests;
+#[cfg(test)]
+mod reconcile_targets_tests;
 #[cfg(test)]
 mod reconcile_tests;
 

@@ -27,6 +27,8 @@ fn the_samples_parse_and_validate() {
     for name in [
         "replay.yaml",
         "replay-timestamp.yaml",
+        "replay-last-hour.yaml",
+        "undo.yaml",
         "lag.yaml",
         "replay-plan.yaml",
     ] {

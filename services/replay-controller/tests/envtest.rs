@@ -388,10 +388,12 @@ async fn refusals_queueing_deletion_and_timeouts_restore_the_deployments() -> an
 }
 
 /// Replays whose target lies before the oldest record Kafka still holds: DeleteRecords took
-/// the first half of orders[1] (as retention takes old segments). A replay to earliest and one
-/// to a time before the first record are made all the same, and say so: status.historyTruncated
-/// names the partition and its log start offset, the message too, and a Warning Event
-/// `HistoryTruncated`. A replay of a topic nothing was deleted from says nothing.
+/// the first half of orders[1] (as retention takes old segments). A replay to earliest is made
+/// all the same, and says so: status.historyTruncated names the partition and its log start
+/// offset, the message too, and a Warning Event `HistoryTruncated`. A replay to a time before
+/// the first record is refused (BeforeRetention, naming orders[1] and its oldest record's
+/// time), and made with spec.allowTruncated (condition and Warning Event HistoryTruncated). A
+/// replay of a topic nothing was deleted from says nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replay_past_deleted_history_says_so_in_the_status_and_a_warning_event(
 ) -> anyhow::Result<()> {
@@ -504,8 +506,8 @@ async fn a_replay_past_deleted_history_says_so_in_the_status_and_a_warning_event
     );
     assert_eq!(replicas(&c, ns, "analytics").await?, 1);
 
-    // a time a minute before the first record was written: orders[1] is truncated, how many
-    // of its deleted records were after that time is not known
+    // a time a minute before the first record was written lies before the oldest record
+    // orders[1] still holds: refused (BeforeRetention), nothing scaled, nothing reset
     let before_all = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(base_ms - 60_000)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default();
@@ -520,20 +522,78 @@ async fn a_replay_past_deleted_history_says_so_in_the_status_and_a_warning_event
         ),
     )
     .await?;
-    let st = succeeded("from-a-time").await?;
+    let o = wait_rr(
+        &c,
+        ns,
+        "from-a-time",
+        "final",
+        Duration::from_secs(60),
+        |o| phase(o).is_final(),
+    )
+    .await?;
+    assert_eq!(failed_reason(&o), "BeforeRetention");
+    let msg = o.status.and_then(|s| s.message).unwrap_or_default();
+    assert_eq!(
+        msg,
+        format!(
+            "the reset of analytics to timestamp {before_all} lies before the oldest record \
+             Kafka still holds on orders[1] (oldest record {}, log start offset 5): refused, \
+             nothing changed (set spec.allowTruncated: true to start those partitions at their \
+             earliest offset instead)",
+            oldest_held.clone().unwrap_or_default()
+        )
+    );
+    assert_eq!(
+        event_reasons_with(&c, ns, "from-a-time", "Failed").await?,
+        ["Failed"]
+    );
+    assert_eq!(replicas(&c, ns, "analytics").await?, 1);
+
+    // with spec.allowTruncated it goes on: orders[1] from its log start offset, how many of
+    // its deleted records were after that time is not known; a HistoryTruncated condition
+    // and Warning Event say so
+    apply_rr(
+        &c,
+        ns,
+        rr(
+            "from-a-time-allowed",
+            json!({"consumerGroup": "analytics",
+        "deployment": "analytics", "topics": ["orders"], "resetTo": "timestamp",
+        "timestamp": before_all, "allowTruncated": true}),
+        ),
+    )
+    .await?;
+    let st = succeeded("from-a-time-allowed").await?;
     let t: Vec<(i32, i64, Option<i64>)> = st
         .history_truncated
         .iter()
         .map(|t| (t.partition, t.log_start_offset, t.records_deleted))
         .collect();
     assert_eq!(t, vec![(1, 5, None)]);
-    let notes = warnings_with(&c, ns, "from-a-time", "HistoryTruncated").await?;
+    let cond = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "HistoryTruncated")
+        .cloned()
+        .unwrap_or_else(|| panic!("no HistoryTruncated condition: {:?}", st.conditions));
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_deref()),
+        ("True", Some("AllowTruncated"))
+    );
+    let notes = warnings_with(&c, ns, "from-a-time-allowed", "HistoryTruncated").await?;
     assert!(
         notes[0].contains(&format!(
             "the reset of analytics to timestamp {before_all} lies before"
         )) && notes[0].contains("orders[1] from log start offset 5;"),
         "{notes:?}"
     );
+    let committed: Vec<(i32, Option<i64>)> = log_ends(&kafka)
+        .await?
+        .iter()
+        .filter(|p| p.topic == "orders")
+        .map(|p| (p.partition, p.committed))
+        .collect();
+    assert_eq!(committed, vec![(0, Some(0)), (1, Some(5)), (2, Some(0))]);
 
     // a topic nothing was deleted from: no list, no Warning
     apply_rr(

@@ -32,9 +32,11 @@ fn plan_with(
 ) -> Result<Vec<OffsetChange>, GroupError> {
     let parts = h.partitions(topics)?;
     let current = h.lag(&parts)?;
+    // a duration before now is the timestamp it stands for at this moment
+    let to = &to.resolved(Utc::now());
     let times = match to {
         ResetTo::Timestamp(at) => h.offsets_for_time(&parts, at.timestamp_millis())?,
-        ResetTo::Earliest | ResetTo::Latest => Vec::new(),
+        _ => Vec::new(),
     };
     let plan = plan_reset(to, &current, &times, &[])?;
     // Where the target lies before the oldest record held, that record's time tells a

@@ -19,6 +19,7 @@ use orderflowctl::ResetTo;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 
 pub const T: Duration = Duration::from_secs(5);
 pub const PER_PARTITION: i64 = 10;
@@ -173,4 +174,84 @@ pub fn text(b: &[u8]) -> String {
 
 pub fn ts(ms: i64) -> ResetTo {
     ResetTo::Timestamp(DateTime::<Utc>::from_timestamp_millis(ms).unwrap())
+}
+
+/// One of Kafka's own command-line tools (`scripts/kafka.sh tool NAME ARGS`); its stdout.
+pub fn kafka_tool(name: &str, args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(script())
+        .arg("tool")
+        .arg(name)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kafka.sh tool {name} {args:?} failed: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The rows of a table printed by `kafka-consumer-groups` for `group`, each split on
+/// whitespace, header and blank lines left out.
+pub fn tool_rows(table: &str, group: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .filter(|r| r.first().is_some_and(|g| g == group))
+        .collect()
+}
+
+/// `(partition, new offset)` of `kafka-consumer-groups --reset-offsets ... --dry-run`.
+pub fn tool_plan(bootstrap: &str, group: &str, topic: &str, to: &[&str]) -> Vec<(i32, i64)> {
+    let mut args = vec![
+        "--bootstrap-server",
+        bootstrap,
+        "--reset-offsets",
+        "--group",
+        group,
+        "--topic",
+        topic,
+        "--dry-run",
+    ];
+    args.extend_from_slice(to);
+    let out = kafka_tool("kafka-consumer-groups", &args);
+    // GROUP TOPIC PARTITION NEW-OFFSET
+    let mut plan: Vec<(i32, i64)> = tool_rows(&out, group)
+        .iter()
+        .map(|r| (r[2].parse().unwrap(), r[3].parse().unwrap()))
+        .collect();
+    plan.sort_unstable();
+    assert!(!plan.is_empty(), "no plan in {out}");
+    plan
+}
+
+/// DeleteRecords: on each `(partition, before)`, every record below offset `before` goes;
+/// returns the new low watermarks (log start offsets).
+pub fn delete_records(kafka: &KafkaConfig, topic: &str, cuts: &[(i32, i64)]) -> Vec<(i32, i64)> {
+    let admin: AdminClient<DefaultClientContext> = kafka.client().create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for (p, before) in cuts {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*before))
+            .unwrap();
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let done = block_on(admin.delete_records(&tpl, &opts)).unwrap();
+    let lows = done
+        .elements()
+        .iter()
+        .map(|e| {
+            assert!(
+                e.error().is_ok(),
+                "DeleteRecords {topic}[{}]",
+                e.partition()
+            );
+            (e.partition(), e.offset().to_raw().unwrap_or(-1))
+        })
+        .collect();
+    drop(done);
+    drop(tpl);
+    lows
 }

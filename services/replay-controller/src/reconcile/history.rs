@@ -4,10 +4,60 @@
 
 use orderflowctl::OffsetChange;
 
-use crate::crd::TruncatedPartition;
+use crate::crd::{Condition, ReplayRequestSpec, ReplayRequestStatus, TruncatedPartition};
 
-/// Event reason (type Warning) of a reset that cannot replay the whole history asked for.
+/// Event reason (type Warning) of a reset that cannot replay the whole history asked for,
+/// and the type of its condition.
 pub const REASON: &str = "HistoryTruncated";
+
+/// The condition `HistoryTruncated` (status True) while status.historyTruncated lists
+/// partitions: reason `AllowTruncated` when spec.allowTruncated let a timestamp / duration
+/// target go on from the earliest offset (refused with BeforeRetention otherwise), else
+/// `LogStartOffset` (earliest, a shift or explicit offsets below the log start offset). Its
+/// lastTransitionTime is kept from `old`.
+pub fn condition(
+    old: &[Condition],
+    st: &ReplayRequestStatus,
+    spec: &ReplayRequestSpec,
+    now: &str,
+) -> Option<Condition> {
+    if st.history_truncated.is_empty() {
+        return None;
+    }
+    let allowed = spec.allow_truncated.unwrap_or(false)
+        && matches!(
+            spec.reset_to,
+            Some(crate::crd::ResetTarget::Timestamp | crate::crd::ResetTarget::ByDuration)
+        );
+    let since = old
+        .iter()
+        .find(|c| c.type_ == REASON && c.status == "True")
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.to_string());
+    let message = format!(
+        "{}history truncated: {}",
+        if allowed {
+            "spec.allowTruncated: the target lay before the oldest record Kafka still holds; "
+        } else {
+            ""
+        },
+        summary(&st.history_truncated)
+    );
+    Some(Condition {
+        type_: REASON.to_string(),
+        status: "True".to_string(),
+        reason: Some(
+            if allowed {
+                "AllowTruncated"
+            } else {
+                "LogStartOffset"
+            }
+            .to_string(),
+        ),
+        message: Some(message),
+        last_transition_time: Some(since),
+    })
+}
 
 /// The partitions of a reset's changes whose history is truncated.
 pub fn truncated_of(changes: &[OffsetChange]) -> Vec<TruncatedPartition> {

@@ -64,6 +64,8 @@
 //! - `status`: the [`conditions`], the status patch and the Events;
 //! - `history`: a reset whose target lay before the oldest record Kafka still holds
 //!   (status.historyTruncated, the Warning Event `HistoryTruncated`);
+//! - `targets`: an undo's offsets read from the undone request, and the plan made before
+//!   anything changes (the retention guard, reason BeforeRetention);
 //! - `scale`: reading, scaling and restoring Deployments;
 //! - `release`: a finished request lets go of its finalizer.
 
@@ -93,6 +95,7 @@ mod plan;
 mod release;
 mod scale;
 mod status;
+mod targets;
 
 pub use failure::backoff;
 pub use phases::blocker;

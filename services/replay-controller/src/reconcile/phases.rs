@@ -10,10 +10,11 @@ use orderflowctl::CommittedOffset;
 
 use super::catchup::targets as catch_up_targets;
 use super::history::{summary, truncated_of};
+use super::targets::reset_partitions;
 use super::{fmt_time, parse_time, secs, Next, Run, StepError, LAG_FIELD};
 use crate::crd::{
     LagStatus, PartitionOffsets, Phase, ReplayRequest, ReplayRequestSpec, ReplayRequestStatus,
-    ResetTarget, Restore, DEFAULT_TIMEOUT_SECONDS,
+    Restore, DEFAULT_TIMEOUT_SECONDS,
 };
 
 /// Another request that must finish before `rr` starts: one touching the same consumer
@@ -75,9 +76,9 @@ impl Run<'_> {
 
     async fn start(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
         let spec = self.spec();
-        let to = match spec.validate() {
+        let to = match self.target().await? {
             Ok(to) => to,
-            Err(msg) => return Ok(self.fail(st, "InvalidSpec", msg).await?),
+            Err((reason, msg)) => return Ok(self.fail(st, reason, msg).await?),
         };
         let others = self.rrs.list(&ListParams::default()).await?;
         if let Some(b) = blocker(self.rr, &others.items) {
@@ -99,9 +100,12 @@ impl Run<'_> {
         if let Some(conflict) = self.autoscaler_conflict().await? {
             return Ok(self.fail(st, "AutoscalerConflict", conflict).await?);
         }
+        if let Some((reason, msg)) = self.refusal(&to, true).await? {
+            return Ok(self.fail(st, reason, msg).await?);
+        }
         // the plan is best effort: Kafka unreachable here is retried (and bounded by the
         // timeout) while scaled down, as before plans existed
-        let replanned = match self.replan(st, to).await {
+        let replanned = match self.replan(st, to.clone()).await {
             Ok(note) => note.unwrap_or_default(),
             Err(StepError::Kafka(e)) if e.permanent_reason().is_none() => {
                 tracing::warn!(request = %self.rr.name_any(), error = %e, "no plan: Kafka unavailable");
@@ -115,8 +119,10 @@ impl Run<'_> {
             replicas,
         }];
         let msg = format!(
-            "scaling deployment {} from {replicas} to 0 replicas to stop consumer group {} (reset to {to}){replanned}",
-            spec.deployment, spec.consumer_group
+            "scaling deployment {} from {replicas} to 0 replicas to stop consumer group {} (reset to {}){replanned}",
+            spec.deployment,
+            spec.consumer_group,
+            reset_label(spec)
         );
         self.enter(st, Phase::ScalingDown, msg);
         Ok(Next::Continue)
@@ -163,16 +169,18 @@ impl Run<'_> {
 
     async fn reset(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
         let spec = self.spec();
-        let to = match spec.validate() {
+        let to = match self.target().await? {
             Ok(to) => to,
-            Err(msg) => return Ok(self.fail(st, "InvalidSpec", msg).await?),
+            Err((reason, msg)) => return Ok(self.fail(st, reason, msg).await?),
         };
         let uid = self.rr.uid().unwrap_or_default();
-        let committed = self
-            .ctx
-            .admin
-            .committed(&spec.consumer_group, &spec.topics)
-            .await?;
+        let committed = reset_partitions(
+            &to,
+            self.ctx
+                .admin
+                .committed(&spec.consumer_group, &spec.topics)
+                .await?,
+        );
         let already = !uid.is_empty()
             && !committed.is_empty()
             && committed
@@ -193,7 +201,7 @@ impl Run<'_> {
             let plan = self
                 .ctx
                 .admin
-                .plan(&spec.consumer_group, &spec.topics, to)
+                .plan(&spec.consumer_group, &spec.topics, to.clone())
                 .await?;
             (
                 offsets,
@@ -201,6 +209,10 @@ impl Run<'_> {
                 "found already made by this request",
             )
         } else {
+            // the history may have gone since Pending looked (retention runs all the time)
+            if let Some((reason, msg)) = self.refusal(&to, false).await? {
+                return Ok(self.fail(st, reason, msg).await?);
+            }
             match self
                 .ctx
                 .admin
@@ -334,10 +346,7 @@ fn truncated_note(st: &ReplayRequestStatus) -> String {
 }
 
 pub(super) fn reset_label(spec: &ReplayRequestSpec) -> String {
-    match (&spec.reset_to, &spec.timestamp) {
-        (ResetTarget::Timestamp, Some(t)) => format!("timestamp {t}"),
-        (t, _) => t.as_str().to_string(),
-    }
+    crate::targets::label(spec)
 }
 
 /// Whom the reset that committed `c` was made for, if a tagged reset committed it.

@@ -92,9 +92,9 @@ impl Run<'_> {
     /// has passed) the second read and the plan, and Planned.
     pub(super) async fn dry_run(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
         let spec = self.spec();
-        let to = match spec.validate() {
+        let to = match self.target().await? {
             Ok(to) => to,
-            Err(msg) => return Ok(self.fail(st, "InvalidSpec", msg).await?),
+            Err((reason, msg)) => return Ok(self.fail(st, reason, msg).await?),
         };
         let admin = &self.ctx.admin;
         let window = self.ctx.settings.rate_window;

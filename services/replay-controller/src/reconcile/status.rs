@@ -93,7 +93,10 @@ impl Run<'_> {
     ) -> Result<(), Error> {
         st.observed_generation = self.rr.meta().generation;
         // st.conditions: the saved ones, or the Failed ones fail() just set
-        st.conditions = conditions(&st.conditions, st, None, &fmt_time(self.now));
+        let now = fmt_time(self.now);
+        let mut conds = conditions(&st.conditions, st, None, &now);
+        conds.extend(history::condition(&st.conditions, st, &self.rr.spec, &now));
+        st.conditions = conds;
         if st == old {
             return Ok(());
         }
