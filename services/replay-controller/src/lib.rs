@@ -1,16 +1,19 @@
 //! The ReplayRequest operator: the custom resource ([`crd`], kept current in the cluster by
-//! [`crd_apply`]), its controller, `replay-controller drain` ([`drain`]), and the binary's
-//! settings ([`config`]).
+//! [`crd_apply`]), its controller, `replay-controller drain` ([`drain`]), drills with a
+//! verdict ([`drill`]), and the binary's settings ([`config`]).
 
 pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod crd_apply;
 pub mod drain;
+pub mod drill;
 pub mod kafka;
 pub mod metrics;
 pub mod reconcile;
 
+#[cfg(test)]
+mod drill_tests;
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]

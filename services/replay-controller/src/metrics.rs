@@ -8,6 +8,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::drill::DrillVerdict;
+
 /// `{result="ok"}` or `{result="error"}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -26,6 +28,18 @@ pub struct PhaseLabels {
     pub phase: &'static str,
 }
 
+/// `{group="...",verdict="passed|failed"}`: the group whose lag a drill measured.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DrillLabels {
+    pub group: String,
+    pub verdict: DrillVerdict,
+}
+
+fn drain_histogram() -> Histogram {
+    // 1 s .. ~68 min
+    Histogram::new(exponential_buckets(1.0, 2.0, 13))
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     /// Reconciles run, by result (ok | error).
@@ -36,6 +50,9 @@ pub struct Metrics {
     pub duration: Histogram,
     /// Requests that reached a phase (every phase change), by phase.
     pub transitions: Family<PhaseLabels, Counter>,
+    /// Drills (spec.lag.maxDrainSeconds): seconds from restoring the deployment until the
+    /// lag was 0 (until the drain timeout when it did not drain), by group and verdict.
+    pub drill_drain: Family<DrillLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -46,6 +63,7 @@ impl Default for Metrics {
             // 1 ms .. ~16 s
             duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             transitions: Family::default(),
+            drill_drain: Family::new_with_constructor(drain_histogram),
         }
     }
 }
@@ -73,6 +91,11 @@ impl Metrics {
             "ReplayRequest phase changes, by the phase entered",
             m.transitions.clone(),
         );
+        registry.register(
+            "orderflow_replay_drill_drain_seconds",
+            "Drills: seconds from restoring the lag deployment until the lag was 0, by group and verdict",
+            m.drill_drain.clone(),
+        );
         m
     }
 
@@ -91,6 +114,16 @@ impl Metrics {
     pub fn entered(&self, phase: &'static str) {
         self.transitions.get_or_create(&PhaseLabels { phase }).inc();
     }
+
+    /// A drill's verdict on `group`, its drain measured `seconds` after the restore.
+    pub fn drill(&self, group: &str, verdict: DrillVerdict, seconds: f64) {
+        self.drill_drain
+            .get_or_create(&DrillLabels {
+                group: group.to_string(),
+                verdict,
+            })
+            .observe(seconds);
+    }
 }
 
 #[cfg(test)]
@@ -99,13 +132,14 @@ mod tests {
     use prometheus_client::encoding::text::encode;
 
     #[test]
-    fn the_labels_are_named_result_kind_and_phase() {
+    fn the_labels_are_named_result_kind_phase_group_and_verdict() {
         let mut registry = Registry::default();
         let m = Metrics::register(&mut registry);
         m.reconciled(Duration::from_millis(3), true);
         m.reconciled(Duration::from_millis(3), false);
         m.failed("kafka");
         m.entered("Succeeded");
+        m.drill("inventory", DrillVerdict::Failed, 7.5);
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         for line in [
@@ -113,6 +147,10 @@ mod tests {
             r#"orderflow_replay_reconciles_total{result="error"} 1"#,
             r#"orderflow_replay_reconcile_failures_total{kind="kafka"} 1"#,
             r#"orderflow_replay_phase_transitions_total{phase="Succeeded"} 1"#,
+            r#"orderflow_replay_drill_drain_seconds_count{group="inventory",verdict="failed"} 1"#,
+            r#"orderflow_replay_drill_drain_seconds_sum{group="inventory",verdict="failed"} 7.5"#,
+            r#"orderflow_replay_drill_drain_seconds_bucket{le="8.0",group="inventory",verdict="failed"} 1"#,
+            r#"orderflow_replay_drill_drain_seconds_bucket{le="4.0",group="inventory",verdict="failed"} 0"#,
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

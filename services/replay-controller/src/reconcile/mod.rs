@@ -1,6 +1,7 @@
 //! The ReplayRequest state machine.
 //!
-//! Pending -> ScalingDown -> Resetting -> Restoring [-> HoldingLag] -> Succeeded, or Failed.
+//! Pending -> ScalingDown -> Resetting -> Restoring [-> HoldingLag] -> Succeeded, or Failed;
+//! a drill without a reset (`resetTo: none`): Pending -> HoldingLag -> Succeeded.
 //!
 //! The status is the controller's only memory, so every step is written so that a restart
 //! at any point resumes correctly:
@@ -40,6 +41,7 @@
 //! - `phases`: the step of each phase from Pending to Restoring, and which other request a
 //!   new one waits for ([`blocker`]);
 //! - `lag`: HoldingLag, the lag experiment of `spec.lag`;
+//! - `drill`: drills, `resetTo: none` and the verdict of `spec.lag.maxDrainSeconds`;
 //! - `failure`: ending Failed (restoring first) and Kafka retries with [`backoff`];
 //! - `status`: the [`conditions`], the status patch and the Events;
 //! - `history`: a reset whose target lay before the oldest record Kafka still holds
@@ -63,6 +65,7 @@ use crate::crd::{ReplayRequest, ReplayRequestSpec};
 use crate::kafka::{AdminError, GroupAdmin};
 use crate::metrics::Metrics;
 
+mod drill;
 mod failure;
 mod history;
 mod lag;
