@@ -7,9 +7,10 @@ use chrono::{Duration, SecondsFormat, Utc};
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
-use crate::crd::{DrillVerdict, Phase};
+use crate::crd::{DrillVerdict, Phase, ReplayRequest};
 use crate::fixtures::{ev, harness, request, status, Call, FakeKafka};
 use crate::kafka::GroupLag;
+use crate::reconcile::blocker;
 
 fn drill_spec(hold: u32, max_drain: u32) -> Value {
     json!({"resetTo": "none",
@@ -198,4 +199,35 @@ async fn reset_to_none_without_lag_is_refused_and_touches_nothing() {
         ]
     );
     assert!(h.kafka.resets.lock().unwrap().is_empty());
+}
+
+#[test]
+fn drills_queue_only_behind_requests_on_their_lag_deployment() {
+    let mk = |name: &str, spec: Value, phase: &str| -> ReplayRequest {
+        let mut v = request(spec, Some(json!({"phase": phase})));
+        v["metadata"]["name"] = json!(name);
+        v["metadata"]["uid"] = json!(format!("uid-{name}"));
+        serde_json::from_value(v).unwrap()
+    };
+    let on = |deployment: &str| {
+        json!({"resetTo": "none",
+               "lag": {"deployment": deployment, "replicas": 0, "holdSeconds": 5}})
+    };
+    let drill = mk("drill", on("inventory"), "Pending");
+    let other_drill = mk("other", on("analytics"), "HoldingLag");
+    // two drills name no group: the empty names do not make them overlap
+    assert!(blocker(&drill, &[other_drill]).is_none());
+    let same = mk("same", on("inventory"), "HoldingLag");
+    assert_eq!(
+        blocker(&drill, std::slice::from_ref(&same)).map(|r| r.metadata.name.clone().unwrap()),
+        Some("same".to_string())
+    );
+    let replay_holding_inventory = mk(
+        "replay",
+        json!({"consumerGroup": "analytics", "deployment": "analytics", "topics": ["orders"],
+               "resetTo": "earliest",
+               "lag": {"deployment": "inventory", "replicas": 0, "holdSeconds": 5}}),
+        "Resetting",
+    );
+    assert!(blocker(&drill, &[replay_holding_inventory]).is_some());
 }

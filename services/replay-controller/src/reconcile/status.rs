@@ -10,7 +10,8 @@ use super::phases::reset_label;
 use super::{drill, fmt_time, history, Error, Run, MANAGER};
 use crate::crd::{Condition, Phase, ReplayRequestStatus};
 
-/// The conditions for a status: Ready, Progressing and Failed, keeping each condition's
+/// The conditions for a status: Ready, Progressing and Failed (and DrillPassed once a drill
+/// has its verdict), keeping each condition's
 /// lastTransitionTime while its status does not change.
 pub fn conditions(
     old: &[Condition],
