@@ -1,5 +1,5 @@
-// orderflow dashboard: polls /api/dashboard (served by analytics-service) and draws three
-// uPlot charts. Each chart container carries data-points="N", the number of x values it
+// orderflow dashboard: polls /api/dashboard (served by analytics-service) and draws four
+// uPlot charts (orders, failure rate, lag in records, lag in seconds). Each chart container carries data-points="N", the number of x values it
 // shows, so a headless browser (the e2e test) can tell the charts have data.
 (function () {
   "use strict";
@@ -89,25 +89,38 @@
     }, [x, rate]);
   }
 
-  function drawLag(doc) {
-    var lag = doc.lag;
-    if (!lag) { return; }
-    $("lag-interval").textContent = (lag.interval_ms / 1000) + " s";
+  // one line per group over the history: `key` is "groups" (records) or "seconds"
+  function lagSeries(lag, key) {
     var groups = lag.groups || [];
     var x = [], ys = groups.map(function () { return []; });
     (lag.history || []).forEach(function (p) {
-      var any = groups.some(function (g) { return p.groups[g] !== undefined; });
+      var values = p[key] || {};
+      var any = groups.some(function (g) { return values[g] !== undefined; });
       if (!any) { return; }
       x.push(p.at_ms / 1000);
-      groups.forEach(function (g, i) { ys[i].push(p.groups[g] === undefined ? null : p.groups[g]); });
+      groups.forEach(function (g, i) { ys[i].push(values[g] === undefined ? null : values[g]); });
     });
     var series = [{}].concat(groups.map(function (g) {
       return { label: g, stroke: COLORS[g] || COLORS.other, width: 2, spanGaps: false };
     }));
-    draw("chart-lag", { scales: { x: { time: true, range: timeRange(0, 10, true) }, y: { range: fromZero } }, series: series, axes: [{ space: 90 }, { size: 60 }] }, [x].concat(ys));
-    var latest = lag.history && lag.history.length ? lag.history[lag.history.length - 1].groups : {};
-    $("kpi-lag-inventory").textContent = fmtInt(latest.inventory);
-    $("kpi-lag-analytics").textContent = fmtInt(latest.analytics);
+    return { series: series, data: [x].concat(ys) };
+  }
+
+  function fmtSecs(s) { return (s === null || s === undefined) ? "\u2013" : Number(s).toFixed(1) + " s"; }
+
+  function drawLag(doc) {
+    var lag = doc.lag;
+    if (!lag) { return; }
+    $("lag-interval").textContent = (lag.interval_ms / 1000) + " s";
+    var records = lagSeries(lag, "groups");
+    draw("chart-lag", { scales: { x: { time: true, range: timeRange(0, 10, true) }, y: { range: fromZero } }, series: records.series, axes: [{ space: 90 }, { size: 60 }] }, records.data);
+    var secs = lagSeries(lag, "seconds");
+    secs.series.forEach(function (s, i) { if (i > 0) { s.value = function (u, v) { return fmtSecs(v); }; } });
+    draw("chart-lag-seconds", { scales: { x: { time: true, range: timeRange(0, 10, true) }, y: { range: fromZero } }, series: secs.series, axes: [{ space: 90 }, { size: 60, values: function (u, vals) { return vals.map(function (v) { return v + " s"; }); } }] }, secs.data);
+    var last = lag.history && lag.history.length ? lag.history[lag.history.length - 1] : {};
+    var latest = last.groups || {}, seconds = last.seconds || {};
+    $("kpi-lag-inventory").textContent = fmtInt(latest.inventory) + (seconds.inventory === undefined ? "" : " / " + fmtSecs(seconds.inventory));
+    $("kpi-lag-analytics").textContent = fmtInt(latest.analytics) + (seconds.analytics === undefined ? "" : " / " + fmtSecs(seconds.analytics));
   }
 
   function cell(tr, text, cls) {
@@ -130,6 +143,7 @@
       cell(tr, r.group); cell(tr, r.topic); cell(tr, String(r.partition), "num");
       cell(tr, r.committed === null ? "none" : fmtInt(r.committed), "num");
       cell(tr, fmtInt(r.high_watermark), "num"); cell(tr, fmtInt(r.lag), "num");
+      cell(tr, r.lag_seconds === null || r.lag_seconds === undefined ? "\u2013" : Number(r.lag_seconds).toFixed(3), "num");
       body.appendChild(tr);
     });
     var errs = Object.keys(lag.errors || {}).map(function (g) { return g + ": " + lag.errors[g]; });

@@ -1,5 +1,6 @@
-//! The live dashboard: `GET /` (a page with three charts: orders per minute, failure rate
-//! per minute, lag per consumer group over time; the partitions' latest lag; the latest
+//! The live dashboard: `GET /` (a page with four charts: orders per minute, failure rate
+//! per minute, lag per consumer group over time in records and in seconds; the partitions'
+//! latest lag; the latest
 //! ReplayRequests) and `GET /api/dashboard`, the JSON document the page polls.
 //!
 //! Everything the page loads is compiled into the binary (`assets/`, with uPlot vendored by

@@ -51,7 +51,9 @@ pub struct Cli {
 pub enum Command {
     /// Show a group's state and members.
     Describe(DescribeArgs),
-    /// Show a group's lag per partition (log-end offset minus committed offset).
+    /// Show a group's lag per partition: in records (log-end offset minus committed offset)
+    /// and in seconds (now minus the timestamp of the record at the committed offset, the
+    /// next one a read_committed consumer gets; 0 when caught up).
     Lag(LagArgs),
     /// Reset a group's committed offsets (the group must have no active members): to
     /// earliest, latest, a timestamp, a duration before now, shifted by N records, or the

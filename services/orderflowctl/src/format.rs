@@ -9,6 +9,11 @@ fn opt(v: Option<i64>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
+/// Seconds to the millisecond, `-` when unknown.
+fn secs(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
+}
+
 /// Left-aligned columns separated by two spaces, one line per row, trailing newline.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -36,7 +41,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// `GROUP TOPIC PARTITION COMMITTED LOG-END LAG`, then the total.
+/// `GROUP TOPIC PARTITION COMMITTED LOG-END LAG LAG-SECONDS`, then the total and the
+/// largest lag in seconds.
 pub fn lag_table(group: &str, lags: &[PartitionLag]) -> String {
     let rows: Vec<Vec<String>> = lags
         .iter()
@@ -48,18 +54,31 @@ pub fn lag_table(group: &str, lags: &[PartitionLag]) -> String {
                 opt(l.committed),
                 l.high_watermark.to_string(),
                 l.lag.to_string(),
+                secs(l.lag_seconds),
             ]
         })
         .collect();
     let mut out = table(
-        &["GROUP", "TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG"],
+        &[
+            "GROUP",
+            "TOPIC",
+            "PARTITION",
+            "COMMITTED",
+            "LOG-END",
+            "LAG",
+            "LAG-SECONDS",
+        ],
         &rows,
     );
-    out.push_str(&format!("TOTAL LAG  {}\n", crate::total_lag(lags)));
+    out.push_str(&format!(
+        "TOTAL LAG  {}  MAX LAG-SECONDS  {}\n",
+        crate::total_lag(lags),
+        secs(crate::timelag::max_lag_seconds(lags))
+    ));
     out
 }
 
-/// One watch line: time, total, and the lag per partition.
+/// One watch line: time, total, largest lag in seconds, and the lag per partition.
 pub fn sample_line(sample: &LagSample) -> String {
     let at = DateTime::<Utc>::from_timestamp_millis(sample.at_ms)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -69,7 +88,12 @@ pub fn sample_line(sample: &LagSample) -> String {
         .iter()
         .map(|p| format!("{}[{}]={}", p.topic, p.partition, p.lag))
         .collect();
-    format!("{at}  total lag {:>7}  {}", sample.total, parts.join(" "))
+    format!(
+        "{at}  total lag {:>7}  max {:>9} s  {}",
+        sample.total,
+        secs(sample.max_lag_seconds),
+        parts.join(" ")
+    )
 }
 
 /// `GROUP TOPIC PARTITION FROM TO`.
@@ -114,15 +138,18 @@ mod tests {
     #[test]
     fn lag_table_aligns_columns_and_shows_missing_commits() {
         let lags = vec![
-            PartitionLag::new("orders", 0, Some(4), 0, 10),
+            PartitionLag::new("orders", 0, Some(4), 0, 10)
+                .with_time(Some(crate::timelag::NextRecord::At(1_000)), 13_500),
             PartitionLag::new("inventory-events", 12, None, 3, 1200),
+            PartitionLag::new("inventory-events", 13, Some(8), 0, 8),
         ];
         let got = lag_table("inventory", &lags);
         let want = "\
-GROUP      TOPIC             PARTITION  COMMITTED  LOG-END  LAG
-inventory  orders            0          4          10       6
-inventory  inventory-events  12         -          1200     1197
-TOTAL LAG  1203
+GROUP      TOPIC             PARTITION  COMMITTED  LOG-END  LAG   LAG-SECONDS
+inventory  orders            0          4          10       6     12.500
+inventory  inventory-events  12         -          1200     1197  -
+inventory  inventory-events  13         8          8        0     0.000
+TOTAL LAG  1203  MAX LAG-SECONDS  12.500
 ";
         assert_eq!(got, want);
     }
@@ -131,7 +158,8 @@ TOTAL LAG  1203
     fn empty_lag_table_has_header_and_zero_total() {
         assert_eq!(
             lag_table("g", &[]),
-            "GROUP  TOPIC  PARTITION  COMMITTED  LOG-END  LAG\nTOTAL LAG  0\n"
+            "GROUP  TOPIC  PARTITION  COMMITTED  LOG-END  LAG  LAG-SECONDS\n\
+             TOTAL LAG  0  MAX LAG-SECONDS  -\n"
         );
     }
 
@@ -172,7 +200,7 @@ analytics  orders  1          -     0
         );
         assert_eq!(
             sample_line(&s),
-            "2026-11-18T11:06:40.123Z  total lag       3  orders[0]=3 orders[1]=0"
+            "2026-11-18T11:06:40.123Z  total lag       3  max     0.000 s  orders[0]=3 orders[1]=0"
         );
     }
 

@@ -1,5 +1,5 @@
 //! Consumer-group work for orderflow, in one place: group state ("is the group empty"),
-//! lag per partition, committed offsets with their commit metadata, and offset resets to
+//! lag per partition (in records, and in seconds: [`timelag`]), committed offsets with their commit metadata, and offset resets to
 //! earliest / latest / a timestamp / a duration before now / a shift / explicit offsets
 //! ([`ResetTo`]), saying per partition when the target lay before the
 //! oldest record Kafka still holds ([`HistoryTruncated`]). Used by the replay controller, by `make demo` and by
@@ -24,6 +24,7 @@ mod plan;
 #[cfg(feature = "cli")]
 mod reset_cmd;
 mod targets;
+pub mod timelag;
 
 pub use error::{GroupError, ParseResetToError};
 pub use groups::{

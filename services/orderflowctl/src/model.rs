@@ -34,8 +34,8 @@ impl GroupInfo {
     }
 }
 
-/// Lag of a group on one partition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Lag of a group on one partition, in records and in time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PartitionLag {
     pub topic: String,
     pub partition: i32,
@@ -46,6 +46,13 @@ pub struct PartitionLag {
     pub high_watermark: i64,
     /// See [`partition_lag`].
     pub lag: i64,
+    /// Lag in seconds: now minus the timestamp of the record at the committed offset (the
+    /// next one the group reads), 0 when caught up; see [`crate::timelag`]. `None` when it is
+    /// not known: [`crate::lag`] reads no record, or the record did not arrive in time.
+    pub lag_seconds: Option<f64>,
+    /// The timestamp (Unix ms) of that record, when it was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_record_ms: Option<i64>,
 }
 
 impl PartitionLag {
@@ -56,13 +63,17 @@ impl PartitionLag {
         low_watermark: i64,
         high_watermark: i64,
     ) -> Self {
+        let lag = partition_lag(committed, low_watermark, high_watermark);
         Self {
             topic: topic.into(),
             partition,
             committed,
             low_watermark,
             high_watermark,
-            lag: partition_lag(committed, low_watermark, high_watermark),
+            lag,
+            // caught up is 0 s without reading a record
+            lag_seconds: crate::timelag::lag_seconds(lag, None, 0),
+            next_record_ms: None,
         }
     }
 }
@@ -82,11 +93,13 @@ pub fn total_lag(partitions: &[PartitionLag]) -> i64 {
 }
 
 /// The group's lag at one moment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LagSample {
-    /// When it was taken, Unix milliseconds.
+    /// When it was taken, Unix milliseconds (the "now" of the lag in seconds).
     pub at_ms: i64,
     pub total: i64,
+    /// The largest lag in seconds over the partitions where it is known.
+    pub max_lag_seconds: Option<f64>,
     pub partitions: Vec<PartitionLag>,
 }
 
@@ -95,6 +108,7 @@ impl LagSample {
         Self {
             at_ms,
             total: total_lag(&partitions),
+            max_lag_seconds: crate::timelag::max_lag_seconds(&partitions),
             partitions,
         }
     }

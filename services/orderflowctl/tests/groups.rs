@@ -105,9 +105,19 @@ fn lag_refusal_while_live_then_resets() {
             .collect::<Vec<_>>()
     );
     assert_eq!(orderflowctl::total_lag(&lags), 18);
+    // offsets only: the lag in seconds is not known where the group is behind
+    assert!(lags.iter().all(|l| l.lag_seconds.is_none()));
+    let before = Utc::now().timestamp_millis();
     let sample = orderflowctl::sample_lag(&kafka, group, &[topic], T).unwrap();
     assert_eq!(sample.total, 18);
-    assert!((Utc::now().timestamp_millis() - sample.at_ms).abs() < 60_000);
+    assert!((before..=Utc::now().timestamp_millis()).contains(&sample.at_ms));
+    // the record at committed offset 4 was written at base + 4 s: it is that old, exactly
+    let age = (sample.at_ms - (base_ms + 4_000)) as f64 / 1000.0;
+    for l in &sample.partitions {
+        assert_eq!(l.next_record_ms, Some(base_ms + 4_000), "{l:?}");
+        assert_eq!(l.lag_seconds, Some(age), "{l:?}");
+    }
+    assert_eq!(sample.max_lag_seconds, Some(age));
 
     // The CLI's table and JSON.
     let out = ctl(
@@ -122,16 +132,31 @@ fn lag_refusal_while_live_then_resets() {
         .collect();
     assert_eq!(
         rows[0],
-        ["GROUP", "TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG"]
+        [
+            "GROUP",
+            "TOPIC",
+            "PARTITION",
+            "COMMITTED",
+            "LOG-END",
+            "LAG",
+            "LAG-SECONDS"
+        ]
     );
+    let secs = |cell: &str| cell.parse::<f64>().unwrap_or(-1.0);
     for p in 0..n as usize {
         assert_eq!(
-            rows[p + 1],
+            rows[p + 1][..6],
             [group, topic, &p.to_string(), "4", "10", "6"],
             "{table}"
         );
+        // an hour and a bit: the record at offset 4 was written at base + 4 s
+        assert!((3596.0..3700.0).contains(&secs(rows[p + 1][6])), "{table}");
     }
-    assert_eq!(rows[4], ["TOTAL", "LAG", "18"], "{table}");
+    assert_eq!(
+        rows[4][..5],
+        ["TOTAL", "LAG", "18", "MAX", "LAG-SECONDS"],
+        "{table}"
+    );
     let out = ctl(
         &broker.bootstrap,
         &["lag", "--group", group, "--topic", topic, "--json"],
@@ -140,6 +165,9 @@ fn lag_refusal_while_live_then_resets() {
     assert_eq!(json["total"], 18);
     assert_eq!(json["group"], group);
     assert_eq!(json["partitions"][2]["committed"], 4);
+    assert_eq!(json["partitions"][2]["next_record_ms"], base_ms + 4_000);
+    assert!(json["partitions"][2]["lag_seconds"].as_f64().unwrap() >= age);
+    assert!(json["max_lag_seconds"].as_f64().unwrap() >= age);
 
     // --until-zero with lag left: a clear failure with exit code 3.
     let out = ctl(

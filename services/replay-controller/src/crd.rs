@@ -3,6 +3,8 @@
 //! its committed output. Doc comments become the schema's descriptions (`kubectl explain`).
 
 use kube::CustomResource;
+
+pub use crate::drill::DrillVerdict;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +45,7 @@ pub const MAX_LAG_SAMPLES: usize = 300;
     printcolumn = r#"{"name":"Reset","type":"string","jsonPath":".spec.resetTo"}"#,
     printcolumn = r#"{"name":"Lag Peak","type":"integer","jsonPath":".status.lag.peak"}"#,
     printcolumn = r#"{"name":"Reprocess","type":"integer","jsonPath":".status.plan.totals.recordsToReprocess"}"#,
+    printcolumn = r#"{"name":"Drill","type":"string","jsonPath":".status.lag.drill"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":1}"#
 )]
@@ -69,27 +72,42 @@ pub const MAX_LAG_SAMPLES: usize = 300;
     {
         "rule": "has(self.resetTo) != has(self.undoOf)",
         "message": "exactly one of spec.resetTo and spec.undoOf is required: a request resets to a target, or undoes another request"
+    },
+    {
+        "rule": "(has(self.resetTo) && self.resetTo == 'none') || (has(self.consumerGroup) && has(self.deployment) && has(self.topics))",
+        "message": "spec.consumerGroup, spec.deployment and spec.topics are required unless spec.resetTo is none"
+    },
+    {
+        "rule": "!has(self.resetTo) || self.resetTo != 'none' || (has(self.lag) && !has(self.consumerGroup) && !has(self.deployment) && !has(self.topics))",
+        "message": "spec.resetTo none is a drill without a reset: spec.lag is required, and spec.consumerGroup, spec.deployment and spec.topics are not used (leave them out)"
     }
 ]))]
 pub struct ReplayRequestSpec {
-    /// The consumer group whose committed offsets are reset (e.g. analytics).
+    /// The consumer group whose committed offsets are reset (e.g. analytics). Required
+    /// unless resetTo is none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(min = 1, max = 249))]
     pub consumer_group: String,
 
     /// The Deployment (same namespace) that runs the group's consumers. It is scaled to 0
     /// while the offsets are reset (Kafka refuses a reset while the group has members), then
-    /// restored to its previous replica count.
+    /// restored to its previous replica count. Required unless resetTo is none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(min = 1, max = 253))]
     pub deployment: String,
 
-    /// The topics whose offsets are reset, every partition of each.
+    /// The topics whose offsets are reset, every partition of each. Required unless resetTo
+    /// is none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(min = 1), inner(length(min = 1, max = 249)))]
     pub topics: Vec<String>,
 
     /// Where the offsets go: earliest (oldest retained record), latest (log end: skip
     /// everything so far), timestamp (first record at or after spec.timestamp), byDuration
     /// (first record at or after now minus spec.duration), shiftBy (each committed offset
-    /// moved by spec.shiftBy records) or toOffsets (spec.offsets). Every target is kept
+    /// moved by spec.shiftBy records), toOffsets (spec.offsets) or none (a drill, nothing is
+    /// reset: only spec.lag runs (scale its deployment down, hold, restore, measure the
+    /// drain), and spec.lag is required). Every target is kept
     /// inside each partition's oldest and log-end offsets. Required unless spec.undoOf is
     /// given (not with it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,6 +186,7 @@ impl ReplayRequestSpec {
     /// Check the spec beyond what the CRD schema can say: the reset target with its fields
     /// ([`crate::targets`]), or the request to undo.
     pub fn validate(&self) -> Result<Target, String> {
+        crate::drill::check_reset_fields(self)?;
         if self.topics.iter().any(|t| t.trim().is_empty()) {
             return Err("spec.topics has an empty topic name".to_string());
         }
@@ -193,6 +212,8 @@ pub enum ResetTarget {
     ByDuration,
     ShiftBy,
     ToOffsets,
+    /// No reset: a drill of spec.lag alone.
+    None,
 }
 
 impl ResetTarget {
@@ -204,6 +225,7 @@ impl ResetTarget {
             Self::ByDuration => "byDuration",
             Self::ShiftBy => "shiftBy",
             Self::ToOffsets => "toOffsets",
+            Self::None => "none",
         }
     }
 }
@@ -256,6 +278,14 @@ pub struct LagSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub drain_timeout_seconds: Option<u32>,
+
+    /// Makes this a drill with a verdict: the lag must drain to 0 within this many seconds
+    /// of restoring the deployment. The request records status.lag.drill Passed or Failed
+    /// (also the condition DrillPassed and an Event DrillPassed / DrillFailed) with the
+    /// measured status.lag.drainedAfterSeconds; not drained by drainTimeoutSeconds fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub max_drain_seconds: Option<u32>,
 }
 
 impl LagSpec {
@@ -272,7 +302,8 @@ impl LagSpec {
 
 /// Where a request is. Pending -> ScalingDown -> Resetting -> Restoring -> CatchingUp
 /// [-> HoldingLag] -> Succeeded, or Failed from any of them (deployments restored first); a
-/// dry run (spec.dryRun) goes Pending -> Planned and stays there until spec.dryRun is false.
+/// dry run (spec.dryRun) goes Pending -> Planned and stays there until spec.dryRun is false;
+/// a drill (resetTo none): Pending -> HoldingLag -> Succeeded.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum Phase {
     #[default]
@@ -475,6 +506,13 @@ pub struct LagStatus {
     pub consumer_group: String,
     /// Highest total lag sampled.
     pub peak: i64,
+    /// Highest lag in seconds sampled (largest over the partitions: now minus the timestamp
+    /// of the record at the committed offset), when one was known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_seconds: Option<f64>,
+    /// With spec.lag.maxDrainSeconds: Passed or Failed, once the drain is measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillVerdict>,
     /// Seconds from restoring the deployment until the lag was 0 (absent until drained).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drained_after_seconds: Option<f64>,
@@ -490,20 +528,26 @@ pub struct LagStatus {
 }
 
 /// One lag sample.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LagPoint {
     /// When, RFC 3339.
     pub at: String,
     /// Total lag over the sampled topics' partitions.
     pub lag: i64,
+    /// The largest lag in seconds over those partitions (absent when not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
 }
 
 impl LagStatus {
     /// Add a sample, keeping the peak, and at most [`MAX_LAG_SAMPLES`] samples (every other
     /// one of the oldest half dropped when full, so the whole span stays covered).
-    pub fn push(&mut self, at: String, lag: i64) {
+    pub fn push(&mut self, at: String, lag: i64, seconds: Option<f64>) {
         self.peak = self.peak.max(lag);
+        if let Some(s) = seconds {
+            self.peak_seconds = Some(self.peak_seconds.map_or(s, |p| p.max(s)));
+        }
         if self.samples.len() >= MAX_LAG_SAMPLES {
             let half = self.samples.len() / 2;
             let mut kept = Vec::with_capacity(MAX_LAG_SAMPLES);
@@ -511,7 +555,7 @@ impl LagStatus {
             kept.extend(self.samples[half..].iter().cloned());
             self.samples = kept;
         }
-        self.samples.push(LagPoint { at, lag });
+        self.samples.push(LagPoint { at, lag, seconds });
     }
 }
 
@@ -557,17 +601,20 @@ spec:
                 "byDuration",
                 "shiftBy",
                 "toOffsets",
-                null
+                "none"
             ])
         );
         assert_eq!(
             spec["properties"]["lag"]["properties"]["replicas"]["minimum"],
             0.0
         );
-        let required = spec["required"].as_array().unwrap();
-        for f in ["consumerGroup", "deployment", "topics"] {
-            assert!(required.contains(&serde_json::json!(f)), "{f} required");
-        }
+        // consumerGroup, deployment and topics: required by a CEL rule unless resetTo none;
+        // resetTo: required unless undoOf (a CEL rule too)
+        assert!(spec.get("required").is_none(), "{}", spec["required"]);
+        let rules = spec["x-kubernetes-validations"].to_string();
+        assert!(rules.contains("has(self.consumerGroup) && has(self.deployment)"));
+        assert!(rules.contains("self.resetTo != 'none' || (has(self.lag)"));
+        assert!(rules.contains("has(self.resetTo) != has(self.undoOf)"));
         assert!(spec["properties"]["consumerGroup"]["description"]
             .as_str()
             .unwrap()
@@ -586,6 +633,7 @@ spec:
                 "Reset",
                 "Lag Peak",
                 "Reprocess",
+                "Drill",
                 "Age",
                 "Message"
             ]
@@ -596,9 +644,11 @@ spec:
     fn lag_samples_keep_the_peak_and_stay_bounded() {
         let mut lag = LagStatus::default();
         for i in 0..1000 {
-            lag.push(format!("t{i}"), if i == 10 { 500 } else { i % 7 });
+            let secs = (i % 3 == 0).then_some((i % 11) as f64);
+            lag.push(format!("t{i}"), if i == 10 { 500 } else { i % 7 }, secs);
         }
         assert_eq!(lag.peak, 500);
+        assert_eq!(lag.peak_seconds, Some(10.0));
         assert!(lag.samples.len() <= MAX_LAG_SAMPLES);
         assert_eq!(lag.samples[0].at, "t0");
         assert_eq!(lag.samples.last().unwrap().at, "t999");

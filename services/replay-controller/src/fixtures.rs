@@ -3,7 +3,7 @@
 //! small in-memory API server that records every call the reconciler makes, in order (status
 //! writes, scale patches, Events), and Kafka faked by a scripted [`GroupAdmin`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -19,7 +19,7 @@ use orderflowctl::{
 use serde_json::{json, Value};
 
 use crate::crd::{Phase, ReplayRequest, ReplayRequestStatus};
-use crate::kafka::{AdminError, GroupAdmin};
+use crate::kafka::{AdminError, GroupAdmin, GroupLag};
 use crate::metrics::Metrics;
 use crate::reconcile::{reconcile, Context, Error, Settings, FINALIZER};
 
@@ -239,6 +239,8 @@ pub struct FakeKafka {
     pub truncated: Option<HistoryTruncated>,
     /// How often the reset was planned without committing.
     pub plans: Mutex<usize>,
+    /// The lag samples to answer, in order (then lag 0, caught up).
+    pub lags: Mutex<VecDeque<GroupLag>>,
     /// The targets of the resets made, in order.
     pub targets: Mutex<Vec<ResetTo>>,
     /// What `positions` answers (committed offsets and watermarks); `None`: orders[0] with
@@ -329,8 +331,11 @@ impl GroupAdmin for FakeKafka {
         Ok(vec![self.change()])
     }
 
-    async fn lag(&self, _group: &str, _topics: &[String]) -> Result<i64, AdminError> {
-        Ok(0)
+    async fn lag(&self, _group: &str, _topics: &[String]) -> Result<GroupLag, AdminError> {
+        Ok(self.lags.lock().unwrap().pop_front().unwrap_or(GroupLag {
+            records: 0,
+            seconds: Some(0.0),
+        }))
     }
 
     async fn positions(

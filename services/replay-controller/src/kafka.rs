@@ -63,8 +63,9 @@ pub trait GroupAdmin: Send + Sync + 'static {
         topics: &[String],
         to: ResetTo,
     ) -> Result<Vec<OffsetChange>, AdminError>;
-    /// Total lag of `group` over every partition of `topics`.
-    async fn lag(&self, group: &str, topics: &[String]) -> Result<i64, AdminError>;
+    /// Lag of `group` over every partition of `topics`: total records, and the largest lag
+    /// in seconds (the records at the committed offsets read).
+    async fn lag(&self, group: &str, topics: &[String]) -> Result<GroupLag, AdminError>;
     /// Every partition of `topics`: `group`'s committed offset and the watermarks, read now
     /// (the plan's high watermarks and consume rate, and the catch-up progress).
     async fn positions(
@@ -72,6 +73,15 @@ pub trait GroupAdmin: Send + Sync + 'static {
         group: &str,
         topics: &[String],
     ) -> Result<Vec<PartitionLag>, AdminError>;
+}
+
+/// A group's lag at one moment, as the reconciler records it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct GroupLag {
+    /// Total records not committed yet.
+    pub records: i64,
+    /// The largest lag in seconds over the partitions, when known.
+    pub seconds: Option<f64>,
 }
 
 /// [`GroupAdmin`] on a real broker through `orderflowctl` (blocking calls on tokio's
@@ -142,10 +152,13 @@ impl GroupAdmin for KafkaAdmin {
             .await
     }
 
-    async fn lag(&self, group: &str, topics: &[String]) -> Result<i64, AdminError> {
+    async fn lag(&self, group: &str, topics: &[String]) -> Result<GroupLag, AdminError> {
         let (group, topics) = (group.to_string(), topics.to_vec());
         self.blocking(move |k, t| {
-            orderflowctl::lag(k, &group, &strs(&topics), t).map(|p| orderflowctl::total_lag(&p))
+            orderflowctl::sample_lag(k, &group, &strs(&topics), t).map(|s| GroupLag {
+                records: s.total,
+                seconds: s.max_lag_seconds,
+            })
         })
         .await
     }

@@ -1,6 +1,6 @@
 //! The ReplayRequest operator: the custom resource ([`crd`], kept current in the cluster by
-//! [`crd_apply`]), its controller, `replay-controller drain` ([`drain`]), and the binary's
-//! settings ([`config`]).
+//! [`crd_apply`]), its controller, `replay-controller drain` ([`drain`]), drills with a
+//! verdict ([`drill`]), and the binary's settings ([`config`]).
 
 pub mod config;
 pub mod controller;
@@ -8,11 +8,14 @@ pub mod crd;
 pub mod crd_apply;
 pub mod crd_plan;
 pub mod drain;
+pub mod drill;
 pub mod kafka;
 pub mod metrics;
 pub mod reconcile;
 pub mod targets;
 
+#[cfg(test)]
+mod drill_tests;
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]

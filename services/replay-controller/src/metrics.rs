@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::drill::DrillVerdict;
+
 /// `{result="ok"}` or `{result="error"}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -36,6 +38,18 @@ pub struct ReplayLabels {
     pub name: String,
 }
 
+/// `{group="...",verdict="passed|failed"}`: the group whose lag a drill measured.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DrillLabels {
+    pub group: String,
+    pub verdict: DrillVerdict,
+}
+
+fn drain_histogram() -> Histogram {
+    // 1 s .. ~68 min
+    Histogram::new(exponential_buckets(1.0, 2.0, 13))
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     /// Reconciles run, by result (ok | error).
@@ -49,6 +63,9 @@ pub struct Metrics {
     /// 1 while a request is active on its group (ScalingDown to HoldingLag, CatchingUp
     /// included); the series is removed when it is not (pending, planned, finished, deleted).
     pub in_progress: Family<ReplayLabels, Gauge>,
+    /// Drills (spec.lag.maxDrainSeconds): seconds from restoring the deployment until the
+    /// lag was 0 (until the drain timeout when it did not drain), by group and verdict.
+    pub drill_drain: Family<DrillLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -60,6 +77,7 @@ impl Default for Metrics {
             duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             transitions: Family::default(),
             in_progress: Family::default(),
+            drill_drain: Family::new_with_constructor(drain_histogram),
         }
     }
 }
@@ -91,6 +109,11 @@ impl Metrics {
             "orderflow_replay_in_progress",
             "1 while a ReplayRequest is active on the consumer group (scaled down, resetting, restoring, catching up or holding lag); absent otherwise. Alerts on the group's lag are muted with it",
             m.in_progress.clone(),
+        );
+        registry.register(
+            "orderflow_replay_drill_drain_seconds",
+            "Drills: seconds from restoring the lag deployment until the lag was 0, by group and verdict",
+            m.drill_drain.clone(),
         );
         m
     }
@@ -127,6 +150,16 @@ impl Metrics {
     pub fn entered(&self, phase: &'static str) {
         self.transitions.get_or_create(&PhaseLabels { phase }).inc();
     }
+
+    /// A drill's verdict on `group`, its drain measured `seconds` after the restore.
+    pub fn drill(&self, group: &str, verdict: DrillVerdict, seconds: f64) {
+        self.drill_drain
+            .get_or_create(&DrillLabels {
+                group: group.to_string(),
+                verdict,
+            })
+            .observe(seconds);
+    }
 }
 
 #[cfg(test)]
@@ -135,7 +168,7 @@ mod tests {
     use prometheus_client::encoding::text::encode;
 
     #[test]
-    fn the_labels_are_named_result_kind_and_phase() {
+    fn the_labels_are_named_result_kind_phase_group_and_verdict() {
         let mut registry = Registry::default();
         let m = Metrics::register(&mut registry);
         m.reconciled(Duration::from_millis(3), true);
@@ -145,6 +178,7 @@ mod tests {
         m.replay(&["analytics", "inventory"], "default", "replay-1", true);
         m.replay(&["inventory"], "default", "replay-2", true);
         m.replay(&["inventory"], "default", "replay-2", false);
+        m.drill("inventory", DrillVerdict::Failed, 7.5);
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         for line in [
@@ -154,6 +188,10 @@ mod tests {
             r#"orderflow_replay_phase_transitions_total{phase="Succeeded"} 1"#,
             r#"orderflow_replay_in_progress{group="analytics",namespace="default",name="replay-1"} 1"#,
             r#"orderflow_replay_in_progress{group="inventory",namespace="default",name="replay-1"} 1"#,
+            r#"orderflow_replay_drill_drain_seconds_count{group="inventory",verdict="failed"} 1"#,
+            r#"orderflow_replay_drill_drain_seconds_sum{group="inventory",verdict="failed"} 7.5"#,
+            r#"orderflow_replay_drill_drain_seconds_bucket{le="8.0",group="inventory",verdict="failed"} 1"#,
+            r#"orderflow_replay_drill_drain_seconds_bucket{le="4.0",group="inventory",verdict="failed"} 0"#,
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

@@ -69,6 +69,11 @@ pub fn target(spec: &ReplayRequestSpec) -> Result<Target, String> {
         _ if spec.timestamp.is_some() => {
             return Err("spec.timestamp is only allowed with spec.resetTo: timestamp".into())
         }
+        ResetTarget::None => {
+            return Err(
+                "spec.resetTo none is a drill without a reset: it has no reset target".into(),
+            )
+        }
         ResetTarget::ByDuration => {
             let d = spec.duration.as_deref().unwrap_or_default();
             ResetTo::ByDuration(

@@ -37,4 +37,9 @@ fn the_samples_parse_and_validate() {
         rr.spec.validate().expect(name);
         assert_eq!(rr.spec.deployment, "analytics", "{name}");
     }
+    // the drill: no reset, so spec.lag alone, with its verdict
+    let text = std::fs::read_to_string(repo("deploy/samples").join("drill.yaml")).expect("drill");
+    let rr: ReplayRequest = serde_yaml::from_str(&text).expect("drill.yaml");
+    replay_controller::drill::check_spec(&rr.spec).expect("drill.yaml");
+    assert_eq!(rr.spec.lag.and_then(|l| l.max_drain_seconds), Some(120));
 }

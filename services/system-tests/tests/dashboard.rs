@@ -311,7 +311,12 @@ async fn metrics_lag_gauges_logs_and_the_dashboard_in_a_browser() -> anyhow::Res
 
     let url = format!("{}/", analytics.url);
     let dom = browser::dump_dom(&dir, &url, 8000).await?;
-    for chart in ["chart-orders", "chart-failure", "chart-lag"] {
+    for chart in [
+        "chart-orders",
+        "chart-failure",
+        "chart-lag",
+        "chart-lag-seconds",
+    ] {
         let n: u64 = browser::attribute_of(&dom, chart, "data-points")
             .with_context(|| format!("#{chart} has no data-points in the rendered DOM"))?
             .parse()?;

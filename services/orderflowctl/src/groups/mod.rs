@@ -6,6 +6,7 @@
 //! the destroy hang.
 
 mod handle;
+mod records;
 mod reset;
 mod watch;
 
@@ -17,7 +18,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::error::GroupError;
 use crate::model::{CommittedOffset, GroupInfo, GroupMember, LagSample, PartitionLag};
+use crate::timelag::next_offset;
 use handle::{while_coordinator_loads, GroupHandle, CLIENT_ID};
+use records::RecordReader;
 
 pub use reset::{plan_reset_now, reset, reset_by, reset_leaving_the_check_to_kafka};
 pub use watch::{watch_lag, LagProbe, WatchEnd, WatchOptions};
@@ -68,7 +71,8 @@ pub fn describe_group(
 }
 
 /// Lag of `group` on every partition of `topics` (topics in the order given, partitions
-/// ascending).
+/// ascending), from the offsets only: no record is read, so the lag in seconds is known
+/// (0) only where the group is caught up; [`sample_lag`] measures it everywhere.
 pub fn lag(
     kafka: &KafkaConfig,
     group: &str,
@@ -80,7 +84,8 @@ pub fn lag(
     h.lag(&parts)
 }
 
-/// [`lag`] with the time it was taken and the total.
+/// [`lag`] with the lag in seconds (the record at each lagging partition's committed offset
+/// read, see [`crate::timelag`]), the time it was taken and the totals.
 pub fn sample_lag(
     kafka: &KafkaConfig,
     group: &str,
@@ -88,7 +93,37 @@ pub fn sample_lag(
     timeout: Duration,
 ) -> Result<LagSample, GroupError> {
     let partitions = lag(kafka, group, topics, timeout)?;
-    Ok(LagSample::new(Utc::now().timestamp_millis(), partitions))
+    let reader = RecordReader::open(kafka)?;
+    Ok(timed_sample(&reader, partitions, timeout))
+}
+
+/// The sample of `partitions` at now, with the lag in seconds of the lagging ones read
+/// through `reader` (bounded by `timeout` in all; caught-up partitions are not read).
+fn timed_sample(
+    reader: &RecordReader,
+    partitions: Vec<PartitionLag>,
+    timeout: Duration,
+) -> LagSample {
+    let wanted: Vec<(String, i32, i64)> = partitions
+        .iter()
+        .filter(|p| p.lag > 0)
+        .map(|p| (p.topic.clone(), p.partition, next_offset(p)))
+        .collect();
+    let found = if wanted.is_empty() {
+        Default::default()
+    } else {
+        reader.next_records(&wanted, timeout)
+    };
+    // "now" after the reads: the age of each record at the moment the sample is complete
+    let now_ms = Utc::now().timestamp_millis();
+    let partitions = partitions
+        .into_iter()
+        .map(|p| {
+            let next = found.get(&(p.topic.clone(), p.partition)).copied();
+            p.with_time(next, now_ms)
+        })
+        .collect();
+    LagSample::new(now_ms, partitions)
 }
 
 /// [`committed_offsets`] and each partition's `(low, high)` watermarks, read with one

@@ -2,19 +2,23 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use orderflow_runtime::KafkaConfig;
 
 use super::handle::GroupHandle;
+use super::records::RecordReader;
+use super::timed_sample;
 use crate::error::GroupError;
 use crate::model::LagSample;
 
 /// One client kept open to sample a group's lag on the same topics again and again (the lag
 /// exporter of analytics-service, [`watch_lag`]). The topics' partitions are looked up once,
-/// when it is opened.
+/// when it is opened; the reader of the records at the committed offsets (lag in seconds)
+/// is opened once too and reused.
 pub struct LagProbe {
     handle: GroupHandle,
     parts: Vec<(String, i32)>,
+    reader: RecordReader,
+    timeout: Duration,
 }
 
 impl LagProbe {
@@ -27,17 +31,24 @@ impl LagProbe {
     ) -> Result<Self, GroupError> {
         let handle = GroupHandle::open(kafka, group, timeout)?;
         let parts = handle.partitions(topics)?;
-        Ok(Self { handle, parts })
+        let reader = RecordReader::open(kafka)?;
+        Ok(Self {
+            handle,
+            parts,
+            reader,
+            timeout,
+        })
     }
 
     pub fn group(&self) -> &str {
         &self.handle.group
     }
 
-    /// The group's lag on every partition now, with the time it was taken.
+    /// The group's lag on every partition now, in records and in seconds, with the time it
+    /// was taken.
     pub fn sample(&self) -> Result<LagSample, GroupError> {
         let partitions = self.handle.lag(&self.parts)?;
-        Ok(LagSample::new(Utc::now().timestamp_millis(), partitions))
+        Ok(timed_sample(&self.reader, partitions, self.timeout))
     }
 }
 

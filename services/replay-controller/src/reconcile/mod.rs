@@ -3,6 +3,7 @@
 //! Pending -> ScalingDown -> Resetting -> Restoring -> CatchingUp [-> HoldingLag] ->
 //! Succeeded, or Failed; a dry run: Pending -> Planned, executed from there once spec.dryRun
 //! is false.
+//! a drill without a reset (`resetTo: none`): Pending -> HoldingLag -> Succeeded.
 //!
 //! The status is the controller's only memory, so every step is written so that a restart
 //! at any point resumes correctly:
@@ -60,6 +61,7 @@
 //! - `autoscaler`: refusing (AutoscalerConflict) a deployment a HorizontalPodAutoscaler
 //!   scales;
 //! - `lag`: HoldingLag, the lag experiment of `spec.lag`;
+//! - `drill`: drills, `resetTo: none` and the verdict of `spec.lag.maxDrainSeconds`;
 //! - `failure`: ending Failed (restoring first) and Kafka retries with [`backoff`];
 //! - `status`: the [`conditions`], the status patch and the Events;
 //! - `history`: a reset whose target lay before the oldest record Kafka still holds
@@ -87,6 +89,7 @@ use crate::metrics::Metrics;
 
 mod autoscaler;
 mod catchup;
+mod drill;
 mod failure;
 mod history;
 mod lag;

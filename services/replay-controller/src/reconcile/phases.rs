@@ -13,18 +13,20 @@ use super::history::{summary, truncated_of};
 use super::targets::reset_partitions;
 use super::{fmt_time, parse_time, secs, Next, Run, StepError, LAG_FIELD};
 use crate::crd::{
-    LagStatus, PartitionOffsets, Phase, ReplayRequest, ReplayRequestSpec, ReplayRequestStatus,
+    PartitionOffsets, Phase, ReplayRequest, ReplayRequestSpec, ReplayRequestStatus, ResetTarget,
     Restore, DEFAULT_TIMEOUT_SECONDS,
 };
 
 /// Another request that must finish before `rr` starts: one touching the same consumer
 /// group or deployments that is running, or that is pending and was created earlier.
 pub fn blocker<'a>(rr: &ReplayRequest, others: &'a [ReplayRequest]) -> Option<&'a ReplayRequest> {
+    // a drill (resetTo none) names no group or deployment of its own: "" overlaps nothing
     let touched = |r: &ReplayRequest| {
         let mut d = vec![r.spec.deployment.clone()];
         if let Some(l) = &r.spec.lag {
             d.push(l.deployment.clone());
         }
+        d.retain(|d| !d.is_empty());
         d
     };
     let mine = touched(rr);
@@ -34,7 +36,8 @@ pub fn blocker<'a>(rr: &ReplayRequest, others: &'a [ReplayRequest]) -> Option<&'
         if o.uid() == rr.uid() || o.meta().deletion_timestamp.is_some() || o.spec.dry_run {
             return false;
         }
-        let overlaps = o.spec.consumer_group == rr.spec.consumer_group
+        let overlaps = (o.spec.consumer_group == rr.spec.consumer_group
+            && !rr.spec.consumer_group.is_empty())
             || touched(o).iter().any(|d| mine.contains(d));
         let phase = o.status.as_ref().map(|s| s.phase).unwrap_or_default();
         overlaps && (phase.is_active() || (phase == Phase::Pending && key(o) < key(rr)))
@@ -74,20 +77,34 @@ impl Run<'_> {
             )
     }
 
+    /// Another request must finish first ([`blocker`]): says so and waits.
+    pub(super) async fn queued(
+        &self,
+        st: &mut ReplayRequestStatus,
+    ) -> Result<Option<Next>, StepError> {
+        let others = self.rrs.list(&ListParams::default()).await?;
+        let Some(b) = blocker(self.rr, &others.items) else {
+            return Ok(None);
+        };
+        st.message = Some(format!(
+            "waiting for ReplayRequest {} (phase {}) to finish: same consumer group or deployment",
+            b.name_any(),
+            b.status.as_ref().map(|s| s.phase).unwrap_or_default()
+        ));
+        Ok(Some(Next::Wait(self.ctx.settings.poll)))
+    }
+
     async fn start(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
         let spec = self.spec();
+        if spec.reset_to == Some(ResetTarget::None) {
+            return self.start_drill(st).await;
+        }
         let to = match self.target().await? {
             Ok(to) => to,
             Err((reason, msg)) => return Ok(self.fail(st, reason, msg).await?),
         };
-        let others = self.rrs.list(&ListParams::default()).await?;
-        if let Some(b) = blocker(self.rr, &others.items) {
-            st.message = Some(format!(
-                "waiting for ReplayRequest {} (phase {}) to finish: same consumer group or deployment",
-                b.name_any(),
-                b.status.as_ref().map(|s| s.phase).unwrap_or_default()
-            ));
-            return Ok(Next::Wait(self.ctx.settings.poll));
+        if let Some(wait) = self.queued(st).await? {
+            return Ok(wait);
         }
         let Some(replicas) = self.replicas(&spec.deployment).await? else {
             return Ok(self.missing(st, &spec.deployment, "").await?);
@@ -307,27 +324,7 @@ impl Run<'_> {
             self.succeed(st, summary);
             return Ok(Next::Continue);
         };
-        let Some(current) = self.replicas(&lag.deployment).await? else {
-            return Ok(self.missing(st, &lag.deployment, LAG_FIELD).await?);
-        };
-        st.restore.push(Restore {
-            deployment: lag.deployment.clone(),
-            replicas: current,
-        });
-        let hold_until = self.now + secs(lag.hold_seconds);
-        st.lag = Some(LagStatus {
-            consumer_group: lag.group().to_string(),
-            hold_until: Some(fmt_time(hold_until)),
-            ..LagStatus::default()
-        });
-        let msg = format!(
-            "{summary}; holding deployment {} at {} replica(s) until {}, then back to {current}",
-            lag.deployment,
-            lag.replicas,
-            hold_until.to_rfc3339_opts(SecondsFormat::Secs, true)
-        );
-        self.enter(st, Phase::HoldingLag, msg);
-        Ok(Next::Continue)
+        self.begin_hold(st, lag, summary).await
     }
 
     pub(super) fn succeed(&self, st: &mut ReplayRequestStatus, message: String) {

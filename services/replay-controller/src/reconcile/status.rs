@@ -7,10 +7,11 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::phases::reset_label;
-use super::{fmt_time, history, Error, Run, MANAGER};
+use super::{drill, fmt_time, history, Error, Run, MANAGER};
 use crate::crd::{Condition, Phase, ReplayRequestStatus};
 
-/// The conditions for a status: Ready, Progressing and Failed, keeping each condition's
+/// The conditions for a status: Ready, Progressing and Failed (and DrillPassed once a drill
+/// has its verdict), keeping each condition's
 /// lastTransitionTime while its status does not change.
 pub fn conditions(
     old: &[Condition],
@@ -65,6 +66,7 @@ pub fn conditions(
     ];
     wanted
         .into_iter()
+        .chain(drill::condition(st))
         .map(|(type_, status, reason, message)| {
             let since = old
                 .iter()
@@ -149,6 +151,7 @@ impl Run<'_> {
             );
             self.event(EventType::Warning, history::REASON, &note).await;
         }
+        self.announce_verdict(old, st).await;
         Ok(())
     }
 

@@ -7,14 +7,23 @@
 //! - `orderflow_consumergroup_high_watermark{group,topic,partition}`,
 //! - `orderflow_consumergroup_lag{group,topic,partition}` (high watermark - committed; from
 //!   the low watermark when nothing is committed: the same rule as `orderflowctl lag`),
-//! - `orderflow_consumergroup_lag_sum{group}`, and
+//! - `orderflow_consumergroup_lag_sum{group}`,
+//! - `orderflow_consumergroup_lag_seconds{group,topic,partition}`: now minus the timestamp of
+//!   the record at the committed offset (read, not interpolated: exact during a replay too),
+//!   0 when caught up; absent while it is not known (the record did not arrive in time),
+//! - `orderflow_consumergroup_max_lag_seconds{group}`: the largest of those, and
 //! - `orderflow_lag_exporter_errors_total{group}` for samples that failed.
 //!
-//! It also keeps the last `LAG_HISTORY` totals per group in a ring buffer for the dashboard
-//! (`GET /api/dashboard`, `lag.history`). The broker work is orderflowctl's [`LagProbe`].
+//! It also keeps the last `LAG_HISTORY` samples per group (total records, largest seconds)
+//! in a ring buffer for the dashboard ([`board`]: `GET /api/dashboard`, `lag.history`). The
+//! broker work is orderflowctl's [`LagProbe`]: one client per group kept open between
+//! rounds; a round reads one record per lagging partition (caught-up ones are not read),
+//! so its cost is bounded by the partitions behind, each round by the request timeout.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
+mod board;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use orderflow_events::{GROUP_ANALYTICS, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
@@ -25,8 +34,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+
+pub use board::{LagBoard, LagPoint, LagView, PartitionRow, SharedLag};
 
 /// `{group="...",topic="...",partition="..."}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,6 +65,8 @@ pub struct LagMetrics {
     high_watermark: Family<PartitionLabels, Gauge>,
     lag: Family<PartitionLabels, Gauge>,
     lag_sum: Family<GroupLabels, Gauge>,
+    lag_seconds: Family<PartitionLabels, Gauge<f64, AtomicU64>>,
+    max_lag_seconds: Family<GroupLabels, Gauge<f64, AtomicU64>>,
     errors: Family<GroupLabels, Counter>,
 }
 
@@ -88,6 +100,16 @@ impl LagMetrics {
             m.lag_sum.clone(),
         );
         registry.register(
+            "orderflow_consumergroup_lag_seconds",
+            "How far behind the group is in time on the partition: now minus the timestamp of the record at its committed offset (0 when caught up)",
+            m.lag_seconds.clone(),
+        );
+        registry.register(
+            "orderflow_consumergroup_max_lag_seconds",
+            "The group's largest lag in seconds over its partitions",
+            m.max_lag_seconds.clone(),
+        );
+        registry.register(
             "orderflow_lag_exporter_errors",
             "Lag samples of a group that failed (broker unreachable, topic missing, ...)",
             m.errors.clone(),
@@ -115,10 +137,16 @@ impl LagMetrics {
                 .get_or_create(&labels)
                 .set(p.high_watermark);
             self.lag.get_or_create(&labels).set(p.lag);
+            set_or_remove(&self.lag_seconds, &labels, p.lag_seconds);
         }
         self.lag_sum
             .get_or_create(&group_label(group))
             .set(sample.total);
+        set_or_remove(
+            &self.max_lag_seconds,
+            &group_label(group),
+            sample.max_lag_seconds,
+        );
     }
 
     pub fn failed(&self, group: &str) {
@@ -126,105 +154,21 @@ impl LagMetrics {
     }
 }
 
-/// One point of the lag history: total lag per group at `at_ms` (Unix ms). A group whose
-/// sample failed is missing from that point.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct LagPoint {
-    pub at_ms: i64,
-    pub groups: BTreeMap<String, i64>,
-}
-
-/// The latest lag of one partition of one group.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct PartitionRow {
-    pub group: String,
-    pub topic: String,
-    pub partition: i32,
-    pub committed: Option<i64>,
-    pub high_watermark: i64,
-    pub lag: i64,
-}
-
-/// What the dashboard shows of the lag: `GET /api/dashboard`'s `lag`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct LagView {
-    pub interval_ms: u64,
-    pub groups: Vec<String>,
-    pub history: Vec<LagPoint>,
-    pub latest: Vec<PartitionRow>,
-    /// The last sample's errors, per group.
-    pub errors: BTreeMap<String, String>,
-}
-
-/// The ring buffer of lag samples and the latest per-partition figures.
-#[derive(Debug, Clone)]
-pub struct LagBoard {
-    capacity: usize,
-    interval_ms: u64,
-    history: VecDeque<LagPoint>,
-    latest: BTreeMap<String, Vec<PartitionRow>>,
-    errors: BTreeMap<String, String>,
-}
-
-impl LagBoard {
-    pub fn new(capacity: usize, interval: Duration) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
-            history: VecDeque::new(),
-            latest: BTreeMap::new(),
-            errors: BTreeMap::new(),
+/// Set the gauge of `labels` to `v`, or remove it while `v` is not known (a stale value
+/// would look like a measurement).
+fn set_or_remove<L>(family: &Family<L, Gauge<f64, AtomicU64>>, labels: &L, v: Option<f64>)
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    match v {
+        Some(v) => {
+            family.get_or_create(labels).set(v);
         }
-    }
-
-    /// Record one round of samples taken at `at_ms`: `(group, sample or error)`.
-    pub fn record(&mut self, at_ms: i64, round: &[(String, Result<LagSample, String>)]) {
-        let mut point = LagPoint {
-            at_ms,
-            groups: BTreeMap::new(),
-        };
-        for (group, result) in round {
-            match result {
-                Ok(s) => {
-                    point.groups.insert(group.clone(), s.total);
-                    self.errors.remove(group);
-                    let rows = s
-                        .partitions
-                        .iter()
-                        .map(|p| PartitionRow {
-                            group: group.clone(),
-                            topic: p.topic.clone(),
-                            partition: p.partition,
-                            committed: p.committed,
-                            high_watermark: p.high_watermark,
-                            lag: p.lag,
-                        })
-                        .collect();
-                    self.latest.insert(group.clone(), rows);
-                }
-                Err(e) => {
-                    self.errors.insert(group.clone(), e.clone());
-                }
-            }
-        }
-        if self.history.len() == self.capacity {
-            self.history.pop_front();
-        }
-        self.history.push_back(point);
-    }
-
-    pub fn view(&self) -> LagView {
-        LagView {
-            interval_ms: self.interval_ms,
-            groups: WATCHED.iter().map(|(g, _)| g.to_string()).collect(),
-            history: self.history.iter().cloned().collect(),
-            latest: self.latest.values().flatten().cloned().collect(),
-            errors: self.errors.clone(),
+        None => {
+            family.remove(labels);
         }
     }
 }
-
-pub type SharedLag = Arc<RwLock<LagBoard>>;
 
 /// Sample every watched group once, keeping each group's probe open between rounds (a probe
 /// that failed is opened afresh next time).
@@ -323,6 +267,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use orderflowctl::timelag::NextRecord;
     use orderflowctl::PartitionLag;
 
     fn sample(total_per_partition: &[(Option<i64>, i64)]) -> LagSample {
@@ -374,34 +319,42 @@ mod tests {
     }
 
     #[test]
-    fn board_is_a_ring_buffer_of_totals() {
-        let mut b = LagBoard::new(3, Duration::from_millis(2000));
-        for i in 0..5 {
-            b.record(
-                i,
-                &[
-                    ("inventory".to_string(), Ok(sample(&[(Some(0), i)]))),
-                    ("analytics".to_string(), Err("broker down".to_string())),
-                ],
-            );
+    fn seconds_gauges_per_partition_and_the_group_maximum() {
+        let mut registry = Registry::default();
+        let m = LagMetrics::register(&mut registry);
+        let now = 1_795_000_000_000;
+        let s = LagSample::new(
+            now,
+            vec![
+                PartitionLag::new("orders", 0, Some(3), 0, 10)
+                    .with_time(Some(NextRecord::At(now - 42_500)), now),
+                PartitionLag::new("orders", 1, Some(9), 0, 9).with_time(None, now),
+                PartitionLag::new("orders", 2, Some(1), 0, 9).with_time(None, now),
+            ],
+        );
+        m.set("inventory", &s);
+        let t = text(&registry);
+        for want in [
+            "orderflow_consumergroup_lag_seconds{group=\"inventory\",topic=\"orders\",partition=\"0\"} 42.5",
+            // caught up: 0 without a read
+            "orderflow_consumergroup_lag_seconds{group=\"inventory\",topic=\"orders\",partition=\"1\"} 0.0",
+            "orderflow_consumergroup_max_lag_seconds{group=\"inventory\"} 42.5",
+        ] {
+            assert!(t.lines().any(|l| l == want), "{want} missing in\n{t}");
         }
-        let v = b.view();
-        assert_eq!(v.interval_ms, 2000);
-        assert_eq!(
-            v.history.iter().map(|p| p.at_ms).collect::<Vec<_>>(),
-            vec![2, 3, 4]
+        // not read in time: no series rather than a made-up value
+        assert!(
+            !t.contains("lag_seconds{group=\"inventory\",topic=\"orders\",partition=\"2\"}"),
+            "{t}"
         );
-        assert_eq!(v.history[2].groups.get("inventory"), Some(&4));
-        assert_eq!(v.history[2].groups.get("analytics"), None);
-        assert_eq!(
-            v.errors.get("analytics").map(String::as_str),
-            Some("broker down")
+        // caught up everywhere: 0
+        m.set(
+            "inventory",
+            &LagSample::new(now, vec![PartitionLag::new("orders", 0, Some(10), 0, 10)]),
         );
-        assert_eq!(v.latest.len(), 1);
-        assert_eq!(v.latest[0].lag, 4);
-        assert_eq!(v.groups, vec!["inventory", "analytics"]);
-        // the group recovers: its error is gone
-        b.record(9, &[("analytics".to_string(), Ok(sample(&[(Some(1), 1)])))]);
-        assert!(b.view().errors.is_empty());
+        let t = text(&registry);
+        assert!(t
+            .lines()
+            .any(|l| l == "orderflow_consumergroup_max_lag_seconds{group=\"inventory\"} 0.0"));
     }
 }
