@@ -14,6 +14,7 @@ use orderflow_testkit::procs::{orderflowctl, test_dir};
 use orderflow_testkit::{wait, Broker, Service, ServiceKind};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
@@ -74,7 +75,28 @@ fn commit(kafka: &KafkaConfig, group: &str, offsets: &[(i32, i64)]) -> anyhow::R
         tpl.add_partition_offset(TOPIC_ORDERS, *p, Offset::Offset(*o))?;
     }
     consumer.assign(&tpl)?;
-    consumer.commit(&tpl, CommitMode::Sync)?;
+    // A fresh broker's group coordinator answers "load in progress" (or "not coordinator")
+    // for a while: try again until it takes the commit, within a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => break,
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::CoordinatorLoadInProgress
+                                | RDKafkaErrorCode::NotCoordinator
+                                | RDKafkaErrorCode::CoordinatorNotAvailable
+                        )
+                    ) =>
+            {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     consumer.unassign()?;
     drop(tpl);
     Ok(())

@@ -7,6 +7,7 @@ pub mod controller;
 pub mod crd;
 pub mod crd_apply;
 pub mod crd_plan;
+mod crd_status;
 pub mod drain;
 pub mod drill;
 pub mod kafka;

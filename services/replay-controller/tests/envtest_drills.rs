@@ -15,6 +15,8 @@ use common::{
     wait_rr,
 };
 use kube::Client;
+use orderflow_events::GROUP_INVENTORY;
+use orderflow_runtime::KafkaConfig;
 use orderflow_testkit::envtest::StandIn;
 use orderflow_testkit::{wait, Service, ServiceKind};
 use replay_controller::crd::{DrillVerdict, LagStatus, Phase};
@@ -26,6 +28,7 @@ const ORDERS: u64 = 300;
 /// while it is down, wait for the verdict. Returns the final lag status.
 async fn drill(
     c: &Client,
+    kafka: &KafkaConfig,
     inventory: &StandIn,
     order: &Service,
     name: &'static str,
@@ -54,6 +57,26 @@ async fn drill(
         || {
             let stopped = inventory.url().is_none();
             async move { stopped.then_some(()) }
+        },
+    )
+    .await?;
+    // and its consumer has left the group: a process still shutting down could otherwise
+    // decide orders posted now, and the lag would not show all of them
+    wait::until(
+        "group inventory without members",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let k = kafka.clone();
+            async move {
+                let info = tokio::task::spawn_blocking(move || {
+                    orderflowctl::describe_group(&k, GROUP_INVENTORY, Duration::from_secs(5))
+                })
+                .await
+                .ok()?
+                .ok()?;
+                (info.members == 0).then_some(())
+            }
         },
     )
     .await?;
@@ -157,13 +180,14 @@ async fn drills_without_a_reset_get_a_verdict_and_a_metric() -> anyhow::Result<(
     );
     let order = Service::start(ServiceKind::Order, &env.broker.bootstrap, &[], &logs).await?;
     let ctl = start_controller(&env, &[("WATCH_NAMESPACE", ns.to_string())]).await?;
+    let kafka = env.broker.kafka();
 
-    let failed = drill(&c, &inventory, &order, "drill-tight", 1).await?;
+    let failed = drill(&c, &kafka, &inventory, &order, "drill-tight", 1).await?;
     assert_eq!(failed.drill, Some(DrillVerdict::Failed), "{failed:?}");
     let took = failed.drained_after_seconds.unwrap_or_default();
     assert!(took > 1.0, "drained in {took} s");
 
-    let passed = drill(&c, &inventory, &order, "drill-generous", 300).await?;
+    let passed = drill(&c, &kafka, &inventory, &order, "drill-generous", 300).await?;
     assert_eq!(passed.drill, Some(DrillVerdict::Passed), "{passed:?}");
     assert!(passed.drained_after_seconds.is_some_and(|s| s <= 300.0));
 

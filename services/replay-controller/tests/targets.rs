@@ -106,13 +106,53 @@ fn spec(extra: Value) -> Value {
     v
 }
 
-/// Apply request `name` with `extra` spec fields and wait until it is final.
-async fn run(c: &kube::Client, name: &str, extra: Value) -> anyhow::Result<ReplayRequestStatus> {
+/// Apply request `name` with `extra` spec fields and wait until it is final. No analytics
+/// process runs here, so once the request follows the group (CatchingUp) the test does what
+/// the consumers would: it commits the high watermarks the request recorded; once the request
+/// is final, it commits the group back to where the reset put it (read from Kafka at
+/// CatchingUp), so that the next step starts from the reset's offsets, as the tool's plans
+/// and the assertions below expect.
+async fn run(
+    c: &kube::Client,
+    kafka: &KafkaConfig,
+    name: &str,
+    extra: Value,
+) -> anyhow::Result<ReplayRequestStatus> {
     apply_rr(c, NS, rr(name, spec(extra))).await?;
-    let o = wait_rr(c, NS, name, "final", Duration::from_secs(60), |o| {
-        phase(o).is_final()
-    })
+    let o = wait_rr(
+        c,
+        NS,
+        name,
+        "CatchingUp or final",
+        Duration::from_secs(60),
+        |o| phase(o) == Phase::CatchingUp || phase(o).is_final(),
+    )
     .await?;
+    let o = if phase(&o) == Phase::CatchingUp {
+        let at_reset: Vec<(String, i32, i64)> = committed(kafka)
+            .await?
+            .into_iter()
+            .filter(|(_, o)| *o >= 0)
+            .map(|(p, o)| ("orders".to_string(), p, o))
+            .collect();
+        let ends: Vec<(String, i32, i64)> = o
+            .status
+            .and_then(|s| s.catch_up)
+            .unwrap_or_default()
+            .partitions
+            .iter()
+            .map(|p| (p.topic.clone(), p.partition, p.target))
+            .collect();
+        common::commit_offsets(kafka, GROUP, &ends)?;
+        let o = wait_rr(c, NS, name, "final", Duration::from_secs(60), |o| {
+            phase(o).is_final()
+        })
+        .await?;
+        common::commit_offsets(kafka, GROUP, &at_reset)?;
+        o
+    } else {
+        o
+    };
     let reason = failed_reason(&o);
     let st = o.status.unwrap_or_default();
     anyhow::ensure!(
@@ -185,6 +225,7 @@ async fn new_targets_end_where_kafkas_tool_says_and_an_undo_restores_the_offsets
     let theirs = tool_plan(&b, &["--from-file", &csv.display().to_string()])?;
     let st = run(
         &c,
+        &kafka,
         "to-offsets",
         json!({"resetTo": "toOffsets", "offsets": [
             {"topic": "orders", "partition": 0, "offset": 5},
@@ -199,7 +240,13 @@ async fn new_targets_end_where_kafkas_tool_says_and_an_undo_restores_the_offsets
 
     // 3. shiftBy: back 6 records, kept at the log start as the tool does
     let theirs = tool_plan(&b, &["--topic", "orders", "--shift-by", "-6"])?;
-    let shift = run(&c, "shift", json!({"resetTo": "shiftBy", "shiftBy": -6})).await?;
+    let shift = run(
+        &c,
+        &kafka,
+        "shift",
+        json!({"resetTo": "shiftBy", "shiftBy": -6}),
+    )
+    .await?;
     assert_eq!(shift.phase, Phase::Succeeded, "{:?}", shift.message);
     assert_eq!(committed(&kafka).await?, theirs);
     assert_eq!(theirs, vec![(0, 0), (1, 0), (2, 1)]);
@@ -217,6 +264,7 @@ async fn new_targets_end_where_kafkas_tool_says_and_an_undo_restores_the_offsets
     let theirs = tool_plan(&b, &["--topic", "orders", "--by-duration", "PT30M"])?;
     let st = run(
         &c,
+        &kafka,
         "by-duration",
         json!({"resetTo": "byDuration", "duration": "PT30M"}),
     )
@@ -227,7 +275,7 @@ async fn new_targets_end_where_kafkas_tool_says_and_an_undo_restores_the_offsets
 
     // 5. undo of "shift": exactly the offsets before it (5, 6, 7), read back from Kafka,
     //    through the same scale-down and restore
-    let undo = run(&c, "undo-shift", json!({"undoOf": "shift"})).await?;
+    let undo = run(&c, &kafka, "undo-shift", json!({"undoOf": "shift"})).await?;
     assert_eq!(undo.phase, Phase::Succeeded, "{:?}", undo.message);
     assert_eq!(committed(&kafka).await?, vec![(0, 5), (1, 6), (2, 7)]);
     let moves: Vec<(i32, Option<i64>, i64)> = undo
@@ -248,7 +296,7 @@ async fn new_targets_end_where_kafkas_tool_says_and_an_undo_restores_the_offsets
     assert_eq!(replicas(&c, NS, "analytics").await?, 2);
 
     // 6. an undo of a request that does not exist fails clearly, nothing touched
-    let st = run(&c, "undo-nothing", json!({"undoOf": "nope"})).await?;
+    let st = run(&c, &kafka, "undo-nothing", json!({"undoOf": "nope"})).await?;
     assert_eq!(st.phase, Phase::Failed);
     assert_eq!(
         st.message.as_deref(),

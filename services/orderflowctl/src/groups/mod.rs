@@ -126,6 +126,9 @@ fn timed_sample(
     LagSample::new(now_ms, partitions)
 }
 
+/// A partition's `(low, high)` watermarks: its oldest offset held and its log end.
+pub type Watermarks = (i64, i64);
+
 /// [`committed_offsets`] and each partition's `(low, high)` watermarks, read with one
 /// client (a service's start-up reads both: one client and one coordinator lookup less).
 pub fn committed_with_watermarks(
@@ -133,7 +136,7 @@ pub fn committed_with_watermarks(
     group: &str,
     topics: &[&str],
     timeout: Duration,
-) -> Result<Vec<(CommittedOffset, (i64, i64))>, GroupError> {
+) -> Result<Vec<(CommittedOffset, Watermarks)>, GroupError> {
     let h = GroupHandle::open(kafka, group, timeout)?;
     let parts = h.partitions(topics)?;
     h.committed(&parts)?
