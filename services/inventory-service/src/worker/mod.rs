@@ -82,7 +82,7 @@ mod rebalance;
 mod restore;
 
 pub use batch::BatchSummary;
-pub use restore::{read_changelog, restore, Restored};
+pub use restore::{restore, Restored};
 
 use batch::Deciding;
 use commit::Committer;

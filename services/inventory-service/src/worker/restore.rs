@@ -115,19 +115,6 @@ pub fn restore(
 /// of its header), and every record that is not a valid decision to `bad`. When Kafka
 /// already deleted records at or past `from.1` (retention), says so in an ERROR line:
 /// decisions the ledger does not count are lost. Returns how many records were read.
-pub fn read_changelog(
-    kafka: &KafkaConfig,
-    p: i32,
-    from: (i64, i64),
-    stall: Duration,
-    apply: impl FnMut(&InventoryRecord, i64, Option<i64>),
-    bad: impl FnMut(&BorrowedMessage<'_>, &DecodeError),
-) -> Result<u64, InventoryError> {
-    let reader: BaseConsumer = kafka.reader("inventory-rebuild").create()?;
-    read_decisions(&reader, p, from, stall, apply, bad)
-}
-
-/// [`read_changelog`] with a reader of the caller's.
 fn read_decisions(
     reader: &BaseConsumer,
     p: i32,
