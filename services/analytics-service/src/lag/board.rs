@@ -121,12 +121,13 @@ impl LagBoard {
 pub type SharedLag = Arc<RwLock<LagBoard>>;
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use orderflowctl::timelag::NextRecord;
     use orderflowctl::PartitionLag;
 
-    fn sample(total_per_partition: &[(Option<i64>, i64)]) -> LagSample {
+    /// A sample of `orders` partitions 0, 1, ... with these (committed, high watermark).
+    pub(in crate::lag) fn sample(total_per_partition: &[(Option<i64>, i64)]) -> LagSample {
         LagSample::new(
             1,
             total_per_partition

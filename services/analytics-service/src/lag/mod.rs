@@ -270,16 +270,7 @@ mod tests {
     use orderflowctl::timelag::NextRecord;
     use orderflowctl::PartitionLag;
 
-    fn sample(total_per_partition: &[(Option<i64>, i64)]) -> LagSample {
-        LagSample::new(
-            1,
-            total_per_partition
-                .iter()
-                .enumerate()
-                .map(|(i, (c, h))| PartitionLag::new("orders", i as i32, *c, 0, *h))
-                .collect(),
-        )
-    }
+    use super::board::tests::sample;
 
     fn text(registry: &Registry) -> String {
         let mut out = String::new();
