@@ -77,6 +77,11 @@ pub enum GroupError {
         actual: String,
         metadata: String,
     },
+
+    /// A state topic could not be read, copied or deleted, or a group deleted (shadow
+    /// replays, [`crate::state`]).
+    #[error("{0}")]
+    State(String),
 }
 
 /// An unparsable `--to` / `resetTo` value.

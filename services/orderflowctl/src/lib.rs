@@ -23,14 +23,15 @@ mod model;
 mod plan;
 #[cfg(feature = "cli")]
 mod reset_cmd;
+pub mod state;
 mod targets;
 pub mod timelag;
 
 pub use error::{GroupError, ParseResetToError};
 pub use groups::{
-    committed_offsets, committed_with_watermarks, describe_group, lag, plan_reset_now, reset,
-    reset_by, reset_leaving_the_check_to_kafka, sample_lag, watch_lag, LagProbe, WatchEnd,
-    WatchOptions,
+    committed_offsets, committed_with_watermarks, copy_changes, copy_committed, describe_group,
+    lag, plan_reset_now, reset, reset_by, reset_leaving_the_check_to_kafka, sample_lag, watch_lag,
+    LagProbe, WatchEnd, WatchOptions,
 };
 pub use history::{
     history_truncated, history_warnings, wanting_oldest, HistoryTruncated, OldestRecord,

@@ -15,6 +15,7 @@ pub use crate::crd_status::{
     Condition, LagPoint, LagStatus, PartitionOffsets, ReplayRequestStatus, Restore,
     TruncatedPartition,
 };
+pub use crate::shadow::{ShadowMetrics, ShadowStatus, StateMetrics, Strategy};
 pub use crate::targets::Target;
 
 /// Seconds the consumers may stay scaled down waiting for the group to empty and the reset
@@ -84,6 +85,14 @@ pub const MAX_LAG_SAMPLES: usize = 300;
     {
         "rule": "!has(self.resetTo) || self.resetTo != 'none' || (has(self.lag) && !has(self.consumerGroup) && !has(self.deployment) && !has(self.topics))",
         "message": "spec.resetTo none is a drill without a reset: spec.lag is required, and spec.consumerGroup, spec.deployment and spec.topics are not used (leave them out)"
+    },
+    {
+        "rule": "!has(self.strategy) || self.strategy != 'Shadow' || (has(self.resetTo) && self.resetTo != 'none' && !has(self.lag))",
+        "message": "spec.strategy Shadow replays to a target (spec.resetTo, not none) without spec.lag"
+    },
+    {
+        "rule": "!has(self.promote) || !self.promote || (has(self.strategy) && self.strategy == 'Shadow')",
+        "message": "spec.promote applies to spec.strategy Shadow only"
     }
 ]))]
 pub struct ReplayRequestSpec {
@@ -184,6 +193,20 @@ pub struct ReplayRequestSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 604800))]
     pub catch_up_timeout_seconds: Option<u32>,
+
+    /// InPlace (default): stop the consumers, reset their group, start them again. Shadow:
+    /// leave them running and replay in a copy of the deployment under the group
+    /// `<group>-shadow-<request>` (phases ShadowStarting, ShadowCatchingUp, Shadowing);
+    /// status.shadow shows the copy's numbers beside the live ones. The deployment must take
+    /// its group from env CONSUMER_GROUP (docs/replay-controller.md).
+    #[serde(default, skip_serializing_if = "Strategy::is_default")]
+    pub strategy: Strategy,
+
+    /// With strategy Shadow: move the live group (and its state topics) to where the shadow
+    /// stands, through the same scale-down/restore as a reset, then delete the copy, its
+    /// group and its state topics. Without it, deleting the request removes the shadow.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promote: bool,
 }
 
 impl ReplayRequestSpec {
@@ -191,6 +214,17 @@ impl ReplayRequestSpec {
     /// ([`crate::targets`]), or the request to undo.
     pub fn validate(&self) -> Result<Target, String> {
         crate::drill::check_reset_fields(self)?;
+        if self.strategy == Strategy::Shadow
+            && (self.lag.is_some() || matches!(self.reset_to, None | Some(ResetTarget::None)))
+        {
+            return Err(
+                "spec.strategy Shadow replays to a target (spec.resetTo, not none) without spec.lag"
+                    .to_string(),
+            );
+        }
+        if self.promote && self.strategy != Strategy::Shadow {
+            return Err("spec.promote applies to spec.strategy Shadow only".to_string());
+        }
         if self.topics.iter().any(|t| t.trim().is_empty()) {
             return Err("spec.topics has an empty topic name".to_string());
         }
@@ -307,7 +341,9 @@ impl LagSpec {
 /// Where a request is. Pending -> ScalingDown -> Resetting -> Restoring -> CatchingUp
 /// [-> HoldingLag] -> Succeeded, or Failed from any of them (deployments restored first); a
 /// dry run (spec.dryRun) goes Pending -> Planned and stays there until spec.dryRun is false;
-/// a drill (resetTo none): Pending -> HoldingLag -> Succeeded.
+/// a drill (resetTo none): Pending -> HoldingLag -> Succeeded; a shadow replay: Pending ->
+/// ShadowStarting -> ShadowCatchingUp -> Shadowing [-> Promoting -> Restoring -> CatchingUp]
+/// -> Succeeded.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum Phase {
     #[default]
@@ -318,6 +354,14 @@ pub enum Phase {
     Restoring,
     CatchingUp,
     HoldingLag,
+    /// Shadow: the shadow group's offsets are set to the target and the copy is created.
+    ShadowStarting,
+    /// Shadow: following the copy until it passes the high watermarks read at its reset.
+    ShadowCatchingUp,
+    /// Shadow: caught up; the copy runs beside the live consumer until spec.promote.
+    Shadowing,
+    /// Shadow: the live group and state are moved to the shadow's, the shadow removed.
+    Promoting,
     Succeeded,
     Failed,
 }
@@ -332,6 +376,10 @@ impl Phase {
             Self::Restoring => "Restoring",
             Self::CatchingUp => "CatchingUp",
             Self::HoldingLag => "HoldingLag",
+            Self::ShadowStarting => "ShadowStarting",
+            Self::ShadowCatchingUp => "ShadowCatchingUp",
+            Self::Shadowing => "Shadowing",
+            Self::Promoting => "Promoting",
             Self::Succeeded => "Succeeded",
             Self::Failed => "Failed",
         }
@@ -343,9 +391,17 @@ impl Phase {
     }
 
     /// Started and not finished: deployments may be scaled down, or the group is catching
-    /// up on a replay (Pending and Planned have touched nothing).
+    /// up on a replay, or a shadow runs (Pending and Planned have touched nothing).
     pub fn is_active(self) -> bool {
         !self.is_final() && !matches!(self, Self::Pending | Self::Planned)
+    }
+
+    /// A shadow runs beside the live consumer, which nothing has touched yet.
+    pub fn is_shadow(self) -> bool {
+        matches!(
+            self,
+            Self::ShadowStarting | Self::ShadowCatchingUp | Self::Shadowing
+        )
     }
 }
 

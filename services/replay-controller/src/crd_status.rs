@@ -4,7 +4,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::crd::{CatchUpStatus, DrillVerdict, Phase, RateSample, ReplayPlan, MAX_LAG_SAMPLES};
+use crate::crd::{
+    CatchUpStatus, DrillVerdict, Phase, RateSample, ReplayPlan, ShadowStatus, MAX_LAG_SAMPLES,
+};
 
 /// What the controller has done and seen. Written by the controller only.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -55,6 +57,10 @@ pub struct ReplayRequestStatus {
     /// The group catching up after the restore (phase CatchingUp), and when it had.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up: Option<CatchUpStatus>,
+
+    /// A shadow replay (spec.strategy Shadow): its group, its copy, their numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStatus>,
 
     /// Deployments this request scaled and has not restored yet, with the replica count to
     /// restore. Written before scaling, so a restarted controller (or a deletion) restores

@@ -22,6 +22,7 @@ use crate::crd::{Phase, ReplayRequest, ReplayRequestStatus};
 use crate::kafka::{AdminError, GroupAdmin, GroupLag};
 use crate::metrics::Metrics;
 use crate::reconcile::{reconcile, Context, Error, Settings, FINALIZER};
+use crate::shadow::StateMetrics;
 
 // ReplayRequests
 
@@ -64,6 +65,10 @@ pub enum Call {
     Event(String),
     /// The request's finalizers written (metadata patch): the list after it.
     Finalizers(Vec<String>),
+    /// A Deployment created (a shadow's copy): name.
+    Created(String),
+    /// A Deployment deleted: name.
+    Deleted(String),
 }
 
 /// The expected status write: `phase` with `restore` as (deployment, replicas).
@@ -88,6 +93,8 @@ struct FakeApi {
     deployments: HashMap<String, i32>,
     /// HorizontalPodAutoscalers (autoscaling/v2) of the namespace.
     hpas: Vec<Value>,
+    /// Full Deployment objects (GET, POST, DELETE), beside their replicas in `deployments`.
+    objects: HashMap<String, Value>,
     calls: Vec<Call>,
 }
 
@@ -122,6 +129,9 @@ fn answer(state: &Arc<Mutex<FakeApi>>, method: &str, path: &str, body: Value) ->
                            "reason": "NotFound", "code": 404, "message": "not found"});
     let rr_base = "/apis/orderflow.io/v1alpha1/namespaces/default/replayrequests";
     let dep_base = "/apis/apps/v1/namespaces/default/deployments/";
+    if let Some(reply) = shadow::deployments(&mut s, method, path, &body) {
+        return reply;
+    }
     match (method, path) {
         ("GET", p) if p == format!("{rr_base}/replay-1/status") => (200, s.rr.clone()),
         ("GET", p) if p == rr_base => {
@@ -215,6 +225,10 @@ fn answer(state: &Arc<Mutex<FakeApi>>, method: &str, path: &str, body: Value) ->
             ));
             (201, body)
         }
+        // the Recorder's repeat of an Event it sent before (a series count): no new Event
+        ("PATCH", p) if p.starts_with("/apis/events.k8s.io/v1/namespaces/default/events/") => {
+            (200, body)
+        }
         (m, p) => panic!("unexpected API call {m} {p}"),
     }
 }
@@ -225,6 +239,10 @@ fn scale(name: &str, n: i32) -> Value {
            "metadata": {"name": name, "namespace": "default"},
            "spec": {"replicas": n}, "status": {"replicas": n}})
 }
+
+#[path = "fixtures_shadow.rs"]
+pub mod shadow;
+pub use shadow::{shadow_spec, ShadowKafka};
 
 // Kafka, faked
 
@@ -248,6 +266,8 @@ pub struct FakeKafka {
     pub positions: Mutex<Option<Vec<PartitionLag>>>,
     /// How often `positions` was read.
     pub position_reads: Mutex<usize>,
+    /// Shadow replays: groups, state topics and what was done to them.
+    pub shadow: ShadowKafka,
 }
 
 impl FakeKafka {
@@ -293,29 +313,40 @@ impl GroupAdmin for FakeKafka {
         if self.unreachable {
             return Err(down());
         }
+        let members = if group.contains("-shadow-") {
+            self.shadow.members(group)
+        } else {
+            self.members
+        };
         Ok(GroupInfo {
             group: group.to_string(),
-            state: if self.members > 0 { "Stable" } else { "Empty" }.to_string(),
-            members: self.members,
+            state: if members > 0 { "Stable" } else { "Empty" }.to_string(),
+            members,
             member_list: Vec::new(),
         })
     }
 
     async fn committed(
         &self,
-        _group: &str,
+        group: &str,
         _topics: &[String],
     ) -> Result<Vec<CommittedOffset>, AdminError> {
+        if group.contains("-shadow-") {
+            return Ok(self.shadow.committed(group));
+        }
         Ok(self.committed.clone())
     }
 
     async fn reset(
         &self,
-        _group: &str,
+        group: &str,
         _topics: &[String],
         to: ResetTo,
         by: &str,
     ) -> Result<Vec<OffsetChange>, AdminError> {
+        if group.contains("-shadow-") {
+            return Ok(self.shadow.reset(group, &to, by));
+        }
         self.resets.lock().unwrap().push(format!("{to} by {by}"));
         self.targets.lock().unwrap().push(to);
         Ok(vec![self.change()])
@@ -354,6 +385,38 @@ impl GroupAdmin for FakeKafka {
             .clone()
             .unwrap_or_else(|| vec![PartitionLag::new("orders", 0, Some(40), 0, 40)]))
     }
+
+    async fn copy_committed(
+        &self,
+        from: &str,
+        to: &str,
+        _topics: &[String],
+    ) -> Result<Vec<OffsetChange>, AdminError> {
+        self.shadow.done(format!("copy commits {from} -> {to}"));
+        Ok(Vec::new())
+    }
+
+    async fn state_topics(&self, group: &str) -> Result<Vec<String>, AdminError> {
+        Ok(self.shadow.topics(group))
+    }
+
+    async fn copy_state(&self, from: &str, to: &str) -> Result<u64, AdminError> {
+        self.shadow.done(format!("copy state {from} -> {to}"));
+        Ok(3)
+    }
+
+    async fn delete_group(&self, group: &str) -> Result<bool, AdminError> {
+        self.shadow.delete_group(group)
+    }
+
+    async fn delete_topics(&self, topics: &[String]) -> Result<(), AdminError> {
+        self.shadow.delete_topics(topics);
+        Ok(())
+    }
+
+    async fn checkpoint(&self, group: &str) -> Result<Option<StateMetrics>, AdminError> {
+        Ok(self.shadow.checkpoint(group))
+    }
 }
 
 // The reconciler's Context on both fakes
@@ -376,6 +439,7 @@ pub fn harness(rr: Value, deployments: &[(&str, i32)], kafka: FakeKafka) -> Harn
             .map(|(n, r)| (n.to_string(), *r))
             .collect(),
         hpas: Vec::new(),
+        objects: HashMap::new(),
         calls: Vec::new(),
     }));
     let client = api_server(state.clone());
@@ -424,6 +488,16 @@ impl Harness {
         self.state.lock().unwrap().deployments[d]
     }
 
+    /// Deployment `name` as the API server holds it (`None`: there is none).
+    pub fn deployment(&self, name: &str) -> Option<Value> {
+        self.state.lock().unwrap().objects.get(name).cloned()
+    }
+
+    /// Add a full Deployment object (with its replicas) to the fake API server.
+    pub fn add_deployment(&self, d: Value) {
+        shadow::add(&mut self.state.lock().unwrap(), d);
+    }
+
     /// An HPA `name` (autoscaling/v2) scaling Deployment `target` between 1 and 5 replicas.
     pub fn add_hpa(&self, name: &str, target: &str) {
         self.state.lock().unwrap().hpas.push(json!({
@@ -454,6 +528,12 @@ impl Harness {
             }
         }
         s.rr["metadata"]["generation"] = json!(2);
+    }
+
+    /// The request is being deleted (`kubectl delete`: deletionTimestamp set).
+    pub fn mark_deleted(&self) {
+        self.state.lock().unwrap().rr["metadata"]["deletionTimestamp"] =
+            json!("2026-11-22T11:00:00Z");
     }
 
     /// Set the request's status (as a previous controller left it).

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orderflow_runtime::KafkaConfig;
+use orderflowctl::state;
 use orderflowctl::{CommittedOffset, GroupError, GroupInfo, OffsetChange, PartitionLag, ResetTo};
 use thiserror::Error;
+
+use crate::shadow::StateMetrics;
 
 #[derive(Debug, Error)]
 pub enum AdminError {
@@ -73,6 +76,27 @@ pub trait GroupAdmin: Send + Sync + 'static {
         group: &str,
         topics: &[String],
     ) -> Result<Vec<PartitionLag>, AdminError>;
+
+    // Shadow replays (crate::shadow): a group's state topics are named `<group>-<suffix>`.
+
+    /// Commit `to`'s offsets on `topics` at `from`'s committed offsets, commit metadata
+    /// included (refused while `to` has members); the changes made, none if already there.
+    async fn copy_committed(
+        &self,
+        from: &str,
+        to: &str,
+        topics: &[String],
+    ) -> Result<Vec<OffsetChange>, AdminError>;
+    /// The state topics of `group` (`<group>-*`) on the broker.
+    async fn state_topics(&self, group: &str) -> Result<Vec<String>, AdminError>;
+    /// Make state topic `to` hold what `from` holds (by key); the records written.
+    async fn copy_state(&self, from: &str, to: &str) -> Result<u64, AdminError>;
+    /// Delete group `group` (false: there was none); refused while it has members.
+    async fn delete_group(&self, group: &str) -> Result<bool, AdminError>;
+    /// Delete `topics` (those already gone are not an error).
+    async fn delete_topics(&self, topics: &[String]) -> Result<(), AdminError>;
+    /// The numbers in `group`'s latest analytics checkpoint (`<group>-snapshots`), if any.
+    async fn checkpoint(&self, group: &str) -> Result<Option<StateMetrics>, AdminError>;
 }
 
 /// A group's lag at one moment, as the reconciler records it.
@@ -171,5 +195,55 @@ impl GroupAdmin for KafkaAdmin {
         let (group, topics) = (group.to_string(), topics.to_vec());
         self.blocking(move |k, t| orderflowctl::lag(k, &group, &strs(&topics), t))
             .await
+    }
+
+    async fn copy_committed(
+        &self,
+        from: &str,
+        to: &str,
+        topics: &[String],
+    ) -> Result<Vec<OffsetChange>, AdminError> {
+        let (from, to, topics) = (from.to_string(), to.to_string(), topics.to_vec());
+        self.blocking(move |k, t| orderflowctl::copy_committed(k, &from, &to, &strs(&topics), t))
+            .await
+    }
+
+    async fn state_topics(&self, group: &str) -> Result<Vec<String>, AdminError> {
+        let group = group.to_string();
+        self.blocking(move |k, t| state::state_topics(k, &group, t))
+            .await
+    }
+
+    async fn copy_state(&self, from: &str, to: &str) -> Result<u64, AdminError> {
+        let (from, to) = (from.to_string(), to.to_string());
+        self.blocking(move |k, t| state::copy_state(k, &from, &to, t))
+            .await
+    }
+
+    async fn delete_group(&self, group: &str) -> Result<bool, AdminError> {
+        let group = group.to_string();
+        self.blocking(move |k, t| state::delete_group(k, &group, t))
+            .await
+    }
+
+    async fn delete_topics(&self, topics: &[String]) -> Result<(), AdminError> {
+        let topics = topics.to_vec();
+        self.blocking(move |k, t| state::delete_topics(k, &topics, t))
+            .await
+    }
+
+    async fn checkpoint(&self, group: &str) -> Result<Option<StateMetrics>, AdminError> {
+        let group = group.to_string();
+        self.blocking(move |k, t| {
+            let topic = crate::shadow::snapshot_topic(&group);
+            if !state::state_topics(k, &group, t)?.contains(&topic) {
+                return Ok(None);
+            }
+            let key = orderflow_events::SNAPSHOT_CHECKPOINT_KEY.as_bytes();
+            let value =
+                state::latest_value(k, &topic, orderflow_events::SNAPSHOT_PARTITION, key, 64, t)?;
+            Ok(value.and_then(|v| crate::shadow::metrics_of(&v)))
+        })
+        .await
     }
 }

@@ -13,6 +13,7 @@ pub mod drill;
 pub mod kafka;
 pub mod metrics;
 pub mod reconcile;
+pub mod shadow;
 pub mod targets;
 
 #[cfg(test)]
@@ -21,6 +22,8 @@ mod drill_tests;
 mod fixtures;
 #[cfg(test)]
 mod reconcile_plan_tests;
+#[cfg(test)]
+mod reconcile_shadow_tests;
 #[cfg(test)]
 mod reconcile_targets_tests;
 #[cfg(test)]

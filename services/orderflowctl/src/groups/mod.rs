@@ -5,6 +5,7 @@
 //! dropped before its consumer: a list still alive when the consumer is destroyed makes
 //! the destroy hang.
 
+mod copy;
 mod handle;
 mod records;
 mod reset;
@@ -22,6 +23,7 @@ use crate::timelag::next_offset;
 use handle::{while_coordinator_loads, GroupHandle, CLIENT_ID};
 use records::RecordReader;
 
+pub use copy::{copy_changes, copy_committed};
 pub use reset::{plan_reset_now, reset, reset_by, reset_leaving_the_check_to_kafka};
 pub use watch::{watch_lag, LagProbe, WatchEnd, WatchOptions};
 

@@ -59,15 +59,36 @@ pub(super) fn progress(targets: &[CatchUpPartition], positions: &[PartitionLag])
     (done, passed)
 }
 
+/// Where a followed group is.
+pub(super) enum Followed {
+    /// Passed its targets (status.catchUp says so); how, for the message.
+    CaughtUp(String),
+    /// Not yet, or the request failed (CatchUpTimeout): what the step returns.
+    Not(Next),
+}
+
 impl Run<'_> {
     pub(super) async fn catch_up(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
+        let group = self.spec().consumer_group.clone();
+        match self.follow(st, &group).await? {
+            Followed::CaughtUp(note) => self.after_catch_up(st, note).await,
+            Followed::Not(next) => Ok(next),
+        }
+    }
+
+    /// One look at `group` against status.catchUp (CatchingUp, and a shadow's
+    /// ShadowCatchingUp): the progress, caughtUpAt, or CatchUpTimeout.
+    pub(super) async fn follow(
+        &self,
+        st: &mut ReplayRequestStatus,
+        group: &str,
+    ) -> Result<Followed, StepError> {
         let spec = self.spec();
-        let group = spec.consumer_group.clone();
         let Some(mut cu) = st.catch_up.clone() else {
             let note = "no high watermarks were recorded at reset time: catch-up not followed";
-            return self.after_catch_up(st, note.to_string()).await;
+            return Ok(Followed::CaughtUp(note.to_string()));
         };
-        let positions = self.ctx.admin.positions(&group, &spec.topics).await?;
+        let positions = self.ctx.admin.positions(group, &spec.topics).await?;
         let (done, passed) = progress(&cu.partitions, &positions);
         let entered = parse_time(st.phase_started_at.as_deref()).unwrap_or(self.now);
         if passed {
@@ -85,7 +106,7 @@ impl Run<'_> {
                 cu.records_total
             );
             st.catch_up = Some(cu);
-            return self.after_catch_up(st, note).await;
+            return Ok(Followed::CaughtUp(note));
         }
         let (timeout, deadline) = self.catch_up_deadline(st);
         if self.now >= deadline {
@@ -97,7 +118,7 @@ impl Run<'_> {
             cu.records_done = done;
             cu.records_left = cu.records_total - done;
             st.catch_up = Some(cu);
-            return Ok(self.fail(st, "CatchUpTimeout", msg).await?);
+            return Ok(Followed::Not(self.fail(st, "CatchUpTimeout", msg).await?));
         }
         let last = parse_time(cu.sampled_at.as_deref());
         let due = last.is_none_or(|t| self.now >= t + self.progress_every());
@@ -133,7 +154,10 @@ impl Run<'_> {
         }
         let wake = self.now
             + chrono::Duration::from_std(self.ctx.settings.catch_up_poll).unwrap_or_default();
-        Ok(Next::Wait(until(self.now, wake.min(deadline))))
+        Ok(Followed::Not(Next::Wait(until(
+            self.now,
+            wake.min(deadline),
+        ))))
     }
 
     /// spec.catchUpTimeoutSeconds (or its default), and when CatchingUp gives up: that long

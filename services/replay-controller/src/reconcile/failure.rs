@@ -43,6 +43,10 @@ impl Run<'_> {
     ) -> Result<Next, kube::Error> {
         let restored = self.restore_all(&st.restore).await?;
         st.restore.clear();
+        // a shadow's copy stops; its group and state topics go with the request
+        if let Some(sh) = st.shadow.as_ref().filter(|s| s.removed_at.is_none()) {
+            self.delete_copy(sh).await?;
+        }
         let message = if restored.is_empty() {
             message
         } else {
@@ -72,8 +76,10 @@ impl Run<'_> {
     ) -> Result<Next, Error> {
         let outcome = if let Some(reason) = e.permanent_reason() {
             self.fail(st, reason, e.to_string()).await
-        } else if matches!(st.phase, Phase::ScalingDown | Phase::Resetting)
-            && self.now >= self.deadline(st)
+        } else if matches!(
+            st.phase,
+            Phase::ScalingDown | Phase::Resetting | Phase::Promoting
+        ) && self.now >= self.deadline(st)
         {
             let msg = format!(
                 "Kafka unavailable past the {} s timeout: {e}",
@@ -82,7 +88,9 @@ impl Run<'_> {
                     .unwrap_or(DEFAULT_TIMEOUT_SECONDS)
             );
             self.fail(st, "KafkaUnavailable", msg).await
-        } else if st.phase == Phase::CatchingUp && self.now >= self.catch_up_deadline(st).1 {
+        } else if matches!(st.phase, Phase::CatchingUp | Phase::ShadowCatchingUp)
+            && self.now >= self.catch_up_deadline(st).1
+        {
             let msg = format!(
                 "group {} could not be followed to the end within {} s (spec.catchUpTimeoutSeconds): Kafka unavailable: {e}; the deployments stay restored",
                 self.spec().consumer_group,

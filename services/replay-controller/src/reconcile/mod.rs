@@ -3,7 +3,9 @@
 //! Pending -> ScalingDown -> Resetting -> Restoring -> CatchingUp [-> HoldingLag] ->
 //! Succeeded, or Failed; a dry run: Pending -> Planned, executed from there once spec.dryRun
 //! is false.
-//! a drill without a reset (`resetTo: none`): Pending -> HoldingLag -> Succeeded.
+//! a drill without a reset (`resetTo: none`): Pending -> HoldingLag -> Succeeded;
+//! a shadow replay: Pending -> ShadowStarting -> ShadowCatchingUp -> Shadowing, and on
+//! spec.promote Promoting -> Restoring -> CatchingUp -> Succeeded.
 //!
 //! The status is the controller's only memory, so every step is written so that a restart
 //! at any point resumes correctly:
@@ -68,6 +70,8 @@
 //!   (status.historyTruncated, the Warning Event `HistoryTruncated`);
 //! - `targets`: an undo's offsets read from the undone request, and the plan made before
 //!   anything changes (the retention guard, reason BeforeRetention);
+//! - `shadow`: shadow replays (spec.strategy Shadow), from ShadowStarting to Promoting, and
+//!   removing a shadow (its own crash-safety rules are in its module docs);
 //! - `scale`: reading, scaling and restoring Deployments;
 //! - `release`: a finished request lets go of its finalizer.
 
@@ -83,7 +87,7 @@ use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::{Client, ResourceExt};
 use thiserror::Error;
 
-use crate::crd::{ReplayRequest, ReplayRequestSpec};
+use crate::crd::{ReplayRequest, ReplayRequestSpec, ReplayRequestStatus};
 use crate::kafka::{AdminError, GroupAdmin};
 use crate::metrics::Metrics;
 
@@ -97,6 +101,7 @@ mod phases;
 mod plan;
 mod release;
 mod scale;
+mod shadow;
 mod status;
 mod targets;
 
@@ -163,6 +168,9 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("ReplayRequest {0} has no namespace")]
     NoNamespace(String),
+    /// Deleting a shadow's group or state topics failed, or must wait (its pods stopping).
+    #[error("removing the shadow: {0}")]
+    Shadow(String),
 }
 
 impl Error {
@@ -171,6 +179,7 @@ impl Error {
             Self::Kube(_) => "kube",
             Self::Finalizer(_) => "finalizer",
             Self::NoNamespace(_) => "invalid",
+            Self::Shadow(_) => "shadow",
         }
     }
 }
@@ -212,8 +221,12 @@ pub async fn reconcile(rr: Arc<ReplayRequest>, ctx: Arc<Context>) -> Result<Acti
         .ok_or_else(|| Error::NoNamespace(rr.name_any()))?;
     let api: Api<ReplayRequest> = Api::namespaced(ctx.client.clone(), &ns);
     let result = if release::finished(&rr) {
-        ctx.metrics
-            .replay(&groups(&rr.spec), &ns, &rr.name_any(), false);
+        ctx.metrics.replay(
+            &groups(&rr.spec, rr.status.as_ref()),
+            &ns,
+            &rr.name_any(),
+            false,
+        );
         // not through `finalizer`: it adds the finalizer to a request that lacks it
         release::release(&api, &rr.name_any()).await
     } else {
@@ -244,9 +257,14 @@ async fn apply(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, Er
     let fresh = rrs.get_status(&name).await?;
     let run = Run::new(&fresh, ctx, ns);
     let mut saved = fresh.status.clone().unwrap_or_default();
-    let group = groups(&fresh.spec);
+    let group = |st: &ReplayRequestStatus| {
+        groups(&fresh.spec, Some(st))
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
     ctx.metrics
-        .replay(&group, ns, &name, saved.phase.is_active());
+        .replay(&strs(&group(&saved)), ns, &name, saved.phase.is_active());
     if saved.phase.is_final() {
         // the watch cache had not seen the terminal status yet
         return release::release(&rrs, &name).await;
@@ -272,7 +290,8 @@ async fn apply(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, Er
             Err(StepError::Kafka(e)) => run.kafka_failed(&mut st, e).await?,
         };
         run.save(&saved, &mut st, before).await?;
-        ctx.metrics.replay(&group, ns, &name, st.phase.is_active());
+        ctx.metrics
+            .replay(&strs(&group(&st)), ns, &name, st.phase.is_active());
         saved = st.clone();
         match next {
             Next::Continue => continue,
@@ -296,6 +315,14 @@ async fn cleanup(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, 
     let run = Run::new(&fresh, ctx, ns);
     let st = fresh.status.clone().unwrap_or_default();
     let restored = run.restore_all(&st.restore).await?;
+    if let Some(mut sh) = st.shadow.clone() {
+        match run.remove_shadow(&mut sh).await {
+            Ok(None) => {}
+            Ok(Some(wait)) => return Err(Error::Shadow(wait)),
+            Err(StepError::Kube(e)) => return Err(e.into()),
+            Err(StepError::Kafka(e)) => return Err(Error::Shadow(e.to_string())),
+        }
+    }
     let note = if restored.is_empty() {
         format!("deleted in phase {}; nothing to restore", st.phase)
     } else {
@@ -307,14 +334,25 @@ async fn cleanup(rr: &ReplayRequest, ctx: &Context, ns: &str) -> Result<Action, 
     };
     tracing::info!(request = %fresh.name_any(), "{note}");
     run.event(EventType::Normal, "Deleted", &note).await;
-    ctx.metrics
-        .replay(&groups(&fresh.spec), ns, &fresh.name_any(), false);
+    ctx.metrics.replay(
+        &groups(&fresh.spec, fresh.status.as_ref()),
+        ns,
+        &fresh.name_any(),
+        false,
+    );
     Ok(Action::await_change())
 }
 
 /// The consumer groups a request moves: spec.consumerGroup, and spec.lag's group (the
-/// `group` labels of orderflow_replay_in_progress).
-fn groups(spec: &ReplayRequestSpec) -> Vec<&str> {
+/// `group` labels of orderflow_replay_in_progress); while a shadow runs beside the live
+/// group, only the shadow's (the live group's alerts stay on).
+fn groups<'a>(spec: &'a ReplayRequestSpec, st: Option<&'a ReplayRequestStatus>) -> Vec<&'a str> {
+    if let Some(sh) = st
+        .filter(|s| s.phase.is_shadow())
+        .and_then(|s| s.shadow.as_ref())
+    {
+        return vec![sh.consumer_group.as_str()];
+    }
     let mut g = vec![spec.consumer_group.as_str()];
     if let Some(lag) = &spec.lag {
         if lag.group() != spec.consumer_group {
@@ -322,6 +360,10 @@ fn groups(spec: &ReplayRequestSpec) -> Vec<&str> {
         }
     }
     g
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 fn fmt_time(t: DateTime<Utc>) -> String {

@@ -14,7 +14,7 @@ use super::targets::reset_partitions;
 use super::{fmt_time, parse_time, secs, Next, Run, StepError, LAG_FIELD};
 use crate::crd::{
     PartitionOffsets, Phase, ReplayRequest, ReplayRequestSpec, ReplayRequestStatus, ResetTarget,
-    Restore, DEFAULT_TIMEOUT_SECONDS,
+    Restore, Strategy, DEFAULT_TIMEOUT_SECONDS,
 };
 
 /// Another request that must finish before `rr` starts: one touching the same consumer
@@ -50,7 +50,14 @@ impl Run<'_> {
         match st.phase {
             Phase::Pending if self.spec().dry_run => self.dry_run(st).await,
             Phase::Planned if self.spec().dry_run => Ok(Next::Done),
+            Phase::Pending | Phase::Planned if self.spec().strategy == Strategy::Shadow => {
+                self.start_shadow(st).await
+            }
             Phase::Pending | Phase::Planned => self.start(st).await,
+            Phase::ShadowStarting => self.shadow_start(st).await,
+            Phase::ShadowCatchingUp => self.shadow_catch_up(st).await,
+            Phase::Shadowing => self.shadowing(st).await,
+            Phase::Promoting => self.promote(st).await,
             Phase::ScalingDown => self.scale_down(st).await,
             Phase::Resetting => self.reset(st).await,
             Phase::Restoring => self.restore(st).await,
@@ -68,7 +75,12 @@ impl Run<'_> {
 
     /// When the deployment must be back up at the latest (ScalingDown and Resetting).
     pub(super) fn deadline(&self, st: &ReplayRequestStatus) -> DateTime<Utc> {
-        let started = parse_time(st.started_at.as_deref()).unwrap_or(self.now);
+        let since = if st.phase == Phase::Promoting {
+            &st.phase_started_at
+        } else {
+            &st.started_at
+        };
+        let started = parse_time(since.as_deref()).unwrap_or(self.now);
         started
             + secs(
                 self.spec()
@@ -302,6 +314,16 @@ impl Run<'_> {
     /// "reset analytics on 3 partition(s) of orders to earliest[; history truncated: ...]".
     fn summary(&self, st: &ReplayRequestStatus) -> String {
         let spec = self.spec();
+        if let Some(sh) = st.shadow.as_ref().filter(|s| s.promoted_at.is_some()) {
+            return format!(
+                "promoted shadow group {} (replayed from {}): {} on {} partition(s) of {} at its offsets",
+                sh.consumer_group,
+                reset_label(spec),
+                spec.consumer_group,
+                st.offsets.len(),
+                spec.topics.join(", ")
+            );
+        }
         format!(
             "reset {} on {} partition(s) of {} to {}{}",
             spec.consumer_group,
@@ -347,6 +369,6 @@ pub(super) fn reset_label(spec: &ReplayRequestSpec) -> String {
 }
 
 /// Whom the reset that committed `c` was made for, if a tagged reset committed it.
-fn reset_by(c: &CommittedOffset) -> Option<ResetBy> {
+pub(super) fn reset_by(c: &CommittedOffset) -> Option<ResetBy> {
     c.mark().and_then(|m| m.reset_by_of().cloned())
 }

@@ -12,11 +12,12 @@ use super::{Error, FINALIZER};
 use crate::crd::{Phase, ReplayRequest};
 
 /// Terminal (or a dry run that is Planned, which touched nothing), with no deployment left
-/// to restore: needs no finalizer.
+/// to restore and no shadow left to remove: needs no finalizer.
 pub(super) fn finished(rr: &ReplayRequest) -> bool {
     rr.status.as_ref().is_some_and(|s| {
         (s.phase.is_final() || (s.phase == Phase::Planned && rr.spec.dry_run))
             && s.restore.is_empty()
+            && s.shadow.as_ref().is_none_or(|sh| sh.removed_at.is_some())
     })
 }
 
