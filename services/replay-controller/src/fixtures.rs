@@ -69,6 +69,8 @@ pub enum Call {
     Created(String),
     /// A Deployment deleted: name.
     Deleted(String),
+    /// A Deployment's pod labels patched (a shadow's copy at promotion): name.
+    Patched(String),
 }
 
 /// The expected status write: `phase` with `restore` as (deployment, replicas).

@@ -31,14 +31,22 @@ pub fn live_deployment(name: &str, replicas: i32, group: Option<&str>) -> Value 
                                  "spec": {"containers": [{"name": name, "image": "orderflow/x", "env": env}]}}}})
 }
 
-pub(super) fn add(s: &mut FakeApi, d: Value) {
+/// Add Deployment `d`, rolled out at once: generation 1, every replica available.
+pub(super) fn add(s: &mut FakeApi, mut d: Value) {
     let name = d["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
         .to_string();
     let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1) as i32;
+    d["metadata"]["generation"] = json!(1);
+    d["status"] = rolled_out(1, replicas);
     s.deployments.insert(name.clone(), replicas);
     s.objects.insert(name, d);
+}
+
+fn rolled_out(generation: i64, replicas: i32) -> Value {
+    json!({"observedGeneration": generation, "replicas": replicas,
+           "updatedReplicas": replicas, "availableReplicas": replicas})
 }
 
 /// GET, POST and DELETE of whole Deployments; `None`: not such a call.
@@ -63,9 +71,9 @@ pub(super) fn deployments(
         }
         let mut d = body.clone();
         d["metadata"]["uid"] = json!(format!("uid-{name}"));
-        add(s, d.clone());
-        s.calls.push(Call::Created(name));
-        return Some((201, d));
+        add(s, d);
+        s.calls.push(Call::Created(name.clone()));
+        return Some((201, s.objects[&name].clone()));
     }
     let name = path.strip_prefix(&format!("{base}/"))?;
     if name.contains('/') {
@@ -74,6 +82,23 @@ pub(super) fn deployments(
     match method {
         "GET" => Some(match s.objects.get(name) {
             Some(d) => (200, d.clone()),
+            None => (404, status(404, "NotFound")),
+        }),
+        "PATCH" => Some(match s.objects.get_mut(name) {
+            // a merge patch of the pod labels: a new generation, rolled out at once
+            Some(d) => {
+                if let Some(labels) = body["spec"]["template"]["metadata"]["labels"].as_object() {
+                    for (k, v) in labels {
+                        d["spec"]["template"]["metadata"]["labels"][k] = v.clone();
+                    }
+                }
+                let generation = d["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+                let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1) as i32;
+                d["metadata"]["generation"] = json!(generation);
+                d["status"] = rolled_out(generation, replicas);
+                s.calls.push(Call::Patched(name.to_string()));
+                (200, d.clone())
+            }
             None => (404, status(404, "NotFound")),
         }),
         "DELETE" => Some(match s.objects.remove(name) {

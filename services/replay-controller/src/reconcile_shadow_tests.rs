@@ -114,16 +114,18 @@ async fn a_shadow_runs_beside_the_untouched_live_deployment_until_promoted() {
         vec![
             status(Phase::Promoting, &[("analytics", 3)]),
             ev("Promoting"),
-            Call::Scale("analytics".into(), 0),
-            Call::Scale(GROUP.into(), 0),
-            // state and commits moved: recorded before the shadow is removed
+            // the copy takes the live pods' labels and serves beside them first
+            Call::Patched(GROUP.into()),
             status(Phase::Promoting, &[("analytics", 3)]),
-            Call::Deleted(GROUP.into()),
+            Call::Scale("analytics".into(), 0),
+            // commits and state moved, recorded with Restoring
             status(Phase::Restoring, &[("analytics", 3)]),
             ev("Restoring"),
             Call::Scale("analytics".into(), 3),
             status(Phase::CatchingUp, &[]),
             ev("CatchingUp"),
+            // the live group caught up and analytics is available: the copy goes
+            Call::Deleted(GROUP.into()),
             status(Phase::Succeeded, &[]),
             ev("Succeeded"),
             Call::Finalizers(vec![]),
@@ -132,12 +134,14 @@ async fn a_shadow_runs_beside_the_untouched_live_deployment_until_promoted() {
     assert_eq!(
         h.kafka.shadow.log()[1..].to_vec(),
         vec![
-            format!("copy state {GROUP}-snapshots -> analytics-snapshots"),
             format!("copy commits {GROUP} -> analytics"),
+            format!("copy state {GROUP}-snapshots -> analytics-snapshots"),
             format!("delete group {GROUP}"),
             format!("delete topics {GROUP}-snapshots"),
         ]
     );
+    let copy_labels = &h.status();
+    assert!(copy_labels.shadow.as_ref().unwrap().serving_at.is_some());
     let sh = h.status().shadow.unwrap();
     assert!(sh.promoted_at.is_some() && sh.removed_at.is_some());
     assert_eq!(sh.copied.len(), 1);
@@ -239,9 +243,10 @@ async fn a_copy_created_before_a_crash_is_taken_as_made() {
 }
 
 #[tokio::test]
-async fn promotion_waits_for_the_shadow_group_to_empty() {
+async fn the_shadow_is_removed_once_its_group_is_empty() {
     let h = shadow_harness(shadow_spec());
     h.reconcile().await.unwrap();
+    // the copy's pod still stops when the live group has caught up
     h.kafka
         .shadow
         .members
@@ -251,15 +256,18 @@ async fn promotion_waits_for_the_shadow_group_to_empty() {
     h.patch_spec(json!({"promote": true}));
     h.reconcile().await.unwrap();
     let st = h.status();
-    assert_eq!(st.phase, Phase::Promoting);
+    assert_eq!(st.phase, Phase::CatchingUp);
     assert!(st
         .message
         .unwrap()
-        .contains(&format!("waiting for consumer group {GROUP}")));
-    assert!(h.status().shadow.unwrap().promoted_at.is_none());
+        .contains(&format!("waiting for shadow group {GROUP}")));
+    assert!(st.shadow.unwrap().removed_at.is_none());
+    assert_eq!(h.replicas("analytics"), 3, "analytics restored meanwhile");
     h.kafka.shadow.members.lock().unwrap().clear();
     h.reconcile().await.unwrap();
-    assert_eq!(h.status().phase, Phase::Succeeded);
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Succeeded);
+    assert!(st.shadow.unwrap().removed_at.is_some());
 }
 
 #[tokio::test]

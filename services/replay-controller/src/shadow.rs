@@ -16,7 +16,8 @@
 //! - has the live pod labels except those the live Deployment selects on, plus
 //!   [`SHADOW_LABEL`]: no Service that routes to the live pods (they select on the same
 //!   labels as the Deployment) routes to the copy, so the live API keeps serving live
-//!   numbers.
+//!   numbers. At promotion the copy gets those labels back ([`serving_patch`]) and serves
+//!   while the live deployment restarts on the shadow's state.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -150,6 +151,30 @@ pub fn copy_deployment(
     }
 }
 
+/// The merge patch that gives the copy's pods the labels `live` selects on (with their
+/// live values): Services in front of the live pods then route to the copy too. The copy's
+/// own selector (its [`SHADOW_LABEL`]) is unchanged.
+pub fn serving_patch(live: &Deployment) -> serde_json::Value {
+    let selected = live
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.clone())
+        .unwrap_or_default();
+    serde_json::json!({"spec": {"template": {"metadata": {"labels": selected}}}})
+}
+
+/// Whether `d`'s newest rollout is done with at least `replicas` available: the status is
+/// of the current generation, and its updated and available replicas reach `replicas`.
+pub fn available(d: &Deployment, replicas: i32) -> bool {
+    let Some(st) = &d.status else {
+        return false;
+    };
+    let current = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+    current
+        && st.updated_replicas.unwrap_or(0) >= replicas
+        && st.available_replicas.unwrap_or(0) >= replicas
+}
+
 /// Where analytics running as `group` keeps its snapshots: `<group>-snapshots`.
 pub fn snapshot_topic(group: &str) -> String {
     format!("{group}-snapshots")
@@ -220,6 +245,10 @@ pub struct ShadowStatus {
     /// When the copy was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+    /// Promoting: when the copy, with the live pods' labels, was available (serving the live
+    /// Services' traffic beside them, then alone while the live deployment restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_at: Option<String>,
     /// When the shadow passed the high watermarks read at its reset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caught_up_at: Option<String>,

@@ -5,6 +5,9 @@
 //! it starts the missing ones and stops the extra ones with SIGTERM (SIGKILL after the pod's
 //! grace period), as the kubelet does with pods.
 //!
+//! It also writes each Deployment's status (generation seen, replicas running) as the
+//! deployment controller would, since none runs either.
+//!
 //! It serves the controller's envtests only (through [`crate::envtest::StandIn`]): the chart's
 //! own pods run on a real kubelet in `make e2e` (the kind test bed, services/system-tests/tests/kind).
 
@@ -58,6 +61,7 @@ impl Kubelet {
         let stop = CancellationToken::new();
         let (sh, st) = (shared.clone(), stop.clone());
         let task = tokio::spawn(async move {
+            let status_api = api.clone();
             let mut events = watcher::watcher(api, cfg).boxed();
             let mut followers: HashMap<String, watch::Sender<Option<Deployment>>> = HashMap::new();
             let mut tasks = JoinSet::new();
@@ -96,6 +100,7 @@ impl Kubelet {
                         followers.insert(name.clone(), tx);
                         tasks.spawn(follow(
                             name,
+                            status_api.clone(),
                             rx,
                             launch.clone(),
                             max_per_deployment,
@@ -157,6 +162,24 @@ impl Drop for Kubelet {
     }
 }
 
+/// Write the Deployment's status as the deployment controller would once its pods run:
+/// the generation seen, and `running` processes (each started and answering) as updated,
+/// ready and available replicas. The controller waits on it (a shadow's rollout).
+async fn report(api: &Api<Deployment>, name: &str, d: &Deployment, running: usize) {
+    let n = i32::try_from(running).unwrap_or(i32::MAX);
+    let patch = serde_json::json!({"status": {
+        "observedGeneration": d.metadata.generation,
+        "replicas": n, "updatedReplicas": n, "readyReplicas": n, "availableReplicas": n,
+    }});
+    let pp = kube::api::PatchParams::default();
+    if let Err(e) = api
+        .patch_status(name, &pp, &kube::api::Patch::Merge(&patch))
+        .await
+    {
+        eprintln!("kubelet: status of {name}: {e}");
+    }
+}
+
 fn replicas_of(d: &Deployment) -> i32 {
     d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
 }
@@ -174,6 +197,7 @@ fn grace_of(d: &Deployment) -> Duration {
 /// One Deployment: keep `min(spec.replicas, max)` processes running until cancelled.
 async fn follow(
     name: String,
+    api: Api<Deployment>,
     mut rx: watch::Receiver<Option<Deployment>>,
     launch: Launch,
     max: usize,
@@ -220,6 +244,9 @@ async fn follow(
                 name.clone(),
                 running.iter().map(|p| p.url.clone()).collect(),
             );
+        }
+        if let Some(d) = &current {
+            report(&api, &name, d, running.len()).await;
         }
         // a failed start is retried after a pause, like a pod in back-off
         let retry = async {

@@ -341,6 +341,9 @@ impl Run<'_> {
         note: String,
     ) -> Result<Next, StepError> {
         let spec = self.spec();
+        if let Some(wait) = self.finish_promotion(st).await? {
+            return Ok(wait);
+        }
         let summary = format!("{}; {note}", self.summary(st));
         let Some(lag) = &spec.lag else {
             self.succeed(st, summary);

@@ -2,7 +2,7 @@
 //!
 //! Pending -> ShadowStarting -> ShadowCatchingUp -> Shadowing, and on spec.promote
 //! Promoting -> Restoring -> CatchingUp -> Succeeded. The live deployment runs untouched
-//! until Promoting.
+//! until Promoting, and something serves the live Service's traffic throughout.
 //!
 //! Crash safety, in the spirit of the module docs of `reconcile`:
 //! - status.shadow (the group and copy names) is written when the request leaves Pending,
@@ -14,23 +14,27 @@
 //!   The shadow group never runs before its reset is recorded;
 //! - ShadowCatchingUp and Shadowing only read Kafka;
 //! - Promoting writes status.restore (the live replica count) before scaling, as a reset
-//!   does; then, with the live deployment and the copy at 0 and both groups empty, copies the
-//!   shadow's state topics onto the live ones and then the shadow's commits onto the live
-//!   group. Both copies are idempotent (a key or commit already there is not written
-//!   again), so a crash anywhere before status.shadow.promotedAt is written makes them
-//!   again, harmlessly; the shadow is removed only after promotedAt is written (the copies
-//!   need it), and status.shadow.removedAt follows;
+//!   does. The copy first gets the live pods' selected labels, so Services route to it too
+//!   (status.shadow.servingAt once its rollout is available): the live API keeps answering
+//!   while the live deployment is at 0. With the live group empty, the shadow's commits and
+//!   then its state topics are copied onto the live ones, the copy still running (a state
+//!   read after the commits is at or past them: the consumer checkpoints before it commits,
+//!   and its restore steps over what the checkpoint already counts). Both copies are
+//!   idempotent (a key or commit already there is not written again), so a crash before
+//!   status.shadow.promotedAt is written makes them again, newer, harmlessly. The shadow is
+//!   removed only after the live group has caught up and its deployment is available
+//!   (status.shadow.removedAt), then Succeeded;
 //! - a request that fails deletes the copy; its group and state topics go when the request
 //!   is deleted (the finalizer is kept until then, `release::finished`).
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use orderflowctl::{GroupError, ResetTo, TargetOffset};
 
 use super::catchup::{targets as catch_up_targets, Followed};
 use super::phases::{reset_by, reset_label};
-use super::{fmt_time, parse_time, secs, Next, Run, StepError};
+use super::{fmt_time, Next, Run, StepError};
 use crate::crd::{
     PartitionOffsets, Phase, ReplayRequestStatus, Restore, ShadowMetrics, ShadowStatus,
     DEFAULT_TIMEOUT_SECONDS,
@@ -317,36 +321,98 @@ impl Run<'_> {
         Ok(Next::Wait(self.ctx.settings.progress_every))
     }
 
-    /// Promoting: live and copy at 0, both groups empty, state then commits copied; then the
-    /// shadow removed and the live deployment restored (Restoring).
+    /// Promoting, without a moment where nothing serves: (1) the copy's pods get the labels
+    /// the live Deployment selects on, so the Services in front of the live pods route to
+    /// the copy too, and once the copy's rollout is available (2) the live deployment goes to
+    /// 0 and, its group empty, the shadow's commits and then its state are copied onto the
+    /// live ones while the copy keeps serving. Restoring and CatchingUp follow; the shadow is
+    /// removed only once the live group has caught up and its deployment is available
+    /// ([`Run::finish_promotion`]).
     pub(super) async fn promote(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {
         let spec = self.spec();
         let mut sh = self.shadow_of(st);
+        if sh.serving_at.is_none() {
+            let Some(live) = self.deployment(&spec.deployment).await? else {
+                return Ok(self.missing(st, &spec.deployment, "").await?);
+            };
+            let patch = shadow::serving_patch(&live);
+            let copy = match self
+                .deployments
+                .patch(
+                    &sh.deployment,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(d) => d,
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    let msg = format!(
+                        "the shadow's deployment {} is gone: nothing to promote",
+                        sh.deployment
+                    );
+                    return Ok(self.fail(st, "ShadowNotFound", msg).await?);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if !shadow::available(&copy, 1) {
+                if self.now >= self.deadline(st) {
+                    let msg = format!(
+                        "the copy {} did not become available with the live labels within {} s; the live deployment was not touched",
+                        sh.deployment,
+                        spec.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS)
+                    );
+                    return Ok(self.fail(st, "ShadowNotServing", msg).await?);
+                }
+                st.message = Some(format!(
+                    "promoting: waiting for the copy {} to serve beside the live pods (rolled out with their labels)",
+                    sh.deployment
+                ));
+                return Ok(Next::Wait(self.ctx.settings.poll));
+            }
+            sh.serving_at = Some(fmt_time(self.now));
+            st.message = Some(format!(
+                "promoting: the copy {} serves beside the live pods; scaling deployment {} to 0",
+                sh.deployment, spec.deployment
+            ));
+            st.shadow = Some(sh);
+            return Ok(Next::Continue);
+        }
         if sh.promoted_at.is_none() {
             if !self.scale(&spec.deployment, 0).await? {
                 return Ok(self.missing(st, &spec.deployment, "").await?);
             }
-            self.scale(&sh.deployment, 0).await?;
-            for group in [&spec.consumer_group, &sh.consumer_group] {
-                let info = self.ctx.admin.describe(group).await?;
-                if info.is_empty() {
-                    continue;
-                }
-                let timeout = spec.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
-                let entered = parse_time(st.phase_started_at.as_deref()).unwrap_or(self.now);
-                if self.now >= entered + secs(timeout) {
+            let info = self.ctx.admin.describe(&spec.consumer_group).await?;
+            if !info.is_empty() {
+                if self.now >= self.deadline(st) {
                     let msg = format!(
-                        "consumer group {group} still has {} member(s) (state {}) {timeout} s after scaling to 0; gave up and restored the deployment",
-                        info.members, info.state
+                        "consumer group {} still has {} member(s) (state {}) {} s after scaling {} to 0; gave up and restored the deployment",
+                        spec.consumer_group,
+                        info.members,
+                        info.state,
+                        spec.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+                        spec.deployment
                     );
                     return Ok(self.fail(st, "GroupNotEmpty", msg).await?);
                 }
                 st.message = Some(format!(
-                    "promoting: waiting for consumer group {group} to become empty: {} member(s), state {}",
-                    info.members, info.state
+                    "promoting: waiting for consumer group {} to become empty: {} member(s), state {}",
+                    spec.consumer_group, info.members, info.state
                 ));
                 return Ok(Next::Wait(self.ctx.settings.poll));
             }
+            // commits first, then the state: the copy runs on, and a state read after its
+            // commits is at or past them (it checkpoints before it commits), which is what
+            // the consumer's restore expects; made again after a crash, both are newer
+            let before = self
+                .ctx
+                .admin
+                .committed(&spec.consumer_group, &spec.topics)
+                .await?;
+            self.ctx
+                .admin
+                .copy_committed(&sh.consumer_group, &spec.consumer_group, &spec.topics)
+                .await?;
             let live_topics = self.ctx.admin.state_topics(&spec.consumer_group).await?;
             let shadow_topics = self.ctx.admin.state_topics(&sh.consumer_group).await?;
             let mut copied = Vec::new();
@@ -359,15 +425,6 @@ impl Run<'_> {
                 let n = self.ctx.admin.copy_state(&from, &to).await?;
                 copied.push(format!("{from} -> {to} ({n} record(s) written)"));
             }
-            let before = self
-                .ctx
-                .admin
-                .committed(&spec.consumer_group, &spec.topics)
-                .await?;
-            self.ctx
-                .admin
-                .copy_committed(&sh.consumer_group, &spec.consumer_group, &spec.topics)
-                .await?;
             let after = self
                 .ctx
                 .admin
@@ -392,29 +449,54 @@ impl Run<'_> {
                 .await?;
             st.catch_up = Some(catch_up_targets(&st.offsets, &positions));
             sh.promoted_at = Some(fmt_time(self.now));
-            st.message = Some(format!(
-                "group {} moved to shadow group {}'s offsets on {} partition(s){}; removing the shadow",
-                spec.consumer_group,
-                sh.consumer_group,
-                st.offsets.len(),
-                if copied.is_empty() { String::new() } else { format!(", state copied: {}", copied.join(", ")) }
-            ));
             sh.copied = copied;
             st.shadow = Some(sh);
-            return Ok(Next::Continue);
+        }
+        let msg = format!(
+            "group {} moved to shadow group {}'s offsets on {} partition(s); restoring deployment {} (the copy serves meanwhile)",
+            spec.consumer_group,
+            self.shadow_of(st).consumer_group,
+            st.offsets.len(),
+            spec.deployment
+        );
+        self.enter(st, Phase::Restoring, msg);
+        Ok(Next::Continue)
+    }
+
+    /// After a promotion's CatchingUp: once the live deployment is available again, remove
+    /// the shadow. `Some(next)`: not yet (the status says why).
+    pub(super) async fn finish_promotion(
+        &self,
+        st: &mut ReplayRequestStatus,
+    ) -> Result<Option<Next>, StepError> {
+        let Some(mut sh) = st
+            .shadow
+            .clone()
+            .filter(|s| s.promoted_at.is_some() && s.removed_at.is_none())
+        else {
+            return Ok(None);
+        };
+        let spec = self.spec();
+        let live = self.deployment(&spec.deployment).await?;
+        let wanted = live
+            .as_ref()
+            .and_then(|d| d.spec.as_ref())
+            .and_then(|s| s.replicas)
+            .unwrap_or(1);
+        if !live.as_ref().is_some_and(|d| shadow::available(d, wanted)) {
+            st.message = Some(format!(
+                "group {} caught up; waiting for deployment {} to be available before removing the copy {}",
+                spec.consumer_group, spec.deployment, sh.deployment
+            ));
+            return Ok(Some(Next::Wait(self.ctx.settings.poll)));
         }
         if let Some(wait) = self.remove_shadow(&mut sh).await? {
             st.message = Some(wait);
             st.shadow = Some(sh);
-            return Ok(Next::Wait(self.ctx.settings.poll));
+            return Ok(Some(Next::Wait(self.ctx.settings.poll)));
         }
-        let msg = format!(
-            "shadow {} promoted and removed; restoring deployment {}",
-            sh.consumer_group, spec.deployment
-        );
         st.shadow = Some(sh);
-        self.enter(st, Phase::Restoring, msg);
-        Ok(Next::Continue)
+        Ok(None)
     }
 
     /// Delete the copy (none: fine).
