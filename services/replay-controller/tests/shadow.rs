@@ -1,0 +1,264 @@
+//! Shadow replay on the local control plane (kube-apiserver + etcd, stand-in kubelets) and
+//! Apache Kafka: a shadow, then its promotion, ends on the numbers an in-place replay to the
+//! same target gives, and the live analytics API answers the whole time.
+//!
+//! No kube-proxy runs here, so the test plays the Service `analytics` (selector
+//! `app: analytics`) as kube-proxy would: each poll goes to an endpoint of a Deployment whose
+//! pod labels match the selector and whose process answers `/readyz` with 200. A poll that
+//! finds no such endpoint, or gets a non-2xx from `/api/metrics`, is a failure.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{apply_rr, log_ends, metrics_when, phase, rr, setup, start_controller, wait_rr};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use orderflow_testkit::envtest::StandIn;
+use orderflow_testkit::{wait, Service, ServiceKind};
+use replay_controller::crd::Phase;
+use serde_json::{json, Value};
+
+const COPY: &str = "analytics-shadow-s1";
+
+/// The analytics Deployment as the chart makes it: its group from CONSUMER_GROUP.
+async fn create_analytics(client: &kube::Client, ns: &str) -> anyhow::Result<()> {
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "analytics", "labels": {"app": "analytics"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "analytics"}},
+            "template": {
+                "metadata": {"labels": {"app": "analytics", "tier": "metrics"}},
+                "spec": {"containers": [{"name": "analytics", "image": "orderflow/analytics:test",
+                                         "env": [{"name": "CONSUMER_GROUP", "value": "analytics"}]}]}
+            }
+        }
+    }))?;
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &d)
+        .await?;
+    Ok(())
+}
+
+/// What the Service poller saw.
+#[derive(Default)]
+struct Polls {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// Poll the Service `app: analytics` every 50 ms (see the module docs) until stopped.
+fn play_the_service(
+    client: kube::Client,
+    ns: String,
+    endpoints: Vec<(&'static str, Arc<StandIn>)>,
+    polls: Arc<Polls>,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let api: Api<Deployment> = Api::namespaced(client, &ns);
+        let http = reqwest::Client::new();
+        let mut failures = Vec::new();
+        while !polls.stop.load(Ordering::SeqCst) {
+            let mut answered = None;
+            for (name, standin) in &endpoints {
+                let selected = api.get_opt(name).await.ok().flatten().is_some_and(|d| {
+                    d.spec
+                        .and_then(|s| s.template.metadata)
+                        .and_then(|m| m.labels)
+                        .is_some_and(|l| l.get("app").map(String::as_str) == Some("analytics"))
+                });
+                let Some(url) = standin.url().filter(|_| selected) else {
+                    continue;
+                };
+                let ready = http.get(format!("{url}/readyz")).send().await;
+                if !ready.is_ok_and(|r| r.status().is_success()) {
+                    continue;
+                }
+                answered = Some(
+                    http.get(format!("{url}/api/metrics"))
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16()),
+                );
+                break;
+            }
+            match answered {
+                Some(Ok(code)) if (200..300).contains(&code) => {
+                    polls.ok.fetch_add(1, Ordering::SeqCst);
+                }
+                other => {
+                    polls.failed.fetch_add(1, Ordering::SeqCst);
+                    failures.push(format!("{other:?}"));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        failures
+    })
+}
+
+/// The numbers a replay recomputes.
+fn numbers(m: &Value) -> Value {
+    json!({"orders_total": m["orders_total"], "reserved_total": m["reserved_total"],
+           "failed_total": m["failed_total"], "failure_rate": m["failure_rate"],
+           "orders_per_minute": m["orders_per_minute"]})
+}
+
+fn decided(m: &Value) -> u64 {
+    m["reserved_total"].as_u64().unwrap_or(0) + m["failed_total"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shadow_then_promote_equals_an_in_place_replay_and_the_live_api_never_stops(
+) -> anyhow::Result<()> {
+    let env = setup("shadow").await?;
+    let (c, ns) = (env.client.clone(), "default");
+    let logs = env.dir.join("logs");
+    create_analytics(&c, ns).await?;
+    let standin = |name: &str| {
+        Arc::new(StandIn::spawn_with_pod_env(
+            c.clone(),
+            ns,
+            name,
+            ServiceKind::Analytics,
+            env.broker.bootstrap.clone(),
+            vec![("COMMIT_INTERVAL_MS", "200".to_string())],
+            logs.clone(),
+        ))
+    };
+    let (live, copy) = (standin("analytics"), standin(COPY));
+    let inventory = Service::start(ServiceKind::Inventory, &env.broker.bootstrap, &[], &logs).await?;
+    let order = Service::start(ServiceKind::Order, &env.broker.bootstrap, &[], &logs).await?;
+    let post = |count: u64| {
+        let order = &order;
+        async move {
+            let (status, _) = order
+                .post_json("/orders/bulk", &json!({"count": count}), Duration::from_secs(60))
+                .await?;
+            anyhow::ensure!(status == 200, "POST /orders/bulk: {status}");
+            anyhow::Ok(())
+        }
+    };
+    post(1200).await?;
+    metrics_when(&live, "live analytics to count 1200 decided orders", |m| {
+        m["orders_total"] == 1200 && decided(m) == 1200
+    })
+    .await?;
+    // the replay's target: after every record of the first batch (orders and decisions)
+    let target = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    wait::until(
+        "the clock to pass the target",
+        Duration::from_secs(5),
+        Duration::from_millis(5),
+        || {
+            let t = target.clone();
+            async move {
+                (chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true) > t)
+                    .then_some(())
+            }
+        },
+    )
+    .await?;
+    post(500).await?;
+    let all = metrics_when(&live, "live analytics to count 1700 decided orders", |m| {
+        m["orders_total"] == 1700 && decided(m) == 1700
+    })
+    .await?;
+
+    let polls = Arc::new(Polls::default());
+    let poller = play_the_service(
+        c.clone(),
+        ns.to_string(),
+        vec![("analytics", live.clone()), (COPY, copy.clone())],
+        polls.clone(),
+    );
+    let ctl = start_controller(&env, &[("WATCH_NAMESPACE", ns.to_string())]).await?;
+    let spec = |strategy: &str| {
+        json!({"consumerGroup": "analytics", "deployment": "analytics",
+               "topics": ["orders", "inventory-events"], "resetTo": "timestamp",
+               "timestamp": target, "strategy": strategy})
+    };
+    apply_rr(&c, ns, rr("s1", spec("Shadow"))).await?;
+    let shadowing = wait_rr(&c, ns, "s1", "Shadowing with numbers", Duration::from_secs(120), |o| {
+        phase(o).is_final()
+            || (phase(o) == Phase::Shadowing
+                && o.status.as_ref().and_then(|s| s.shadow.as_ref()).and_then(|s| s.metrics.as_ref())
+                    .and_then(|m| m.shadow.as_ref())
+                    .is_some_and(|m| m.orders_total == 500 && m.reserved_total + m.failed_total == 500))
+    })
+    .await?;
+    assert_eq!(phase(&shadowing), Phase::Shadowing, "{:?}", shadowing.status);
+    let sh = shadowing.status.clone().and_then(|s| s.shadow).unwrap_or_default();
+    assert_eq!(sh.consumer_group, COPY);
+    let m = sh.metrics.clone().unwrap_or_default();
+    assert_eq!(m.live.map(|l| l.orders_total), Some(1700), "the live numbers beside");
+    // the copy itself counts the replay: the 500 orders after the target
+    let replayed = metrics_when(&copy, "the copy to count 500 orders", |m| {
+        m["orders_total"] == 500 && decided(m) == 500
+    })
+    .await?;
+    // the live analytics was never scaled nor restarted, and still counts everything
+    assert_eq!(live.seen(), vec![1]);
+    let live_now = metrics_when(&live, "live analytics unchanged", |m| m["orders_total"] == 1700).await?;
+    assert_eq!(numbers(&live_now), numbers(&all));
+
+    let rrs: Api<replay_controller::ReplayRequest> = Api::namespaced(c.clone(), ns);
+    rrs.patch("s1", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"promote": true}})))
+        .await?;
+    let done = wait_rr(&c, ns, "s1", "promoted", Duration::from_secs(120), |o| phase(o).is_final()).await?;
+    assert_eq!(phase(&done), Phase::Succeeded, "{:?}", done.status);
+    let sh = done.status.clone().and_then(|s| s.shadow).unwrap_or_default();
+    assert!(sh.serving_at.is_some() && sh.promoted_at.is_some() && sh.removed_at.is_some(), "{sh:?}");
+    let promoted = metrics_when(&live, "live analytics on the shadow's numbers", |m| {
+        m["orders_total"] == 500 && decided(m) == 500
+    })
+    .await?;
+    assert_eq!(numbers(&promoted), numbers(&replayed), "the live state is the shadow's");
+    poller_stop(&polls);
+    let failures = poller.await?;
+    assert_eq!(polls.failed.load(Ordering::SeqCst), 0, "the Service did not answer: {failures:?}");
+    assert!(polls.ok.load(Ordering::SeqCst) > 20);
+
+    // the shadow is gone: copy, group, state topic
+    assert!(Api::<Deployment>::namespaced(c.clone(), ns).get_opt(COPY).await?.is_none());
+    let kafka = env.broker.kafka();
+    let k = kafka.clone();
+    let (group, topics) = tokio::task::spawn_blocking(move || {
+        let t = Duration::from_secs(10);
+        anyhow::Ok((
+            orderflowctl::describe_group(&k, COPY, t)?,
+            orderflowctl::state::state_topics(&k, COPY, t)?,
+        ))
+    })
+    .await??;
+    assert_eq!(group.state, "Dead", "the shadow group is deleted");
+    assert!(topics.is_empty(), "{topics:?}");
+
+    // an in-place replay to the same target gives the same numbers
+    apply_rr(&c, ns, rr("in-place", spec("InPlace"))).await?;
+    let done = wait_rr(&c, ns, "in-place", "done", Duration::from_secs(120), |o| phase(o).is_final()).await?;
+    assert_eq!(phase(&done), Phase::Succeeded, "{:?}", done.status);
+    let in_place = metrics_when(&live, "live analytics after the in-place replay", |m| {
+        m["orders_total"] == 500 && decided(m) == 500
+    })
+    .await?;
+    assert_eq!(numbers(&in_place), numbers(&promoted));
+    assert!(!log_ends(&kafka).await?.is_empty());
+
+    ctl.stop(Duration::from_secs(10)).await?;
+    drop((order, inventory));
+    for s in [live, copy] {
+        if let Ok(s) = Arc::try_unwrap(s) {
+            s.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+fn poller_stop(polls: &Polls) {
+    polls.stop.store(true, Ordering::SeqCst);
+}
