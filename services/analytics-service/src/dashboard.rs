@@ -134,7 +134,11 @@ mod tests {
     fn state() -> DashboardState {
         DashboardState {
             shared: Shared::default(),
-            lag: Arc::new(RwLock::new(LagBoard::new(10, Duration::from_secs(2)))),
+            lag: Arc::new(RwLock::new(LagBoard::new(
+                10,
+                Duration::from_secs(2),
+                vec!["inventory".into(), "analytics".into()],
+            ))),
             replays: SharedReplays::default(),
         }
     }
