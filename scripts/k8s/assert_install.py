@@ -72,6 +72,10 @@ for name, port in ports.items():
         check(env.get("REPLAY_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
               == "metadata.namespace", "analytics: REPLAY_NAMESPACE from its namespace")
         check("LAG_INTERVAL_MS" in env, "analytics: LAG_INTERVAL_MS set")
+        check(env.get("CONSUMER_GROUP", {}).get("value") == "analytics",
+              "analytics: CONSUMER_GROUP=analytics (shadow-capable)")
+    else:
+        check("CONSUMER_GROUP" not in env, f"{name}: no CONSUMER_GROUP (only analytics can run as a shadow)")
 
     s = get("Service", name)
     if s:

@@ -9,11 +9,15 @@
    Describe on each topic the services name (services/events: TOPIC_*; also every KafkaTopic in
    deploy/topics.yaml), Read and Describe on each consumer group (GROUP_*), Describe only on the
    group.id of each client that never joins a group (KafkaConfig::reader("x") -> "x-reader", in
-   services/ outside the test harness); literal names only, no cluster ACLs, no All/Create/Alter/
-   Delete/IdempotentWrite. With the chart's inventory.transactions.enabled (the default), also
-   Write and Describe on the transactionalId prefix inventory uses (`<release>-inventory`,
-   release `orderflow` as docs/kubernetes.md installs it, or inventory.transactions.idPrefix):
-   the one prefixed ACL.
+   services/ outside the test harness; analytics' reader ids derive from its group,
+   services/analytics-service/src/group.rs, resolved with the default group); literal names, no
+   cluster ACLs, no All/Create/Alter/Delete/IdempotentWrite. With the chart's
+   inventory.transactions.enabled (the default), also Write and Describe on the transactionalId
+   prefix inventory uses (`<release>-inventory`, release `orderflow` as docs/kubernetes.md
+   installs it, or inventory.transactions.idPrefix). For each shadow-capable group (a chart
+   template passes it as CONSUMER_GROUP), the prefix `<group>-shadow-` of a shadow replay's names:
+   Create, Read, Write, Describe, Delete, DescribeConfigs on topics and Read, Describe, Delete on
+   groups. Those are the only prefixed ACLs.
 3. The chart's defaults (helm/orderflow/values.yaml) match: cluster name, SASL user name, SCRAM
    mechanism, the Secret keys Strimzi writes (ca.crt, password), TLS listener port 9093.
 
@@ -104,9 +108,21 @@ crate_consts = {}
 for rs in sources:
     crate_consts.setdefault(rs.parts[1], {}).update(
         re.findall(r'const (\w+): &str = "([^"]+)";', rs.read_text()))
+# analytics' own names: fn x(&self) -> String { format!("{}-<suffix>", self.group) } in group.rs,
+# called as .reader(&names.x()); resolved with the default group (GROUP_ANALYTICS)
+own_rs = pathlib.Path("services/analytics-service/src/group.rs").read_text()
+own_names = dict(re.findall(
+    r'fn (\w+)\(&self\) -> String \{\s*format!\("\{\}-([\w.-]+)", self\.group\)', own_rs))
+check(own_names, "services/analytics-service/src/group.rs: OwnNames' reader ids found")
+default_group = re.search(r'pub const GROUP_ANALYTICS: &str = "([^"]+)";', events)
 for rs in sources:
     text = rs.read_text()
     consts = crate_consts[rs.parts[1]]
+    for method in re.findall(r'\.reader\(\s*&\w+\.(\w+)\(\)\s*\)', text):
+        if method in own_names and default_group:
+            readers.add(f"{default_group.group(1)}-{own_names[method]}-reader")
+        else:
+            check(False, f"{rs}: reader(&_.{method}()): cannot resolve the client id (update this check)")
     for arg in re.findall(r'\.reader\(\s*("[^"]+"|\w+)\s*\)', text):
         if arg.startswith('"'):
             readers.add(arg.strip('"') + "-reader")
@@ -123,6 +139,16 @@ inv = yaml.safe_load(pathlib.Path("helm/orderflow/values.yaml").read_text())["in
 txn_key = ("transactionalId", inv.get("idPrefix") or "orderflow-inventory")
 if inv.get("enabled"):
     want[txn_key] = {"Write", "Describe"}
+# shadow-capable groups: the chart passes them as CONSUMER_GROUP
+shadow_groups = set()
+for tpl in sorted(pathlib.Path("helm/orderflow/templates").glob("*.yaml")):
+    shadow_groups |= set(re.findall(r'"name" "CONSUMER_GROUP" "value" "([^"]+)"', tpl.read_text()))
+check(shadow_groups <= groups, f"CONSUMER_GROUP of the chart ({sorted(shadow_groups)}) is a GROUP_* constant")
+prefixed = {txn_key}
+for g in shadow_groups:
+    want[("topic", f"{g}-shadow-")] = {"Create", "Read", "Write", "Describe", "Delete", "DescribeConfigs"}
+    want[("group", f"{g}-shadow-")] = {"Read", "Describe", "Delete"}
+    prefixed |= {("topic", f"{g}-shadow-"), ("group", f"{g}-shadow-")}
 got = {}
 for acl in authz.get("acls", []):
     res = acl.get("resource", {})
@@ -131,6 +157,9 @@ for acl in authz.get("acls", []):
     if key == txn_key:
         check(res.get("patternType") == "prefix" and "*" not in (res.get("name") or "*"),
               f"ACL {key}: inventory's transactional ids, a prefix without wildcards")
+    elif key in prefixed:
+        check(res.get("patternType") == "prefix" and "*" not in (res.get("name") or "*"),
+              f"ACL {key}: a shadow replay's names, a prefix without wildcards")
     else:
         check(res.get("patternType", "literal") == "literal" and "*" not in (res.get("name") or "*"),
               f"ACL {key}: a literal name, no prefix or wildcard")

@@ -120,7 +120,10 @@
     var last = lag.history && lag.history.length ? lag.history[lag.history.length - 1] : {};
     var latest = last.groups || {}, seconds = last.seconds || {};
     $("kpi-lag-inventory").textContent = fmtInt(latest.inventory) + (seconds.inventory === undefined ? "" : " / " + fmtSecs(seconds.inventory));
-    $("kpi-lag-analytics").textContent = fmtInt(latest.analytics) + (seconds.analytics === undefined ? "" : " / " + fmtSecs(seconds.analytics));
+    // this analytics' own group (CONSUMER_GROUP): the second watched group
+    var own = (lag.groups || [])[1] || "analytics";
+    $("kpi-lag-own-label").textContent = "lag " + own;
+    $("kpi-lag-analytics").textContent = fmtInt(latest[own]) + (seconds[own] === undefined ? "" : " / " + fmtSecs(seconds[own]));
   }
 
   function cell(tr, text, cls) {
@@ -173,6 +176,50 @@
     }
   }
 
+  function el(parent, tag, text, cls) {
+    var e = document.createElement(tag);
+    if (text !== undefined) { e.textContent = text; }
+    if (cls) { e.className = cls; }
+    parent.appendChild(e);
+    return e;
+  }
+
+  function progress(c) {
+    if (!c) { return "catch-up not measured yet"; }
+    var pct = c.records_total > 0 ? " (" + (100 * c.records_done / c.records_total).toFixed(1) + " %)" : "";
+    var s = fmtInt(c.records_done) + " of " + fmtInt(c.records_total) + " records" + pct + ", " + fmtInt(c.records_left) + " left";
+    if (c.records_per_second !== null && c.records_per_second !== undefined) { s += ", " + fmtInt(Math.round(c.records_per_second)) + "/s"; }
+    if (c.caught_up_at) { s += ", caught up at " + c.caught_up_at; } else if (c.eta) { s += ", ETA " + c.eta; }
+    return s;
+  }
+
+  // A running shadow replay (not removed): its phase, progress, and its numbers beside this
+  // dashboard's own current ones (and the live numbers the controller recorded with them).
+  function fillShadows(doc) {
+    var box = $("replays-shadows");
+    box.textContent = "";
+    ((doc.replays || {}).items || []).forEach(function (it) {
+      var sh = it.shadow;
+      if (!sh || !sh.running) { return; }
+      var d = el(box, "div", undefined, "shadow-box");
+      var h = el(d, "h3", "shadow " + (sh.consumer_group || it.name) + " ");
+      el(h, "span", it.phase, "phase " + it.phase);
+      el(d, "p", progress(sh.catch_up) + (sh.promote ? (sh.promoted ? "; promoted at " + sh.promoted_at : "; promotes when caught up") : ""), "progress");
+      var t = el(d, "table");
+      var head = el(t, "tr");
+      ["", "orders", "failure rate"].forEach(function (x) { el(head, "th", x); });
+      var rows = [["shadow" + (sh.metrics_at ? " (at " + sh.metrics_at + ")" : ""), sh.shadow_metrics],
+                  ["live, now", { orders_total: doc.orders_total, failure_rate: doc.failure_rate }]];
+      if (sh.live_metrics) { rows.push(["live (at " + sh.metrics_at + ")", sh.live_metrics]); }
+      rows.forEach(function (r) {
+        var tr = el(t, "tr");
+        el(tr, "td", r[0]);
+        el(tr, "td", r[1] ? fmtInt(r[1].orders_total) : "\u2013", "num");
+        el(tr, "td", r[1] ? fmtPct(r[1].failure_rate) : "\u2013", "num");
+      });
+    });
+  }
+
   function render(doc) {
     $("kpi-orders").textContent = fmtInt(doc.orders_total);
     $("kpi-reserved").textContent = fmtInt(doc.reserved_total);
@@ -186,6 +233,7 @@
     drawLag(doc);
     fillLagTable(doc);
     fillReplays(doc);
+    fillShadows(doc);
   }
 
   function setStatus(ok, text) {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use orderflow_events::{analytics_snapshots_topic, GROUP_ANALYTICS};
 use orderflow_runtime::config::{http_addr, trimmed};
 use orderflow_runtime::{KafkaArgs, LogArgs};
 
@@ -14,10 +15,19 @@ use crate::replays;
 /// exporter, and the live dashboard at `/`.
 ///
 /// Runs as ONE replica: its state is in the process, saved to the compacted
-/// `analytics-snapshots` at every commit and restored from it at start-up.
+/// `<group>-snapshots` (`analytics-snapshots`) at every commit and restored from it at
+/// start-up.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(name = "analytics-service", version)]
 pub struct Args {
+    /// The consumer group analytics consumes, commits and samples the lag of as its own.
+    /// Its state topic is `<group>-snapshots` (created compacted when missing) and its
+    /// readers' group ids begin with `<group>-`: a shadow replay runs a copy as
+    /// `analytics-shadow-<request>` beside the live one. Letters, digits, `.`, `_`, `-`;
+    /// at most 200 characters.
+    #[arg(long, env = "CONSUMER_GROUP", default_value = GROUP_ANALYTICS, value_parser = consumer_group)]
+    pub consumer_group: String,
+
     /// Listen address (`:port`: all interfaces).
     #[arg(long, env = "HTTP_ADDR", default_value = ":8082", value_parser = http_addr)]
     pub http_addr: SocketAddr,
@@ -26,7 +36,7 @@ pub struct Args {
     #[arg(long, env = "COMMIT_INTERVAL_MS", default_value_t = 1000, value_parser = trimmed::<u64>)]
     pub commit_interval_ms: u64,
 
-    /// How often the lag exporter samples groups `inventory` and `analytics`, in
+    /// How often the lag exporter samples groups `inventory` and `CONSUMER_GROUP`, in
     /// milliseconds (at least 100).
     #[arg(long, env = "LAG_INTERVAL_MS", default_value_t = 3000, value_parser = trimmed::<u64>)]
     pub lag_interval_ms: u64,
@@ -48,7 +58,41 @@ pub struct Args {
     pub log: LogArgs,
 }
 
+/// The longest consumer group accepted: the group's topics (`<group>-snapshots`) must stay
+/// within Kafka's 249 characters of a topic name.
+pub const MAX_GROUP_LEN: usize = 200;
+
+/// A consumer group usable in topic names: non-empty, at most [`MAX_GROUP_LEN`] characters
+/// of `[a-zA-Z0-9._-]`.
+pub fn consumer_group(raw: &str) -> Result<String, String> {
+    let g = raw.trim();
+    if g.is_empty() {
+        return Err("the consumer group is empty".into());
+    }
+    if g.len() > MAX_GROUP_LEN {
+        return Err(format!(
+            "the consumer group has {} characters, at most {MAX_GROUP_LEN} are allowed",
+            g.len()
+        ));
+    }
+    if let Some(c) = g
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{c:?} is not allowed in a consumer group (letters, digits, '.', '_', '-' only: \
+             its topics are named after it)"
+        ));
+    }
+    Ok(g.to_string())
+}
+
 impl Args {
+    /// The compacted topic this analytics keeps its state in: `<group>-snapshots`.
+    pub fn snapshot_topic(&self) -> String {
+        analytics_snapshots_topic(&self.consumer_group)
+    }
+
     pub fn commit_every(&self) -> Duration {
         Duration::from_millis(self.commit_interval_ms.max(100))
     }
@@ -81,6 +125,8 @@ mod tests {
         assert_eq!(a.lag_every(), Duration::from_millis(3000));
         assert_eq!(a.lag_history, 600);
         assert_eq!(a.replay_namespace, None);
+        assert_eq!(a.consumer_group, "analytics");
+        assert_eq!(a.snapshot_topic(), "analytics-snapshots");
         assert_eq!(a.kafka.kafka_linger_ms, 5);
         assert!(matches!(a.replay_mode(None), replays::Mode::Off(_)));
         assert!(matches!(
@@ -111,5 +157,43 @@ mod tests {
         );
         let e = parse(&[("LAG_HISTORY", "-1")]).unwrap_err().to_string();
         assert!(e.contains("LAG_HISTORY=\"-1\""), "{e}");
+    }
+
+    #[test]
+    fn consumer_group_from_the_environment() {
+        let a = parse(&[("CONSUMER_GROUP", "analytics-shadow-s1")]).unwrap();
+        assert_eq!(a.consumer_group, "analytics-shadow-s1");
+        assert_eq!(a.snapshot_topic(), "analytics-shadow-s1-snapshots");
+        let a = parse(&[("CONSUMER_GROUP", " ")]).unwrap();
+        assert_eq!(a.consumer_group, "analytics", "blank is unset");
+        let longest = "g".repeat(MAX_GROUP_LEN);
+        assert_eq!(
+            parse(&[("CONSUMER_GROUP", &longest)])
+                .unwrap()
+                .consumer_group,
+            longest
+        );
+    }
+
+    #[test]
+    fn consumer_group_must_be_usable_in_topic_names() {
+        for (bad, why) in [
+            ("analytics/shadow", "'/' is not allowed"),
+            ("ana lytics", "' ' is not allowed"),
+            ("analytics:1", "':' is not allowed"),
+        ] {
+            let e = parse(&[("CONSUMER_GROUP", bad)]).unwrap_err().to_string();
+            assert!(
+                e.contains("CONSUMER_GROUP=") && e.contains(why),
+                "{bad}: {e}"
+            );
+        }
+        let long = "g".repeat(MAX_GROUP_LEN + 1);
+        let e = parse(&[("CONSUMER_GROUP", &long)]).unwrap_err().to_string();
+        assert!(e.contains("201 characters, at most 200"), "{e}");
+        assert_eq!(
+            consumer_group(""),
+            Err("the consumer group is empty".into())
+        );
     }
 }

@@ -1,10 +1,12 @@
-//! Reading `orders` and `inventory-events` as group `analytics` into [`Aggregates`].
+//! Reading `orders` and `inventory-events` as analytics' group (`CONSUMER_GROUP`, default
+//! `analytics`; [`OwnNames`]) into [`Aggregates`].
 //!
-//! Start-up ([`crate::startup`]): the state is restored from `analytics-snapshots` when the
+//! Start-up ([`crate::startup`]): the state is restored from `<group>-snapshots`
+//! (`analytics-snapshots` for the default group, created compacted when missing) when the
 //! group's commits carry the snapshot's run, else it starts from the log per partition
 //! (an offset reset: empty at the new offsets; see [`crate::snapshot`]). Then the group
 //! consumer continues from the committed offsets. Every `COMMIT_INTERVAL_MS` the changed
-//! minutes and a checkpoint are written to `analytics-snapshots`, then the positions are
+//! minutes and a checkpoint are written to `<group>-snapshots`, then the positions are
 //! committed with `orderflow.analytics.base=<base> run=<run>` ([`CommitMark::AnalyticsRun`]).
 //! A record at an offset already applied (a redelivery after a rebalance, or a record
 //! between the committed offset and a snapshot written just before a crash) is skipped, so
@@ -15,12 +17,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use orderflow_events::{
-    decode_on, CommitMark, GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
-};
+use orderflow_events::{decode_on, CommitMark, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_runtime::dlq::{Dlq, Rejected};
 use orderflow_runtime::session::{self, ClientFailed, Handler, Tick};
-use orderflow_runtime::{supervise, Health, KafkaConfig};
+use orderflow_runtime::{supervise, topics, Health, KafkaConfig};
 use rdkafka::consumer::{CommitMode, Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
@@ -28,6 +28,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use crate::group::OwnNames;
 use crate::metrics::AnalyticsMetrics;
 use crate::startup::{self, Plan};
 use crate::state::{Aggregates, Bases};
@@ -87,10 +88,12 @@ pub struct RunInfo {
 }
 
 /// Settings of the consumer loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// How often the state is saved and the positions committed.
     pub commit_every: Duration,
+    /// The group consumed and committed, and the snapshot topic and readers named after it.
+    pub names: OwnNames,
 }
 
 /// Build the commit list: every known position with its base marker.
@@ -132,7 +135,7 @@ pub async fn run(
         &health,
         &token,
         |e| matches!(e, AnalyticsError::Join(_)),
-        || session(&kafka, &shared, &health, &metrics, &dlq, &token, options),
+        || session(&kafka, &shared, &health, &metrics, &dlq, &token, &options),
     )
     .await
 }
@@ -144,17 +147,27 @@ async fn session(
     metrics: &AnalyticsMetrics,
     dlq: &Dlq,
     token: &CancellationToken,
-    options: Options,
+    options: &Options,
 ) -> Result<(), AnalyticsError> {
     if !session::connect(kafka, health, token).await? {
         return Ok(());
     }
+    let names = &options.names;
+    if !names.snapshots_created_by_all() {
+        // A group of its own (a shadow): its state topic, compacted like analytics-snapshots.
+        if let Err(e) = topics::ensure_compacted_topics(kafka, &[&names.snapshots]).await {
+            tracing::warn!(topic = %names.snapshots, error = %e, "could not create the snapshot topic (it may be managed elsewhere)");
+        }
+    }
     let timeout = Duration::from_secs(10);
-    health.set_not_ready("reading the group's commits and analytics-snapshots");
+    health.set_not_ready(format!(
+        "reading the group's commits and {}",
+        names.snapshots
+    ));
     let started = Instant::now();
     let plan = loop {
-        let k2 = kafka.clone();
-        match tokio::task::spawn_blocking(move || startup::plan(&k2, timeout)).await {
+        let (k2, n2) = (kafka.clone(), names.clone());
+        match tokio::task::spawn_blocking(move || startup::plan(&k2, &n2, timeout)).await {
             Ok(Ok(p)) => break p,
             Ok(Err(e)) => {
                 health.set_not_ready(format!("reading the group's commits and snapshots: {e}"));
@@ -179,10 +192,10 @@ async fn session(
     let to_rebuild: i64 = spans.iter().map(|s| s.to - s.from).sum();
     health.set_not_ready(format!("rebuilding {to_rebuild} records"));
     let (state, rebuilt) = {
-        let k2 = kafka.clone();
+        let (k2, n2) = (kafka.clone(), names.clone());
         tokio::task::spawn_blocking(move || {
             let mut st = state;
-            startup::rebuild(&k2, &spans, &mut st, Duration::from_secs(60)).map(|n| (st, n))
+            startup::rebuild(&k2, &n2, &spans, &mut st, Duration::from_secs(60)).map(|n| (st, n))
         })
         .await
         .map_err(|e| AnalyticsError::Join(e.to_string()))??
@@ -215,9 +228,7 @@ async fn session(
         *s = state;
     }
 
-    let consumer: StreamConsumer = kafka
-        .consumer(GROUP_ANALYTICS, "analytics-service")
-        .create()?;
+    let consumer: StreamConsumer = kafka.consumer(&names.group, "analytics-service").create()?;
     // The DLQ's producer lives as long as the session, like the consumer: a client that
     // failed for good is replaced with the session. It writes the snapshots too.
     let producer: FutureProducer = kafka.producer("analytics-service").create()?;
@@ -237,6 +248,7 @@ async fn session(
         metrics,
         dlq,
         producer: &producer,
+        snapshots: &names.snapshots,
         bases: &bases,
         run: &run,
         stale,
@@ -265,13 +277,15 @@ async fn session(
 }
 
 /// The session's loop: each record counted once; every `COMMIT_INTERVAL_MS` the state is
-/// saved to `analytics-snapshots` and the applied positions committed with their marks.
+/// saved to `<group>-snapshots` and the applied positions committed with their marks.
 struct Counting<'a> {
     shared: &'a Shared,
     health: &'a Health,
     metrics: &'a AnalyticsMetrics,
     dlq: &'a Dlq,
     producer: &'a FutureProducer,
+    /// The snapshot topic.
+    snapshots: &'a str,
     bases: &'a Bases,
     run: &'a str,
     /// Minute keys of other runs, tombstoned by the next flush.
@@ -290,7 +304,7 @@ impl Counting<'_> {
             .read()
             .map_err(|_| AnalyticsError::Join("state lock poisoned".into()))?
             .flush(self.run, &self.stale, Utc::now());
-        store::write_flush(self.producer, &flush).await?;
+        store::write_flush(self.producer, self.snapshots, &flush).await?;
         if let Ok(mut s) = self.shared.state.write() {
             s.flushed();
         }

@@ -1,7 +1,7 @@
 //! The live dashboard: `GET /` (a page with four charts: orders per minute, failure rate
 //! per minute, lag per consumer group over time in records and in seconds; the partitions'
 //! latest lag; the latest
-//! ReplayRequests) and `GET /api/dashboard`, the JSON document the page polls.
+//! ReplayRequests, with a running shadow replay's numbers beside the live ones) and `GET /api/dashboard`, the JSON document the page polls.
 //!
 //! Everything the page loads is compiled into the binary (`assets/`, with uPlot vendored by
 //! `scripts/vendor-ui.sh`) and served from here: no CDN, it works offline and in the image.
@@ -134,7 +134,11 @@ mod tests {
     fn state() -> DashboardState {
         DashboardState {
             shared: Shared::default(),
-            lag: Arc::new(RwLock::new(LagBoard::new(10, Duration::from_secs(2)))),
+            lag: Arc::new(RwLock::new(LagBoard::new(
+                10,
+                Duration::from_secs(2),
+                vec!["inventory".into(), "analytics".into()],
+            ))),
             replays: SharedReplays::default(),
         }
     }
@@ -203,6 +207,11 @@ mod tests {
         let js = String::from_utf8(js).unwrap();
         assert!(!js.contains("http://") && !js.contains("https://"));
         assert!(js.contains("/api/dashboard"));
+        // the shadow box: where it goes, and the fields it reads
+        assert!(html.contains("id=\"replays-shadows\""));
+        for field in ["shadow_metrics", "live_metrics", "catch_up", "running"] {
+            assert!(js.contains(field), "dashboard.js does not read {field}");
+        }
     }
 
     #[tokio::test]
@@ -224,6 +233,27 @@ mod tests {
             .write()
             .unwrap()
             .record(5, &[("inventory".to_string(), Ok(sample))]);
+        let shadow = serde_json::json!({
+            "metadata": {"name": "s1", "namespace": "orderflow",
+                         "creationTimestamp": "2026-12-06T07:00:00Z"},
+            "spec": {"consumerGroup": "analytics", "deployment": "analytics",
+                     "resetTo": "earliest", "strategy": "Shadow", "promote": true},
+            "status": {"phase": "ShadowCatchingUp",
+                       "catchUp": {"recordsTotal": 10, "recordsDone": 4, "recordsLeft": 6},
+                       "shadow": {"consumerGroup": "analytics-shadow-s1",
+                                  "deployment": "analytics-shadow-s1",
+                                  "metrics": {"at": "2026-12-06T07:01:00Z",
+                                              "shadow": {"ordersTotal": 3, "reservedTotal": 2,
+                                                         "failedTotal": 1, "minutes": 1},
+                                              "live": {"ordersTotal": 5, "reservedTotal": 4,
+                                                       "failedTotal": 1, "failureRate": 0.2,
+                                                       "minutes": 2}}}}
+        });
+        *s.replays.write().unwrap() = ReplayView {
+            available: true,
+            items: crate::replays::summarize(&[shadow], 10),
+            ..ReplayView::default()
+        };
         let (status, ct, body) = get(s, "/api/dashboard").await;
         assert_eq!(status, StatusCode::OK);
         assert!(ct.starts_with("application/json"));
@@ -233,7 +263,28 @@ mod tests {
         assert_eq!(v["lag"]["history"][0]["groups"]["inventory"], 3);
         assert_eq!(v["lag"]["latest"][0]["committed"], 1);
         assert_eq!(v["lag"]["interval_ms"], 2000);
-        assert_eq!(v["replays"]["available"], false);
+        assert_eq!(
+            v["lag"]["groups"],
+            serde_json::json!(["inventory", "analytics"])
+        );
+        let item = &v["replays"]["items"][0];
+        assert_eq!(item["strategy"], "Shadow");
+        assert_eq!(item["phase"], "ShadowCatchingUp");
+        let sh = &item["shadow"];
+        assert_eq!(sh["consumer_group"], "analytics-shadow-s1");
+        assert_eq!(sh["deployment"], "analytics-shadow-s1");
+        assert_eq!(sh["running"], true);
+        assert_eq!(sh["promote"], true);
+        assert_eq!(sh["promoted"], false);
+        assert_eq!(sh["removed_at"], serde_json::Value::Null);
+        assert_eq!(sh["catch_up"]["records_done"], 4);
+        assert_eq!(sh["catch_up"]["records_left"], 6);
+        assert_eq!(sh["metrics_at"], "2026-12-06T07:01:00Z");
+        assert_eq!(sh["shadow_metrics"]["orders_total"], 3);
+        assert!((sh["shadow_metrics"]["failure_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(sh["live_metrics"]["orders_total"], 5);
+        assert_eq!(sh["live_metrics"]["failure_rate"], 0.2);
+        assert_eq!(sh["live_metrics"]["minutes"], 2);
         assert!(v["generated_at_ms"].as_i64().unwrap() > 0);
     }
 }

@@ -2,17 +2,18 @@
 //! exporter, and the live dashboard at `/`. Settings: `analytics-service --help`
 //! ([`analytics_service::config::Args`]).
 //!
-//! Runs as ONE replica: its state is in the process, saved to the compacted
-//! `analytics-snapshots` at every commit and restored from it at start-up.
+//! Runs as ONE replica per consumer group: its state is in the process, saved to the
+//! compacted `<group>-snapshots` (`analytics-snapshots`) at every commit and restored from
+//! it at start-up.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use analytics_service::config::Args;
 use analytics_service::dashboard::{self, DashboardState};
+use analytics_service::group::OwnNames;
 use analytics_service::lag::{self, LagBoard, LagMetrics};
 use analytics_service::{api, consumer, metrics::AnalyticsMetrics, replays};
-use orderflow_events::GROUP_ANALYTICS;
 use orderflow_runtime::dlq::Dlq;
 use orderflow_runtime::{config, shutdown, supervise, telemetry, Health, KafkaConfig, OpsServer};
 use prometheus_client::registry::Registry;
@@ -24,19 +25,28 @@ async fn main() -> anyhow::Result<()> {
     let kafka = KafkaConfig::from(&args.kafka);
     let lag_every = args.lag_every();
     let replay_mode = args.replay_mode(std::env::var("KUBERNETES_SERVICE_HOST").ok().as_deref());
+    let names = OwnNames::new(&args.consumer_group);
+    tracing::info!(group = %names.group, snapshots = %names.snapshots, "consumer group");
     let token = shutdown::on_signal();
     let mut registry = Registry::default();
     let metrics = AnalyticsMetrics::register(&mut registry);
     let lag_metrics = LagMetrics::register(&mut registry);
     let health = Health::new();
     let shared = consumer::Shared::default();
-    let board = Arc::new(RwLock::new(LagBoard::new(args.lag_history, lag_every)));
+    let watched = lag::watched(&names.group);
+    let board = Arc::new(RwLock::new(LagBoard::new(
+        args.lag_history,
+        lag_every,
+        lag::group_names(&watched),
+    )));
     let replay_view = replays::SharedReplays::default();
 
-    let dlq = Dlq::new(GROUP_ANALYTICS, &mut registry);
+    // Only the group `analytics` reports bad inventory-events: a shadow steps over them.
+    let dlq = Dlq::new(names.group.clone(), &mut registry);
     // Side tasks: they stop with the token and never stop the service.
     tokio::spawn(lag::run(
         kafka.clone(),
+        watched,
         lag_metrics,
         board.clone(),
         lag_every,
@@ -58,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         token.clone(),
         consumer::Options {
             commit_every: args.commit_every(),
+            names,
         },
     );
     let app = api::router(shared.clone()).merge(dashboard::router(DashboardState {

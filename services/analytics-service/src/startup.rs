@@ -1,18 +1,19 @@
 //! Where a session's state comes from: the group's committed offsets and their marks, the
-//! low watermarks and `analytics-snapshots` decide ([`crate::snapshot::begin`]) between
+//! low watermarks and `<group>-snapshots` decide ([`crate::snapshot::begin`]) between
 //! restoring a snapshot and starting from the log; then the spans still to read are read
 //! with a group-less reader ([`rebuild`]).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use orderflow_events::{decode_on, GROUP_ANALYTICS};
+use orderflow_events::decode_on;
 use orderflow_runtime::read::{self, ReadError, Span};
 use orderflow_runtime::KafkaConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 
 use crate::consumer::{AnalyticsError, TOPICS};
+use crate::group::OwnNames;
 use crate::snapshot::{self, Committed};
 use crate::state::{Aggregates, Bases};
 use crate::store;
@@ -29,16 +30,20 @@ pub struct Plan {
     pub run: String,
     /// Minute keys of other runs, tombstoned by the first flush.
     pub stale: BTreeSet<String>,
-    /// Whether the state was restored from `analytics-snapshots`.
+    /// Whether the state was restored from the snapshot topic.
     pub restored: bool,
-    /// Records read from `analytics-snapshots`.
+    /// Records read from the snapshot topic.
     pub snapshot_records: u64,
 }
 
-/// Decide the start (blocking: Kafka requests).
-pub fn plan(kafka: &KafkaConfig, timeout: Duration) -> Result<Plan, AnalyticsError> {
+/// Decide the start of group `names.group` (blocking: Kafka requests).
+pub fn plan(
+    kafka: &KafkaConfig,
+    names: &OwnNames,
+    timeout: Duration,
+) -> Result<Plan, AnalyticsError> {
     let committed: Vec<Committed> =
-        orderflowctl::committed_with_watermarks(kafka, GROUP_ANALYTICS, &TOPICS, timeout)?
+        orderflowctl::committed_with_watermarks(kafka, &names.group, &TOPICS, timeout)?
             .into_iter()
             .map(|(c, (low, _))| Committed {
                 low,
@@ -48,7 +53,7 @@ pub fn plan(kafka: &KafkaConfig, timeout: Duration) -> Result<Plan, AnalyticsErr
                 metadata: c.metadata,
             })
             .collect();
-    let read = store::read_snapshots(kafka, timeout)?;
+    let read = store::read_snapshots(kafka, names, timeout)?;
     let started = snapshot::start(&committed, &read.restore, snapshot::new_run);
     if let Some(e) = &started.unusable {
         tracing::error!(
@@ -78,6 +83,7 @@ pub fn plan(kafka: &KafkaConfig, timeout: Duration) -> Result<Plan, AnalyticsErr
 /// stepped over.
 pub fn rebuild(
     kafka: &KafkaConfig,
+    names: &OwnNames,
     spans: &[Span],
     state: &mut Aggregates,
     timeout: Duration,
@@ -85,7 +91,7 @@ pub fn rebuild(
     if spans.is_empty() {
         return Ok(0);
     }
-    let reader: BaseConsumer = kafka.reader("analytics-rebuild").create()?;
+    let reader: BaseConsumer = kafka.reader(&names.rebuild_reader()).create()?;
     let n = read::read_to_end(&reader, spans, timeout, |m| {
         if m.offset() < state.next_offset(m.topic(), m.partition()).unwrap_or(0) {
             return; // counted already (restored)

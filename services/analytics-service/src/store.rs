@@ -1,10 +1,10 @@
-//! The Kafka side of [`crate::snapshot`]: reading `analytics-snapshots` back at start-up and
-//! writing a flush (records, acknowledged, then the checkpoint, acknowledged).
+//! The Kafka side of [`crate::snapshot`]: reading `<group>-snapshots` ([`OwnNames::snapshots`],
+//! `analytics-snapshots` by default) back at start-up and writing a flush (records, acknowledged, then the checkpoint, acknowledged).
 
 use std::time::Duration;
 
 use futures::future::join_all;
-use orderflow_events::{SnapshotRecord, SNAPSHOT_PARTITION, TOPIC_ANALYTICS_SNAPSHOTS};
+use orderflow_events::{SnapshotRecord, SNAPSHOT_PARTITION};
 use orderflow_runtime::kafka::{self, KafkaConfig};
 use orderflow_runtime::read::{self, ReadError, Span};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -12,6 +12,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::consumer::AnalyticsError;
+use crate::group::OwnNames;
 use crate::snapshot::{Flush, Restore};
 
 /// The most a flush waits for its acknowledgements: `message.timeout.ms` and a margin.
@@ -25,14 +26,17 @@ pub struct Read {
     pub undecodable: u64,
 }
 
-/// Read partition [`SNAPSHOT_PARTITION`] of `analytics-snapshots` to its end (blocking).
-pub fn read_snapshots(kafka: &KafkaConfig, timeout: Duration) -> Result<Read, AnalyticsError> {
-    let reader: BaseConsumer = kafka.reader("analytics-snapshots").create()?;
-    let (low, high) =
-        reader.fetch_watermarks(TOPIC_ANALYTICS_SNAPSHOTS, SNAPSHOT_PARTITION, timeout)?;
+/// Read partition [`SNAPSHOT_PARTITION`] of the snapshot topic to its end (blocking).
+pub fn read_snapshots(
+    kafka: &KafkaConfig,
+    names: &OwnNames,
+    timeout: Duration,
+) -> Result<Read, AnalyticsError> {
+    let reader: BaseConsumer = kafka.reader(&names.snapshots_reader()).create()?;
+    let (low, high) = reader.fetch_watermarks(&names.snapshots, SNAPSHOT_PARTITION, timeout)?;
     let mut out = Read::default();
     let span = Span {
-        topic: TOPIC_ANALYTICS_SNAPSHOTS.to_string(),
+        topic: names.snapshots.clone(),
         partition: SNAPSHOT_PARTITION,
         from: low,
         to: high,
@@ -40,7 +44,7 @@ pub fn read_snapshots(kafka: &KafkaConfig, timeout: Duration) -> Result<Read, An
     out.records = read::read_to_end(&reader, &[span], timeout, |m| {
         if let Err(e) = out.restore.record(m.key(), m.payload()) {
             out.undecodable += 1;
-            tracing::warn!(offset = m.offset(), error = %e, "undecodable analytics-snapshots record: ignored");
+            tracing::warn!(topic = %names.snapshots, offset = m.offset(), error = %e, "undecodable analytics-snapshots record: ignored");
         }
     })
     .map_err(|e| match e {
@@ -50,25 +54,31 @@ pub fn read_snapshots(kafka: &KafkaConfig, timeout: Duration) -> Result<Read, An
     Ok(out)
 }
 
-/// Write `flush`: its records and tombstones, then (all acknowledged) its checkpoint.
-pub async fn write_flush(producer: &FutureProducer, flush: &Flush) -> Result<(), AnalyticsError> {
+/// Write `flush` to `topic`: its records and tombstones, then (all acknowledged) its
+/// checkpoint.
+pub async fn write_flush(
+    producer: &FutureProducer,
+    topic: &str,
+    flush: &Flush,
+) -> Result<(), AnalyticsError> {
     let mut sends = Vec::with_capacity(flush.before.len());
     for w in &flush.before {
         let payload = w.value.as_ref().map(SnapshotRecord::encode);
-        sends.push(send(producer, &w.key, payload.as_deref())?);
+        sends.push(send(producer, topic, &w.key, payload.as_deref())?);
     }
     acknowledged(sends).await?;
     let payload = flush.checkpoint.encode();
     let key = flush.checkpoint.key();
-    acknowledged(vec![send(producer, &key, Some(&payload))?]).await
+    acknowledged(vec![send(producer, topic, &key, Some(&payload))?]).await
 }
 
 fn send(
     producer: &FutureProducer,
+    topic: &str,
     key: &str,
     payload: Option<&[u8]>,
 ) -> Result<DeliveryFuture, AnalyticsError> {
-    let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(TOPIC_ANALYTICS_SNAPSHOTS)
+    let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic)
         .partition(SNAPSHOT_PARTITION)
         .key(key);
     if let Some(p) = payload {

@@ -76,8 +76,12 @@ pub const TOPIC_ORDERS: &str = "orders";
 pub const TOPIC_INVENTORY_EVENTS: &str = "inventory-events";
 /// The compacted stock ledger of inventory-service: [`ledger::LedgerRecord`]s.
 pub const TOPIC_INVENTORY_LEDGER: &str = "inventory-ledger";
-/// The compacted state store of analytics-service: [`snapshot::SnapshotRecord`]s.
+/// The compacted state store of analytics-service: [`snapshot::SnapshotRecord`]s. The store
+/// of an analytics running as another group (a shadow replay) is
+/// [`analytics_snapshots_topic`]`(group)`; this is the one of [`GROUP_ANALYTICS`].
 pub const TOPIC_ANALYTICS_SNAPSHOTS: &str = "analytics-snapshots";
+/// The suffix of the snapshot topic after the group: `<group>-snapshots`.
+pub const SNAPSHOTS_SUFFIX: &str = "snapshots";
 /// Records that failed to decode or validate, with the reason in [`HEADER_DLQ_REASON`].
 pub const TOPIC_DLQ: &str = "orderflow.dlq";
 /// All topics orderflow owns, in the order they are created.
@@ -105,8 +109,18 @@ pub const HEADER_ORDERS_OFFSET: &str = "orderflow.orders.offset";
 
 /// Consumer group of inventory-service.
 pub const GROUP_INVENTORY: &str = "inventory";
-/// Consumer group of analytics-service.
+/// Consumer group of analytics-service (its default: `CONSUMER_GROUP` sets another one, e.g.
+/// for a shadow replay, `analytics-shadow-<request>`).
 pub const GROUP_ANALYTICS: &str = "analytics";
+
+/// The snapshot topic of an analytics consuming as `group`: `<group>-snapshots`. Every topic
+/// a shadow-capable consumer owns as state is named `<group>-<suffix>` (like Kafka Streams'
+/// `<application.id>-...`), so a shadow's state is apart from the live one's, the
+/// replay-controller deletes it with the prefix `<group>-` and promotes it by copying
+/// `<shadow group>-<suffix>` onto `<live group>-<suffix>`.
+pub fn analytics_snapshots_topic(group: &str) -> String {
+    format!("{group}-{SNAPSHOTS_SUFFIX}")
+}
 
 /// The schema version this build writes and the only one it accepts.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -162,6 +176,18 @@ pub const DEFAULT_STOCK_PER_ITEM: u64 = 2000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_snapshot_topic_is_named_after_the_group() {
+        assert_eq!(
+            analytics_snapshots_topic(GROUP_ANALYTICS),
+            TOPIC_ANALYTICS_SNAPSHOTS
+        );
+        assert_eq!(
+            analytics_snapshots_topic("analytics-shadow-s1"),
+            "analytics-shadow-s1-snapshots"
+        );
+    }
 
     #[test]
     fn each_topic_has_one_dlq_reporter() {

@@ -46,14 +46,16 @@ pub enum Rejected {
 /// its transactions.
 #[derive(Clone)]
 pub struct Dlq {
-    group: &'static str,
+    group: String,
     records: Family<ReasonLabels, Counter>,
     skipped: Family<SkippedLabels, Counter>,
 }
 
 impl Dlq {
-    /// The DLQ of consumer group `group`; registers the counters.
-    pub fn new(group: &'static str, registry: &mut Registry) -> Self {
+    /// The DLQ of consumer group `group`; registers the counters. A group no topic names in
+    /// [`dlq_group`] (e.g. a shadow replay's `analytics-shadow-<request>`) only skips: the
+    /// live group reports each bad record once.
+    pub fn new(group: impl Into<String>, registry: &mut Registry) -> Self {
         let records = Family::default();
         registry.register(
             "orderflow_dlq_records",
@@ -67,7 +69,7 @@ impl Dlq {
             skipped.clone(),
         );
         Self {
-            group,
+            group: group.into(),
             records,
             skipped,
         }
@@ -103,7 +105,7 @@ impl Dlq {
         msg: &M,
         err: &DecodeError,
     ) -> Result<Option<DeliveryFuture>, KafkaError> {
-        if dlq_group(msg.topic()) == Some(self.group) {
+        if dlq_group(msg.topic()) == Some(self.group.as_str()) {
             self.enqueue(producer, msg, err).map(Some)
         } else {
             self.skip(msg, err);

@@ -191,13 +191,28 @@ pub async fn ensure_topics(kafka: &KafkaConfig) -> Result<(), TopicError> {
 /// `cleanup.policy=compact` with an hourly `segment.ms`.
 pub fn topic_config(topic: &str) -> Vec<(&'static str, String)> {
     if COMPACTED_TOPICS.contains(&topic) {
-        vec![
-            ("cleanup.policy", "compact".to_string()),
-            ("segment.ms", COMPACTED_SEGMENT_MS.to_string()),
-        ]
+        compacted_config()
     } else {
         vec![("retention.ms", RETENTION_MS.to_string())]
     }
+}
+
+/// The configuration of a state store: `cleanup.policy=compact` with an hourly `segment.ms`.
+pub fn compacted_config() -> Vec<(&'static str, String)> {
+    vec![
+        ("cleanup.policy", "compact".to_string()),
+        ("segment.ms", COMPACTED_SEGMENT_MS.to_string()),
+    ]
+}
+
+/// [`ensure_named_topics`] for state stores not in [`COMPACTED_TOPICS`] by name (e.g.
+/// `<group>-snapshots` of an analytics running as another group): created compacted
+/// ([`compacted_config`]) when missing.
+pub async fn ensure_compacted_topics(
+    kafka: &KafkaConfig,
+    topics: &[&str],
+) -> Result<(), TopicError> {
+    create_missing(kafka, topics, |_| compacted_config()).await
 }
 
 /// [`ensure_topics`] for the given topic names (same partitions, [`topic_config`]). Topics
@@ -205,12 +220,21 @@ pub fn topic_config(topic: &str) -> Vec<(&'static str, String)> {
 /// restart creates nothing and opens no admin client (a `CreateTopics` round trip to the
 /// controller for topics that exist cost a restart about half a second).
 pub async fn ensure_named_topics(kafka: &KafkaConfig, topics: &[&str]) -> Result<(), TopicError> {
+    create_missing(kafka, topics, topic_config).await
+}
+
+/// Create those of `topics` that do not exist, each with `config(topic)`.
+async fn create_missing(
+    kafka: &KafkaConfig,
+    topics: &[&str],
+    config: impl Fn(&str) -> Vec<(&'static str, String)>,
+) -> Result<(), TopicError> {
     let missing = missing_topics(kafka, topics).await;
     if missing.is_empty() {
         return Ok(());
     }
     let admin: AdminClient<DefaultClientContext> = kafka.client().create()?;
-    let configs: Vec<Vec<(&str, String)>> = missing.iter().map(|t| topic_config(t)).collect();
+    let configs: Vec<Vec<(&str, String)>> = missing.iter().map(|t| config(t)).collect();
     let new: Vec<NewTopic> = missing
         .iter()
         .zip(&configs)

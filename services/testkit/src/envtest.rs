@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::PostParams;
@@ -166,6 +167,7 @@ pub struct StandIn {
 }
 
 impl StandIn {
+    /// Run `kind` with the fixed `env` alone (the Deployment's own env is ignored).
     pub fn spawn(
         client: Client,
         namespace: &str,
@@ -179,6 +181,38 @@ impl StandIn {
             let (bootstrap, env, log_dir) = (bootstrap.clone(), env.clone(), log_dir.clone());
             Box::pin(async move { Service::start(kind, &bootstrap, &env, &log_dir).await })
         });
+        Self::with_launch(client, namespace, deployment, launch)
+    }
+
+    /// [`StandIn::spawn`] that, like a kubelet, also gives the process the literal env of the
+    /// Deployment's first container as it is when the process starts ([`pod_env`]), over the
+    /// fixed `env`: the pod's value wins (but not over the broker and port the stand-in gives
+    /// the process, [`SET_BY_THE_STAND_IN`]). E.g. a Deployment copied with
+    /// `CONSUMER_GROUP=analytics-shadow-s1` (a shadow replay) runs as that group.
+    pub fn spawn_with_pod_env(
+        client: Client,
+        namespace: &str,
+        deployment: &str,
+        kind: ServiceKind,
+        bootstrap: String,
+        env: Vec<(&'static str, String)>,
+        log_dir: PathBuf,
+    ) -> Self {
+        let launch: Launch = Arc::new(move |d: Deployment, _| {
+            let (bootstrap, log_dir) = (bootstrap.clone(), log_dir.clone());
+            let merged = over(&env, &pod_env(&d));
+            Box::pin(async move {
+                let env: Vec<(&str, String)> = merged
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.clone()))
+                    .collect();
+                Service::start(kind, &bootstrap, &env, &log_dir).await
+            })
+        });
+        Self::with_launch(client, namespace, deployment, launch)
+    }
+
+    fn with_launch(client: Client, namespace: &str, deployment: &str, launch: Launch) -> Self {
         let cfg = watcher::Config::default().fields(&format!("metadata.name={deployment}"));
         Self {
             deployment: deployment.to_string(),
@@ -199,6 +233,43 @@ impl StandIn {
     pub async fn shutdown(self) {
         self.kubelet.shutdown().await
     }
+}
+
+/// The env a kubelet would give the pods of `deployment`, as far as a test process can have
+/// it: the entries of its first container that have a literal `value` (those `valueFrom` a
+/// field, Secret or ConfigMap are left out), in order.
+pub fn pod_env(deployment: &Deployment) -> Vec<(String, String)> {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.env.as_ref())
+        .map(|env| {
+            env.iter()
+                .filter_map(|e| e.value.as_ref().map(|v| (e.name.clone(), v.clone())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Variables the stand-in's process always gets from the test ([`Service::start`]: its broker
+/// and a free local port), whatever a Deployment says (e.g. a chart's in-cluster addresses).
+pub const SET_BY_THE_STAND_IN: [&str; 2] = ["KAFKA_BOOTSTRAP", "HTTP_ADDR"];
+
+/// `fixed` with `pod` over it: each variable once, the pod's value where both set it, except
+/// for [`SET_BY_THE_STAND_IN`].
+fn over(fixed: &[(&str, String)], pod: &[(String, String)]) -> Vec<(String, String)> {
+    let pod: Vec<&(String, String)> = pod
+        .iter()
+        .filter(|(k, _)| !SET_BY_THE_STAND_IN.contains(&k.as_str()))
+        .collect();
+    fixed
+        .iter()
+        .filter(|(k, _)| !pod.iter().any(|(p, _)| p == k))
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .chain(pod.iter().map(|kv| (*kv).clone()))
+        .collect()
 }
 
 /// Write a kubeconfig for service account `sa` (a fresh token from the TokenRequest API) that
@@ -244,4 +315,73 @@ pub async fn write_token_kubeconfig(
     });
     std::fs::write(path, serde_json::to_vec_pretty(&doc)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(containers: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "analytics-shadow-s1"},
+            "spec": {"selector": {"matchLabels": {"app": "analytics"}},
+                     "template": {"metadata": {"labels": {"app": "analytics"}},
+                                  "spec": {"containers": containers}}}
+        }))
+        .expect("a valid Deployment")
+    }
+
+    #[test]
+    fn the_first_containers_literal_env() {
+        let d = deployment(json!([
+            {"name": "analytics", "image": "orderflow",
+             "env": [{"name": "CONSUMER_GROUP", "value": "analytics-shadow-s1"},
+                     {"name": "REPLAY_NAMESPACE",
+                      "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                     {"name": "LAG_INTERVAL_MS", "value": "3000"}]},
+            {"name": "sidecar", "image": "x", "env": [{"name": "OTHER", "value": "1"}]}
+        ]));
+        assert_eq!(
+            pod_env(&d),
+            vec![
+                (
+                    "CONSUMER_GROUP".to_string(),
+                    "analytics-shadow-s1".to_string()
+                ),
+                ("LAG_INTERVAL_MS".to_string(), "3000".to_string()),
+            ]
+        );
+        let bare = deployment(json!([{"name": "analytics", "image": "orderflow"}]));
+        assert!(pod_env(&bare).is_empty());
+    }
+
+    #[test]
+    fn the_pods_value_wins_over_the_fixed_one() {
+        let fixed = [
+            ("CONSUMER_GROUP", "analytics".to_string()),
+            ("HTTP_ADDR", "127.0.0.1:0".to_string()),
+        ];
+        let pod = [
+            (
+                "CONSUMER_GROUP".to_string(),
+                "analytics-shadow-s1".to_string(),
+            ),
+            ("HTTP_ADDR".to_string(), "0.0.0.0:8082".to_string()),
+            ("KAFKA_BOOTSTRAP".to_string(), "kafka:9092".to_string()),
+        ];
+        assert_eq!(
+            over(&fixed, &pod),
+            vec![
+                ("HTTP_ADDR".to_string(), "127.0.0.1:0".to_string()),
+                (
+                    "CONSUMER_GROUP".to_string(),
+                    "analytics-shadow-s1".to_string()
+                ),
+            ],
+            "the pod's CONSUMER_GROUP; the stand-in's own address and broker stay"
+        );
+        assert_eq!(over(&fixed, &[]).len(), 2);
+    }
 }

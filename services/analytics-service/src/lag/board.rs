@@ -9,8 +9,6 @@ use std::time::Duration;
 use orderflowctl::LagSample;
 use serde::Serialize;
 
-use super::WATCHED;
-
 /// One point of the lag history at `at_ms` (Unix ms): per group, the total lag in records
 /// (`groups`) and the largest lag in seconds over its partitions (`seconds`). A group whose
 /// sample failed is missing from both; one whose lag in seconds is not known, from `seconds`.
@@ -49,6 +47,7 @@ pub struct LagView {
 #[derive(Debug, Clone)]
 pub struct LagBoard {
     capacity: usize,
+    groups: Vec<String>,
     interval_ms: u64,
     history: VecDeque<LagPoint>,
     latest: BTreeMap<String, Vec<PartitionRow>>,
@@ -56,9 +55,12 @@ pub struct LagBoard {
 }
 
 impl LagBoard {
-    pub fn new(capacity: usize, interval: Duration) -> Self {
+    /// The board of `groups` (in the order the dashboard shows them), keeping `capacity`
+    /// samples taken every `interval`.
+    pub fn new(capacity: usize, interval: Duration, groups: Vec<String>) -> Self {
         Self {
             capacity: capacity.max(1),
+            groups,
             interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
             history: VecDeque::new(),
             latest: BTreeMap::new(),
@@ -110,7 +112,7 @@ impl LagBoard {
     pub fn view(&self) -> LagView {
         LagView {
             interval_ms: self.interval_ms,
-            groups: WATCHED.iter().map(|(g, _)| g.to_string()).collect(),
+            groups: self.groups.clone(),
             history: self.history.iter().cloned().collect(),
             latest: self.latest.values().flatten().cloned().collect(),
             errors: self.errors.clone(),
@@ -126,6 +128,10 @@ pub(super) mod tests {
     use orderflowctl::timelag::NextRecord;
     use orderflowctl::PartitionLag;
 
+    fn two() -> Vec<String> {
+        vec!["inventory".into(), "analytics".into()]
+    }
+
     /// A sample of `orders` partitions 0, 1, ... with these (committed, high watermark).
     pub(in crate::lag) fn sample(total_per_partition: &[(Option<i64>, i64)]) -> LagSample {
         LagSample::new(
@@ -140,7 +146,7 @@ pub(super) mod tests {
 
     #[test]
     fn board_is_a_ring_buffer_of_totals() {
-        let mut b = LagBoard::new(3, Duration::from_millis(2000));
+        let mut b = LagBoard::new(3, Duration::from_millis(2000), two());
         for i in 0..5 {
             b.record(
                 i,
@@ -172,7 +178,7 @@ pub(super) mod tests {
 
     #[test]
     fn the_history_has_the_largest_lag_in_seconds_per_group() {
-        let mut b = LagBoard::new(3, Duration::from_millis(2000));
+        let mut b = LagBoard::new(3, Duration::from_millis(2000), two());
         let now = 1_795_000_000_000;
         let parts = vec![
             PartitionLag::new("orders", 0, Some(3), 0, 10)

@@ -1,5 +1,6 @@
 //! The consumer-lag exporter (like kafka-lag-exporter): every `LAG_INTERVAL_MS` it reads, for
-//! the groups `inventory` (on `orders`) and `analytics` (on `orders` and `inventory-events`),
+//! the groups `inventory` (on `orders`) and analytics' own (`CONSUMER_GROUP`, default
+//! `analytics`; on `orders` and `inventory-events`: [`watched`]),
 //! each partition's committed offset and high watermark, and exports
 //!
 //! - `orderflow_consumergroup_committed_offset{group,topic,partition}` (absent while the
@@ -26,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use orderflow_events::{GROUP_ANALYTICS, GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
+use orderflow_events::{GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_runtime::KafkaConfig;
 use orderflowctl::{LagProbe, LagSample};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -52,11 +53,25 @@ pub struct GroupLabels {
     pub group: String,
 }
 
-/// The groups whose lag is exported, with the topics each consumes.
-pub const WATCHED: [(&str, &[&str]); 2] = [
-    (GROUP_INVENTORY, &[TOPIC_ORDERS]),
-    (GROUP_ANALYTICS, &[TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS]),
-];
+/// A group whose lag is exported, with the topics it consumes.
+pub type Watched = (String, &'static [&'static str]);
+
+/// The groups whose lag is exported by an analytics consuming as `own_group`: `inventory`
+/// and `own_group`.
+pub fn watched(own_group: &str) -> Vec<Watched> {
+    vec![
+        (GROUP_INVENTORY.to_string(), &[TOPIC_ORDERS]),
+        (
+            own_group.to_string(),
+            &[TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS],
+        ),
+    ]
+}
+
+/// The names of the `watched` groups, in order (the dashboard's `lag.groups`).
+pub fn group_names(watched: &[Watched]) -> Vec<String> {
+    watched.iter().map(|(g, _)| g.clone()).collect()
+}
 
 /// The lag gauges.
 #[derive(Clone, Default)]
@@ -174,15 +189,16 @@ where
 /// that failed is opened afresh next time).
 fn sample_all(
     kafka: &KafkaConfig,
-    probes: &mut HashMap<&'static str, LagProbe>,
+    watched: &[Watched],
+    probes: &mut HashMap<String, LagProbe>,
     timeout: Duration,
 ) -> Vec<(String, Result<LagSample, String>)> {
-    let mut round = Vec::with_capacity(WATCHED.len());
-    for (group, topics) in WATCHED {
+    let mut round = Vec::with_capacity(watched.len());
+    for (group, topics) in watched {
         if !probes.contains_key(group) {
             match LagProbe::open(kafka, group, topics, timeout) {
                 Ok(p) => {
-                    probes.insert(group, p);
+                    probes.insert(group.clone(), p);
                 }
                 Err(e) => {
                     round.push((group.to_string(), Err(e.to_string())));
@@ -203,17 +219,19 @@ fn sample_all(
     round
 }
 
-/// Sample every `interval` until `token` is cancelled; each round updates `metrics` and
-/// `board`. Broker requests run on the blocking pool, each bounded by `timeout`.
+/// Sample the `watched` groups every `interval` until `token` is cancelled; each round
+/// updates `metrics` and `board`. Broker requests run on the blocking pool, each bounded by
+/// `timeout`.
 pub async fn run(
     kafka: KafkaConfig,
+    watched: Vec<Watched>,
     metrics: LagMetrics,
     board: SharedLag,
     interval: Duration,
     timeout: Duration,
     token: CancellationToken,
 ) {
-    let mut probes: HashMap<&'static str, LagProbe> = HashMap::new();
+    let mut probes: HashMap<String, LagProbe> = HashMap::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing: BTreeMap<String, String> = BTreeMap::new();
@@ -222,9 +240,9 @@ pub async fn run(
             _ = token.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let k = kafka.clone();
+        let (k, w) = (kafka.clone(), watched.clone());
         let taken = tokio::task::spawn_blocking(move || {
-            let round = sample_all(&k, &mut probes, timeout);
+            let round = sample_all(&k, &w, &mut probes, timeout);
             (probes, round)
         })
         .await;
@@ -276,6 +294,16 @@ mod tests {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
         out
+    }
+
+    #[test]
+    fn inventory_and_the_own_group_are_watched() {
+        let w = watched("analytics");
+        assert_eq!(group_names(&w), vec!["inventory", "analytics"]);
+        assert_eq!(w[1].1, &["orders", "inventory-events"]);
+        let w = watched("analytics-shadow-s1");
+        assert_eq!(group_names(&w), vec!["inventory", "analytics-shadow-s1"]);
+        assert_eq!(w[0].1, &["orders"]);
     }
 
     #[test]

@@ -104,8 +104,13 @@ pub struct Snapshots {
 }
 
 pub fn read_snapshots(kafka: &KafkaConfig) -> anyhow::Result<Snapshots> {
+    read_snapshots_of(kafka, TOPIC_ANALYTICS_SNAPSHOTS)
+}
+
+/// [`read_snapshots`] of another group's snapshot topic (`<group>-snapshots`).
+pub fn read_snapshots_of(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Snapshots> {
     let mut s = Snapshots::default();
-    for r in topics::read_all(kafka, TOPIC_ANALYTICS_SNAPSHOTS)? {
+    for r in topics::read_all(kafka, topic)? {
         anyhow::ensure!(
             r.partition == 0,
             "a snapshot record on partition {}",
@@ -119,7 +124,7 @@ pub fn read_snapshots(kafka: &KafkaConfig) -> anyhow::Result<Snapshots> {
             continue;
         }
         let rec = decode_snapshot(r.key.as_deref(), &r.raw)
-            .map_err(|e| anyhow::anyhow!("analytics-snapshots@{}: {e}", r.offset))?;
+            .map_err(|e| anyhow::anyhow!("{topic}@{}: {e}", r.offset))?;
         s.latest.insert(key, rec);
     }
     Ok(s)

@@ -2,10 +2,14 @@
 //! the Helm chart does, or `KUBERNETES_SERVICE_HOST` set) analytics lists the ReplayRequests
 //! of its namespace every few seconds, with its ServiceAccount's get/list/watch on
 //! `replayrequests` (the chart's Role `analytics`), and shows each one's name, phase, message
-//! and times. Outside Kubernetes the panel says it is not available.
+//! and times; a shadow replay also its shadow ([`shadow`]: group, progress, and the shadow's
+//! and the live analytics' numbers the controller recorded). Outside Kubernetes the panel says
+//! it is not available.
 //!
 //! The objects are read as untyped JSON (no dependency on the controller's crate), so every
 //! rule is in [`summarize`], tested without a cluster.
+
+pub mod shadow;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -14,6 +18,8 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+
+pub use shadow::ShadowSummary;
 
 /// How many requests the panel shows (the newest first).
 pub const SHOWN: usize = 10;
@@ -51,6 +57,10 @@ pub struct ReplaySummary {
     pub created_at: String,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
+    /// `spec.strategy`: `InPlace` (absent) or `Shadow`.
+    pub strategy: String,
+    /// A shadow replay's shadow (`None` for `InPlace`).
+    pub shadow: Option<ShadowSummary>,
 }
 
 /// The panel: `GET /api/dashboard`'s `replays`.
@@ -90,6 +100,8 @@ pub fn summarize(objects: &[Value], limit: usize) -> Vec<ReplaySummary> {
             created_at: text(o, &["metadata", "creationTimestamp"]).unwrap_or_default(),
             started_at: text(o, &["status", "startedAt"]),
             completed_at: text(o, &["status", "completedAt"]),
+            strategy: shadow::strategy(o),
+            shadow: shadow::summarize(o),
         })
         .collect();
     // RFC 3339 UTC timestamps sort as text
@@ -203,7 +215,7 @@ fn set_error(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -221,7 +233,7 @@ mod tests {
         assert!(matches!(mode(Some(""), Some("")), Mode::Off(_)));
     }
 
-    fn rr(name: &str, created: &str, status: Option<Value>) -> Value {
+    pub(super) fn rr(name: &str, created: &str, status: Option<Value>) -> Value {
         let mut v = json!({
             "apiVersion": "orderflow.io/v1alpha1",
             "kind": "ReplayRequest",
@@ -266,6 +278,8 @@ mod tests {
         assert_eq!(all[2].consumer_group, "analytics");
         assert_eq!(all[2].reset_to, "earliest");
         assert_eq!(all[2].namespace, "orderflow");
+        assert_eq!(all[2].strategy, "InPlace", "no spec.strategy");
+        assert_eq!(all[2].shadow, None);
     }
 
     #[tokio::test]
