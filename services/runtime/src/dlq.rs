@@ -177,7 +177,7 @@ impl Dlq {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orderflow_events::{GROUP_ANALYTICS, TOPIC_ORDERS};
+    use orderflow_events::{GROUP_ANALYTICS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
     use rdkafka::message::{OwnedMessage, Timestamp};
     use rdkafka::ClientConfig;
 
@@ -210,6 +210,35 @@ mod tests {
             text.contains(
                 "orderflow_bad_records_skipped_total{topic=\"orders\",reason=\"not_json\"} 1"
             ),
+            "{text}"
+        );
+        assert!(!text.contains("orderflow_dlq_records_total{"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_shadow_group_skips_the_bad_records_its_live_group_reports() {
+        let mut registry = Registry::default();
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .create()
+            .unwrap();
+        // analytics reports bad inventory-events; its shadow copy must not report them again
+        let dlq = Dlq::new(format!("{GROUP_ANALYTICS}-shadow-s1"), &mut registry);
+        let msg = OwnedMessage::new(
+            Some(b"nope".to_vec()),
+            None,
+            TOPIC_INVENTORY_EVENTS.to_string(),
+            Timestamp::NotAvailable,
+            2,
+            5,
+            None,
+        );
+        let sent = dlq.reject_via(&producer, &msg, &DecodeError::NotAnObject);
+        assert!(matches!(sent, Ok(None)), "skipped, not sent");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("orderflow_bad_records_skipped_total{topic=\"inventory-events\",reason=\"not_an_object\"} 1"),
             "{text}"
         );
         assert!(!text.contains("orderflow_dlq_records_total{"), "{text}");

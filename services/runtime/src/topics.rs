@@ -307,5 +307,7 @@ mod tests {
             topic_config(TOPIC_ORDERS),
             vec![("retention.ms", "604800000".to_string())]
         );
+        // a store named after another group (<group>-snapshots) is created the same way
+        assert_eq!(compacted_config(), topic_config(TOPIC_ANALYTICS_SNAPSHOTS));
     }
 }
