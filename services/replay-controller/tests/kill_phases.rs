@@ -40,11 +40,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use common::{
-    apply_rr, create_deployment, event_reasons_with, events, log_ends, metrics_when, phase,
-    replicas, rr, setup, stand_ins, start_controller, stray_consumer, wait_group_members, wait_rr,
-    waiting_for_stray, Env,
+    apply_rr, create_deployment, create_probe, event_reasons_with, events, log_ends, metrics_when,
+    phase, refuse_phase, replicas, rr, setup, stand_ins, start_controller, stray_consumer,
+    wait_group_members, wait_rr, waiting_for_stray, Env,
 };
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
 use orderflow_events::CommitMark;
@@ -58,8 +57,6 @@ use replay_controller::crd::{Phase, ReplayRequest, Restore};
 use serde_json::{json, Value};
 
 const NS: &str = "default";
-/// Where the probe request lives (the controller only watches `NS`).
-const PROBE_NS: &str = "probe";
 const ORDERS: u64 = 1500;
 /// Orders published while inventory is held at 0 in the HoldingLag round: the lag.
 const LAG_ORDERS: u64 = 300;
@@ -79,57 +76,6 @@ fn spec(hold_seconds: u32) -> Value {
            "topics": [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS], "resetTo": "earliest",
            "lag": {"deployment": "inventory", "replicas": 0, "holdSeconds": hold_seconds,
                    "sampleSeconds": 1}})
-}
-
-/// Make the API server refuse (`refuse`) or accept again status writes that enter `phase`.
-/// The CRD's schema lists the phases a status may name; without `phase` in that list a
-/// status write entering it fails validation (422), as it would behind a refusing admission
-/// webhook. The controller then keeps retrying that write (a failed reconcile) with the
-/// previous phase persisted: it is held between two phases for as long as the test wants.
-/// Returns once a dry-run status write on the probe request gets the expected answer.
-async fn refuse_phase(env: &Env, phase: Phase, refuse: bool) -> anyhow::Result<()> {
-    let mut crd = common::shipped_crd()?;
-    if refuse {
-        crd.pointer_mut(
-            "/spec/versions/0/schema/openAPIV3Schema/properties/status/properties/phase/enum",
-        )
-        .and_then(Value::as_array_mut)
-        .ok_or_else(|| anyhow!("the CRD has no status.phase enum"))?
-        .retain(|v| v.as_str() != Some(phase.as_str()));
-    }
-    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
-    crds.patch(
-        "replayrequests.orderflow.io",
-        &PatchParams::apply("test").force(),
-        &Patch::Apply(&crd),
-    )
-    .await?;
-    let probes: Api<ReplayRequest> = Api::namespaced(env.client.clone(), PROBE_NS);
-    let what = if refuse { "refused" } else { "accepted" };
-    wait::until(
-        &format!("status writes entering {phase} to be {what}"),
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        || {
-            let probes = probes.clone();
-            async move {
-                let dry = PatchParams {
-                    dry_run: true,
-                    ..PatchParams::default()
-                };
-                let body = json!({"status": {"phase": phase.as_str()}});
-                match probes
-                    .patch_status("probe", &dry, &Patch::Merge(&body))
-                    .await
-                {
-                    Ok(_) => (!refuse).then_some(()),
-                    Err(kube::Error::Api(e)) if e.code == 422 => refuse.then_some(()),
-                    Err(_) => None,
-                }
-            }
-        },
-    )
-    .await
 }
 
 /// Failed reconciles of this controller process (a refused status write is one).
@@ -401,9 +347,7 @@ async fn controller_killed_in_every_phase_resumes_and_replays_once() -> anyhow::
     let c = env.client.clone();
     create_deployment(&c, NS, "analytics", 1).await?;
     create_deployment(&c, NS, "inventory", 2).await?;
-    // the probe request refuse_phase checks the schema with (no controller watches there)
-    env.cp.kubectl(&["create", "namespace", PROBE_NS])?;
-    apply_rr(&c, PROBE_NS, rr("probe", spec(1))).await?;
+    create_probe(&env).await?;
     let logs = env.dir.join("logs");
     let (analytics, inventory) = stand_ins(&env, NS, &logs);
     let order = Service::start(ServiceKind::Order, &env.broker.bootstrap, &[], &logs).await?;

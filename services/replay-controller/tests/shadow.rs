@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{apply_rr, log_ends, metrics_when, phase, rr, setup, start_controller, wait_rr};
+use common::{
+    apply_rr, create_probe, event_reasons_with, metrics_when, phase, refuse_phase, rr, setup,
+    start_controller, wait_rr,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use orderflow_testkit::envtest::StandIn;
@@ -112,63 +115,136 @@ fn decided(m: &Value) -> u64 {
     m["reserved_total"].as_u64().unwrap_or(0) + m["failed_total"].as_u64().unwrap_or(0)
 }
 
+/// The pipeline a shadow replays: analytics (live, a stand-in that runs the copy too),
+/// inventory and order processes; 1200 orders decided before the target, 500 after.
+struct Shop {
+    env: common::Env,
+    live: Arc<StandIn>,
+    copy: Arc<StandIn>,
+    /// The replay target: after every record of the first batch.
+    target: String,
+    /// The live numbers once all 1700 orders are decided.
+    all: Value,
+    _procs: (Service, Service),
+}
+
+impl Shop {
+    async fn start(name: &str) -> anyhow::Result<Self> {
+        let env = setup(name).await?;
+        let (c, ns) = (env.client.clone(), "default");
+        let logs = env.dir.join("logs");
+        create_analytics(&c, ns).await?;
+        let standin = |name: &str| {
+            Arc::new(StandIn::spawn_with_pod_env(
+                c.clone(),
+                ns,
+                name,
+                ServiceKind::Analytics,
+                env.broker.bootstrap.clone(),
+                vec![("COMMIT_INTERVAL_MS", "200".to_string())],
+                logs.clone(),
+            ))
+        };
+        let (live, copy) = (standin("analytics"), standin(COPY));
+        let inventory =
+            Service::start(ServiceKind::Inventory, &env.broker.bootstrap, &[], &logs).await?;
+        let order = Service::start(ServiceKind::Order, &env.broker.bootstrap, &[], &logs).await?;
+        let post = |count: u64| {
+            let order = &order;
+            async move {
+                let (status, _) = order
+                    .post_json(
+                        "/orders/bulk",
+                        &json!({"count": count}),
+                        Duration::from_secs(60),
+                    )
+                    .await?;
+                anyhow::ensure!(status == 200, "POST /orders/bulk: {status}");
+                anyhow::Ok(())
+            }
+        };
+        post(1200).await?;
+        metrics_when(&live, "live analytics to count 1200 decided orders", |m| {
+            m["orders_total"] == 1200 && decided(m) == 1200
+        })
+        .await?;
+        let target = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        wait::until(
+            "the clock to pass the target",
+            Duration::from_secs(5),
+            Duration::from_millis(5),
+            || {
+                let t = target.clone();
+                async move {
+                    (chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true) > t)
+                        .then_some(())
+                }
+            },
+        )
+        .await?;
+        post(500).await?;
+        let all = metrics_when(&live, "live analytics to count 1700 decided orders", |m| {
+            m["orders_total"] == 1700 && decided(m) == 1700
+        })
+        .await?;
+        Ok(Self {
+            env,
+            live,
+            copy,
+            target,
+            all,
+            _procs: (order, inventory),
+        })
+    }
+
+    fn spec(&self, strategy: &str) -> Value {
+        json!({"consumerGroup": "analytics", "deployment": "analytics",
+               "topics": ["orders", "inventory-events"], "resetTo": "timestamp",
+               "timestamp": self.target, "strategy": strategy})
+    }
+
+    async fn promote(&self, name: &str) -> anyhow::Result<()> {
+        let rrs: Api<replay_controller::ReplayRequest> =
+            Api::namespaced(self.env.client.clone(), "default");
+        let patch = json!({"spec": {"promote": true}});
+        rrs.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    /// The shadow is gone: copy, group, state topic.
+    async fn shadow_removed(&self) -> anyhow::Result<()> {
+        let api = Api::<Deployment>::namespaced(self.env.client.clone(), "default");
+        assert!(api.get_opt(COPY).await?.is_none());
+        let k = self.env.broker.kafka();
+        let (group, topics) = tokio::task::spawn_blocking(move || {
+            let t = Duration::from_secs(10);
+            anyhow::Ok((
+                orderflowctl::describe_group(&k, COPY, t)?,
+                orderflowctl::state::state_topics(&k, COPY, t)?,
+            ))
+        })
+        .await??;
+        assert_eq!(group.state, "Dead", "the shadow group is deleted");
+        assert!(topics.is_empty(), "{topics:?}");
+        Ok(())
+    }
+
+    async fn shutdown(self) {
+        for s in [self.live, self.copy] {
+            if let Ok(s) = Arc::try_unwrap(s) {
+                s.shutdown().await;
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shadow_then_promote_equals_an_in_place_replay_and_the_live_api_never_stops(
 ) -> anyhow::Result<()> {
-    let env = setup("shadow").await?;
+    let shop = Shop::start("shadow").await?;
+    let (env, live, copy, all) = (&shop.env, &shop.live, &shop.copy, &shop.all);
     let (c, ns) = (env.client.clone(), "default");
-    let logs = env.dir.join("logs");
-    create_analytics(&c, ns).await?;
-    let standin = |name: &str| {
-        Arc::new(StandIn::spawn_with_pod_env(
-            c.clone(),
-            ns,
-            name,
-            ServiceKind::Analytics,
-            env.broker.bootstrap.clone(),
-            vec![("COMMIT_INTERVAL_MS", "200".to_string())],
-            logs.clone(),
-        ))
-    };
-    let (live, copy) = (standin("analytics"), standin(COPY));
-    let inventory = Service::start(ServiceKind::Inventory, &env.broker.bootstrap, &[], &logs).await?;
-    let order = Service::start(ServiceKind::Order, &env.broker.bootstrap, &[], &logs).await?;
-    let post = |count: u64| {
-        let order = &order;
-        async move {
-            let (status, _) = order
-                .post_json("/orders/bulk", &json!({"count": count}), Duration::from_secs(60))
-                .await?;
-            anyhow::ensure!(status == 200, "POST /orders/bulk: {status}");
-            anyhow::Ok(())
-        }
-    };
-    post(1200).await?;
-    metrics_when(&live, "live analytics to count 1200 decided orders", |m| {
-        m["orders_total"] == 1200 && decided(m) == 1200
-    })
-    .await?;
-    // the replay's target: after every record of the first batch (orders and decisions)
-    let target = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    wait::until(
-        "the clock to pass the target",
-        Duration::from_secs(5),
-        Duration::from_millis(5),
-        || {
-            let t = target.clone();
-            async move {
-                (chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true) > t)
-                    .then_some(())
-            }
-        },
-    )
-    .await?;
-    post(500).await?;
-    let all = metrics_when(&live, "live analytics to count 1700 decided orders", |m| {
-        m["orders_total"] == 1700 && decided(m) == 1700
-    })
-    .await?;
-
     let polls = Arc::new(Polls::default());
     let poller = play_the_service(
         c.clone(),
@@ -176,86 +252,333 @@ async fn shadow_then_promote_equals_an_in_place_replay_and_the_live_api_never_st
         vec![("analytics", live.clone()), (COPY, copy.clone())],
         polls.clone(),
     );
-    let ctl = start_controller(&env, &[("WATCH_NAMESPACE", ns.to_string())]).await?;
-    let spec = |strategy: &str| {
-        json!({"consumerGroup": "analytics", "deployment": "analytics",
-               "topics": ["orders", "inventory-events"], "resetTo": "timestamp",
-               "timestamp": target, "strategy": strategy})
-    };
+    let ctl = start_controller(env, &[("WATCH_NAMESPACE", ns.to_string())]).await?;
+    let spec = |strategy: &str| shop.spec(strategy);
     apply_rr(&c, ns, rr("s1", spec("Shadow"))).await?;
-    let shadowing = wait_rr(&c, ns, "s1", "Shadowing with numbers", Duration::from_secs(120), |o| {
-        phase(o).is_final()
-            || (phase(o) == Phase::Shadowing
-                && o.status.as_ref().and_then(|s| s.shadow.as_ref()).and_then(|s| s.metrics.as_ref())
-                    .and_then(|m| m.shadow.as_ref())
-                    .is_some_and(|m| m.orders_total == 500 && m.reserved_total + m.failed_total == 500))
-    })
+    let shadowing = wait_rr(
+        &c,
+        ns,
+        "s1",
+        "Shadowing with numbers",
+        Duration::from_secs(120),
+        |o| {
+            phase(o).is_final()
+                || (phase(o) == Phase::Shadowing
+                    && o.status
+                        .as_ref()
+                        .and_then(|s| s.shadow.as_ref())
+                        .and_then(|s| s.metrics.as_ref())
+                        .and_then(|m| m.shadow.as_ref())
+                        .is_some_and(|m| {
+                            m.orders_total == 500 && m.reserved_total + m.failed_total == 500
+                        }))
+        },
+    )
     .await?;
-    assert_eq!(phase(&shadowing), Phase::Shadowing, "{:?}", shadowing.status);
-    let sh = shadowing.status.clone().and_then(|s| s.shadow).unwrap_or_default();
+    assert_eq!(
+        phase(&shadowing),
+        Phase::Shadowing,
+        "{:?}",
+        shadowing.status
+    );
+    let sh = shadowing
+        .status
+        .clone()
+        .and_then(|s| s.shadow)
+        .unwrap_or_default();
     assert_eq!(sh.consumer_group, COPY);
     let m = sh.metrics.clone().unwrap_or_default();
-    assert_eq!(m.live.map(|l| l.orders_total), Some(1700), "the live numbers beside");
+    assert_eq!(
+        m.live.map(|l| l.orders_total),
+        Some(1700),
+        "the live numbers beside"
+    );
     // the copy itself counts the replay: the 500 orders after the target
-    let replayed = metrics_when(&copy, "the copy to count 500 orders", |m| {
+    let replayed = metrics_when(copy, "the copy to count 500 orders", |m| {
         m["orders_total"] == 500 && decided(m) == 500
     })
     .await?;
     // the live analytics was never scaled nor restarted, and still counts everything
     assert_eq!(live.seen(), vec![1]);
-    let live_now = metrics_when(&live, "live analytics unchanged", |m| m["orders_total"] == 1700).await?;
-    assert_eq!(numbers(&live_now), numbers(&all));
+    let live_now = metrics_when(live, "live analytics unchanged", |m| {
+        m["orders_total"] == 1700
+    })
+    .await?;
+    assert_eq!(numbers(&live_now), numbers(all));
 
-    let rrs: Api<replay_controller::ReplayRequest> = Api::namespaced(c.clone(), ns);
-    rrs.patch("s1", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"promote": true}})))
-        .await?;
-    let done = wait_rr(&c, ns, "s1", "promoted", Duration::from_secs(120), |o| phase(o).is_final()).await?;
+    shop.promote("s1").await?;
+    let done = wait_rr(&c, ns, "s1", "promoted", Duration::from_secs(120), |o| {
+        phase(o).is_final()
+    })
+    .await?;
     assert_eq!(phase(&done), Phase::Succeeded, "{:?}", done.status);
-    let sh = done.status.clone().and_then(|s| s.shadow).unwrap_or_default();
-    assert!(sh.serving_at.is_some() && sh.promoted_at.is_some() && sh.removed_at.is_some(), "{sh:?}");
-    let promoted = metrics_when(&live, "live analytics on the shadow's numbers", |m| {
+    let sh = done
+        .status
+        .clone()
+        .and_then(|s| s.shadow)
+        .unwrap_or_default();
+    assert!(
+        sh.serving_at.is_some() && sh.promoted_at.is_some() && sh.removed_at.is_some(),
+        "{sh:?}"
+    );
+    let promoted = metrics_when(live, "live analytics on the shadow's numbers", |m| {
         m["orders_total"] == 500 && decided(m) == 500
     })
     .await?;
-    assert_eq!(numbers(&promoted), numbers(&replayed), "the live state is the shadow's");
+    assert_eq!(
+        numbers(&promoted),
+        numbers(&replayed),
+        "the live state is the shadow's"
+    );
     poller_stop(&polls);
     let failures = poller.await?;
-    assert_eq!(polls.failed.load(Ordering::SeqCst), 0, "the Service did not answer: {failures:?}");
+    assert_eq!(
+        polls.failed.load(Ordering::SeqCst),
+        0,
+        "the Service did not answer: {failures:?}"
+    );
     assert!(polls.ok.load(Ordering::SeqCst) > 20);
 
-    // the shadow is gone: copy, group, state topic
-    assert!(Api::<Deployment>::namespaced(c.clone(), ns).get_opt(COPY).await?.is_none());
-    let kafka = env.broker.kafka();
-    let k = kafka.clone();
-    let (group, topics) = tokio::task::spawn_blocking(move || {
-        let t = Duration::from_secs(10);
-        anyhow::Ok((
-            orderflowctl::describe_group(&k, COPY, t)?,
-            orderflowctl::state::state_topics(&k, COPY, t)?,
-        ))
-    })
-    .await??;
-    assert_eq!(group.state, "Dead", "the shadow group is deleted");
-    assert!(topics.is_empty(), "{topics:?}");
+    shop.shadow_removed().await?;
 
     // an in-place replay to the same target gives the same numbers
     apply_rr(&c, ns, rr("in-place", spec("InPlace"))).await?;
-    let done = wait_rr(&c, ns, "in-place", "done", Duration::from_secs(120), |o| phase(o).is_final()).await?;
+    let done = wait_rr(&c, ns, "in-place", "done", Duration::from_secs(120), |o| {
+        phase(o).is_final()
+    })
+    .await?;
     assert_eq!(phase(&done), Phase::Succeeded, "{:?}", done.status);
-    let in_place = metrics_when(&live, "live analytics after the in-place replay", |m| {
+    let in_place = metrics_when(live, "live analytics after the in-place replay", |m| {
         m["orders_total"] == 500 && decided(m) == 500
     })
     .await?;
     assert_eq!(numbers(&in_place), numbers(&promoted));
-    assert!(!log_ends(&kafka).await?.is_empty());
 
     ctl.stop(Duration::from_secs(10)).await?;
-    drop((order, inventory));
-    for s in [live, copy] {
-        if let Ok(s) = Arc::try_unwrap(s) {
-            s.shutdown().await;
-        }
-    }
+    shop.shutdown().await;
+    Ok(())
+}
+
+/// The controller SIGKILLed in each shadow step, held there by refusing the status write
+/// that leaves it (kill_phases.rs explains the technique): the restarted controller resumes,
+/// and nothing is made twice. Held points, in order:
+/// - entering ShadowCatchingUp refused: the shadow group is reset (recorded) and the copy
+///   created; the restart finds its own copy and neither resets nor creates again;
+/// - entering Shadowing refused: the copy caught up; the restart follows it again;
+/// - Shadowing itself, where a shadow rests;
+/// - entering Restoring refused: the copy serves with the live labels, analytics is at 0,
+///   the shadow's commits and state are copied onto the live ones but not recorded; the
+///   restart copies again (nothing new) and restores analytics once;
+/// - entering Succeeded refused: the live group caught up and the shadow is removed but not
+///   recorded; the restart finds nothing left to remove.
+///
+/// Then: one Event per phase, analytics scaled down and up once, the copy created once, the
+/// live numbers the shadow's, and the shadow gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn controller_killed_in_each_shadow_step_resumes_without_doing_anything_twice(
+) -> anyhow::Result<()> {
+    let shop = Shop::start("shadow-kill").await?;
+    let env = &shop.env;
+    let (c, ns) = (env.client.clone(), "default");
+    create_probe(env).await?;
+    let vars = [("WATCH_NAMESPACE", ns.to_string())];
+    let mut ctl = start_controller(env, &vars).await?;
+    let held = |p: Phase| move |o: &replay_controller::ReplayRequest| phase(o) == p;
+    let hold = |refused: Phase, before: Phase| async move {
+        refuse_phase(env, refused, true).await?;
+        anyhow::Ok(before)
+    };
+
+    // ShadowStarting, held after the copy is created
+    hold(Phase::ShadowCatchingUp, Phase::ShadowStarting).await?;
+    apply_rr(&c, ns, rr("s1", shop.spec("Shadow"))).await?;
+    wait::until(
+        "the copy to run",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let up = shop.copy.url().is_some();
+            async move { up.then_some(()) }
+        },
+    )
+    .await?;
+    let at = wait_rr(
+        &c,
+        ns,
+        "s1",
+        "ShadowStarting with the reset recorded",
+        Duration::from_secs(60),
+        |o| {
+            held(Phase::ShadowStarting)(o)
+                && o.status
+                    .as_ref()
+                    .and_then(|s| s.shadow.as_ref())
+                    .is_some_and(|s| s.reset_at.is_some())
+        },
+    )
+    .await?;
+    ctl.kill();
+    refuse_phase(env, Phase::ShadowCatchingUp, false).await?;
+    // ShadowCatchingUp, held once caught up
+    hold(Phase::Shadowing, Phase::ShadowCatchingUp).await?;
+    ctl = start_controller(env, &vars).await?;
+    let caught = wait_rr(
+        &c,
+        ns,
+        "s1",
+        "ShadowCatchingUp caught up",
+        Duration::from_secs(60),
+        |o| held(Phase::ShadowCatchingUp)(o),
+    )
+    .await?;
+    assert_eq!(
+        caught.status.as_ref().and_then(|s| s.started_at.clone()),
+        at.status.as_ref().and_then(|s| s.started_at.clone()),
+        "the restart resumed the request"
+    );
+    metrics_when(&shop.copy, "the copy to count 500 orders", |m| {
+        m["orders_total"] == 500
+    })
+    .await?;
+    ctl.kill();
+    refuse_phase(env, Phase::Shadowing, false).await?;
+    ctl = start_controller(env, &vars).await?;
+    wait_rr(
+        &c,
+        ns,
+        "s1",
+        "Shadowing",
+        Duration::from_secs(60),
+        held(Phase::Shadowing),
+    )
+    .await?;
+    // Shadowing: at rest
+    ctl.kill();
+    ctl = start_controller(env, &vars).await?;
+    // Promoting, held with the copies made
+    hold(Phase::Restoring, Phase::Promoting).await?;
+    shop.promote("s1").await?;
+    wait::until(
+        "analytics to stop for the promotion",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let stopped = shop.live.url().is_none();
+            async move { stopped.then_some(()) }
+        },
+    )
+    .await?;
+    let promoting = wait_rr(
+        &c,
+        ns,
+        "s1",
+        "Promoting, copies made",
+        Duration::from_secs(60),
+        held(Phase::Promoting),
+    )
+    .await?;
+    assert!(promoting
+        .status
+        .as_ref()
+        .and_then(|s| s.shadow.as_ref())
+        .is_some_and(|s| s.serving_at.is_some()));
+    // the copies are made within the step that is refused: wait for the live commits
+    let kafka = env.broker.kafka();
+    wait::until(
+        "the live group to carry the shadow's commits",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let k = kafka.clone();
+            async move {
+                let (live, shadow) = tokio::task::spawn_blocking(move || {
+                    let t = Duration::from_secs(5);
+                    let topics = ["orders", "inventory-events"];
+                    Some((
+                        orderflowctl::committed_offsets(&k, "analytics", &topics, t).ok()?,
+                        orderflowctl::committed_offsets(&k, COPY, &topics, t).ok()?,
+                    ))
+                })
+                .await
+                .ok()??;
+                orderflowctl::copy_changes(&shadow, &live)
+                    .is_empty()
+                    .then_some(())
+            }
+        },
+    )
+    .await?;
+    ctl.kill();
+    refuse_phase(env, Phase::Restoring, false).await?;
+    // CatchingUp, held with the shadow removed
+    hold(Phase::Succeeded, Phase::CatchingUp).await?;
+    ctl = start_controller(env, &vars).await?;
+    wait::until(
+        "the copy to be deleted",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let gone = shop.copy.url().is_none();
+            async move { gone.then_some(()) }
+        },
+    )
+    .await?;
+    shop.shadow_removed().await?;
+    let held_at = wait_rr(
+        &c,
+        ns,
+        "s1",
+        "still CatchingUp",
+        Duration::from_secs(5),
+        |o| held(Phase::CatchingUp)(o),
+    )
+    .await?;
+    let removal = held_at
+        .status
+        .and_then(|s| s.shadow)
+        .and_then(|s| s.removed_at);
+    assert!(removal.is_none(), "the removal is not recorded yet");
+    ctl.kill();
+    refuse_phase(env, Phase::Succeeded, false).await?;
+    ctl = start_controller(env, &vars).await?;
+
+    let done = wait_rr(&c, ns, "s1", "Succeeded", Duration::from_secs(60), |o| {
+        phase(o).is_final()
+    })
+    .await?;
+    assert_eq!(phase(&done), Phase::Succeeded, "{:?}", done.status);
+    let reasons = event_reasons_with(&c, ns, "s1", "Succeeded").await?;
+    assert_eq!(
+        reasons,
+        [
+            "ShadowStarting",
+            "ShadowCatchingUp",
+            "Shadowing",
+            "Promoting",
+            "Restoring",
+            "CatchingUp",
+            "Succeeded"
+        ],
+        "one Event per phase: {reasons:?}"
+    );
+    assert_eq!(
+        shop.live.seen(),
+        vec![1, 0, 1],
+        "analytics scaled down and up once"
+    );
+    assert_eq!(
+        shop.copy.seen(),
+        vec![1, 0],
+        "the copy created once, then deleted"
+    );
+    let promoted = metrics_when(&shop.live, "live analytics on the shadow's numbers", |m| {
+        m["orders_total"] == 500 && decided(m) == 500
+    })
+    .await?;
+    assert_eq!(promoted["orders_total"], 500);
+    shop.shadow_removed().await?;
+    ctl.stop(Duration::from_secs(10)).await?;
+    shop.shutdown().await;
     Ok(())
 }
 

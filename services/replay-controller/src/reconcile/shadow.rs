@@ -303,8 +303,8 @@ impl Run<'_> {
                 replicas,
             }];
             let msg = format!(
-                "promoting: scaling deployment {} from {replicas} to 0 and the copy {} to 0, to move group {} to shadow group {}'s offsets and state",
-                spec.deployment, sh.deployment, spec.consumer_group, sh.consumer_group
+                "promoting: the copy {} takes the live pods' labels and serves beside them; then deployment {} goes from {replicas} to 0 and group {} moves to shadow group {}'s offsets and state",
+                sh.deployment, spec.deployment, spec.consumer_group, sh.consumer_group
             );
             self.enter(st, Phase::Promoting, msg);
             return Ok(Next::Continue);

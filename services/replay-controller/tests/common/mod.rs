@@ -464,3 +464,72 @@ pub fn commit_offsets(
     consumer.commit(&tpl, CommitMode::Sync)?;
     Ok(())
 }
+
+/// Where the probe request lives: a namespace no controller under test watches.
+pub const PROBE_NS: &str = "probe";
+
+/// The probe request [`refuse_phase`] checks the schema with.
+pub async fn create_probe(env: &Env) -> anyhow::Result<()> {
+    env.cp.kubectl(&["create", "namespace", PROBE_NS])?;
+    apply_rr(
+        &env.client,
+        PROBE_NS,
+        rr(
+            "probe",
+            json!({"consumerGroup": "probe", "deployment": "probe", "topics": ["orders"],
+                   "resetTo": "earliest"}),
+        ),
+    )
+    .await
+}
+
+/// Make the API server refuse (`refuse`) or accept again status writes that enter `phase`.
+/// The CRD's schema lists the phases a status may name; without `phase` in that list a
+/// status write entering it fails validation (422), as it would behind a refusing admission
+/// webhook. The controller then keeps retrying that write (a failed reconcile) with the
+/// previous phase persisted: it is held between two phases for as long as the test wants.
+/// Returns once a dry-run status write on the probe request gets the expected answer.
+pub async fn refuse_phase(env: &Env, phase: Phase, refuse: bool) -> anyhow::Result<()> {
+    let mut crd = shipped_crd()?;
+    if refuse {
+        crd.pointer_mut(
+            "/spec/versions/0/schema/openAPIV3Schema/properties/status/properties/phase/enum",
+        )
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| anyhow::anyhow!("the CRD has no status.phase enum"))?
+        .retain(|v| v.as_str() != Some(phase.as_str()));
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    crds.patch(
+        "replayrequests.orderflow.io",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    let probes: Api<ReplayRequest> = Api::namespaced(env.client.clone(), PROBE_NS);
+    let what = if refuse { "refused" } else { "accepted" };
+    wait::until(
+        &format!("status writes entering {phase} to be {what}"),
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let probes = probes.clone();
+            async move {
+                let dry = PatchParams {
+                    dry_run: true,
+                    ..PatchParams::default()
+                };
+                let body = json!({"status": {"phase": phase.as_str()}});
+                match probes
+                    .patch_status("probe", &dry, &Patch::Merge(&body))
+                    .await
+                {
+                    Ok(_) => (!refuse).then_some(()),
+                    Err(kube::Error::Api(e)) if e.code == 422 => refuse.then_some(()),
+                    Err(_) => None,
+                }
+            }
+        },
+    )
+    .await
+}
