@@ -1,7 +1,8 @@
 //! The users' flow on the test bed's kind cluster (Kubernetes v1.33 built here, a real kubelet,
 //! containerd, CoreDNS, kube-proxy): `helm install` of the chart with the project's images and
 //! Apache Kafka in the release, 10,000 orders over HTTP through the order Service's NodePort,
-//! `kubectl apply` of deploy/samples/replay.yaml and lag.yaml, `kubectl get rr`, the JSON lines
+//! `kubectl apply` of deploy/samples/replay.yaml, lag.yaml, replay-timestamp.yaml and
+//! shadow.yaml (promoted, the analytics Service polled throughout), `kubectl get rr`, the JSON lines
 //! of `kubectl logs`, and a screenshot of the dashboard through the analytics Service.
 //!
 //! Built only with the `kind` feature (`required-features` in Cargo.toml), so a plain
@@ -13,6 +14,7 @@
 mod checks;
 mod flow;
 mod report;
+mod shadow;
 
 use flow::{run, Options};
 
@@ -20,7 +22,7 @@ use flow::{run, Options};
 async fn users_flow_on_kind() -> anyhow::Result<()> {
     let opts = Options::default();
     let outcome = run(&opts).await?;
-    for name in ["replay-1", "lag-1", "replay-from-time"] {
+    for name in ["replay-1", "lag-1", "replay-from-time", "shadow-1"] {
         assert!(outcome.get_rr.contains(name), "{}", outcome.get_rr);
     }
     for column in ["PHASE", "GROUP", "RESET", "LAG PEAK", "AGE"] {
@@ -28,7 +30,7 @@ async fn users_flow_on_kind() -> anyhow::Result<()> {
     }
     assert_eq!(
         outcome.get_rr.matches("Succeeded").count(),
-        3,
+        4,
         "{}",
         outcome.get_rr
     );
