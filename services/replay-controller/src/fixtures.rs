@@ -91,6 +91,8 @@ struct FakeApi {
     hpas: Vec<Value>,
     /// Full Deployment objects (GET, POST, DELETE), beside their replicas in `deployments`.
     objects: HashMap<String, Value>,
+    /// A patched Deployment's new rollout never becomes available.
+    stalled: bool,
     calls: Vec<Call>,
 }
 
@@ -265,6 +267,7 @@ pub fn harness(rr: Value, deployments: &[(&str, i32)], kafka: FakeKafka) -> Harn
             .collect(),
         hpas: Vec::new(),
         objects: HashMap::new(),
+        stalled: false,
         calls: Vec::new(),
     }));
     let client = api_server(state.clone());
@@ -316,6 +319,18 @@ impl Harness {
     /// Deployment `name` as the API server holds it (`None`: there is none).
     pub fn deployment(&self, name: &str) -> Option<Value> {
         self.state.lock().unwrap().objects.get(name).cloned()
+    }
+
+    /// Delete Deployment `name` (as `kubectl delete` would), without recording a call.
+    pub fn delete_deployment(&self, name: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.objects.remove(name);
+        s.deployments.remove(name);
+    }
+
+    /// From now on a patched Deployment's rollout never becomes available.
+    pub fn stall_rollouts(&self) {
+        self.state.lock().unwrap().stalled = true;
     }
 
     /// Add a full Deployment object (with its replicas) to the fake API server.

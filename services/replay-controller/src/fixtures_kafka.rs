@@ -12,7 +12,6 @@ use super::ShadowKafka;
 use crate::kafka::{AdminError, GroupAdmin, GroupLag};
 use crate::shadow::StateMetrics;
 
-
 /// Kafka, scripted.
 #[derive(Default)]
 pub struct FakeKafka {
@@ -185,4 +184,3 @@ impl GroupAdmin for FakeKafka {
         Ok(self.shadow.checkpoint(group))
     }
 }
-

@@ -95,7 +95,7 @@ pub(super) fn deployments(
                 let generation = d["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
                 let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1) as i32;
                 d["metadata"]["generation"] = json!(generation);
-                d["status"] = rolled_out(generation, replicas);
+                d["status"] = rolled_out(generation, if s.stalled { 0 } else { replicas });
                 s.calls.push(Call::Patched(name.to_string()));
                 (200, d.clone())
             }

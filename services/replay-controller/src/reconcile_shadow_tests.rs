@@ -322,3 +322,72 @@ async fn a_failed_shadow_stops_its_copy_and_keeps_the_finalizer_for_the_group() 
     assert!(h.deployment(GROUP).is_none(), "the copy is deleted");
     assert_eq!(h.finalizers(), json!([crate::reconcile::FINALIZER]));
 }
+
+#[tokio::test]
+async fn a_deployment_of_the_copys_name_that_is_not_ours_is_refused() {
+    let h = shadow_harness(shadow_spec());
+    let mut other = live_deployment(GROUP, 1, Some("someone"));
+    other["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "not-ours"}]);
+    h.add_deployment(other);
+    h.reconcile().await.unwrap();
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Failed);
+    assert!(st
+        .conditions
+        .iter()
+        .any(|c| c.reason.as_deref() == Some("ShadowNameInUse")));
+    assert!(
+        h.deployment(GROUP).is_some(),
+        "someone else's deployment is left alone"
+    );
+}
+
+#[tokio::test]
+async fn a_copy_deleted_before_promotion_fails_it_without_touching_the_live_deployment() {
+    let h = shadow_harness(shadow_spec());
+    h.reconcile().await.unwrap();
+    h.delete_deployment(GROUP);
+    h.patch_spec(json!({"promote": true}));
+    h.reconcile().await.unwrap();
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Failed);
+    assert!(st
+        .conditions
+        .iter()
+        .any(|c| c.reason.as_deref() == Some("ShadowNotFound")));
+    assert_eq!(h.replicas("analytics"), 3);
+    assert!(
+        h.calls().iter().all(|c| !matches!(c, Call::Scale(_, 0))),
+        "never scaled down"
+    );
+}
+
+#[tokio::test]
+async fn a_copy_that_never_serves_fails_the_promotion_before_the_live_deployment_is_touched() {
+    let mut spec = shadow_spec();
+    spec["timeoutSeconds"] = json!(1);
+    let h = shadow_harness(spec);
+    h.reconcile().await.unwrap();
+    h.stall_rollouts();
+    h.patch_spec(json!({"promote": true}));
+    h.reconcile().await.unwrap();
+    assert_eq!(h.status().phase, Phase::Promoting, "waiting for the copy");
+    // the promotion started long ago: its deadline has passed
+    let mut st = serde_json::to_value(h.status()).unwrap();
+    st["phaseStartedAt"] = json!("2026-01-01T00:00:00.000Z");
+    h.set_status(st);
+    h.reconcile().await.unwrap();
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Failed);
+    assert!(st
+        .conditions
+        .iter()
+        .any(|c| c.reason.as_deref() == Some("ShadowNotServing")));
+    assert_eq!(h.replicas("analytics"), 3);
+    assert!(
+        h.calls().iter().all(|c| !matches!(c, Call::Scale(_, 0))),
+        "never scaled down"
+    );
+    assert!(h.deployment(GROUP).is_none(), "the copy is stopped");
+}

@@ -70,8 +70,9 @@
 //!   (status.historyTruncated, the Warning Event `HistoryTruncated`);
 //! - `targets`: an undo's offsets read from the undone request, and the plan made before
 //!   anything changes (the retention guard, reason BeforeRetention);
-//! - `shadow`: shadow replays (spec.strategy Shadow), from ShadowStarting to Promoting, and
-//!   removing a shadow (its own crash-safety rules are in its module docs);
+//! - `shadow`: shadow replays (spec.strategy Shadow), from ShadowStarting to Shadowing, and
+//!   removing a shadow (its own crash-safety rules are in its module docs); `promote`: its
+//!   promotion (Promoting, and the removal after the live group's CatchingUp);
 //! - `scale`: reading, scaling and restoring Deployments;
 //! - `release`: a finished request lets go of its finalizer.
 
@@ -99,6 +100,7 @@ mod history;
 mod lag;
 mod phases;
 mod plan;
+mod promote;
 mod release;
 mod scale;
 mod shadow;

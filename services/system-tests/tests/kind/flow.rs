@@ -359,7 +359,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     step_done("replay-from-time, oracle over the later records", &log);
 
     // 5b. a shadow replay of everything, promoted, the analytics Service answering throughout
-    log.line("==> [5b/8] kubectl apply -f deploy/samples/shadow.yaml; kubectl patch rr shadow-1 promote");
+    log.line(
+        "==> [5b/8] kubectl apply -f deploy/samples/shadow.yaml; kubectl patch rr shadow-1 promote",
+    );
     let promoted = crate::shadow::run(&bed, &log, &opts.analytics_url, 2 * opts.orders).await?;
     stages.push(Stage {
         name: "after shadow-1 (promoted, oracle equal)".into(),

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::ensure;
-use orderflow_testkit::probes::data_view;
 use orderflow_testkit::kind::Bed;
+use orderflow_testkit::probes::data_view;
 use orderflow_testkit::procs::repo_root;
 use orderflow_testkit::wait;
 use serde_json::Value;
@@ -48,7 +48,10 @@ fn poll_service(url: String, polls: Arc<Polls>) -> tokio::task::JoinHandle<()> {
                         Err(e) => e.to_string(),
                     };
                     if let Ok(mut f) = polls.failed.lock() {
-                        f.push(format!("{} {why}", chrono::Utc::now().format("%H:%M:%S%.3f")));
+                        f.push(format!(
+                            "{} {why}",
+                            chrono::Utc::now().format("%H:%M:%S%.3f")
+                        ));
                     }
                 }
             }
@@ -67,14 +70,20 @@ pub async fn run(bed: &Bed, log: &Log, analytics_url: &str, orders: u64) -> anyh
     let polls = Arc::new(Polls::default());
     let poller = poll_service(analytics_url.to_string(), polls.clone());
     let sample = repo_root().join("deploy/samples/shadow.yaml");
-    log.line(bed.kubectl_ns(&["apply", "-f", &sample.display().to_string()])?.trim());
+    log.line(
+        bed.kubectl_ns(&["apply", "-f", &sample.display().to_string()])?
+            .trim(),
+    );
     let shadowing = wait::until(
         "shadow-1 to shadow with the replayed numbers",
         Duration::from_secs(300),
         Duration::from_secs(1),
         || async {
             let rr = rr_json(bed)?;
-            let phase = rr["status"]["phase"].as_str().unwrap_or_default().to_string();
+            let phase = rr["status"]["phase"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if phase == "Failed" {
                 return Some(rr);
             }
@@ -94,7 +103,14 @@ pub async fn run(bed: &Bed, log: &Log, analytics_url: &str, orders: u64) -> anyh
         m["shadow"]["failureRate"],
         m["live"]["ordersTotal"]
     ));
-    let pods = bed.kubectl_ns(&["get", "pods", "-l", "orderflow.io/shadow-of=shadow-1", "-o", "name"])?;
+    let pods = bed.kubectl_ns(&[
+        "get",
+        "pods",
+        "-l",
+        "orderflow.io/shadow-of=shadow-1",
+        "-o",
+        "name",
+    ])?;
     ensure!(!pods.trim().is_empty(), "no pod of the shadow's copy");
     log.line(&format!("    the copy's pod: {}", pods.trim()));
 
@@ -102,7 +118,15 @@ pub async fn run(bed: &Bed, log: &Log, analytics_url: &str, orders: u64) -> anyh
         "$ kubectl -n {} patch rr {NAME} --type merge -p '{{\"spec\":{{\"promote\":true}}}}'",
         bed.namespace
     ));
-    bed.kubectl_ns(&["patch", "rr", NAME, "--type", "merge", "-p", r#"{"spec":{"promote":true}}"#])?;
+    bed.kubectl_ns(&[
+        "patch",
+        "rr",
+        NAME,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"promote":true}}"#,
+    ])?;
     let done = wait_rr(bed, log, NAME, Duration::from_secs(300)).await?;
     let sh = &done["status"]["shadow"];
     log.line(&format!(
@@ -118,13 +142,23 @@ pub async fn run(bed: &Bed, log: &Log, analytics_url: &str, orders: u64) -> anyh
         "    the analytics Service answered {ok} polls (every 100 ms) 2xx, {} not",
         failed.len()
     ));
-    ensure!(failed.is_empty(), "the analytics Service did not answer: {failed:?}");
+    ensure!(
+        failed.is_empty(),
+        "the analytics Service did not answer: {failed:?}"
+    );
     ensure!(
         data_view(&after) == oracle,
         "after the promotion analytics says {} but the topics say {oracle}",
         data_view(&after)
     );
-    let copy = bed.kubectl_ns(&["get", "deploy", "-l", "orderflow.io/shadow-of=shadow-1", "-o", "name"])?;
+    let copy = bed.kubectl_ns(&[
+        "get",
+        "deploy",
+        "-l",
+        "orderflow.io/shadow-of=shadow-1",
+        "-o",
+        "name",
+    ])?;
     ensure!(copy.trim().is_empty(), "the copy is still there: {copy}");
     Ok(data_view(&after))
 }
