@@ -98,8 +98,11 @@ if rb:
           "rolebinding binds the controller's service account to its Role")
 for r in role.get("rules", []):
     check("*" not in r.get("verbs", []) and "*" not in r.get("resources", []), f"role: no wildcards ({r})")
-    check("delete" not in r.get("verbs", []) and "create" not in r.get("verbs", []) or r.get("resources") == ["events"],
-          f"role: create only for events, delete never ({r})")
+    # events are created; deployments created, patched and deleted: a shadow replay's copy
+    check("delete" not in r.get("verbs", []) and "create" not in r.get("verbs", [])
+          or r.get("resources") == ["events"]
+          or (r.get("resources") == ["deployments"] and r.get("apiGroups") == ["apps"]),
+          f"role: create only for events and deployments (a shadow's copy), delete only deployments ({r})")
 
 def only_replayrequests(account, verbs, why):
     """ServiceAccount `account`, bound by its RoleBinding to its Role, which grants exactly

@@ -158,13 +158,14 @@ else
   for v in get list watch patch update; do can yes "$v" replayrequests.orderflow.io; n=$((n+1)); done
   for v in get patch update; do can yes "$v" replayrequests.orderflow.io --subresource=status; n=$((n+1)); done
   can yes update replayrequests.orderflow.io --subresource=finalizers
-  for v in get list watch; do can yes "$v" deployments.apps; n=$((n+1)); done
+  # create, patch and delete: a shadow replay's copy of a consumer's Deployment
+  for v in get list watch create patch delete; do can yes "$v" deployments.apps; n=$((n+1)); done
   for v in get patch update; do can yes "$v" deployments.apps --subresource=scale; n=$((n+1)); done
   for v in create patch; do can yes "$v" events; can yes "$v" events.events.k8s.io; n=$((n+2)); done
   allowed=$((n + 1))
   m=0
-  for args in "get secrets" "list secrets" "create pods --subresource=exec" "get pods" "delete deployments.apps" \
-              "create deployments.apps" "update deployments.apps" "patch deployments.apps" "delete replayrequests.orderflow.io" \
+  for args in "get secrets" "list secrets" "create pods --subresource=exec" "get pods" \
+              "update deployments.apps" "delete replayrequests.orderflow.io" \
               "create replayrequests.orderflow.io" "create roles.rbac.authorization.k8s.io" "get configmaps" \
               "delete events"; do
     # shellcheck disable=SC2086

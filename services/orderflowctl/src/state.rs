@@ -30,7 +30,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::GroupError;
 
-const CLIENT_ID: &str = "orderflowctl-state";
+const STATE_CLIENT_ID: &str = "orderflowctl-state";
 
 /// The prefix of `group`'s state topics: `<group>-`.
 pub fn state_prefix(group: &str) -> String {
@@ -43,7 +43,7 @@ pub fn state_topics(
     group: &str,
     timeout: Duration,
 ) -> Result<Vec<String>, GroupError> {
-    let client: BaseConsumer = kafka.metadata_client(CLIENT_ID).create()?;
+    let client: BaseConsumer = kafka.metadata_client(STATE_CLIENT_ID).create()?;
     let md = client.fetch_metadata(None, timeout)?;
     let prefix = state_prefix(group);
     let mut names: Vec<String> = md
@@ -127,7 +127,7 @@ pub fn copy_state(
     to: &str,
     timeout: Duration,
 ) -> Result<u64, GroupError> {
-    let reader: BaseConsumer = kafka.reader(CLIENT_ID).create()?;
+    let reader: BaseConsumer = kafka.reader(STATE_CLIENT_ID).create()?;
     let (src, dst) = (
         partitions(&reader, from, timeout)?,
         partitions(&reader, to, timeout)?,
@@ -137,7 +137,7 @@ pub fn copy_state(
             "cannot copy {from} onto {to}: {to} has no partition {p}"
         )));
     }
-    let producer: FutureProducer = kafka.producer(CLIENT_ID).create()?;
+    let producer: FutureProducer = kafka.producer(STATE_CLIENT_ID).create()?;
     let mut written = 0;
     for p in src {
         let writes = copy_plan(
@@ -229,7 +229,7 @@ pub fn latest_value(
     window: i64,
     timeout: Duration,
 ) -> Result<Option<Vec<u8>>, GroupError> {
-    let reader: BaseConsumer = kafka.reader(CLIENT_ID).create()?;
+    let reader: BaseConsumer = kafka.reader(STATE_CLIENT_ID).create()?;
     let mut spans = spans_to_end(&reader, topic, &[partition], timeout)?;
     let full = spans.clone();
     for s in &mut spans {
