@@ -66,6 +66,10 @@ pub async fn prove_equal(tools: &Tools, n: u64, dir: &Path) -> anyhow::Result<St
             path.display()
         );
     }
+    // a fresh broker and fresh Streams state each time (the bench reuses its out dir)
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
     let broker = Broker::start_local(&dir.join("broker"))?;
