@@ -165,7 +165,8 @@ pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
         "==> proving the Kafka Streams peers equal to orderflow on {} orders",
         opts.proof_events
     ));
-    let streams_equal = prove_equal(tools, opts.proof_events, &opts.out_dir.join("proof"))
+    let proof = opts.out_dir.join("proof");
+    let streams_equal = prove_equal(tools, opts.proof_events, &proof, true)
         .await
         .context("the Kafka Streams peers against orderflow")?;
     let mut samples = Samples::new();

@@ -302,11 +302,22 @@ pub fn markdown(r: &Results) -> String {
     if let Some(e) = &r.streams_equal {
         let _ = writeln!(
             s,
-            "\nThe Kafka Streams peers (bench/peers/streams, exactly-once v2) were proven equal to \
+            "\nThe Kafka Streams peers (bench/peers/streams, {}) were proven equal to \
              orderflow first, on a broker of their own: the same decision for each of {} orders \
              ({} reserved, {} failed) and {} restocks ({} refused); the same counts in {} \
              minute(s), failure rate {:.4}. They are not timed yet.",
-            e.orders, e.reserved, e.failed, e.restocks, e.restocks_refused, e.minutes, e.failure_rate
+            if e.exactly_once {
+                "exactly-once v2"
+            } else {
+                "at-least-once"
+            },
+            e.orders,
+            e.reserved,
+            e.failed,
+            e.restocks,
+            e.restocks_refused,
+            e.minutes,
+            e.failure_rate
         );
     }
     s

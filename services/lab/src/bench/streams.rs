@@ -2,8 +2,9 @@
 //! to orderflow before anything is timed against them: on a fresh local Kafka, N orders (over
 //! the menu and one item not on it, with restocks applied and refused, an order re-sent under
 //! its id and a record that is not JSON) go to `orders`; inventory-service decides them into
-//! `inventory-events` and the Streams inventory peer (exactly-once v2, as inventory-service
-//! runs with transactions) into [`STREAMS_DECISIONS`]. Both topics are read back: every order
+//! `inventory-events` and the Streams inventory peer into [`STREAMS_DECISIONS`], in one
+//! guarantee: inventory-service with transactions (its default) and the peers with
+//! `exactly_once_v2`, or `TRANSACTIONS=false` and `at_least_once`. Both topics are read back: every order
 //! id and restock id must have the same decision (type, reason, stock after a restock). Then
 //! analytics-service and the Streams analytics peer count the same two topics, `orders` and
 //! `inventory-events`: the same totals, failure rate and per-minute counts.
@@ -35,6 +36,8 @@ pub const STREAMS_DECISIONS: &str = "bench-streams-inventory-events";
 /// What the proof compared, and found equal.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StreamsEquality {
+    /// `true`: transactions and exactly-once v2; `false`: at-least-once.
+    pub exactly_once: bool,
     /// Orders decided by both (distinct order ids).
     pub orders: u64,
     /// Restock requests decided by both.
@@ -55,8 +58,14 @@ struct Input {
     stock: String,
 }
 
-/// Run the proof on `n` orders in `dir` (a broker of its own); fails on the first difference.
-pub async fn prove_equal(tools: &Tools, n: u64, dir: &Path) -> anyhow::Result<StreamsEquality> {
+/// Run the proof on `n` orders in `dir` (a broker of its own), in the guarantee
+/// `exactly_once` says; fails on the first difference.
+pub async fn prove_equal(
+    tools: &Tools,
+    n: u64,
+    dir: &Path,
+    exactly_once: bool,
+) -> anyhow::Result<StreamsEquality> {
     ensure!(n >= 100, "the proof needs at least 100 orders, not {n}");
     for (what, path) in [("JAVA", &tools.java), ("STREAMS_JAR", &tools.streams_jar)] {
         ensure!(
@@ -92,7 +101,11 @@ pub async fn prove_equal(tools: &Tools, n: u64, dir: &Path) -> anyhow::Result<St
         "    deciding {} records of orders with inventory-service and the Streams peer",
         input.records
     ));
-    let env = [("INITIAL_STOCK", input.stock.clone())];
+    let env = [
+        ("INITIAL_STOCK", input.stock.clone()),
+        ("TRANSACTIONS", exactly_once.to_string()),
+    ];
+    let java = |mode: &str, app_id: &str| java(tools, mode, &b, app_id, dir, exactly_once);
     let inventory = Service::start(ServiceKind::Inventory, &b, &env, &logs).await?;
     wait::until(
         "inventory-service to decide every order",
@@ -110,7 +123,7 @@ pub async fn prove_equal(tools: &Tools, n: u64, dir: &Path) -> anyhow::Result<St
     .await?;
     inventory.stop(Duration::from_secs(20)).await?;
     let out = run_killable(
-        java(tools, "inventory", &b, "bench-streams-inventory", dir)
+        java("inventory", "bench-streams-inventory")
             .args([
                 "--output",
                 STREAMS_DECISIONS,
@@ -128,6 +141,7 @@ pub async fn prove_equal(tools: &Tools, n: u64, dir: &Path) -> anyhow::Result<St
     let ours = read_decisions(tools, &b, TOPIC_INVENTORY_EVENTS).await?;
     let theirs = read_decisions(tools, &b, STREAMS_DECISIONS).await?;
     let mut eq = compare_decisions(&ours, &theirs)?;
+    eq.exactly_once = exactly_once;
     ensure!(
         eq.orders == n && eq.restocks == input.restocks,
         "inventory-service decided {} orders and {} restocks, not {n} and {}",
@@ -148,8 +162,7 @@ pub async fn prove_equal(tools: &Tools, n: u64, dir: &Path) -> anyhow::Result<St
     analytics.stop(Duration::from_secs(20)).await?;
     let expect = input.records + ours.len() as u64;
     let out = run_killable(
-        java(tools, "analytics", &b, "bench-streams-analytics", dir)
-            .args(["--expect", &expect.to_string()]),
+        java("analytics", "bench-streams-analytics").args(["--expect", &expect.to_string()]),
         "the Streams analytics peer",
     )
     .await?;
@@ -164,14 +177,24 @@ pub async fn prove_equal(tools: &Tools, n: u64, dir: &Path) -> anyhow::Result<St
     Ok(eq)
 }
 
-/// `java -jar <peers> <mode>` against `bootstrap`, exactly-once v2, its state under `dir`.
-fn java(tools: &Tools, mode: &str, bootstrap: &str, app_id: &str, dir: &Path) -> Command {
+/// `java -jar <peers> <mode>` against `bootstrap`, its state under `dir`.
+fn java(
+    tools: &Tools,
+    mode: &str,
+    bootstrap: &str,
+    app_id: &str,
+    dir: &Path,
+    exactly_once: bool,
+) -> Command {
     let mut c = Command::new(&tools.java);
     c.args(["-Xmx512m", "-jar"])
         .arg(&tools.streams_jar)
         .args([mode, "--bootstrap", bootstrap, "--application-id", app_id])
-        .args(["--exactly-once", "--timeout-s", "600", "--state-dir"])
+        .args(["--timeout-s", "600", "--state-dir"])
         .arg(dir.join("streams-state"));
+    if exactly_once {
+        c.arg("--exactly-once");
+    }
     c
 }
 
@@ -321,6 +344,7 @@ fn compare_decisions(
     );
     let count = |kind: &str| ours.values().filter(|d| d.0 == kind).count() as u64;
     Ok(StreamsEquality {
+        exactly_once: true,
         orders: ours.keys().filter(|k| k.starts_with("order ")).count() as u64,
         restocks: ours.keys().filter(|k| k.starts_with("restock ")).count() as u64,
         reserved: count("InventoryReserved"),

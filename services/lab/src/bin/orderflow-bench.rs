@@ -28,6 +28,10 @@ struct Args {
     /// Only that proof (no timing): prints what it compared.
     #[arg(long)]
     proof_only: bool,
+    /// With --proof-only: inventory-service with TRANSACTIONS=false and the Streams peers
+    /// at-least-once (default: transactions and exactly-once v2).
+    #[arg(long, requires = "proof_only")]
+    at_least_once: bool,
     /// The tiny mode `make test` runs.
     #[arg(long)]
     smoke: bool,
@@ -51,7 +55,8 @@ async fn main() -> anyhow::Result<()> {
     opts.proof_events = a.proof_events.unwrap_or(opts.proof_events);
     let tools = bench::install_tools()?;
     if a.proof_only {
-        let eq = bench::prove_equal(&tools, opts.proof_events, &opts.out_dir.join("proof")).await?;
+        let dir = opts.out_dir.join("proof");
+        let eq = bench::prove_equal(&tools, opts.proof_events, &dir, !a.at_least_once).await?;
         println!("{}", serde_json::to_string_pretty(&eq)?);
         return Ok(());
     }
