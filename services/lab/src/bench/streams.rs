@@ -430,6 +430,28 @@ mod tests {
         assert!(e.contains("orders_per_minute"), "{e}");
     }
 
+    #[tokio::test]
+    async fn without_the_jar_the_proof_fails_naming_bench_tools() {
+        let dir =
+            std::env::temp_dir().join(format!("orderflow-streams-nojar-{}", std::process::id()));
+        let tools = Tools {
+            kcat: "kcat".into(),
+            python: "python3".into(),
+            oha: "oha".into(),
+            java: dir.join("no-java"),
+            streams_jar: dir.join("no.jar"),
+        };
+        let e = prove_equal(&tools, 1000, &dir, true)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("scripts/bench-tools.sh") && e.contains("JAVA="),
+            "{e}"
+        );
+        assert!(!dir.exists(), "nothing was started");
+    }
+
     #[test]
     fn the_input_has_every_kind_of_record() {
         let dir =
