@@ -17,7 +17,7 @@ BIN := $(TARGET_DIR)/release
 help:
 	@echo "make demo         run the lab scenario locally (installs Apache Kafka on first use)"
 	@echo "make test         formatting, clippy, unit and integration tests (on Apache Kafka 4.3.1)"
-	@echo "make bench        orderflow vs kcat and a Python pipeline, 1M events x 3 runs -> target/bench/results.md"
+	@echo "make bench        orderflow vs kcat and a Python pipeline, 1M events x 3 runs -> target/bench/results.md (Kafka Streams peers proven equal first)"
 	@echo "make e2e          the users' flow on the kind test bed (Kubernetes 1.33 built here): images, helm install, 10k orders, ReplayRequests"
 	@echo "make fuzz         the event decoder's property tests with 100,000 cases each (FUZZ_CASES)"
 	@echo "make build        release build of every binary"
@@ -74,7 +74,7 @@ FUZZ_CASES ?= 100000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --locked -p orderflow-events --lib codec::tests
 
-# kcat (apt), the Python peer's venv (pip) and oha (cargo install), once, into the cache.
+# kcat (apt), the Python peer's venv (pip), oha (cargo install) and the Kafka Streams peers (mvn), once, into the cache.
 bench-tools:
 	scripts/bench-tools.sh
 

@@ -4,6 +4,12 @@
 #   kcat                       Debian package (apt-get, with the machine's own apt sources; needs root)
 #   $CACHE/bench-venv          the Python peer's packages, pinned in bench/peers/requirements.txt
 #   $CACHE/bench-tools/bin/oha the HTTP load generator, from crates.io (cargo install --locked)
+#   $CACHE/bench-tools/streams/<hash>.jar
+#                              the Kafka Streams peers (bench/peers/streams), built with Maven
+#                              (its local repository: $CACHE/m2, as scripts/kafka.sh); <hash>
+#                              is that of the pom and the sources, so an edit rebuilds it.
+#                              Needs a JDK 17+ (javac) and mvn: installed with apt-get when
+#                              missing and root on Debian/Ubuntu, else a failure saying so
 # Usage: scripts/bench-tools.sh       install what is missing, then print the paths
 # Environment: ORDERFLOW_CACHE (default /var/cache/orderflow, else ~/.cache/orderflow),
 #              OHA_VERSION (default 1.16.0).
@@ -17,6 +23,7 @@ OHA_VERSION=${OHA_VERSION:-1.16.0}
 VENV=$CACHE/bench-venv
 OHA=$CACHE/bench-tools/bin/oha
 REQ=$ROOT/bench/peers/requirements.txt
+STREAMS_SRC=$ROOT/bench/peers/streams
 
 die() { echo "bench-tools: $*" >&2; exit 1; }
 
@@ -49,9 +56,68 @@ install_oha() {
   rm -rf "$CACHE/bench-tools/target"
 }
 
+apt_install() { # apt_install WHAT PACKAGE...: as root on Debian/Ubuntu, else a clear failure
+  local what=$1; shift
+  command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] \
+    || die "$what is missing: install it (Debian/Ubuntu: sudo apt-get install $*) and retry"
+  echo "bench-tools: installing $* (apt-get, one time)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  local apt=(-o DPkg::Lock::Timeout=600 -y -qq --no-install-recommends)
+  apt-get install "${apt[@]}" "$@" >/dev/null 2>&1 \
+    || { apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1 && apt-get install "${apt[@]}" "$@" >/dev/null; } \
+    || die "apt-get install $* failed"
+}
+
+javac_major() { javac -version 2>&1 | sed -n 's/^javac \([0-9]*\).*/\1/p' | head -n 1; }
+
+# The JDK that builds the Streams peers also runs them: JAVA_HOME of the javac on PATH.
+need_jdk() {
+  local major
+  major=$(command -v javac >/dev/null && javac_major || true)
+  if [ -z "$major" ] || [ "$major" -lt 17 ]; then
+    apt_install "a JDK 17 or newer (javac, for the Kafka Streams peers)" openjdk-17-jdk-headless
+    major=$(javac_major)
+    [ -n "$major" ] && [ "$major" -ge 17 ] || die "javac is Java ${major:-unknown}; the Kafka Streams peers need 17 or newer"
+  fi
+  command -v mvn >/dev/null || apt_install "Maven (mvn, for the Kafka Streams peers)" maven
+  command -v mvn >/dev/null || die "maven was installed but mvn is not on PATH"
+  JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")
+  export JAVA_HOME
+}
+
+streams_hash() { # of the pom and every source file, names included
+  (cd "$STREAMS_SRC" && find pom.xml src -type f | LC_ALL=C sort | xargs sha256sum) | sha256sum | cut -c1-16
+}
+
+install_streams() {
+  STREAMS_JAR=$CACHE/bench-tools/streams/$(streams_hash).jar
+  need_jdk
+  [ -s "$STREAMS_JAR" ] && return 0
+  mkdir -p "$CACHE/bench-tools/streams" "$CACHE/m2"
+  exec 7>"$CACHE/bench-tools/streams/.lock"
+  flock 7
+  if [ ! -s "$STREAMS_JAR" ]; then
+    echo "bench-tools: building the Kafka Streams peers with mvn into $STREAMS_JAR (one time)" >&2
+    local build=$CACHE/bench-tools/streams/build t=$SECONDS
+    rm -rf "$build"
+    mvn -B -q -Dstyle.color=never -f "$STREAMS_SRC/pom.xml" -Dmaven.repo.local="$CACHE/m2" \
+        -Dpeers.build.dir="$build" -DskipTests package >&2 \
+      || die "mvn package of bench/peers/streams failed (see above)"
+    [ -s "$build/orderflow-streams-peers.jar" ] || die "mvn finished but orderflow-streams-peers.jar is missing"
+    mv "$build/orderflow-streams-peers.jar" "$STREAMS_JAR.tmp"
+    mv "$STREAMS_JAR.tmp" "$STREAMS_JAR"
+    rm -rf "$build"
+    echo "bench-tools: built the Kafka Streams peers in $((SECONDS - t)) s" >&2
+  fi
+  exec 7>&-
+}
+
 install_kcat
 install_venv
 install_oha
+install_streams
 echo "KCAT=$(command -v kcat)"
 echo "PYTHON=$VENV/bin/python"
 echo "OHA=$OHA"
+echo "JAVA=$JAVA_HOME/bin/java"
+echo "STREAMS_JAR=$STREAMS_JAR"

@@ -1,7 +1,10 @@
 //! `make bench` in its tiny smoke mode (10k events, one run, 2 s of HTTP load): every
 //! benchmark runs against orderflow and its peers on a fresh local Kafka, and results.json /
 //! results.md hold a figure for each. Figures are not judged here (that is the benchmark's
-//! job, not a test's); only that each was measured.
+//! job, not a test's); only that each was measured. Before the runs, the Kafka Streams peers
+//! (bench/peers/streams, built by scripts/bench-tools.sh) are proven to decide and count like
+//! orderflow on 2k orders: the run fails on any difference, and results.json says what was
+//! compared.
 
 use orderflow_lab::bench::{self, Options};
 
@@ -48,6 +51,15 @@ async fn bench_smoke_measures_every_benchmark() -> anyhow::Result<()> {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json"))?)?;
     assert_eq!(json["events"], 10_000);
+    let eq = &json["streams_equal"];
+    assert_eq!(eq["orders"], 2_000, "{eq}");
+    assert_eq!(eq["restocks"], 6, "{eq}");
+    let (reserved, failed) = (eq["reserved"].as_u64(), eq["failed"].as_u64());
+    assert!(
+        matches!((reserved, failed), (Some(r), Some(f)) if r + f == 2_000 && r > 0 && f > 0),
+        "both decisions occur: {eq}"
+    );
+    assert!(eq["minutes"].as_u64().unwrap_or(0) >= 3, "{eq}");
     assert!(json["cores"].as_u64().unwrap_or(0) >= 1);
     let md = std::fs::read_to_string(out.join("results.md"))?;
     assert!(md.contains("| P1 produce N OrderPlaced | kcat |"), "{md}");

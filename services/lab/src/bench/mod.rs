@@ -21,12 +21,17 @@
 //!   idempotency window (which holds all N orders of the bench, so it reads their decisions
 //!   back) and with a 1 s window (the ledger alone). P7: the peak RSS of each restarted process.
 //!
+//! Before any run, [`streams`] proves the Kafka Streams peers (bench/peers/streams) equal to
+//! orderflow on `Options::proof_events` orders (same decisions, same counts); results.json
+//! records what it compared (`streams_equal`). They are not timed yet.
+//!
 //! This module runs the benchmarks; [`peers`] starts and reads the programs orderflow is
 //! measured against (kcat, the Python peers, Flask, oha), and [`report`] turns the samples
 //! into medians, ratios, targets and results.md.
 
 mod peers;
 mod report;
+mod streams;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -44,6 +49,7 @@ use crate::wait;
 
 pub use peers::{parse_oha, OhaRun};
 pub use report::{markdown, summarize, Bench, Figure, Results};
+pub use streams::{prove_equal, StreamsEquality, STREAMS_DECISIONS};
 
 use peers::{http_bench, kcat_consume, python, timed, write_orders_file, Flask};
 use report::cpu_model;
@@ -65,6 +71,8 @@ pub struct Options {
     pub http_seconds: u64,
     /// The fixed request rate of P4's latency measurement.
     pub http_rate: u64,
+    /// Orders of the proof that the Kafka Streams peers decide and count like orderflow.
+    pub proof_events: u64,
     pub out_dir: PathBuf,
 }
 
@@ -76,17 +84,20 @@ impl Options {
             runs: 3,
             http_seconds: 10,
             http_rate: 2000,
+            proof_events: 10_000,
             out_dir,
         }
     }
 
-    /// The smoke mode `make test` runs: 10k events, 1 run, 2 s of HTTP load.
+    /// The smoke mode `make test` runs: 10k events, 1 run, 2 s of HTTP load, the Streams
+    /// peers' proof on 2k orders.
     pub fn smoke(out_dir: PathBuf) -> Self {
         Self {
             events: 10_000,
             runs: 1,
             http_seconds: 2,
             http_rate: 2000,
+            proof_events: 2_000,
             out_dir,
         }
     }
@@ -98,6 +109,10 @@ pub struct Tools {
     pub kcat: PathBuf,
     pub python: PathBuf,
     pub oha: PathBuf,
+    /// The JDK's java that runs the Kafka Streams peers.
+    pub java: PathBuf,
+    /// The Kafka Streams peers' jar (bench/peers/streams).
+    pub streams_jar: PathBuf,
 }
 
 /// Run scripts/bench-tools.sh (installs what is missing; cached) and read the paths it prints.
@@ -116,6 +131,8 @@ pub fn install_tools() -> anyhow::Result<Tools> {
         kcat: get("KCAT")?,
         python: get("PYTHON")?,
         oha: get("OHA")?,
+        java: get("JAVA")?,
+        streams_jar: get("STREAMS_JAR")?,
     })
 }
 
@@ -144,6 +161,14 @@ pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
         orders_file.display()
     ));
     write_orders_file(&orders_file, opts.events)?;
+    say(&format!(
+        "==> proving the Kafka Streams peers equal to orderflow on {} orders",
+        opts.proof_events
+    ));
+    let proof = opts.out_dir.join("proof");
+    let streams_equal = prove_equal(tools, opts.proof_events, &proof, true)
+        .await
+        .context("the Kafka Streams peers against orderflow")?;
     let mut samples = Samples::new();
     for run in 1..=opts.runs {
         say(&format!("==> run {run}/{}", opts.runs));
@@ -160,6 +185,7 @@ pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
             .into(),
         started,
         benches: summarize(&samples, opts.http_rate),
+        streams_equal: Some(streams_equal),
     };
     std::fs::write(
         opts.out_dir.join("results.json"),

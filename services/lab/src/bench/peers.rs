@@ -111,7 +111,7 @@ fn killable(cmd: &Command) -> tokio::process::Command {
 }
 
 /// Run `cmd` to completion (killed if dropped); returns its stdout, fails with its stderr.
-async fn run_killable(cmd: &Command, what: &str) -> anyhow::Result<String> {
+pub(super) async fn run_killable(cmd: &Command, what: &str) -> anyhow::Result<String> {
     let out = killable(cmd)
         .output()
         .await

@@ -61,6 +61,9 @@ pub struct Results {
     pub broker: String,
     pub started: String,
     pub benches: Vec<Bench>,
+    /// What the proof that the Kafka Streams peers decide and count like orderflow compared
+    /// (`None`: not run).
+    pub streams_equal: Option<super::StreamsEquality>,
 }
 
 pub(super) fn cpu_model() -> String {
@@ -296,6 +299,27 @@ pub fn markdown(r: &Results) -> String {
             );
         }
     }
+    if let Some(e) = &r.streams_equal {
+        let _ = writeln!(
+            s,
+            "\nThe Kafka Streams peers (bench/peers/streams, {}) were proven equal to \
+             orderflow first, on a broker of their own: the same decision for each of {} orders \
+             ({} reserved, {} failed) and {} restocks ({} refused); the same counts in {} \
+             minute(s), failure rate {:.4}. They are not timed yet.",
+            if e.exactly_once {
+                "exactly-once v2"
+            } else {
+                "at-least-once"
+            },
+            e.orders,
+            e.reserved,
+            e.failed,
+            e.restocks,
+            e.restocks_refused,
+            e.minutes,
+            e.failure_rate
+        );
+    }
     s
 }
 
@@ -342,6 +366,7 @@ mod tests {
             broker: "b".into(),
             started: "t".into(),
             benches: b,
+            streams_equal: None,
         });
         assert!(
             md.contains(

@@ -21,6 +21,17 @@ struct Args {
     /// Request rate of the HTTP latency run.
     #[arg(long, default_value_t = 2000)]
     http_rate: u64,
+    /// Orders of the proof that the Kafka Streams peers decide and count like orderflow
+    /// (default 10,000; 2,000 with --smoke).
+    #[arg(long)]
+    proof_events: Option<u64>,
+    /// Only that proof (no timing): prints what it compared.
+    #[arg(long)]
+    proof_only: bool,
+    /// With --proof-only: inventory-service with TRANSACTIONS=false and the Streams peers
+    /// at-least-once (default: transactions and exactly-once v2).
+    #[arg(long, requires = "proof_only")]
+    at_least_once: bool,
     /// The tiny mode `make test` runs.
     #[arg(long)]
     smoke: bool,
@@ -41,7 +52,14 @@ async fn main() -> anyhow::Result<()> {
     opts.runs = a.runs.unwrap_or(opts.runs).max(1);
     opts.http_seconds = a.http_seconds.unwrap_or(opts.http_seconds);
     opts.http_rate = a.http_rate;
+    opts.proof_events = a.proof_events.unwrap_or(opts.proof_events);
     let tools = bench::install_tools()?;
+    if a.proof_only {
+        let dir = opts.out_dir.join("proof");
+        let eq = bench::prove_equal(&tools, opts.proof_events, &dir, !a.at_least_once).await?;
+        println!("{}", serde_json::to_string_pretty(&eq)?);
+        return Ok(());
+    }
     // Ctrl-C / SIGTERM drop the run, whose guards stop the broker and services by PID.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
