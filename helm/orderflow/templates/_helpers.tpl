@@ -170,6 +170,11 @@ spec:
           volumeMounts:
             {{- . | nindent 12 }}
           {{- end }}
+          {{- with $root.Values.preStopSleepSeconds }}
+          lifecycle:
+            preStop:
+              sleep: {seconds: {{ . }}}
+          {{- end }}
           startupProbe:
             httpGet: {path: /healthz, port: http}
             periodSeconds: 2

@@ -274,6 +274,20 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         },
     )
     .await?;
+    // and its pods gone: each keeps consuming through its preStop sleep (preStopSleepSeconds)
+    let selector = "app.kubernetes.io/component=inventory";
+    wait::until(
+        "the inventory pods to be gone",
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        || async {
+            let pods = bed
+                .kubectl_ns(&["get", "pods", "-l", selector, "-o", "name"])
+                .ok()?;
+            pods.trim().is_empty().then_some(())
+        },
+    )
+    .await?;
     log.line(&format!(
         "    {}",
         bulk(&opts.order_url, opts.orders).await?
