@@ -10,6 +10,8 @@
 #                              is that of the pom and the sources, so an edit rebuilds it.
 #                              Needs a JDK 17+ (javac) and mvn: installed with apt-get when
 #                              missing and root on Debian/Ubuntu, else a failure saying so
+#   $CACHE/kafka-4.3.1/libs    Apache Kafka's jars, whose kafka-tools jar holds the perf tools
+#                              (ProducerPerformance, ConsumerPerformance): scripts/kafka.sh install
 # Usage: scripts/bench-tools.sh       install what is missing, then print the paths
 # Environment: ORDERFLOW_CACHE (default /var/cache/orderflow, else ~/.cache/orderflow),
 #              OHA_VERSION (default 1.16.0).
@@ -24,6 +26,8 @@ VENV=$CACHE/bench-venv
 OHA=$CACHE/bench-tools/bin/oha
 REQ=$ROOT/bench/peers/requirements.txt
 STREAMS_SRC=$ROOT/bench/peers/streams
+KAFKA_VERSION=4.3.1
+KAFKA_LIBS=$CACHE/kafka-$KAFKA_VERSION/libs
 
 die() { echo "bench-tools: $*" >&2; exit 1; }
 
@@ -112,12 +116,22 @@ install_streams() {
   exec 7>&-
 }
 
+install_kafka_tools() { # Kafka's perf tools: the jars the local broker runs from
+  [ -f "$KAFKA_LIBS/kafka-tools-$KAFKA_VERSION.jar" ] && return 0
+  ORDERFLOW_CACHE=$CACHE bash "$ROOT/scripts/kafka.sh" install >&2 \
+    || die "scripts/kafka.sh install failed, so Kafka's perf tools (kafka-tools-$KAFKA_VERSION.jar) are missing"
+  [ -f "$KAFKA_LIBS/kafka-tools-$KAFKA_VERSION.jar" ] \
+    || die "scripts/kafka.sh install finished but $KAFKA_LIBS/kafka-tools-$KAFKA_VERSION.jar is missing"
+}
+
 install_kcat
 install_venv
 install_oha
 install_streams
+install_kafka_tools
 echo "KCAT=$(command -v kcat)"
 echo "PYTHON=$VENV/bin/python"
 echo "OHA=$OHA"
 echo "JAVA=$JAVA_HOME/bin/java"
 echo "STREAMS_JAR=$STREAMS_JAR"
+echo "KAFKA_LIBS=$KAFKA_LIBS"

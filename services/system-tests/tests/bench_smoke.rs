@@ -1,6 +1,7 @@
 //! `make bench` in its tiny smoke mode (10k events, one run, 2 s of HTTP load): every
-//! benchmark runs against orderflow and its peers on a fresh local Kafka, and results.json /
-//! results.md hold a figure for each. Figures are not judged here (that is the benchmark's
+//! benchmark runs against orderflow and its peers (kcat, Kafka's perf tools, a kcat pipe, the
+//! Python peers, Flask) on a fresh local Kafka, and results.json / results.md hold a figure
+//! for each. The perf tools and the pipe fail the run unless they counted every record. Figures are not judged here (that is the benchmark's
 //! job, not a test's); only that each was measured. Before the runs, the Kafka Streams peers
 //! (bench/peers/streams, built by scripts/bench-tools.sh) are proven to decide and count like
 //! orderflow on 2k orders: the run fails on any difference, and results.json says what was
@@ -20,9 +21,24 @@ async fn bench_smoke_measures_every_benchmark() -> anyhow::Result<()> {
         "inventory-service (1 s window)",
     ];
     let expect = [
-        ("P1", vec!["kcat", "orderflow", "python"]),
-        ("P2", vec!["kcat", "orderflow", "python"]),
-        ("P3", vec!["kcat", "orderflow", "python"]),
+        (
+            "P1",
+            vec!["kafka-producer-perf-test", "kcat", "orderflow", "python"],
+        ),
+        (
+            "P2",
+            vec![
+                "kafka-consumer-perf-test",
+                "kcat",
+                "kcat pipe",
+                "orderflow",
+                "python",
+            ],
+        ),
+        (
+            "P3",
+            vec!["kafka-consumer-perf-test", "kcat", "orderflow", "python"],
+        ),
         ("P4-p50", vec!["flask", "orderflow"]),
         ("P4-p99", vec!["flask", "orderflow"]),
         ("P4-rps", vec!["flask", "orderflow"]),
@@ -39,6 +55,13 @@ async fn bench_smoke_measures_every_benchmark() -> anyhow::Result<()> {
         assert_eq!(b.subjects.keys().collect::<Vec<_>>(), subjects, "{id}");
         for (sub, f) in &b.subjects {
             assert!(f.median.is_finite() && f.median > 0.0, "{id} {sub}: {f:?}");
+            if sub != "orderflow" && b.subjects.contains_key("orderflow") {
+                let ratio = b.ratios.get(&format!("orderflow/{sub}"));
+                assert!(
+                    ratio.is_some_and(|r| r.is_finite() && *r > 0.0),
+                    "{id} orderflow/{sub}: {ratio:?}"
+                );
+            }
         }
         // every benchmark with a target has it evaluated (P4-p50 has none)
         assert_eq!(
@@ -63,6 +86,13 @@ async fn bench_smoke_measures_every_benchmark() -> anyhow::Result<()> {
     assert!(json["cores"].as_u64().unwrap_or(0) >= 1);
     let md = std::fs::read_to_string(out.join("results.md"))?;
     assert!(md.contains("| P1 produce N OrderPlaced | kcat |"), "{md}");
+    for row in [
+        "| P1 produce N OrderPlaced | kafka-producer-perf-test |",
+        "copy to a topic) | kcat pipe |",
+        "consume both topics) | kafka-consumer-perf-test |",
+    ] {
+        assert!(md.contains(row), "{row}: {md}");
+    }
     let _ = std::fs::remove_dir_all(&out);
     Ok(())
 }

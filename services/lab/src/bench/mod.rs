@@ -4,12 +4,16 @@
 //!
 //! Each run starts a fresh broker and measures, in order (P4 on a broker of its own):
 //! - P1 produce: N OrderPlaced through order-service's `POST /orders/bulk`, kcat producing the
-//!   same N records from a file, the Python producer; events/s (wall clock, acks=all for all).
+//!   same N records from a file, kafka-producer-perf-test producing N records of the same JSON
+//!   (its own records/s), the Python producer; events/s (acks=all for all).
 //! - P2 inventory: inventory-service deciding the N orders of P1 (from process start until its
-//!   group's lag is 0: consumed, decided, produced, committed), kcat consuming `orders` raw,
-//!   the Python consumer doing the same work as inventory-service; events/s.
+//!   group's lag is 0: consumed, decided, produced, committed), kcat and
+//!   kafka-consumer-perf-test consuming `orders` raw, a `kcat -C | kcat -P` pipe copying it to
+//!   another topic (the floor of a consume-produce loop), the Python consumer doing the same
+//!   work as inventory-service; events/s.
 //! - P3 replay: analytics-service rebuilding from both topics (2N records) after a reset to
-//!   earliest, kcat consuming both topics, the Python analytics; seconds.
+//!   earliest, kcat and kafka-consumer-perf-test consuming both topics, the Python analytics;
+//!   seconds.
 //! - P4 HTTP: `POST /orders` with oha at a fixed rate (p50/p99) and at full speed (req/s),
 //!   order-service against the Flask peer.
 //! - P5 memory: peak RSS (VmHWM) of order-service (P1), inventory-service (P2) and
@@ -26,11 +30,14 @@
 //! records what it compared (`streams_equal`). They are not timed yet.
 //!
 //! This module runs the benchmarks; [`peers`] starts and reads the programs orderflow is
-//! measured against (kcat, the Python peers, Flask, oha), and [`report`] turns the samples
-//! into medians, ratios, targets and results.md.
+//! measured against (kcat, the Python peers, Flask, oha), [`kafka_tools`] Kafka's perf tools
+//! and the kcat pipe, [`restarts`] P6 and P7, and [`report`] turns the samples into medians,
+//! ratios, targets and results.md.
 
+mod kafka_tools;
 mod peers;
 mod report;
+mod restarts;
 mod streams;
 
 use std::collections::BTreeMap;
@@ -47,12 +54,20 @@ use crate::probes::{caught_up_now, lag_of};
 use crate::procs::{orderflowctl, repo_root, run_checked, Broker, Service, ServiceKind};
 use crate::wait;
 
+pub use kafka_tools::{
+    check_kafka_tools, parse_consumer_perf, parse_producer_perf, ConsumerPerf, KAFKA_TOOLS_JAR,
+};
 pub use peers::{parse_oha, OhaRun};
 pub use report::{markdown, summarize, Bench, Figure, Results};
+pub use restarts::peak_rss_mib;
 pub use streams::{prove_equal, StreamsEquality, STREAMS_DECISIONS};
 
+use kafka_tools::{
+    consumer_perf, kcat_pipe, producer_perf, write_payload_file, PERF_ORDERS, PIPE_ORDERS,
+};
 use peers::{http_bench, kcat_consume, python, timed, write_orders_file, Flask};
 use report::cpu_model;
+use restarts::restarts;
 
 const KCAT_ORDERS: &str = "bench-kcat-orders";
 const PY_ORDERS: &str = "bench-py-orders";
@@ -113,6 +128,9 @@ pub struct Tools {
     pub java: PathBuf,
     /// The Kafka Streams peers' jar (bench/peers/streams).
     pub streams_jar: PathBuf,
+    /// Apache Kafka's jars (scripts/kafka.sh install), whose kafka-tools jar holds
+    /// kafka-producer-perf-test and kafka-consumer-perf-test.
+    pub kafka_libs: PathBuf,
 }
 
 /// Run scripts/bench-tools.sh (installs what is missing; cached) and read the paths it prints.
@@ -133,6 +151,7 @@ pub fn install_tools() -> anyhow::Result<Tools> {
         oha: get("OHA")?,
         java: get("JAVA")?,
         streams_jar: get("STREAMS_JAR")?,
+        kafka_libs: get("KAFKA_LIBS")?,
     })
 }
 
@@ -153,6 +172,7 @@ fn say(msg: &str) {
 /// Run the benchmarks and write results.json and results.md into `opts.out_dir`.
 pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
     std::fs::create_dir_all(&opts.out_dir)?;
+    check_kafka_tools(tools)?;
     let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let orders_file = opts.out_dir.join("orders.tsv");
     say(&format!(
@@ -161,6 +181,11 @@ pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
         orders_file.display()
     ));
     write_orders_file(&orders_file, opts.events)?;
+    let payloads = opts.out_dir.join("payloads.txt");
+    let (k, size) = write_payload_file(&orders_file, &payloads)?;
+    say(&format!(
+        "==> {k} of them, {size:.0} bytes each on average, as kafka-producer-perf-test's payloads"
+    ));
     say(&format!(
         "==> proving the Kafka Streams peers equal to orderflow on {} orders",
         opts.proof_events
@@ -172,7 +197,7 @@ pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
     let mut samples = Samples::new();
     for run in 1..=opts.runs {
         say(&format!("==> run {run}/{}", opts.runs));
-        one_run(opts, tools, &orders_file, run, &mut samples)
+        one_run(opts, tools, &orders_file, &payloads, run, &mut samples)
             .await
             .with_context(|| format!("run {run}"))?;
     }
@@ -206,6 +231,7 @@ async fn one_run(
     opts: &Options,
     tools: &Tools,
     orders_file: &Path,
+    payloads: &Path,
     run: usize,
     s: &mut Samples,
 ) -> anyhow::Result<()> {
@@ -216,8 +242,14 @@ async fn one_run(
     let kafka = broker.kafka();
     let b = broker.bootstrap.clone();
     orderflow_runtime::topics::ensure_topics(&kafka).await?;
-    orderflow_runtime::topics::ensure_named_topics(&kafka, &[KCAT_ORDERS, PY_ORDERS, PY_DECISIONS])
-        .await?;
+    let peer_topics = [
+        KCAT_ORDERS,
+        PERF_ORDERS,
+        PIPE_ORDERS,
+        PY_ORDERS,
+        PY_DECISIONS,
+    ];
+    orderflow_runtime::topics::ensure_named_topics(&kafka, &peer_topics).await?;
 
     // P1 produce
     seed_catalogue(&b, &logs).await?;
@@ -249,6 +281,8 @@ async fn one_run(
     .await?
     .0;
     report_rate(s, "P1", "kcat", n, secs);
+    let rate = producer_perf(tools, &kafka, n, payloads).await?;
+    push(s, "P1", "kafka-producer-perf-test", rate);
     let (secs, out) = timed(
         python(tools, "producer.py")
             .args(["--bootstrap", &b, "--topic", PY_ORDERS, "--count"])
@@ -291,6 +325,10 @@ async fn one_run(
     report_rate(s, "P2", "orderflow", n, secs);
     let secs = kcat_consume(tools, &b, &[TOPIC_ORDERS], n).await?;
     report_rate(s, "P2", "kcat", n, secs);
+    let perf = consumer_perf(tools, &b, &[TOPIC_ORDERS], "bench-perf-p2", n).await?;
+    push(s, "P2", "kafka-consumer-perf-test", perf.rate);
+    let secs = kcat_pipe(tools, &kafka, TOPIC_ORDERS, n).await?;
+    report_rate(s, "P2", "kcat pipe", n, secs);
     let (secs, out) = timed(
         python(tools, "inventory.py")
             .args([
@@ -338,6 +376,9 @@ async fn one_run(
     report_secs(s, "P3", "orderflow", 2 * n, secs);
     let secs = kcat_consume(tools, &b, &[TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS], 2 * n).await?;
     report_secs(s, "P3", "kcat", 2 * n, secs);
+    let both = [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS];
+    let perf = consumer_perf(tools, &b, &both, "bench-perf-p3", 2 * n).await?;
+    push(s, "P3", "kafka-consumer-perf-test", perf.secs);
     let (secs, out) = timed(
         python(tools, "analytics.py")
             .args([
@@ -378,50 +419,6 @@ async fn one_run(
     Ok(())
 }
 
-/// P6 and P7: inventory-service and analytics-service restarted over the N decisions.
-async fn restarts(
-    b: &str,
-    kafka: &orderflow_runtime::KafkaConfig,
-    logs: &Path,
-    n: u64,
-    s: &mut Samples,
-) -> anyhow::Result<()> {
-    let windows = [
-        ("inventory-service", None),
-        ("inventory-service (1 s window)", Some("1000")),
-    ];
-    for (subject, window) in windows {
-        let env: Vec<(&str, String)> = window
-            .map(|w| ("IDEMPOTENCY_WINDOW_MS", w.to_string()))
-            .into_iter()
-            .collect();
-        let t = Instant::now();
-        let inventory = Service::start(ServiceKind::Inventory, b, &env, logs).await?;
-        report_secs(s, "P6", subject, n, t.elapsed().as_secs_f64());
-        push(s, "P7", subject, peak_rss_mib(inventory.pid()));
-        inventory.stop(Duration::from_secs(20)).await?;
-    }
-    let t = Instant::now();
-    let analytics = Service::start(ServiceKind::Analytics, b, &[], logs).await?;
-    let metrics = wait::until(
-        "analytics-service to catch up after its restart",
-        Duration::from_secs(1800),
-        Duration::from_millis(50),
-        || caught_up_now(kafka, &analytics.url),
-    )
-    .await?;
-    let secs = t.elapsed().as_secs_f64();
-    ensure!(
-        metrics["orders_total"].as_u64() == Some(n),
-        "analytics counted {} orders after its restart, not {n}",
-        metrics["orders_total"]
-    );
-    report_secs(s, "P6", "analytics-service", 2 * n, secs);
-    push(s, "P7", "analytics-service", peak_rss_mib(analytics.pid()));
-    analytics.stop(Duration::from_secs(20)).await?;
-    Ok(())
-}
-
 /// order-service refuses items no inventory knows (its catalogue is `inventory-ledger`), so
 /// before order-service is measured alone, inventory-service runs once on the empty topics:
 /// its first rebuild writes the catalogue, and it stops before any order exists.
@@ -446,28 +443,12 @@ fn report_rate(s: &mut Samples, id: &str, subject: &str, n: u64, secs: f64) {
     push(s, id, subject, rate);
 }
 
-/// Peak resident set size (VmHWM) of a live process, in MiB (NaN when unreadable).
-pub fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| vm_hwm_kib(&s))
-        .map_or(f64::NAN, |kib| kib as f64 / 1024.0)
-}
-
-fn vm_hwm_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn oha_json_and_vm_hwm() {
+    fn oha_json() {
         let v = json!({"summary": {"requestsPerSec": 1000.0},
                        "latencyPercentiles": {"p50": 0.001, "p99": 0.004},
                        "statusCodeDistribution": {"202": 900, "503": 100}});
@@ -475,6 +456,5 @@ mod tests {
         assert_eq!((r.ok, r.total), (900, 1000));
         assert!((r.rps - 900.0).abs() < 1e-9 && (r.p99_ms - 4.0).abs() < 1e-9);
         assert!(parse_oha(&json!({})).is_err());
-        assert_eq!(vm_hwm_kib("Name:\tx\nVmHWM:\t   12345 kB\n"), Some(12345));
     }
 }

@@ -440,6 +440,7 @@ mod tests {
             oha: "oha".into(),
             java: dir.join("no-java"),
             streams_jar: dir.join("no.jar"),
+            kafka_libs: dir.join("libs"),
         };
         let e = prove_equal(&tools, 1000, &dir, true)
             .await

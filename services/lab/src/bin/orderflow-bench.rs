@@ -1,5 +1,5 @@
-//! `make bench`: orderflow against kcat and the Python peer (bench/peers/) on a local Apache Kafka;
-//! writes <out>/results.json and <out>/results.md. See the lab's `bench` module.
+//! `make bench`: orderflow against kcat, Kafka's perf tools, a kcat pipe and the Python peer
+//! (bench/peers/) on a local Apache Kafka; writes <out>/results.json and <out>/results.md. See the lab's `bench` module.
 
 use std::path::PathBuf;
 
@@ -7,7 +7,9 @@ use clap::Parser;
 use orderflow_lab::bench::{self, Options};
 
 #[derive(Parser)]
-#[command(about = "Benchmark orderflow side by side with kcat and a Python pipeline")]
+#[command(
+    about = "Benchmark orderflow side by side with kcat, Kafka's perf tools and a Python pipeline"
+)]
 struct Args {
     /// Events per benchmark (default 1,000,000; 10,000 with --smoke).
     #[arg(long)]
