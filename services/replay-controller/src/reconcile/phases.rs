@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use kube::api::ListParams;
 use kube::{Resource, ResourceExt};
 use orderflow_events::ResetBy;
-use orderflowctl::CommittedOffset;
+use orderflowctl::{CommittedOffset, GroupInfo};
 
 use super::catchup::targets as catch_up_targets;
 use super::history::{summary, truncated_of};
@@ -176,15 +176,7 @@ impl Run<'_> {
         }
         let deadline = self.deadline(st);
         if self.now >= deadline {
-            let msg = format!(
-                "consumer group {} still has {} member(s) (state {}) {} s after scaling {} to 0; gave up and restored the deployment",
-                spec.consumer_group,
-                info.members,
-                info.state,
-                spec.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
-                spec.deployment
-            );
-            return Ok(self.fail(st, "GroupNotEmpty", msg).await?);
+            return Ok(self.fail(st, "GroupNotEmpty", self.gave_up(&info)).await?);
         }
         st.message = Some(format!(
             "waiting for consumer group {} to become empty: {} member(s), state {} (gives up at {})",
@@ -194,6 +186,19 @@ impl Run<'_> {
             deadline.to_rfc3339_opts(SecondsFormat::Secs, true)
         ));
         Ok(Next::Wait(self.ctx.settings.poll))
+    }
+
+    /// GroupNotEmpty's message: the group still has members at the deadline.
+    pub(super) fn gave_up(&self, info: &GroupInfo) -> String {
+        let spec = self.spec();
+        format!(
+            "consumer group {} still has {} member(s) (state {}) {} s after scaling {} to 0; gave up and restored the deployment",
+            spec.consumer_group,
+            info.members,
+            info.state,
+            spec.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+            spec.deployment
+        )
     }
 
     async fn reset(&self, st: &mut ReplayRequestStatus) -> Result<Next, StepError> {

@@ -82,15 +82,7 @@ impl Run<'_> {
             let info = self.ctx.admin.describe(&spec.consumer_group).await?;
             if !info.is_empty() {
                 if self.now >= self.deadline(st) {
-                    let msg = format!(
-                        "consumer group {} still has {} member(s) (state {}) {} s after scaling {} to 0; gave up and restored the deployment",
-                        spec.consumer_group,
-                        info.members,
-                        info.state,
-                        spec.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
-                        spec.deployment
-                    );
-                    return Ok(self.fail(st, "GroupNotEmpty", msg).await?);
+                    return Ok(self.fail(st, "GroupNotEmpty", self.gave_up(&info)).await?);
                 }
                 st.message = Some(format!(
                     "promoting: waiting for consumer group {} to become empty: {} member(s), state {}",
