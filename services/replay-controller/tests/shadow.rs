@@ -212,22 +212,36 @@ impl Shop {
         Ok(())
     }
 
-    /// The shadow is gone: copy, group, state topic.
+    /// The shadow is gone: copy, group, state topic. The controller deletes them in that order
+    /// (the group once the copy's process has left it), and Kafka deletes a topic
+    /// asynchronously: polled with a deadline.
     async fn shadow_removed(&self) -> anyhow::Result<()> {
         let api = Api::<Deployment>::namespaced(self.env.client.clone(), "default");
-        assert!(api.get_opt(COPY).await?.is_none());
-        let k = self.env.broker.kafka();
-        let (group, topics) = tokio::task::spawn_blocking(move || {
-            let t = Duration::from_secs(10);
-            anyhow::Ok((
-                orderflowctl::describe_group(&k, COPY, t)?,
-                orderflowctl::state::state_topics(&k, COPY, t)?,
-            ))
-        })
-        .await??;
-        assert_eq!(group.state, "Dead", "the shadow group is deleted");
-        assert!(topics.is_empty(), "{topics:?}");
-        Ok(())
+        let kafka = self.env.broker.kafka();
+        wait::until(
+            "the copy, the shadow group and its state topic to be deleted",
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || {
+                let (api, k) = (api.clone(), kafka.clone());
+                async move {
+                    if api.get_opt(COPY).await.ok()?.is_some() {
+                        return None;
+                    }
+                    let (group, topics) = tokio::task::spawn_blocking(move || {
+                        let t = Duration::from_secs(10);
+                        Some((
+                            orderflowctl::describe_group(&k, COPY, t).ok()?,
+                            orderflowctl::state::state_topics(&k, COPY, t).ok()?,
+                        ))
+                    })
+                    .await
+                    .ok()??;
+                    (group.state == "Dead" && topics.is_empty()).then_some(())
+                }
+            },
+        )
+        .await
     }
 
     async fn shutdown(self) {
