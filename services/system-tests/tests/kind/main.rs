@@ -14,7 +14,6 @@
 mod checks;
 mod flow;
 mod report;
-mod shadow;
 
 use flow::{run, Options};
 
@@ -22,7 +21,7 @@ use flow::{run, Options};
 async fn users_flow_on_kind() -> anyhow::Result<()> {
     let opts = Options::default();
     let outcome = run(&opts).await?;
-    for name in ["replay-1", "lag-1", "replay-from-time", "shadow-1"] {
+    for name in ["replay-1", "lag-1", "replay-from-time"] {
         assert!(outcome.get_rr.contains(name), "{}", outcome.get_rr);
     }
     for column in ["PHASE", "GROUP", "RESET", "LAG PEAK", "AGE"] {
@@ -30,7 +29,7 @@ async fn users_flow_on_kind() -> anyhow::Result<()> {
     }
     assert_eq!(
         outcome.get_rr.matches("Succeeded").count(),
-        4,
+        3,
         "{}",
         outcome.get_rr
     );
