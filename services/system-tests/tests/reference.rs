@@ -8,7 +8,7 @@ use orderflow_runtime::config::{command, reference};
 const FILE: &str = "docs/reference/configuration.md";
 
 fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("../..")
         .join(path)
 }

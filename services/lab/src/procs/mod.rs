@@ -15,9 +15,15 @@ mod service;
 pub use broker::{kafka_tool, Broker};
 pub use service::{get_json, metric_sum, Service, ServiceKind};
 
-/// The repository root (for scripts/).
+/// The repository root (for scripts/). Cargo sets `CARGO_MANIFEST_DIR` for the tests and
+/// binaries it runs, and that run-time value wins: the compile-time one names the checkout
+/// that built this crate, which may be another clone sharing the target directory (cargo
+/// reuses a crate built from the same relative path).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf())
+        .join("../..")
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released).

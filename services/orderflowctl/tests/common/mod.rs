@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::pin;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -30,7 +30,8 @@ pub struct Broker {
 }
 
 pub fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka.sh")
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default())
+        .join("../../scripts/kafka.sh")
 }
 
 impl Broker {
