@@ -157,6 +157,8 @@ spec:
               value: {{ $root.Values.logFormat | quote }}
             - name: RUST_LOG
               value: {{ $root.Values.rustLog | quote }}
+            - name: HTTP_DRAIN_SECONDS
+              value: {{ $root.Values.httpDrainSeconds | quote }}
             {{- with (include "orderflow.kafkaSecurityEnv" $root | trim) }}
             {{- . | nindent 12 }}
             {{- end }}

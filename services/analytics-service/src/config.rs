@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use orderflow_events::{analytics_snapshots_topic, GROUP_ANALYTICS};
 use orderflow_runtime::config::{http_addr, trimmed};
-use orderflow_runtime::{KafkaArgs, LogArgs};
+use orderflow_runtime::{KafkaArgs, LogArgs, ShutdownArgs};
 
 use crate::replays;
 
@@ -56,6 +56,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub log: LogArgs,
+
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
 }
 
 /// The longest consumer group accepted: the group's topics (`<group>-snapshots`) must stay

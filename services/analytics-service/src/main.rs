@@ -76,7 +76,9 @@ async fn main() -> anyhow::Result<()> {
         lag: board,
         replays: replay_view,
     }));
-    let server = OpsServer::new(health, registry).serve(args.http_addr, app, token.clone());
+    let server = OpsServer::new(health, registry)
+        .drain(args.shutdown.drain())
+        .serve(args.http_addr, app, token.clone());
     supervise::worker_and_server(token, worker, server).await?;
     tracing::info!("analytics-service stopped");
     Ok(())

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use orderflow_runtime::config::{http_addr, switch, trimmed};
-use orderflow_runtime::{KafkaArgs, LogArgs};
+use orderflow_runtime::{KafkaArgs, LogArgs, ShutdownArgs};
 
 use crate::ledger::Stock;
 
@@ -92,6 +92,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub log: LogArgs,
+
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
 }
 
 fn throttle_ms(s: &str) -> Result<u64, String> {

@@ -55,7 +55,9 @@ async fn run() -> anyhow::Result<()> {
         dlq,
         token.clone(),
     );
-    let server = OpsServer::new(health, registry).serve(args.http_addr, app, token.clone());
+    let server = OpsServer::new(health, registry)
+        .drain(args.shutdown.drain())
+        .serve(args.http_addr, app, token.clone());
     supervise::worker_and_server(token, worker, server).await?;
     tracing::info!("inventory-service stopped");
     Ok(())

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use orderflow_runtime::config::{http_addr, trimmed};
-use orderflow_runtime::{KafkaArgs, LogArgs};
+use orderflow_runtime::{KafkaArgs, LogArgs, ShutdownArgs};
 
 /// order-service: HTTP order intake -> topic `orders`.
 ///
@@ -43,6 +43,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub log: LogArgs,
+
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
 }
 
 #[cfg(test)]

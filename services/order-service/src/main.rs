@@ -58,7 +58,9 @@ async fn main() -> anyhow::Result<()> {
         api::AppState::new(publisher.clone(), metrics, args.bulk_max, catalogue)
             .with_catalogue_wait(catalogue_wait),
     );
-    let server = OpsServer::new(health, registry).serve(args.http_addr, app, token.clone());
+    let server = OpsServer::new(health, registry)
+        .drain(args.shutdown.drain())
+        .serve(args.http_addr, app, token.clone());
     supervise::worker_and_server(token, worker, server).await?;
     publisher.flush();
     tracing::info!("order-service stopped");

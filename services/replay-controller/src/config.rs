@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use orderflow_runtime::config::{http_addr, switch, trimmed};
-use orderflow_runtime::{KafkaArgs, LogArgs};
+use orderflow_runtime::{KafkaArgs, LogArgs, ShutdownArgs};
 
 use crate::reconcile::Settings;
 
@@ -63,6 +63,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub log: LogArgs,
+
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
 
     /// Without a command: run the controller.
     #[command(subcommand)]

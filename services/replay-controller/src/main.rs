@@ -56,8 +56,9 @@ async fn main() -> anyhow::Result<()> {
         health.clone(),
         token.clone(),
     );
-    let server =
-        OpsServer::new(health, registry).serve(args.http_addr, axum::Router::new(), token.clone());
+    let server = OpsServer::new(health, registry)
+        .drain(args.shutdown.drain())
+        .serve(args.http_addr, axum::Router::new(), token.clone());
     supervise::worker_and_server(token, worker, server).await?;
     tracing::info!("replay-controller stopped");
     Ok(())

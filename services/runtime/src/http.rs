@@ -5,11 +5,12 @@
 //! method, route (the matched path pattern, e.g. `/orders/bulk`) and status.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -158,6 +159,8 @@ pub struct OpsServer {
     pub health: Health,
     pub registry: Arc<Registry>,
     pub http: HttpMetrics,
+    /// How long the server drains after the shutdown signal (see [`OpsServer::drain`]).
+    pub drain: Duration,
 }
 
 impl OpsServer {
@@ -169,7 +172,20 @@ impl OpsServer {
             health,
             registry: Arc::new(registry),
             http,
+            drain: Duration::ZERO,
         }
+    }
+
+    /// After the shutdown signal, keep serving for `drain` (`HTTP_DRAIN_SECONDS`), still
+    /// accepting, with `Connection: close` on every response; then stop accepting and finish.
+    /// A client holding a kept-alive connection to this pod (behind a Service, it stays
+    /// pinned to it) gets its next answer and reconnects, to a pod that stays, instead of
+    /// finding the connection closed as it sends: hyper's graceful shutdown closes idle
+    /// connections at once, which such a client sees as "connection closed before message
+    /// completed". Zero: stop at once.
+    pub fn drain(mut self, drain: Duration) -> Self {
+        self.drain = drain;
+        self
     }
 
     /// `app` merged with the ops routes, every request counted and timed.
@@ -196,13 +212,44 @@ impl OpsServer {
         app: Router,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let router = self.app(app);
+        let draining = Arc::new(AtomicBool::new(false));
+        let flag = draining.clone();
+        let router = self
+            .app(app)
+            .layer(middleware::from_fn(move |req: Request, next: Next| {
+                let draining = flag.load(Ordering::SeqCst);
+                async move {
+                    let mut resp = next.run(req).await;
+                    if draining {
+                        resp.headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    resp
+                }
+            }));
+        let stop = CancellationToken::new();
+        let drain = self.drain;
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                shutdown.cancelled().await;
+                if !drain.is_zero() {
+                    draining.store(true, Ordering::SeqCst);
+                    tracing::info!(
+                        seconds = drain.as_secs_f64(),
+                        "draining: answering with Connection: close before closing"
+                    );
+                    tokio::time::sleep(drain).await;
+                }
+                stop.cancel();
+            }
+        });
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (set HTTP_ADDR): {e}"))?;
         tracing::info!(%addr, "http listening");
         axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .with_graceful_shutdown(stop.cancelled_owned())
             .await?;
         Ok(())
     }
@@ -265,6 +312,73 @@ mod tests {
         let status = resp.status();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_draining_server_answers_with_connection_close_then_stops() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let token = CancellationToken::new();
+        let server = OpsServer::new(Health::new(), Registry::default())
+            .drain(Duration::from_secs(30))
+            .serve(addr, Router::new(), token.clone());
+        let server = tokio::spawn(server);
+        let http = reqwest::Client::new();
+        let url = format!("http://{addr}/healthz");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let first = loop {
+            match http.get(&url).send().await {
+                Ok(r) => break r,
+                Err(_) if Instant::now() < deadline => tokio::task::yield_now().await,
+                Err(e) => panic!("the server did not answer: {e}"),
+            }
+        };
+        assert_eq!(first.status(), StatusCode::OK);
+        assert!(first.headers().get(header::CONNECTION).is_none());
+        token.cancel();
+        // draining: a kept-alive connection and a new one are both answered, with close
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = http.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            if r.headers()
+                .get(header::CONNECTION)
+                .is_some_and(|v| v == "close")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no Connection: close while draining"
+            );
+            tokio::task::yield_now().await;
+        }
+        let fresh = reqwest::Client::new().get(&url).send().await.unwrap();
+        assert_eq!(fresh.status(), StatusCode::OK);
+        assert_eq!(fresh.headers()[header::CONNECTION], "close");
+        assert!(!server.is_finished(), "stopped before the drain ended");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn an_undrained_server_stops_at_once() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let token = CancellationToken::new();
+        let server = OpsServer::new(Health::new(), Registry::default());
+        let server = tokio::spawn(server.serve(addr, Router::new(), token.clone()));
+        token.cancel();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the server did not stop")
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]

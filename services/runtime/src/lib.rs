@@ -16,6 +16,7 @@ pub mod topics;
 pub use config::ConfigError;
 pub use http::{Health, HttpMetrics, OpsServer};
 pub use kafka::{KafkaArgs, KafkaConfig};
+pub use shutdown::ShutdownArgs;
 pub use telemetry::LogArgs;
 
 /// Every binary that links this crate allocates with mimalloc. With glibc's malloc, librdkafka's

@@ -36,3 +36,22 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// How a service's HTTP server stops (flattened into each service's settings).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Shutdown")]
+pub struct ShutdownArgs {
+    /// After SIGTERM, seconds the HTTP server keeps answering, and accepting, with
+    /// `Connection: close` on every response before it stops: clients holding a kept-alive
+    /// connection to this pod get an answer and reconnect elsewhere. The Helm chart sets
+    /// it (`httpDrainSeconds`, 3); 0: stop at once.
+    #[arg(long, env = "HTTP_DRAIN_SECONDS", default_value_t = 0, value_parser = crate::config::trimmed::<u64>)]
+    pub http_drain_seconds: u64,
+}
+
+impl ShutdownArgs {
+    /// The drain as a duration.
+    pub fn drain(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.http_drain_seconds)
+    }
+}
