@@ -63,6 +63,10 @@ for name, port in ports.items():
           f"{name}: API token mounted only for the controller and analytics")
     if name == "analytics" or is_ctl:
         check(spec.get("strategy", {}).get("type") == "Recreate", f"{name}: Recreate (never two at once)")
+    check(env.get("HTTP_DRAIN_SECONDS", {}).get("value") == "3",
+          f"{name}: HTTP_DRAIN_SECONDS=3 (kept-alive clients move off a stopping pod)")
+    check((c.get("lifecycle") or {}).get("preStop", {}).get("sleep", {}).get("seconds") == 3,
+          f"{name}: preStop sleep 3 s (kube-proxy takes a stopping pod out first)")
     if name == "inventory":
         check("THROTTLE_MS" in env, "inventory: THROTTLE_MS set")
     if is_ctl:
@@ -103,6 +107,17 @@ for r in role.get("rules", []):
           or r.get("resources") == ["events"]
           or (r.get("resources") == ["deployments"] and r.get("apiGroups") == ["apps"]),
           f"role: create only for events and deployments (a shadow's copy), delete only deployments ({r})")
+
+def grants(rules, group, resource, verb):
+    return any(group in r.get("apiGroups", []) and resource in r.get("resources", [])
+               and verb in r.get("verbs", []) for r in rules)
+
+
+# a shadow's promotion waits for the Services in front of the live pods to route to the others
+for group, resource in (("", "services"), ("", "pods"), ("discovery.k8s.io", "endpointslices")):
+    check(grants(role.get("rules", []), group, resource, "list"),
+          f"role: list {resource} (a promotion waits for ready endpoints)")
+
 
 def only_replayrequests(account, verbs, why):
     """ServiceAccount `account`, bound by its RoleBinding to its Role, which grants exactly

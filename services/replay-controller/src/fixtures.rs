@@ -93,6 +93,8 @@ struct FakeApi {
     objects: HashMap<String, Value>,
     /// A patched Deployment's new rollout never becomes available.
     stalled: bool,
+    /// Services, pods and EndpointSlices (none: no Service in front of any pod).
+    routing: shadow::Routing,
     calls: Vec<Call>,
 }
 
@@ -128,6 +130,9 @@ fn answer(state: &Arc<Mutex<FakeApi>>, method: &str, path: &str, body: Value) ->
     let rr_base = "/apis/orderflow.io/v1alpha1/namespaces/default/replayrequests";
     let dep_base = "/apis/apps/v1/namespaces/default/deployments/";
     if let Some(reply) = shadow::deployments(&mut s, method, path, &body) {
+        return reply;
+    }
+    if let Some(reply) = s.routing.list(method, path) {
         return reply;
     }
     match (method, path) {
@@ -268,6 +273,7 @@ pub fn harness(rr: Value, deployments: &[(&str, i32)], kafka: FakeKafka) -> Harn
         hpas: Vec::new(),
         objects: HashMap::new(),
         stalled: false,
+        routing: shadow::Routing::default(),
         calls: Vec::new(),
     }));
     let client = api_server(state.clone());
@@ -339,6 +345,11 @@ impl Harness {
     }
 
     /// An HPA `name` (autoscaling/v2) scaling Deployment `target` between 1 and 5 replicas.
+    /// Set the Services, pods and EndpointSlices the API server lists.
+    pub fn set_routing(&self, routing: shadow::Routing) {
+        self.state.lock().unwrap().routing = routing;
+    }
+
     pub fn add_hpa(&self, name: &str, target: &str) {
         self.state.lock().unwrap().hpas.push(json!({
             "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",

@@ -31,6 +31,55 @@ pub fn live_deployment(name: &str, replicas: i32, group: Option<&str>) -> Value 
                                  "spec": {"containers": [{"name": name, "image": "orderflow/x", "env": env}]}}}})
 }
 
+/// The Services, pods and EndpointSlices of the namespace, as lists the API server returns
+/// whatever the label selector (the controller filters the pods again).
+#[derive(Clone, Default)]
+pub struct Routing {
+    pub services: Vec<Value>,
+    pub pods: Vec<Value>,
+    pub slices: Vec<Value>,
+}
+
+impl Routing {
+    /// Service `name` selecting `app: <app>`, in front of `pods` (name, labels), of which
+    /// the EndpointSlice lists `ready` as ready endpoints.
+    pub fn service(name: &str, app: &str, pods: &[(&str, Value)], ready: &[&str]) -> Self {
+        let endpoints: Vec<Value> = ready
+            .iter()
+            .map(|p| {
+                json!({"addresses": ["10.0.0.9"], "conditions": {"ready": true},
+                            "targetRef": {"kind": "Pod", "name": p}})
+            })
+            .collect();
+        Routing {
+            services: vec![json!({"metadata": {"name": name}, "spec": {"selector": {"app": app}}})],
+            pods: pods
+                .iter()
+                .map(|(n, l)| json!({"metadata": {"name": n, "labels": l}}))
+                .collect(),
+            slices: vec![json!({"metadata": {"name": format!("{name}-abc"),
+                                             "labels": {"kubernetes.io/service-name": name}},
+                                "addressType": "IPv4", "endpoints": endpoints})],
+        }
+    }
+
+    /// GET of the lists; `None`: not such a call.
+    pub(super) fn list(&self, method: &str, path: &str) -> Option<(u16, Value)> {
+        let (api, kind, items) = match (method, path) {
+            ("GET", "/api/v1/namespaces/default/services") => ("v1", "ServiceList", &self.services),
+            ("GET", "/api/v1/namespaces/default/pods") => ("v1", "PodList", &self.pods),
+            ("GET", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices") => {
+                ("discovery.k8s.io/v1", "EndpointSliceList", &self.slices)
+            }
+            _ => return None,
+        };
+        Some((
+            200,
+            json!({"apiVersion": api, "kind": kind, "metadata": {}, "items": items}),
+        ))
+    }
+}
+
 /// Add Deployment `d`, rolled out at once: generation 1, every replica available.
 pub(super) fn add(s: &mut FakeApi, mut d: Value) {
     let name = d["metadata"]["name"]

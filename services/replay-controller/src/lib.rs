@@ -10,6 +10,7 @@ pub mod crd_plan;
 mod crd_status;
 pub mod drain;
 pub mod drill;
+pub mod endpoints;
 pub mod kafka;
 pub mod metrics;
 pub mod reconcile;

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::crd::{Phase, StateMetrics};
-use crate::fixtures::shadow::live_deployment;
+use crate::fixtures::shadow::{live_deployment, Routing};
 use crate::fixtures::{ev, harness, request, shadow_spec, status, Call, FakeKafka, Harness, UID};
 
 const GROUP: &str = "analytics-shadow-replay-1";
@@ -240,6 +240,68 @@ async fn a_copy_created_before_a_crash_is_taken_as_made() {
         "AlreadyExists of its own copy is not an error"
     );
     assert_eq!(h.kafka.shadow.log().len(), 1, "one reset only");
+}
+
+#[tokio::test]
+async fn a_promotion_takes_no_pod_away_before_the_services_route_to_the_others() {
+    let h = shadow_harness(shadow_spec());
+    h.reconcile().await.unwrap();
+    let live = ("analytics-7f-a", json!({"app": "analytics"}));
+    let copy = (
+        "copy-9c-b",
+        json!({"app": "analytics", "orderflow.io/shadow-of": "replay-1"}),
+    );
+    // the copy is available with the live labels, but the Service lists only the live pod
+    h.set_routing(Routing::service(
+        "analytics",
+        "analytics",
+        &[live.clone(), copy.clone()],
+        &[live.0],
+    ));
+    h.patch_spec(json!({"promote": true}));
+    h.reconcile().await.unwrap();
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Promoting);
+    assert!(
+        st.message
+            .unwrap()
+            .contains("waiting for Service(s) analytics to list its pod as a ready endpoint"),
+        "{:?}",
+        h.status().message
+    );
+    assert!(st.shadow.unwrap().serving_at.is_none());
+    assert_eq!(h.replicas("analytics"), 3, "the live pods stay until then");
+    // routed to the copy: the live deployment goes to 0 and comes back; the Service lists
+    // only the copy meanwhile, so the copy stays
+    h.set_routing(Routing::service(
+        "analytics",
+        "analytics",
+        &[copy.clone()],
+        &[copy.0],
+    ));
+    h.reconcile().await.unwrap();
+    let st = h.status();
+    assert_eq!(st.phase, Phase::CatchingUp);
+    assert!(
+        st.message.as_deref().unwrap_or_default().contains(
+            "waiting for Service(s) analytics to list a pod of deployment analytics as a ready endpoint"
+        ),
+        "{:?}",
+        st.message
+    );
+    assert!(h.deployment(GROUP).is_some(), "the copy still serves");
+    assert!(st.shadow.unwrap().removed_at.is_none());
+    // a live pod is a ready endpoint again: the copy goes
+    let back = ("analytics-7f-c", json!({"app": "analytics"}));
+    h.set_routing(Routing::service(
+        "analytics",
+        "analytics",
+        &[back.clone(), copy],
+        &[back.0],
+    ));
+    h.reconcile().await.unwrap();
+    assert_eq!(h.status().phase, Phase::Succeeded);
+    assert!(h.deployment(GROUP).is_none());
 }
 
 #[tokio::test]

@@ -102,6 +102,7 @@ mod phases;
 mod plan;
 mod promote;
 mod release;
+mod routing;
 mod scale;
 mod shadow;
 mod status;

@@ -3,11 +3,13 @@
 //! the shadow's, and after the live group's CatchingUp the shadow is removed.
 
 use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
 
 use super::catchup::targets as catch_up_targets;
 use super::shadow::state_pairs;
 use super::{fmt_time, Next, Run, StepError};
 use crate::crd::{PartitionOffsets, Phase, ReplayRequestStatus, DEFAULT_TIMEOUT_SECONDS};
+use crate::endpoints::Stays;
 use crate::shadow;
 
 impl Run<'_> {
@@ -64,6 +66,26 @@ impl Run<'_> {
                 st.message = Some(format!(
                     "promoting: waiting for the copy {} to serve beside the live pods (rolled out with their labels)",
                     sh.deployment
+                ));
+                return Ok(Next::Wait(self.ctx.settings.poll));
+            }
+            let missing = self
+                .not_routed(&live, Stays::Copy(&self.rr.name_any()))
+                .await?;
+            if !missing.is_empty() {
+                if self.now >= self.deadline(st) {
+                    let msg = format!(
+                        "Service(s) {} did not route to the copy {} within {} s (no ready endpoint on its pod in their EndpointSlices); the live deployment was not touched",
+                        missing.join(", "),
+                        sh.deployment,
+                        spec.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS)
+                    );
+                    return Ok(self.fail(st, "ShadowNotServing", msg).await?);
+                }
+                st.message = Some(format!(
+                    "promoting: the copy {} is available; waiting for Service(s) {} to list its pod as a ready endpoint",
+                    sh.deployment,
+                    missing.join(", ")
                 ));
                 return Ok(Next::Wait(self.ctx.settings.poll));
             }
@@ -178,6 +200,20 @@ impl Run<'_> {
                 spec.consumer_group, spec.deployment, sh.deployment
             ));
             return Ok(Some(Next::Wait(self.ctx.settings.poll)));
+        }
+        let copy_serves = self.own_copy(&sh).await?.is_some();
+        if let Some(live) = live.filter(|_| copy_serves) {
+            let missing = self.not_routed(&live, Stays::Live).await?;
+            if !missing.is_empty() {
+                st.message = Some(format!(
+                    "group {} caught up; waiting for Service(s) {} to list a pod of deployment {} as a ready endpoint before removing the copy {}",
+                    spec.consumer_group,
+                    missing.join(", "),
+                    spec.deployment,
+                    sh.deployment
+                ));
+                return Ok(Some(Next::Wait(self.ctx.settings.poll)));
+            }
         }
         if let Some(wait) = self.remove_shadow(&mut sh).await? {
             st.message = Some(wait);
