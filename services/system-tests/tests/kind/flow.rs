@@ -372,6 +372,17 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
     });
     step_done("replay-from-time, oracle over the later records", &log);
 
+    // 5b. a shadow replay of everything, promoted, the analytics Service answering throughout
+    log.line(
+        "==> [5b/8] kubectl apply -f deploy/samples/shadow.yaml; kubectl patch rr shadow-1 promote",
+    );
+    let promoted = crate::shadow::run(&bed, &log, &opts.analytics_url, 2 * opts.orders).await?;
+    stages.push(Stage {
+        name: "after shadow-1 (promoted, oracle equal)".into(),
+        metrics: promoted,
+    });
+    step_done("shadow-1, promoted, Service polled", &log);
+
     // 5. kubectl get rr, and the JSON lines of kubectl logs
     log.line("==> [6/8] kubectl get rr, describe rr; kubectl logs deploy/replay-controller, deploy/inventory");
     let get_rr = bed.kubectl_ns(&["get", "rr"])?;

@@ -14,6 +14,7 @@
 mod checks;
 mod flow;
 mod report;
+mod shadow;
 
 use flow::{run, Options};
 
@@ -21,7 +22,7 @@ use flow::{run, Options};
 async fn users_flow_on_kind() -> anyhow::Result<()> {
     let opts = Options::default();
     let outcome = run(&opts).await?;
-    for name in ["replay-1", "lag-1", "replay-from-time"] {
+    for name in ["replay-1", "lag-1", "replay-from-time", "shadow-1"] {
         assert!(outcome.get_rr.contains(name), "{}", outcome.get_rr);
     }
     for column in ["PHASE", "GROUP", "RESET", "LAG PEAK", "AGE"] {
@@ -29,7 +30,7 @@ async fn users_flow_on_kind() -> anyhow::Result<()> {
     }
     assert_eq!(
         outcome.get_rr.matches("Succeeded").count(),
-        3,
+        4,
         "{}",
         outcome.get_rr
     );
