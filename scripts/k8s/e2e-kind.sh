@@ -6,7 +6,8 @@
 #   3. scripts/k8s/images.sh check          each image run as the chart runs it
 #   4. scripts/k8s/images.sh load           kind load them into the node
 #   5. cargo test --features kind --test kind  services/system-tests/tests/kind: helm install, 10,000
-#                                           orders, replay.yaml, lag.yaml, get rr, logs, dashboard;
+#                                           orders, replay.yaml, lag.yaml,
+#                                           shadow.yaml promoted under polling, get rr, logs, dashboard;
 #                                           the CRD's CEL rule, and deploy/ against Strimzi's CRDs
 #                                           (STRIMZI_CRDS), on the v1.33 API server
 # Each step's time is printed and appended to $ORDERFLOW_CACHE/kind-bed/timings.tsv; the flow's

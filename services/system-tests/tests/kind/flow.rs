@@ -411,7 +411,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {
         })
         .collect();
     log.line(&format!("$ kubectl -n {ns} logs deploy/replay-controller | jq 'select(.event == \"phase\")' ({} JSON lines)\n{}", phases.len(), lines.join("\n")));
-    for name in ["replay-1", "lag-1", "replay-from-time"] {
+    for name in ["replay-1", "lag-1", "replay-from-time", "shadow-1"] {
         ensure!(
             phases
                 .iter()
