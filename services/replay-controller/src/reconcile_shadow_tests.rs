@@ -276,7 +276,7 @@ async fn a_promotion_takes_no_pod_away_before_the_services_route_to_the_others()
     h.set_routing(Routing::service(
         "analytics",
         "analytics",
-        &[copy.clone()],
+        std::slice::from_ref(&copy),
         &[copy.0],
     ));
     h.reconcile().await.unwrap();
