@@ -86,10 +86,11 @@ browser-tools:
 vendor-ui:
 	scripts/vendor-ui.sh
 
-# The workspace's unit and integration tests alone.
+# The workspace's unit and integration tests alone: every test binary built once, then run in
+# two lanes side by side (scripts/test-lanes.py says why and how).
 test-rust: build kafka-install envtest-install k8s-tools bench-tools browser-tools
 	@mkdir -p $(TARGET_DIR)
-	@set -o pipefail; $(CARGO) test --release --workspace --locked --no-fail-fast 2>&1 | tee $(TEST_LOG); rc=$$?; \
+	@CARGO=$(CARGO) scripts/test-lanes.py $(TEST_LOG); rc=$$?; \
 	  scripts/test-summary.sh workspace=$(TEST_LOG); exit $$rc
 
 # Everything CI checks: the Kubernetes manifests and chart (lint, mk/k8s.mk), clippy, the
