@@ -28,6 +28,7 @@ async fn bench_smoke_measures_every_benchmark() -> anyhow::Result<()> {
         (
             "P2",
             vec![
+                "kafka streams",
                 "kafka-consumer-perf-test",
                 "kcat",
                 "kcat pipe",
@@ -37,7 +38,13 @@ async fn bench_smoke_measures_every_benchmark() -> anyhow::Result<()> {
         ),
         (
             "P3",
-            vec!["kafka-consumer-perf-test", "kcat", "orderflow", "python"],
+            vec![
+                "kafka streams",
+                "kafka-consumer-perf-test",
+                "kcat",
+                "orderflow",
+                "python",
+            ],
         ),
         ("P4-p50", vec!["flask", "orderflow"]),
         ("P4-p99", vec!["flask", "orderflow"]),

@@ -7,12 +7,14 @@
 //!   same N records from a file, kafka-producer-perf-test producing N records of the same JSON
 //!   (its own records/s), the Python producer; events/s (acks=all for all).
 //! - P2 inventory: inventory-service deciding the N orders of P1 (from process start until its
-//!   group's lag is 0: consumed, decided, produced, committed), kcat and
+//!   group's lag is 0: consumed, decided, produced, committed), the Kafka Streams inventory
+//!   peer doing the same (from JVM start until it has decided N and committed), kcat and
 //!   kafka-consumer-perf-test consuming `orders` raw, a `kcat -C | kcat -P` pipe copying it to
 //!   another topic (the floor of a consume-produce loop), the Python consumer doing the same
 //!   work as inventory-service; events/s.
 //! - P3 replay: analytics-service rebuilding from both topics (2N records) after a reset to
-//!   earliest, kcat and kafka-consumer-perf-test consuming both topics, the Python analytics;
+//!   earliest, the Kafka Streams analytics peer counting them, kcat and
+//!   kafka-consumer-perf-test consuming both topics, the Python analytics;
 //!   seconds.
 //! - P4 HTTP: `POST /orders` with oha at a fixed rate (p50/p99) and at full speed (req/s),
 //!   order-service against the Flask peer.
@@ -27,7 +29,9 @@
 //!
 //! Before any run, [`streams`] proves the Kafka Streams peers (bench/peers/streams) equal to
 //! orderflow on `Options::proof_events` orders (same decisions, same counts); results.json
-//! records what it compared (`streams_equal`). They are not timed yet.
+//! records what it compared (`streams_equal`). Then each run times them in P2 (the inventory
+//! peer deciding the N orders, exactly-once v2 as inventory-service's transactions) and P3
+//! (the analytics peer counting the 2N records) ([`streams_time`]).
 //!
 //! This module runs the benchmarks; [`peers`] starts and reads the programs orderflow is
 //! measured against (kcat, the Python peers, Flask, oha), [`kafka_tools`] Kafka's perf tools
@@ -39,6 +43,7 @@ mod peers;
 mod report;
 mod restarts;
 mod streams;
+mod streams_time;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -243,6 +248,7 @@ async fn one_run(
     let b = broker.bootstrap.clone();
     orderflow_runtime::topics::ensure_topics(&kafka).await?;
     let peer_topics = [
+        STREAMS_DECISIONS,
         KCAT_ORDERS,
         PERF_ORDERS,
         PIPE_ORDERS,
@@ -323,6 +329,8 @@ async fn one_run(
     push(s, "P5", "inventory-service", peak_rss_mib(inventory.pid()));
     inventory.stop(Duration::from_secs(20)).await?;
     report_rate(s, "P2", "orderflow", n, secs);
+    let secs = streams_time::inventory(tools, &b, n, &dir).await?;
+    report_rate(s, "P2", "kafka streams", n, secs);
     let secs = kcat_consume(tools, &b, &[TOPIC_ORDERS], n).await?;
     report_rate(s, "P2", "kcat", n, secs);
     let perf = consumer_perf(tools, &b, &[TOPIC_ORDERS], "bench-perf-p2", n).await?;
@@ -374,6 +382,8 @@ async fn one_run(
     push(s, "P5", "analytics-service", peak_rss_mib(analytics.pid()));
     analytics.stop(Duration::from_secs(20)).await?;
     report_secs(s, "P3", "orderflow", 2 * n, secs);
+    let secs = streams_time::analytics(tools, &b, n, &dir).await?;
+    report_secs(s, "P3", "kafka streams", 2 * n, secs);
     let secs = kcat_consume(tools, &b, &[TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS], 2 * n).await?;
     report_secs(s, "P3", "kcat", 2 * n, secs);
     let both = [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS];

@@ -178,7 +178,7 @@ pub async fn prove_equal(
 }
 
 /// `java -jar <peers> <mode>` against `bootstrap`, its state under `dir`.
-fn java(
+pub(super) fn java(
     tools: &Tools,
     mode: &str,
     bootstrap: &str,
