@@ -314,13 +314,16 @@ mod tests {
         (status, String::from_utf8(body.to_vec()).unwrap())
     }
 
-    #[tokio::test]
-    async fn a_draining_server_answers_with_connection_close_then_stops() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+    /// A free address on 127.0.0.1 (bound, then released).
+    fn free_addr() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap()
-            .port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    }
+
+    #[tokio::test]
+    async fn a_draining_server_answers_with_connection_close_then_stops() {
+        let addr = free_addr();
         let token = CancellationToken::new();
         let server = OpsServer::new(Health::new(), Registry::default())
             .drain(Duration::from_secs(30))
@@ -365,11 +368,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_undrained_server_stops_at_once() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let addr = free_addr();
         let token = CancellationToken::new();
         let server = OpsServer::new(Health::new(), Registry::default());
         let server = tokio::spawn(server.serve(addr, Router::new(), token.clone()));
