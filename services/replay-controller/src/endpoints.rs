@@ -45,10 +45,7 @@ impl Stays<'_> {
     ) -> bool {
         match self {
             Stays::Copy(rr) => labels.get(SHADOW_LABEL).map(String::as_str) == Some(*rr),
-            Stays::Live => {
-                !labels.contains_key(SHADOW_LABEL)
-                    && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-            }
+            Stays::Live => !labels.contains_key(SHADOW_LABEL) && carries(labels, selector),
         }
     }
 }
@@ -59,7 +56,25 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Whether `selector` (a Service's) selects pods labelled `labels`: a Service without a
 /// selector (or with an empty one) selects nothing by itself.
 pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
-    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    !selector.is_empty() && carries(labels, selector)
+}
+
+/// Whether `labels` hold every pair of `selector`.
+fn carries(labels: &BTreeMap<String, String>, selector: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The Services among `services` that select pods labelled `labels`.
+pub fn selecting<'a>(
+    services: &'a [Service],
+    labels: &'a BTreeMap<String, String>,
+) -> impl Iterator<Item = &'a Service> + 'a {
+    services.iter().filter(move |s| {
+        s.spec
+            .as_ref()
+            .and_then(|sp| sp.selector.as_ref())
+            .is_some_and(|sel| selects(sel, labels))
+    })
 }
 
 /// The names of the Services that select pods labelled `labels` but have no ready endpoint
@@ -72,14 +87,7 @@ pub fn not_routed(
     labels: &BTreeMap<String, String>,
     pods: &BTreeSet<String>,
 ) -> Vec<String> {
-    let mut missing: Vec<String> = services
-        .iter()
-        .filter(|s| {
-            s.spec
-                .as_ref()
-                .and_then(|sp| sp.selector.as_ref())
-                .is_some_and(|sel| selects(sel, labels))
-        })
+    let mut missing: Vec<String> = selecting(services, labels)
         .map(|s| s.name_any())
         .filter(|name| {
             !slices

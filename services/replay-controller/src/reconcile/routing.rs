@@ -31,16 +31,7 @@ impl Run<'_> {
             .unwrap_or_default();
         let services: Api<Service> = Api::namespaced(self.ctx.client.clone(), self.ns);
         let services = services.list(&ListParams::default()).await?.items;
-        let selecting: Vec<Service> = services
-            .into_iter()
-            .filter(|s| {
-                s.spec
-                    .as_ref()
-                    .and_then(|sp| sp.selector.as_ref())
-                    .is_some_and(|sel| endpoints::selects(sel, &labels))
-            })
-            .collect();
-        if selecting.is_empty() {
+        if endpoints::selecting(&services, &labels).next().is_none() {
             return Ok(Vec::new());
         }
         let selector = spec.selector.match_labels.unwrap_or_default();
@@ -62,6 +53,6 @@ impl Run<'_> {
             Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        Ok(endpoints::not_routed(&selecting, &slices, &labels, &pods))
+        Ok(endpoints::not_routed(&services, &slices, &labels, &pods))
     }
 }
