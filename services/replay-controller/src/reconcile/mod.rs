@@ -33,7 +33,10 @@
 //! Status is written with server-side apply, only when it changed; every phase change is
 //! also a Kubernetes Event, and so is a reset that cannot replay the whole history asked for
 //! (Warning, reason `HistoryTruncated`: its target lay before the oldest record Kafka still
-//! holds on some partition, listed in status.historyTruncated).
+//! holds on some partition, listed in status.historyTruncated). The Event and the phase's log
+//! line follow the status write, so a crash between them loses that one Event (the restart
+//! sees the phase already written and does not post it again): Events are at most once, the
+//! status is the record.
 //!
 //! The finalizer `orderflow.io/restore-deployments` is held only while deleting the request
 //! may have something to restore:

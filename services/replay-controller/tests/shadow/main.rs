@@ -224,6 +224,7 @@ async fn controller_killed_in_each_shadow_step_resumes_without_doing_anything_tw
         m["orders_total"] == 500
     })
     .await?;
+    event_reasons_with(&c, ns, "s1", "ShadowCatchingUp").await?;
     ctl.kill();
     refuse_phase(env, Phase::Shadowing, false).await?;
     ctl = start_controller(env, &vars).await?;
@@ -236,7 +237,9 @@ async fn controller_killed_in_each_shadow_step_resumes_without_doing_anything_tw
         held(Phase::Shadowing),
     )
     .await?;
-    // Shadowing: at rest
+    // Shadowing: at rest once its Event is posted (the status write comes first: a kill
+    // between the two loses the Event, see the module docs of src/reconcile/mod.rs)
+    event_reasons_with(&c, ns, "s1", "Shadowing").await?;
     ctl.kill();
     ctl = start_controller(env, &vars).await?;
     // Promoting, held with the copies made
