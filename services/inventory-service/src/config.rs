@@ -6,7 +6,7 @@
 //! - `THROTTLE_MS` [0]: pause this long per order, to create consumer lag on purpose
 //! - `INITIAL_STOCK` [every menu item at 2000]: e.g. `burger=2000,pizza=1500`; listed items
 //!   override the default quantity or add new items
-//! - `BATCH_MAX` [500]: most orders decided per produce-acknowledge-commit round (at least 1;
+//! - `BATCH_MAX` [5000]: most orders decided per produce-acknowledge-commit round (at least 1;
 //!   with `THROTTLE_MS` a batch is also cut to about one second of work, see
 //!   [`Settings::batch_limit`])
 //! - `TRANSACTIONS` [true]: commit each batch's decisions, DLQ entries and offsets in one
@@ -62,9 +62,13 @@ pub struct Args {
     #[arg(long, env = "INITIAL_STOCK", value_parser = Stock::parse)]
     pub initial_stock: Option<Stock>,
 
-    /// Most orders decided per produce-acknowledge-commit round (at least 1). With
-    /// THROTTLE_MS a batch is also cut to about one second of work.
-    #[arg(long, env = "BATCH_MAX", default_value_t = 500, value_parser = batch_max)]
+    /// Most orders decided per produce-acknowledge-commit round (at least 1). A batch takes
+    /// what arrives within 20 ms, so this bounds a backlog's batches only: each round costs
+    /// about 17 ms besides its orders (a transaction's commit), so larger batches catch up
+    /// faster (measured on 200k orders: 18,700 decisions/s at 500, 47,000 at 2000, 72,000 at
+    /// 5000, 77,000 at 20000). With THROTTLE_MS a batch is also cut to about one second of
+    /// work.
+    #[arg(long, env = "BATCH_MAX", default_value_t = 5000, value_parser = batch_max)]
     pub batch_max: usize,
 
     /// `true`: each batch's decisions, DLQ entries and offsets in one Kafka transaction per
@@ -150,7 +154,7 @@ impl Default for Settings {
         Self {
             stock: Stock::default(),
             throttle: Duration::ZERO,
-            batch_max: 500,
+            batch_max: 5000,
             transactions: true,
             txn_prefix: "orderflow-inventory".to_string(),
             idempotency_window: crate::ledger::window::DEFAULT_WINDOW,
@@ -193,7 +197,7 @@ mod tests {
     fn defaults() {
         let s = from(&[]).unwrap();
         assert_eq!(s, Settings::default());
-        assert_eq!(s.batch_limit(), 500);
+        assert_eq!(s.batch_limit(), 5000);
         assert_eq!(s.idempotency_window, Duration::from_secs(24 * 3600));
         assert_eq!(from(&[("THROTTLE_MS", " ")]).unwrap(), Settings::default());
         let a: Args = parse_vars("inventory-service", &[]).unwrap();
