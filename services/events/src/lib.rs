@@ -42,6 +42,7 @@
 //! format.
 
 mod codec;
+mod fast;
 pub mod ledger;
 mod mark;
 mod model;

@@ -162,10 +162,20 @@ pub(crate) mod rfc3339_ms {
         s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, true))
     }
 
+    /// Parsed from the string as it lies in the record (no copy of it first).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let s = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| serde::de::Error::custom(format!("invalid RFC 3339 timestamp {s:?}: {e}")))
+        struct Rfc3339;
+        impl serde::de::Visitor<'_> for Rfc3339 {
+            type Value = DateTime<Utc>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<DateTime<Utc>, E> {
+                DateTime::parse_from_rfc3339(s)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| E::custom(format!("invalid RFC 3339 timestamp {s:?}: {e}")))
+            }
+        }
+        d.deserialize_str(Rfc3339)
     }
 }

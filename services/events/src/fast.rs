@@ -1,0 +1,177 @@
+//! The decoder's fast path: a well-formed event straight from its bytes into its type.
+//!
+//! [`crate::decode`]'s general path parses a record into a `serde_json::Value` (a map of
+//! owned strings), takes `type` out and converts the rest, keeping the path of a wrong field
+//! for the reason it gives. Replaying analytics over 600,000 records spent most of its time
+//! there (perf: `Value`'s map inserts, string copies and frees). Here a record is read twice
+//! without building anything: once for `type` and `schema_version` only (every other value
+//! skipped), then into the struct of that type with the `type` key stepped over.
+//!
+//! Anything this path does not accept (bad JSON, a missing or duplicate field, a wrong type,
+//! an unknown `type` or version) returns `None`, and the caller takes the general path, so a
+//! refused record gets exactly the general path's reason. What this path accepts, the
+//! general path decodes to the same event (property test in `codec`).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer, StringDeserializer};
+use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::model::{Event, InventoryDecision, OrderPlaced};
+use crate::restock::{RestockDecision, StockRestockRequested};
+use crate::SCHEMA_VERSION;
+
+/// The envelope alone; every other field is skipped unread.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, rename = "type")]
+    type_name: Cow<'a, str>,
+    schema_version: u64,
+}
+
+/// `bytes` as an event of the type its `type` names, not yet validated; `None` when anything
+/// is off (the general path then says what).
+pub(crate) fn decode(bytes: &[u8]) -> Option<Event> {
+    let envelope: Envelope = serde_json::from_slice(bytes).ok()?;
+    if envelope.schema_version != u64::from(SCHEMA_VERSION) {
+        return None;
+    }
+    Some(match envelope.type_name.as_ref() {
+        "OrderPlaced" => Event::OrderPlaced(without_type::<OrderPlaced>(bytes)?),
+        "InventoryReserved" => Event::InventoryReserved(without_type::<InventoryDecision>(bytes)?),
+        "InventoryFailed" => Event::InventoryFailed(without_type::<InventoryDecision>(bytes)?),
+        "StockRestockRequested" => {
+            Event::StockRestockRequested(without_type::<StockRestockRequested>(bytes)?)
+        }
+        "InventoryRestocked" => Event::InventoryRestocked(without_type::<RestockDecision>(bytes)?),
+        "InventoryRestockRefused" => {
+            Event::InventoryRestockRefused(without_type::<RestockDecision>(bytes)?)
+        }
+        _ => return None,
+    })
+}
+
+/// The JSON object `bytes` as a `T`, its `type` key stepped over (the structs refuse
+/// unknown fields, and `type` is the envelope's, not theirs).
+fn without_type<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = (&mut de)
+        .deserialize_map(SkipTypeVisitor(PhantomData))
+        .ok()?;
+    de.end().ok()?;
+    Some(value)
+}
+
+struct SkipTypeVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for SkipTypeVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(SkipType(map)))
+    }
+}
+
+/// A map without its `type` entries.
+struct SkipType<A>(A);
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for SkipType<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        loop {
+            let Some(Key(key)) = self.0.next_key::<Key<'de>>()? else {
+                return Ok(None);
+            };
+            if key == "type" {
+                self.0.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            return match key {
+                Cow::Borrowed(k) => seed.deserialize(BorrowedStrDeserializer::new(k)).map(Some),
+                Cow::Owned(k) => seed.deserialize(StringDeserializer::new(k)).map(Some),
+            };
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.0.next_value_seed(seed)
+    }
+}
+
+/// A map key, borrowed from the record unless it has escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn order() -> OrderPlaced {
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        OrderPlaced::new("pizza", 2, "u-1", at)
+    }
+
+    #[test]
+    fn a_well_formed_event_in_any_key_order_with_escaped_keys() {
+        let e = Event::OrderPlaced(order());
+        assert_eq!(decode(&crate::encode(&e)), Some(e.clone()));
+        // `type` last and spelled with an escape, another key escaped too
+        let mut v: serde_json::Value = serde_json::from_slice(&crate::encode(&e)).unwrap();
+        let t = v.as_object_mut().unwrap().remove("type").unwrap();
+        let qty = v.as_object_mut().unwrap().remove("qty").unwrap();
+        let body = serde_json::to_string(&v).unwrap();
+        let text = format!(
+            "{},\"q\\u0074y\":{qty},\"\\u0074ype\":{t}}}",
+            body.trim_end_matches('}')
+        );
+        assert_eq!(decode(text.as_bytes()), Some(e));
+    }
+
+    #[test]
+    fn anything_off_is_left_to_the_general_path() {
+        let good = String::from_utf8(crate::encode(&Event::OrderPlaced(order()))).unwrap();
+        for bad in [
+            good.replace("\"qty\":2", "\"qty\":\"2\""),
+            good.replace("\"schema_version\":1", "\"schema_version\":2"),
+            good.replace("OrderPlaced", "OrderShipped"),
+            good.replace("\"qty\":2", "\"qty\":2,\"qty\":3"),
+            good.replace("\"qty\":2", "\"qty\":2,\"surprise\":1"),
+            good.replace("\"qty\":2,", ""),
+            format!("{good} x"),
+            good[..good.len() - 1].to_string(),
+            "[]".to_string(),
+        ] {
+            assert_eq!(decode(bad.as_bytes()), None, "{bad}");
+        }
+    }
+}
