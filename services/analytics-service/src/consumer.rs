@@ -298,6 +298,7 @@ impl Counting<'_> {
     /// Write the snapshot (a failure ends the session: nothing is committed past it), then
     /// commit. Returns whether the commit worked.
     async fn save(&mut self, consumer: &StreamConsumer) -> Result<bool, AnalyticsError> {
+        let started = Instant::now();
         let flush = self
             .shared
             .state
@@ -309,13 +310,16 @@ impl Counting<'_> {
             s.flushed();
         }
         self.stale.clear();
-        Ok(commit(
-            consumer,
-            self.shared,
-            self.bases,
-            self.run,
-            self.health,
-        ))
+        let written = started.elapsed();
+        let committed = commit(consumer, self.shared, self.bases, self.run, self.health);
+        tracing::debug!(
+            records = flush.before.len() + 1,
+            write_ms = written.as_millis() as u64,
+            ms = started.elapsed().as_millis() as u64,
+            committed,
+            "snapshot saved"
+        );
+        Ok(committed)
     }
 }
 
