@@ -381,9 +381,12 @@ mod tests {
         let default = KafkaConfig::from(&args(&[])?);
         let set = KafkaConfig::from(&args(&[("KAFKA_FETCH_QUEUE_KB", " 2048 ")])?);
         for (cfg, kb) in [(&default, "16384"), (&set, "2048")] {
-            for c in [cfg.consumer("g", "c"), cfg.reader("r")] {
+            for c in [cfg.consumer("g", "c"), cfg.reader("inventory-rebuild")] {
                 assert_eq!(c.get("queued.max.messages.kbytes"), Some(kb));
-                assert_eq!(c.get("fetch.queue.backoff.ms"), Some(FETCH_QUEUE_BACKOFF_MS));
+                assert_eq!(
+                    c.get("fetch.queue.backoff.ms"),
+                    Some(FETCH_QUEUE_BACKOFF_MS)
+                );
             }
             assert_eq!(cfg.producer("p").get("queued.max.messages.kbytes"), None);
         }
