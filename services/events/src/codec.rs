@@ -63,21 +63,41 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 /// [`decode`] through a `serde_json::Value`: slower, and it can say which field is wrong.
 fn decode_general(bytes: &[u8]) -> Result<Event, DecodeError> {
     let (type_name, fields) = tagged_fields(bytes)?;
-    let event = match type_name.as_str() {
-        "OrderPlaced" => Event::OrderPlaced(from_value::<OrderPlaced>(fields)?),
-        "InventoryReserved" => Event::InventoryReserved(from_value::<InventoryDecision>(fields)?),
-        "InventoryFailed" => Event::InventoryFailed(from_value::<InventoryDecision>(fields)?),
-        "StockRestockRequested" => {
-            Event::StockRestockRequested(from_value::<StockRestockRequested>(fields)?)
-        }
-        "InventoryRestocked" => Event::InventoryRestocked(from_value::<RestockDecision>(fields)?),
-        "InventoryRestockRefused" => {
-            Event::InventoryRestockRefused(from_value::<RestockDecision>(fields)?)
-        }
-        other => return Err(DecodeError::UnknownType(other.to_string())),
-    };
+    let event =
+        event_of(&type_name, fields)?.ok_or_else(|| DecodeError::UnknownType(type_name.clone()))?;
     validate(&event)?;
     Ok(event)
+}
+
+/// The fields of one record, readable as any of the event structs (once).
+pub(crate) trait Fields {
+    type Error;
+    fn read<T: serde::de::DeserializeOwned>(self) -> Result<T, Self::Error>;
+}
+
+impl Fields for Value {
+    type Error = DecodeError;
+    fn read<T: serde::de::DeserializeOwned>(self) -> Result<T, DecodeError> {
+        from_value(self)
+    }
+}
+
+/// The event of type `type_name` read from `fields`; `None` for a type this crate does not
+/// know. The one place that ties each `type` to its struct and variant.
+pub(crate) fn event_of<F: Fields>(type_name: &str, fields: F) -> Result<Option<Event>, F::Error> {
+    Ok(Some(match type_name {
+        "OrderPlaced" => Event::OrderPlaced(fields.read::<OrderPlaced>()?),
+        "InventoryReserved" => Event::InventoryReserved(fields.read::<InventoryDecision>()?),
+        "InventoryFailed" => Event::InventoryFailed(fields.read::<InventoryDecision>()?),
+        "StockRestockRequested" => {
+            Event::StockRestockRequested(fields.read::<StockRestockRequested>()?)
+        }
+        "InventoryRestocked" => Event::InventoryRestocked(fields.read::<RestockDecision>()?),
+        "InventoryRestockRefused" => {
+            Event::InventoryRestockRefused(fields.read::<RestockDecision>()?)
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// Deserialize the fields, keeping the path of the field an error is about, so that the

@@ -20,8 +20,7 @@ use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer, StringDes
 use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::model::{Event, InventoryDecision, OrderPlaced};
-use crate::restock::{RestockDecision, StockRestockRequested};
+use crate::model::Event;
 use crate::SCHEMA_VERSION;
 
 /// The envelope alone; every other field is skipped unread.
@@ -39,19 +38,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Event> {
     if envelope.schema_version != u64::from(SCHEMA_VERSION) {
         return None;
     }
-    Some(match envelope.type_name.as_ref() {
-        "OrderPlaced" => Event::OrderPlaced(without_type::<OrderPlaced>(bytes)?),
-        "InventoryReserved" => Event::InventoryReserved(without_type::<InventoryDecision>(bytes)?),
-        "InventoryFailed" => Event::InventoryFailed(without_type::<InventoryDecision>(bytes)?),
-        "StockRestockRequested" => {
-            Event::StockRestockRequested(without_type::<StockRestockRequested>(bytes)?)
-        }
-        "InventoryRestocked" => Event::InventoryRestocked(without_type::<RestockDecision>(bytes)?),
-        "InventoryRestockRefused" => {
-            Event::InventoryRestockRefused(without_type::<RestockDecision>(bytes)?)
-        }
-        _ => return None,
-    })
+    crate::codec::event_of(&envelope.type_name, Record(bytes)).ok()?
+}
+
+/// A record's bytes, read as one struct without its `type`.
+struct Record<'a>(&'a [u8]);
+
+impl crate::codec::Fields for Record<'_> {
+    type Error = ();
+    fn read<T: DeserializeOwned>(self) -> Result<T, ()> {
+        without_type(self.0).ok_or(())
+    }
 }
 
 /// The JSON object `bytes` as a `T`, its `type` key stepped over (the structs refuse
@@ -134,6 +131,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::OrderPlaced;
     use chrono::{TimeZone, Utc};
 
     fn order() -> OrderPlaced {
