@@ -92,12 +92,17 @@ impl KafkaArgs {
     /// The Kafka settings from the environment alone, for a tool with a command line of its
     /// own (orderflowctl); a variable that does not parse is an error naming it.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`KafkaArgs::from_env`] with `var` giving a variable's value by name.
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         #[derive(clap::Parser)]
         struct Only {
             #[command(flatten)]
             kafka: KafkaArgs,
         }
-        let only: Only = crate::config::parse_from(["kafka"], |name| std::env::var(name).ok())?;
+        let only: Only = crate::config::parse_from(["kafka"], var)?;
         Ok(only.kafka)
     }
 }
@@ -363,17 +368,11 @@ mod tests {
     use super::*;
 
     fn args(vars: &[(&str, &str)]) -> Result<KafkaArgs, ConfigError> {
-        #[derive(clap::Parser)]
-        struct Only {
-            #[command(flatten)]
-            kafka: KafkaArgs,
-        }
-        let only: Only = crate::config::parse_from(["kafka"], |name| {
+        KafkaArgs::from_vars(|name| {
             vars.iter()
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
-        })?;
-        Ok(only.kafka)
+        })
     }
 
     #[test]
