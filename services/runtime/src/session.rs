@@ -8,8 +8,9 @@
 //!    the handler fails, or a client fails for good ([`ClientFailed`]);
 //! 4. the service finishes (commits, aborts, leaves the group) as its outcome requires.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -20,6 +21,16 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::{kafka, topics, Health, KafkaConfig};
+
+/// How long the loop waits after a consume error before it receives again. Short: librdkafka
+/// queues an error per failed connection attempt while a broker is gone, and the loop must
+/// get through that queue quickly once the broker is back (at half a second
+/// per error, 133 queued errors held inventory for over a minute after the broker was back). Its own
+/// reconnect back-off already paces the errors; this only keeps a storm from spinning.
+pub const ERROR_PAUSE: Duration = Duration::from_millis(10);
+
+/// How often the same consume error is logged while it repeats.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// A Kafka client failed for good (librdkafka's fatal error: a consumer fenced as a static
 /// member, an idempotent producer whose sequence a restarted broker no longer knows). The
@@ -54,8 +65,8 @@ pub trait Handler<C: ConsumerContext + 'static> {
         consumer: &StreamConsumer<C>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// Receiving failed (the clients still work): say so, e.g. in `/readyz`. The loop waits
-    /// half a second before it receives again.
+    /// Receiving failed (the clients still work): say so, e.g. in `/readyz`. The loop
+    /// receives again after [`ERROR_PAUSE`].
     fn consume_error(&mut self, e: &KafkaError);
 }
 
@@ -109,6 +120,7 @@ where
     C: ConsumerContext + 'static,
     H: Handler<C>,
 {
+    let mut errors = ErrorLog::default();
     let mut every = match tick {
         Tick::Every(d) => {
             let mut i = tokio::time::interval(d);
@@ -134,11 +146,14 @@ where
                 Ok(m) => handler.message(consumer, m).await?,
                 Err(e) => {
                     failed(consumer, producer)?;
-                    tracing::warn!(error = %e, "consume error");
+                    let text = e.to_string();
+                    if let Some(repeated) = errors.log(&text, Instant::now()) {
+                        tracing::warn!(error = %text, repeated, "consume error");
+                    }
                     handler.consume_error(&e);
                     tokio::select! {
                         _ = token.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = tokio::time::sleep(ERROR_PAUSE) => {}
                     }
                 }
             },
@@ -155,5 +170,62 @@ fn failed<C: ConsumerContext>(
     match kafka::fatal(consumer.client()).or_else(|| kafka::fatal(producer.client())) {
         Some(reason) => Err(ClientFailed(reason)),
         None => Ok(()),
+    }
+}
+
+/// Which consume errors are logged: each kind at once, then at most every
+/// [`ERROR_LOG_EVERY`] while it repeats, with how often it came meanwhile (a broker that is
+/// gone brings two kinds in turn: transport failure, all brokers down).
+#[derive(Debug, Default)]
+struct ErrorLog {
+    seen: HashMap<String, (Instant, u64)>,
+}
+
+impl ErrorLog {
+    /// Kinds of error remembered; past this many, the oldest memory is dropped.
+    const KINDS: usize = 16;
+
+    /// `Some(times it came since it was last logged)`: log it now.
+    fn log(&mut self, error: &str, now: Instant) -> Option<u64> {
+        if let Some((at, repeated)) = self.seen.get_mut(error) {
+            if now.duration_since(*at) < ERROR_LOG_EVERY {
+                *repeated += 1;
+                return None;
+            }
+            let n = std::mem::take(repeated);
+            *at = now;
+            return Some(n);
+        }
+        if self.seen.len() >= Self::KINDS {
+            self.seen.clear();
+        }
+        self.seen.insert(error.to_string(), (now, 0));
+        Some(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_error_is_logged_every_few_seconds_with_its_count() {
+        let t0 = Instant::now();
+        let mut log = ErrorLog::default();
+        assert_eq!(log.log("all brokers down", t0), Some(0));
+        for i in 1..=9 {
+            assert_eq!(
+                log.log("all brokers down", t0 + Duration::from_millis(100 * i)),
+                None
+            );
+        }
+        // another kind is logged at once, and does not reset the first one's count
+        assert_eq!(log.log("transport failure", t0), Some(0));
+        assert_eq!(
+            log.log("transport failure", t0 + Duration::from_secs(1)),
+            None
+        );
+        assert_eq!(log.log("all brokers down", t0 + ERROR_LOG_EVERY), Some(9));
+        assert_eq!(log.log("all brokers down", t0 + ERROR_LOG_EVERY), None);
     }
 }
