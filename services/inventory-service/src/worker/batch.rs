@@ -1,5 +1,5 @@
-//! A batch: orders (and restock requests) taken from the consumer (up to `BATCH_MAX`, or what arrives within
-//! 20 ms), decided in order against their partition's ledger, every decision and DLQ entry
+//! A batch: orders (and restock requests) taken from the consumer (up to `BATCH_MAX`, or what
+//! arrives within `BATCH_WAIT_MS`), decided in order against their partition's ledger, every decision and DLQ entry
 //! sent without waiting for the others; once the broker acknowledged all of them the
 //! ledger records are written ([`super::flush`]), and only then is the batch committed.
 
@@ -27,9 +27,6 @@ use super::rebalance::{InventoryContext, Shared};
 use super::{bounded, Ctx, InventoryError};
 use crate::logs;
 use crate::metrics::{ItemLabels, StatusLabels};
-
-/// How long a batch waits for more orders after its first.
-const COLLECT_FOR: Duration = Duration::from_millis(20);
 
 /// The most a batch waits for its acknowledgements: `message.timeout.ms` and a margin.
 const DELIVERY_BOUND: Duration = Duration::from_secs(75);
@@ -76,7 +73,13 @@ impl Handler<InventoryContext> for Deciding<'_> {
             metrics,
             ..
         } = self.ctx;
-        let batch = collect(consumer, first.detach(), settings.batch_limit()).await;
+        let batch = collect(
+            consumer,
+            first.detach(),
+            settings.batch_limit(),
+            settings.batch_wait,
+        )
+        .await;
         metrics.consumed.inc_by(batch.len() as u64);
         sync_ledgers(self.ctx, self.shared, &mut self.committer, &batch).await?;
         self.shared.publish(health);
@@ -121,14 +124,16 @@ impl Handler<InventoryContext> for Deciding<'_> {
     }
 }
 
-/// `first` and what else arrives within [`COLLECT_FOR`], up to `limit` records.
+/// `first` and what else arrives within `wait` (`BATCH_WAIT_MS`), up to `limit` records.
+/// With no wait, what has already arrived: the timeout polls `recv` before its deadline.
 async fn collect(
     consumer: &StreamConsumer<InventoryContext>,
     first: OwnedMessage,
     limit: usize,
+    wait: Duration,
 ) -> Vec<OwnedMessage> {
     let mut batch = vec![first];
-    let until = tokio::time::Instant::now() + COLLECT_FOR;
+    let until = tokio::time::Instant::now() + wait;
     while batch.len() < limit {
         match tokio::time::timeout_at(until, consumer.recv()).await {
             Ok(Ok(m)) => batch.push(m.detach()),
