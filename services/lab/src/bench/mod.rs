@@ -20,12 +20,16 @@
 //!   order-service against the Flask peer.
 //! - P5 memory: peak RSS (VmHWM) of order-service (P1), inventory-service (P2) and
 //!   analytics-service (P3).
-//! - P6 restart: after P3, inventory-service and analytics-service started again over the N
+//! - P6 end-to-end latency, on a broker of its own: `POST /orders` at 1k/s and 5k/s, each
+//!   order timed from its request to its decision at a consumer of the decision topic and to
+//!   analytics counting it; p50, p99, max; the Kafka Streams inventory peer the same way
+//!   ([`latency`]).
+//! - P7 restart: after P3, inventory-service and analytics-service started again over the N
 //!   decisions; seconds from process start until `/readyz` answers 200 (inventory: every
 //!   partition's ledger rebuilt and its idempotency window read back; analytics: its state
 //!   restored and caught up with the same totals). Inventory twice: with the default 24 h
 //!   idempotency window (which holds all N orders of the bench, so it reads their decisions
-//!   back) and with a 1 s window (the ledger alone). P7: the peak RSS of each restarted process.
+//!   back) and with a 1 s window (the ledger alone). P8: the peak RSS of each restarted process.
 //!
 //! Before any run, [`streams`] proves the Kafka Streams peers (bench/peers/streams) equal to
 //! orderflow on `Options::proof_events` orders (same decisions, same counts); results.json
@@ -35,10 +39,11 @@
 //!
 //! This module runs the benchmarks; [`peers`] starts and reads the programs orderflow is
 //! measured against (kcat, the Python peers, Flask, oha), [`kafka_tools`] Kafka's perf tools
-//! and the kcat pipe, [`restarts`] P6 and P7, and [`report`] turns the samples into medians,
+//! and the kcat pipe, [`restarts`] P7 and P8, [`latency`] P6, and [`report`] turns the samples into medians,
 //! ratios, targets and results.md.
 
 mod kafka_tools;
+mod latency;
 mod peers;
 mod report;
 mod restarts;
@@ -91,6 +96,10 @@ pub struct Options {
     pub http_seconds: u64,
     /// The fixed request rate of P4's latency measurement.
     pub http_rate: u64,
+    /// Seconds of each fixed rate in P6.
+    pub e2e_seconds: u64,
+    /// P6 alone (no proof, no P1-P5, P7, P8).
+    pub e2e_only: bool,
     /// Orders of the proof that the Kafka Streams peers decide and count like orderflow.
     pub proof_events: u64,
     pub out_dir: PathBuf,
@@ -104,12 +113,15 @@ impl Options {
             runs: 3,
             http_seconds: 10,
             http_rate: 2000,
+            e2e_seconds: 10,
+            e2e_only: false,
             proof_events: 10_000,
             out_dir,
         }
     }
 
-    /// The smoke mode `make test` runs: 10k events, 1 run, 2 s of HTTP load, the Streams
+    /// The smoke mode `make test` runs: 10k events, 1 run, 2 s of HTTP load, 1 s of each P6
+    /// rate, the Streams
     /// peers' proof on 2k orders.
     pub fn smoke(out_dir: PathBuf) -> Self {
         Self {
@@ -117,6 +129,8 @@ impl Options {
             runs: 1,
             http_seconds: 2,
             http_rate: 2000,
+            e2e_seconds: 1,
+            e2e_only: false,
             proof_events: 2_000,
             out_dir,
         }
@@ -191,20 +205,30 @@ pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
     say(&format!(
         "==> {k} of them, {size:.0} bytes each on average, as kafka-producer-perf-test's payloads"
     ));
-    say(&format!(
-        "==> proving the Kafka Streams peers equal to orderflow on {} orders",
-        opts.proof_events
-    ));
     let proof = opts.out_dir.join("proof");
-    let streams_equal = prove_equal(tools, opts.proof_events, &proof, true)
-        .await
-        .context("the Kafka Streams peers against orderflow")?;
+    let streams_equal = if opts.e2e_only {
+        None
+    } else {
+        say(&format!(
+            "==> proving the Kafka Streams peers equal to orderflow on {} orders",
+            opts.proof_events
+        ));
+        Some(
+            prove_equal(tools, opts.proof_events, &proof, true)
+                .await
+                .context("the Kafka Streams peers against orderflow")?,
+        )
+    };
     let mut samples = Samples::new();
     for run in 1..=opts.runs {
         say(&format!("==> run {run}/{}", opts.runs));
-        one_run(opts, tools, &orders_file, &payloads, run, &mut samples)
-            .await
-            .with_context(|| format!("run {run}"))?;
+        let done = if opts.e2e_only {
+            let dir = opts.out_dir.join(format!("run-{run}"));
+            latency::end_to_end(opts, tools, &dir, &mut samples).await
+        } else {
+            one_run(opts, tools, &orders_file, &payloads, run, &mut samples).await
+        };
+        done.with_context(|| format!("run {run}"))?;
     }
     let results = Results {
         events: opts.events,
@@ -215,7 +239,7 @@ pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
             .into(),
         started,
         benches: summarize(&samples, opts.http_rate),
-        streams_equal: Some(streams_equal),
+        streams_equal,
     };
     std::fs::write(
         opts.out_dir.join("results.json"),
@@ -426,7 +450,8 @@ async fn one_run(
     http_bench(opts, tools, &flask.url, "flask", s).await?;
     drop(flask);
     drop(broker);
-    Ok(())
+
+    latency::end_to_end(opts, tools, &dir, s).await
 }
 
 /// order-service refuses items no inventory knows (its catalogue is `inventory-ledger`), so

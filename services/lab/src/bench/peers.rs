@@ -93,7 +93,7 @@ pub(super) async fn timed(cmd: &Command, what: &str) -> anyhow::Result<(f64, Str
 /// `cmd` as a child that is killed when the future is dropped: Ctrl-C or SIGTERM ends the
 /// bench at once and stops every peer it started (a blocking wait would hold the runtime
 /// until the peer finished on its own).
-fn killable(cmd: &Command) -> tokio::process::Command {
+pub(super) fn killable(cmd: &Command) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(cmd.get_program());
     c.args(cmd.get_args())
         .kill_on_drop(true)

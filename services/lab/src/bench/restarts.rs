@@ -1,4 +1,4 @@
-//! P6 and P7: inventory-service and analytics-service started again over the N decisions of
+//! P7 and P8: inventory-service and analytics-service started again over the N decisions of
 //! a run (start to ready, and their peak RSS), and how the bench reads a process's peak RSS.
 
 use std::path::Path;
@@ -11,7 +11,7 @@ use crate::probes::caught_up_now;
 use crate::procs::{Service, ServiceKind};
 use crate::wait;
 
-/// P6 and P7: inventory-service and analytics-service restarted over the N decisions.
+/// P7 and P8: inventory-service and analytics-service restarted over the N decisions.
 pub(super) async fn restarts(
     b: &str,
     kafka: &orderflow_runtime::KafkaConfig,
@@ -30,8 +30,8 @@ pub(super) async fn restarts(
             .collect();
         let t = Instant::now();
         let inventory = Service::start(ServiceKind::Inventory, b, &env, logs).await?;
-        report_secs(s, "P6", subject, n, t.elapsed().as_secs_f64());
-        push(s, "P7", subject, peak_rss_mib(inventory.pid()));
+        report_secs(s, "P7", subject, n, t.elapsed().as_secs_f64());
+        push(s, "P8", subject, peak_rss_mib(inventory.pid()));
         inventory.stop(Duration::from_secs(20)).await?;
     }
     let t = Instant::now();
@@ -49,8 +49,8 @@ pub(super) async fn restarts(
         "analytics counted {} orders after its restart, not {n}",
         metrics["orders_total"]
     );
-    report_secs(s, "P6", "analytics-service", 2 * n, secs);
-    push(s, "P7", "analytics-service", peak_rss_mib(analytics.pid()));
+    report_secs(s, "P7", "analytics-service", 2 * n, secs);
+    push(s, "P8", "analytics-service", peak_rss_mib(analytics.pid()));
     analytics.stop(Duration::from_secs(20)).await?;
     Ok(())
 }

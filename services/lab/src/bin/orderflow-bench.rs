@@ -23,6 +23,12 @@ struct Args {
     /// Request rate of the HTTP latency run.
     #[arg(long, default_value_t = 2000)]
     http_rate: u64,
+    /// Seconds of each fixed rate of P6, the end-to-end latency (default 10; 2 with --smoke).
+    #[arg(long)]
+    e2e_seconds: Option<u64>,
+    /// Only P6, the end-to-end latency (no proof, no other benchmark).
+    #[arg(long, conflicts_with = "proof_only")]
+    e2e_only: bool,
     /// Orders of the proof that the Kafka Streams peers decide and count like orderflow
     /// (default 10,000; 2,000 with --smoke).
     #[arg(long)]
@@ -55,6 +61,8 @@ async fn main() -> anyhow::Result<()> {
     opts.http_seconds = a.http_seconds.unwrap_or(opts.http_seconds);
     opts.http_rate = a.http_rate;
     opts.proof_events = a.proof_events.unwrap_or(opts.proof_events);
+    opts.e2e_seconds = a.e2e_seconds.unwrap_or(opts.e2e_seconds).max(1);
+    opts.e2e_only = a.e2e_only;
     let tools = bench::install_tools()?;
     if a.proof_only {
         let dir = opts.out_dir.join("proof");
