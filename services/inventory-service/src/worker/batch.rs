@@ -85,7 +85,9 @@ impl Handler<InventoryContext> for Deciding<'_> {
         self.shared.publish(health);
         let started = Instant::now(); // batch time without any ledger rebuild (logged apart)
         let summary = decide_batch(&batch, self.ctx, &self.committer, self.token).await?;
+        let acknowledged = started.elapsed();
         flush_ledgers(self.ctx, &self.committer, &summary.next).await?;
+        let flushed = started.elapsed();
         let committed = self.committer.commit(consumer, &summary.next).await?;
         metrics
             .batch_seconds
@@ -103,6 +105,11 @@ impl Handler<InventoryContext> for Deciding<'_> {
             offsets = %logs::offset_ranges(batch.iter().map(|m| (m.partition(), m.offset()))),
             committed,
             ms = started.elapsed().as_millis() as u64,
+            // where the batch's time went: deciding until every decision was acknowledged,
+            // then the ledger records, then the commit (the transactions, or the offsets)
+            acked_ms = acknowledged.as_millis() as u64,
+            ledger_ms = (flushed - acknowledged).as_millis() as u64,
+            commit_ms = (started.elapsed() - flushed).as_millis() as u64,
             "batch decided"
         );
         self.shared.publish(health);
