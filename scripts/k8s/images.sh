@@ -248,7 +248,10 @@ case "${1:-}" in
   build)
     shift
     [ $# -gt 0 ] || set -- services kafka
-    for w in "$@"; do case "$w" in services) build_services ;; kafka) build_kafka ;; *) die "build what? services or kafka, not '$w'" ;; esac; done ;;
+    for w in "$@"; do case "$w" in services) build_services ;; kafka) build_kafka ;; *) die "build what? services or kafka, not '$w'" ;; esac; done
+    # each build re-tags :$TAG and leaves the previous image untagged (about 900 MB per
+    # build of the four services): remove ours, only the untagged ones with our label
+    say "$(docker image prune -f --filter "label=org.opencontainers.image.source=orderflow" | tail -1)" ;;
   check) check ;;
   load) load ;;
   names) names ;;
