@@ -1,5 +1,5 @@
 //! `make bench` in its tiny smoke mode (10k events, one run, 2 s of HTTP load, 1 s of each
-//! end-to-end rate in both guarantees): every
+//! end-to-end rate in both guarantees, an N sweep over 1k and 2k): every
 //! benchmark runs against orderflow and its peers (kcat, Kafka's perf tools, a kcat pipe, the
 //! Python peers, Flask) on a fresh local Kafka, and results.json / results.md hold a figure
 //! for each. The perf tools and the pipe fail the run unless they counted every record. Figures are not judged here (that is the benchmark's
@@ -93,6 +93,22 @@ async fn bench_smoke_measures_every_benchmark() -> anyhow::Result<()> {
             b.target
         );
     }
+    // the N sweep: one row per size, each figure measured
+    let sweep = results.sweep.as_ref().map(|w| &w.rows);
+    assert_eq!(
+        sweep.map(|rows| rows.iter().map(|r| r.n).collect::<Vec<_>>()),
+        Some(vec![1_000, 2_000])
+    );
+    for r in sweep.into_iter().flatten() {
+        let all = [r.produce, r.decide, r.replay]
+            .into_iter()
+            .chain(r.rss_mib)
+            .chain(r.restart_secs)
+            .chain(r.restart_rss_mib);
+        for v in all {
+            assert!(v.is_finite() && v > 0.0, "N {}: {r:?}", r.n);
+        }
+    }
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json"))?)?;
     assert_eq!(json["events"], 10_000);
@@ -108,6 +124,7 @@ async fn bench_smoke_measures_every_benchmark() -> anyhow::Result<()> {
     assert!(json["cores"].as_u64().unwrap_or(0) >= 1);
     let md = std::fs::read_to_string(out.join("results.md"))?;
     assert!(md.contains("| P1 produce N OrderPlaced | kcat |"), "{md}");
+    assert!(md.contains("## N sweep"), "{md}");
     for row in [
         "| P1 produce N OrderPlaced | kafka-producer-perf-test |",
         "copy to a topic) | kcat pipe |",

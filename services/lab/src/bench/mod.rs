@@ -44,25 +44,24 @@
 
 mod kafka_tools;
 mod latency;
+mod ours;
 mod peers;
 mod report;
 mod restarts;
 mod streams;
 mod streams_time;
+mod sweep;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use orderflow_events::{GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
-use serde_json::json;
+use orderflow_events::{TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 
-use crate::probes::{caught_up_now, lag_of};
-use crate::procs::{orderflowctl, repo_root, run_checked, Broker, Service, ServiceKind};
-use crate::wait;
+use crate::procs::{repo_root, run_checked, Broker, Service, ServiceKind};
 
 pub use kafka_tools::{
     check_kafka_tools, parse_consumer_perf, parse_producer_perf, ConsumerPerf, KAFKA_TOOLS_JAR,
@@ -71,6 +70,7 @@ pub use peers::{parse_oha, OhaRun};
 pub use report::{markdown, summarize, Bench, Figure, Results};
 pub use restarts::peak_rss_mib;
 pub use streams::{prove_equal, StreamsEquality, STREAMS_DECISIONS};
+pub use sweep::{Sweep, SweepRow, FLAT_WITHIN};
 
 use kafka_tools::{
     consumer_perf, kcat_pipe, producer_perf, write_payload_file, PERF_ORDERS, PIPE_ORDERS,
@@ -98,8 +98,13 @@ pub struct Options {
     pub http_rate: u64,
     /// Seconds of each fixed rate in P6.
     pub e2e_seconds: u64,
-    /// P6 alone (no proof, no P1-P5, P7, P8).
+    /// P6 alone (no proof, no P1-P5, P7, P8, no sweep).
     pub e2e_only: bool,
+    /// The sizes of the N sweep (orderflow's P1-P3, P7, P8 per N, after the runs; empty:
+    /// none).
+    pub sweep: Vec<u64>,
+    /// The N sweep alone.
+    pub sweep_only: bool,
     /// Orders of the proof that the Kafka Streams peers decide and count like orderflow.
     pub proof_events: u64,
     pub out_dir: PathBuf,
@@ -115,6 +120,8 @@ impl Options {
             http_rate: 2000,
             e2e_seconds: 10,
             e2e_only: false,
+            sweep: vec![100_000, 1_000_000, 3_000_000],
+            sweep_only: false,
             proof_events: 10_000,
             out_dir,
         }
@@ -131,6 +138,8 @@ impl Options {
             http_rate: 2000,
             e2e_seconds: 1,
             e2e_only: false,
+            sweep: vec![1_000, 2_000],
+            sweep_only: false,
             proof_events: 2_000,
             out_dir,
         }
@@ -206,7 +215,7 @@ pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
         "==> {k} of them, {size:.0} bytes each on average, as kafka-producer-perf-test's payloads"
     ));
     let proof = opts.out_dir.join("proof");
-    let streams_equal = if opts.e2e_only {
+    let streams_equal = if opts.e2e_only || opts.sweep_only {
         None
     } else {
         say(&format!(
@@ -220,7 +229,8 @@ pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
         )
     };
     let mut samples = Samples::new();
-    for run in 1..=opts.runs {
+    let runs = if opts.sweep_only { 0 } else { opts.runs };
+    for run in 1..=runs {
         say(&format!("==> run {run}/{}", opts.runs));
         let done = if opts.e2e_only {
             let dir = opts.out_dir.join(format!("run-{run}"));
@@ -230,9 +240,15 @@ pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
         };
         done.with_context(|| format!("run {run}"))?;
     }
+    let sweep = if opts.e2e_only || opts.sweep.is_empty() {
+        None
+    } else {
+        let dir = opts.out_dir.join("sweep");
+        Some(sweep::run(&opts.sweep, &dir).await.context("the N sweep")?)
+    };
     let results = Results {
         events: opts.events,
-        runs: opts.runs,
+        runs,
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu: cpu_model(),
         broker: "Apache Kafka 4.3.1 (scripts/kafka.sh: one KRaft node on 127.0.0.1, data on disk)"
@@ -240,6 +256,7 @@ pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
         started,
         benches: summarize(&samples, opts.http_rate),
         streams_equal,
+        sweep,
     };
     std::fs::write(
         opts.out_dir.join("results.json"),
@@ -283,23 +300,9 @@ async fn one_run(
 
     // P1 produce
     seed_catalogue(&b, &logs).await?;
-    let order = Service::start(ServiceKind::Order, &b, &[], &logs).await?;
-    let t = Instant::now();
-    let (status, body) = order
-        .post_json(
-            "/orders/bulk",
-            &json!({"count": n}),
-            Duration::from_secs(3600),
-        )
-        .await?;
-    let secs = t.elapsed().as_secs_f64();
-    ensure!(
-        status == 200 && body["published"].as_u64() == Some(n),
-        "POST /orders/bulk answered {status}: {body}"
-    );
-    push(s, "P5", "order-service", peak_rss_mib(order.pid()));
-    order.stop(Duration::from_secs(20)).await?;
-    report_rate(s, "P1", "orderflow", n, secs);
+    let step = ours::produce(&b, &logs, n).await?;
+    push(s, "P5", "order-service", step.rss_mib);
+    report_rate(s, "P1", "orderflow", n, step.secs);
     let secs = timed(
         Command::new(&tools.kcat)
             // lz4, acks=all and idempotence, as orderflow's producers (runtime::kafka)
@@ -327,32 +330,9 @@ async fn one_run(
     report_rate(s, "P1", "python", n, secs);
 
     // P2 inventory: the N orders orderflow produced in P1
-    let t = Instant::now();
-    let inventory = Service::start(
-        ServiceKind::Inventory,
-        &b,
-        &[("THROTTLE_MS", "0".into())],
-        &logs,
-    )
-    .await?;
-    wait::until(
-        "inventory-service to decide every order",
-        Duration::from_secs(1800),
-        Duration::from_millis(50),
-        || async {
-            let lags = lag_of(&kafka, GROUP_INVENTORY, &[TOPIC_ORDERS])
-                .await
-                .ok()?;
-            lags.iter()
-                .all(|l| l.committed == Some(l.high_watermark))
-                .then_some(())
-        },
-    )
-    .await?;
-    let secs = t.elapsed().as_secs_f64();
-    push(s, "P5", "inventory-service", peak_rss_mib(inventory.pid()));
-    inventory.stop(Duration::from_secs(20)).await?;
-    report_rate(s, "P2", "orderflow", n, secs);
+    let step = ours::decide(&b, &kafka, &logs).await?;
+    push(s, "P5", "inventory-service", step.rss_mib);
+    report_rate(s, "P2", "orderflow", n, step.secs);
     let secs = streams_time::inventory(tools, &b, n, &dir).await?;
     report_rate(s, "P2", "kafka streams", n, secs);
     let secs = kcat_consume(tools, &b, &[TOPIC_ORDERS], n).await?;
@@ -383,29 +363,9 @@ async fn one_run(
     report_rate(s, "P2", "python", n, secs);
 
     // P3 replay: analytics from earliest over orders + inventory-events (2N records)
-    let bb = b.clone();
-    let reset =
-        tokio::task::spawn_blocking(move || orderflowctl(&bb, &crate::demo::REPLAY_RESET_ARGS))
-            .await??;
-    ensure!(reset.0 == 0, "orderflowctl reset: {}", reset.2);
-    let t = Instant::now();
-    let analytics = Service::start(ServiceKind::Analytics, &b, &[], &logs).await?;
-    let metrics = wait::until(
-        "analytics-service to rebuild",
-        Duration::from_secs(1800),
-        Duration::from_millis(50),
-        || caught_up_now(&kafka, &analytics.url),
-    )
-    .await?;
-    let secs = t.elapsed().as_secs_f64();
-    ensure!(
-        metrics["orders_total"].as_u64() == Some(n),
-        "analytics counted {} orders, not {n}",
-        metrics["orders_total"]
-    );
-    push(s, "P5", "analytics-service", peak_rss_mib(analytics.pid()));
-    analytics.stop(Duration::from_secs(20)).await?;
-    report_secs(s, "P3", "orderflow", 2 * n, secs);
+    let step = ours::replay(&b, &kafka, &logs, n).await?;
+    push(s, "P5", "analytics-service", step.rss_mib);
+    report_secs(s, "P3", "orderflow", 2 * n, step.secs);
     let secs = streams_time::analytics(tools, &b, n, &dir).await?;
     report_secs(s, "P3", "kafka streams", 2 * n, secs);
     let secs = kcat_consume(tools, &b, &[TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS], 2 * n).await?;
@@ -481,6 +441,7 @@ fn report_rate(s: &mut Samples, id: &str, subject: &str, n: u64, secs: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn oha_json() {

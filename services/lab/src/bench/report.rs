@@ -64,6 +64,8 @@ pub struct Results {
     /// What the proof that the Kafka Streams peers decide and count like orderflow compared
     /// (`None`: not run).
     pub streams_equal: Option<super::StreamsEquality>,
+    /// The N sweep (`None`: not run).
+    pub sweep: Option<super::Sweep>,
 }
 
 pub(super) fn cpu_model() -> String {
@@ -376,11 +378,37 @@ fn ratio_text(x: f64) -> String {
 /// results.md: one row per benchmark and subject.
 pub fn markdown(r: &Results) -> String {
     let mut s = String::new();
+    let measured = r.benches.iter().any(|b| !b.subjects.is_empty());
     let _ = writeln!(
         s,
-        "# orderflow benchmarks\n\nN = {} events, {} run(s) (median, min-max), {} cores ({}), broker: {}, started {}.\n",
-        r.events, r.runs, r.cores, r.cpu, r.broker, r.started
+        "# orderflow benchmarks\n\n{}, {} cores ({}), broker: {}, started {}.\n",
+        if measured {
+            format!(
+                "N = {} events, {} run(s) (median, min-max)",
+                r.events, r.runs
+            )
+        } else {
+            "The N sweep alone".to_string()
+        },
+        r.cores,
+        r.cpu,
+        r.broker,
+        r.started
     );
+    if measured {
+        benches_table(&mut s, r);
+    }
+    if let Some(w) = &r.sweep {
+        sweep_markdown(&mut s, w);
+    }
+    if let Some(e) = &r.streams_equal {
+        streams_note(&mut s, e);
+    }
+    s
+}
+
+/// The benchmarks' table (one row per benchmark and subject) and the note on P6.
+fn benches_table(s: &mut String, r: &Results) {
     let _ = writeln!(
         s,
         "orderflow/subject is the ratio of the medians in the row's unit: for events/s and req/s \
@@ -438,28 +466,64 @@ pub fn markdown(r: &Results) -> String {
              peer at-least-once. Each ratio compares the same guarantee."
         );
     }
-    if let Some(e) = &r.streams_equal {
-        let _ = writeln!(
-            s,
-            "\nThe Kafka Streams peers (bench/peers/streams, {}) were proven equal to \
+}
+
+/// What the proof that the Kafka Streams peers decide and count like orderflow compared.
+fn streams_note(s: &mut String, e: &super::StreamsEquality) {
+    let _ = writeln!(
+        s,
+        "\nThe Kafka Streams peers (bench/peers/streams, {}) were proven equal to \
              orderflow first, on a broker of their own: the same decision for each of {} orders \
              ({} reserved, {} failed) and {} restocks ({} refused); the same counts in {} \
              minute(s), failure rate {:.4}. P2 and P3 then time them on each run's records.",
-            if e.exactly_once {
-                "exactly-once v2"
-            } else {
-                "at-least-once"
-            },
-            e.orders,
-            e.reserved,
-            e.failed,
-            e.restocks,
-            e.restocks_refused,
-            e.minutes,
-            e.failure_rate
+        if e.exactly_once {
+            "exactly-once v2"
+        } else {
+            "at-least-once"
+        },
+        e.orders,
+        e.reserved,
+        e.failed,
+        e.restocks,
+        e.restocks_refused,
+        e.minutes,
+        e.failure_rate
+    );
+}
+
+/// The N sweep's table and its verdict.
+fn sweep_markdown(s: &mut String, w: &super::Sweep) {
+    let _ = writeln!(
+        s,
+        "\n## N sweep: orderflow alone, one sample per N\n\n\
+         | N | P1 events/s | P2 events/s | P3 records/s | peak RSS MiB (order, inventory, analytics) \
+         | P7 restart s (inventory 24 h, 1 s window, analytics) | P8 RSS MiB (same) |\n\
+         |---:|---:|---:|---:|---|---|---|"
+    );
+    let three = |v: &[f64; 3]| v.map(num).join(", ");
+    for r in &w.rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.n,
+            num(r.produce),
+            num(r.decide),
+            num(r.replay),
+            three(&r.rss_mib),
+            three(&r.restart_secs),
+            three(&r.restart_rss_mib)
         );
     }
-    s
+    let _ = writeln!(
+        s,
+        "\nHighest / lowest rate over the sizes: P1 {}, P2 {}, P3 {}; target: each <= {} (cost \
+         per event flat within 15%): {}.",
+        ratio_text(w.spread[0]),
+        ratio_text(w.spread[1]),
+        ratio_text(w.spread[2]),
+        super::FLAT_WITHIN,
+        if w.flat { "met" } else { "**not met**" }
+    );
 }
 
 #[cfg(test)]
@@ -532,7 +596,24 @@ mod tests {
             started: "t".into(),
             benches: b,
             streams_equal: None,
+            sweep: Some(crate::bench::Sweep::of(vec![crate::bench::SweepRow {
+                n: 1000,
+                produce: 10.0,
+                decide: 5.0,
+                replay: 20.0,
+                rss_mib: [1.0, 2.0, 3.0],
+                restart_secs: [0.5, 0.25, 0.125],
+                restart_rss_mib: [4.0, 5.0, 6.0],
+            }])),
         });
+        assert!(
+            md.contains("| 1000 | 10.00 | 5.00 | 20.00 | 1.00, 2.00, 3.00 | 0.50, 0.25, 0.12 | 4.00, 5.00, 6.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("P1 1.00x, P2 1.00x, P3 1.00x; target: each <= 1.15"),
+            "{md}"
+        );
         assert!(
             md.contains(
                 "| P1 produce N OrderPlaced | kcat | 100000 | 100000-100000 | events/s | 2.00x |"

@@ -29,6 +29,16 @@ struct Args {
     /// Only P6, the end-to-end latency (no proof, no other benchmark).
     #[arg(long, conflicts_with = "proof_only")]
     e2e_only: bool,
+    /// Sizes of the N sweep, comma-separated (default 100000,1000000,3000000; 1000,2000 with
+    /// --smoke).
+    #[arg(long, value_delimiter = ',', conflicts_with = "no_sweep")]
+    sweep: Option<Vec<u64>>,
+    /// No N sweep.
+    #[arg(long)]
+    no_sweep: bool,
+    /// Only the N sweep.
+    #[arg(long, conflicts_with_all = ["no_sweep", "e2e_only", "proof_only"])]
+    sweep_only: bool,
     /// Orders of the proof that the Kafka Streams peers decide and count like orderflow
     /// (default 10,000; 2,000 with --smoke).
     #[arg(long)]
@@ -63,6 +73,13 @@ async fn main() -> anyhow::Result<()> {
     opts.proof_events = a.proof_events.unwrap_or(opts.proof_events);
     opts.e2e_seconds = a.e2e_seconds.unwrap_or(opts.e2e_seconds).max(1);
     opts.e2e_only = a.e2e_only;
+    if let Some(sizes) = a.sweep {
+        opts.sweep = sizes;
+    }
+    if a.no_sweep {
+        opts.sweep.clear();
+    }
+    opts.sweep_only = a.sweep_only;
     let tools = bench::install_tools()?;
     if a.proof_only {
         let dir = opts.out_dir.join("proof");

@@ -1,0 +1,105 @@
+//! orderflow's own side of P1-P3, used by each run ([`super::one_run`]) and by the N sweep
+//! ([`super::sweep`]): each starts the service it measures, times it as the module docs of
+//! [`super`] say, checks its result, reads its peak RSS and stops it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use orderflow_events::{GROUP_INVENTORY, TOPIC_ORDERS};
+use orderflow_runtime::KafkaConfig;
+use serde_json::json;
+
+use super::peak_rss_mib;
+use crate::probes::{caught_up_now, lag_of};
+use crate::procs::{orderflowctl, Service, ServiceKind};
+use crate::wait;
+
+/// Seconds and peak RSS (MiB) of one measured step.
+pub(super) struct Step {
+    pub secs: f64,
+    pub rss_mib: f64,
+}
+
+/// P1: order-service publishes `n` OrderPlaced through `POST /orders/bulk`.
+pub(super) async fn produce(b: &str, logs: &Path, n: u64) -> anyhow::Result<Step> {
+    let order = Service::start(ServiceKind::Order, b, &[], logs).await?;
+    let t = Instant::now();
+    let (status, body) = order
+        .post_json(
+            "/orders/bulk",
+            &json!({"count": n}),
+            Duration::from_secs(3600),
+        )
+        .await?;
+    let secs = t.elapsed().as_secs_f64();
+    ensure!(
+        status == 200 && body["published"].as_u64() == Some(n),
+        "POST /orders/bulk answered {status}: {body}"
+    );
+    let rss_mib = peak_rss_mib(order.pid());
+    order.stop(Duration::from_secs(20)).await?;
+    Ok(Step { secs, rss_mib })
+}
+
+/// P2: inventory-service decides every order on `orders`, from its start until its group's
+/// committed offsets are at the ends.
+pub(super) async fn decide(b: &str, kafka: &KafkaConfig, logs: &Path) -> anyhow::Result<Step> {
+    let t = Instant::now();
+    let inventory = Service::start(
+        ServiceKind::Inventory,
+        b,
+        &[("THROTTLE_MS", "0".into())],
+        logs,
+    )
+    .await?;
+    wait::until(
+        "inventory-service to decide every order",
+        Duration::from_secs(1800),
+        Duration::from_millis(50),
+        || async {
+            let lags = lag_of(kafka, GROUP_INVENTORY, &[TOPIC_ORDERS]).await.ok()?;
+            lags.iter()
+                .all(|l| l.committed == Some(l.high_watermark))
+                .then_some(())
+        },
+    )
+    .await?;
+    let secs = t.elapsed().as_secs_f64();
+    let rss_mib = peak_rss_mib(inventory.pid());
+    inventory.stop(Duration::from_secs(20)).await?;
+    Ok(Step { secs, rss_mib })
+}
+
+/// P3: analytics-service rebuilds from both topics after its group is reset to the earliest
+/// offsets, and counts `n` orders.
+pub(super) async fn replay(
+    b: &str,
+    kafka: &KafkaConfig,
+    logs: &Path,
+    n: u64,
+) -> anyhow::Result<Step> {
+    let bb = b.to_string();
+    let reset =
+        tokio::task::spawn_blocking(move || orderflowctl(&bb, &crate::demo::REPLAY_RESET_ARGS))
+            .await??;
+    ensure!(reset.0 == 0, "orderflowctl reset: {}", reset.2);
+    let t = Instant::now();
+    let analytics = Service::start(ServiceKind::Analytics, b, &[], logs).await?;
+    let metrics = wait::until(
+        "analytics-service to rebuild",
+        Duration::from_secs(1800),
+        Duration::from_millis(50),
+        || caught_up_now(kafka, &analytics.url),
+    )
+    .await?;
+    let secs = t.elapsed().as_secs_f64();
+    ensure!(
+        metrics["orders_total"].as_u64() == Some(n),
+        "analytics counted {} orders, not {n}",
+        metrics["orders_total"]
+    );
+    let rss_mib = peak_rss_mib(analytics.pid());
+    analytics.stop(Duration::from_secs(20)).await?;
+    Ok(Step { secs, rss_mib })
+}
