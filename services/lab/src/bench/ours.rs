@@ -84,10 +84,22 @@ pub(super) async fn replay(
         tokio::task::spawn_blocking(move || orderflowctl(&bb, &crate::demo::REPLAY_RESET_ARGS))
             .await??;
     ensure!(reset.0 == 0, "orderflowctl reset: {}", reset.2);
+    caught_up(b, kafka, logs, n, "analytics-service to rebuild").await
+}
+
+/// analytics-service from its start until it has consumed both topics to their ends, where
+/// it must count `n` orders (P3 after a reset; P7 as it restarts).
+pub(super) async fn caught_up(
+    b: &str,
+    kafka: &KafkaConfig,
+    logs: &Path,
+    n: u64,
+    what: &str,
+) -> anyhow::Result<Step> {
     let t = Instant::now();
     let analytics = Service::start(ServiceKind::Analytics, b, &[], logs).await?;
     let metrics = wait::until(
-        "analytics-service to rebuild",
+        what,
         Duration::from_secs(1800),
         Duration::from_millis(50),
         || caught_up_now(kafka, &analytics.url),
@@ -96,7 +108,7 @@ pub(super) async fn replay(
     let secs = t.elapsed().as_secs_f64();
     ensure!(
         metrics["orders_total"].as_u64() == Some(n),
-        "analytics counted {} orders, not {n}",
+        "{what}: it counted {} orders, not {n}",
         metrics["orders_total"]
     );
     let rss_mib = peak_rss_mib(analytics.pid());

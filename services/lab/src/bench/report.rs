@@ -80,188 +80,108 @@ pub(super) fn cpu_model() -> String {
 }
 
 struct Spec {
-    id: &'static str,
-    title: &'static str,
+    id: String,
+    title: String,
     unit: &'static str,
     higher_is_better: bool,
     subjects: &'static [&'static str],
 }
 
-const SPECS: [Spec; 15] = [
-    Spec {
-        id: "P1",
-        title: "produce N OrderPlaced",
-        unit: "events/s",
-        higher_is_better: true,
-        subjects: &["orderflow", "kcat", "kafka-producer-perf-test", "python"],
-    },
-    Spec {
-        id: "P2",
-        title: "inventory: decide N orders (kafka streams: decide them too; kcat, perf test: consume raw; kcat pipe: copy to a topic)",
-        unit: "events/s",
-        higher_is_better: true,
-        subjects: &[
+/// The benchmarks in report order; P6 has a p50, p99 and max row per rate of
+/// [`super::latency::RATES`].
+fn specs() -> Vec<Spec> {
+    let mut v = vec![
+        spec("P1", "produce N OrderPlaced", "events/s", true, &["orderflow", "kcat", "kafka-producer-perf-test", "python"]),
+        spec("P2", "inventory: decide N orders (kafka streams: decide them too; kcat, perf test: consume raw; kcat pipe: copy to a topic)", "events/s", true, &[
             "orderflow",
             "kafka streams",
             "kcat",
             "kafka-consumer-perf-test",
             "kcat pipe",
             "python",
-        ],
-    },
-    Spec {
-        id: "P3",
-        title: "replay analytics over 2N records (kafka streams: count them too; kcat, perf test: consume both topics)",
-        unit: "s",
-        higher_is_better: false,
-        subjects: &[
+        ]),
+        spec("P3", "replay analytics over 2N records (kafka streams: count them too; kcat, perf test: consume both topics)", "s", false, &[
             "orderflow",
             "kafka streams",
             "kcat",
             "kafka-consumer-perf-test",
             "python",
-        ],
-    },
+        ]),
+        spec("P4-p50", "POST /orders p50 at the fixed rate", "ms", false, &["orderflow", "flask"]),
+        spec("P4-p99", "POST /orders p99 at the fixed rate", "ms", false, &["orderflow", "flask"]),
+        spec("P4-rps", "POST /orders at full speed", "req/s", true, &["orderflow", "flask"]),
+        spec("P5", "peak RSS during P1-P3", "MiB", false, &["order-service", "inventory-service", "analytics-service"]),
+    ];
+    for (_, rate) in super::latency::RATES {
+        for q in ["p50", "p99", "max"] {
+            v.push(spec(
+                &format!("P6-{rate}-{q}"),
+                &format!("end to end at {rate} orders/s, {q} (see below)"),
+                "ms",
+                false,
+                &[
+                    "orderflow",
+                    "kafka streams",
+                    "orderflow analytics",
+                    "orderflow at-least-once",
+                    "kafka streams at-least-once",
+                ],
+            ));
+        }
+    }
+    v.extend([
+        spec(
+            "P7",
+            "restart after N decisions: start to ready (analytics: caught up)",
+            "s",
+            false,
+            &[
+                "inventory-service",
+                "inventory-service (1 s window)",
+                "analytics-service",
+            ],
+        ),
+        spec(
+            "P8",
+            "peak RSS of the restarted services (inventory: its idempotency window)",
+            "MiB",
+            false,
+            &[
+                "inventory-service",
+                "inventory-service (1 s window)",
+                "analytics-service",
+            ],
+        ),
+    ]);
+    v
+}
+
+fn spec(
+    id: &str,
+    title: &str,
+    unit: &'static str,
+    higher_is_better: bool,
+    subjects: &'static [&'static str],
+) -> Spec {
     Spec {
-        id: "P4-p50",
-        title: "POST /orders p50 at the fixed rate",
-        unit: "ms",
-        higher_is_better: false,
-        subjects: &["orderflow", "flask"],
-    },
-    Spec {
-        id: "P4-p99",
-        title: "POST /orders p99 at the fixed rate",
-        unit: "ms",
-        higher_is_better: false,
-        subjects: &["orderflow", "flask"],
-    },
-    Spec {
-        id: "P4-rps",
-        title: "POST /orders at full speed",
-        unit: "req/s",
-        higher_is_better: true,
-        subjects: &["orderflow", "flask"],
-    },
-    Spec {
-        id: "P5",
-        title: "peak RSS during P1-P3",
-        unit: "MiB",
-        higher_is_better: false,
-        subjects: &["order-service", "inventory-service", "analytics-service"],
-    },
-    Spec {
-        id: "P6-1k-p50",
-        title: "end to end at 1k orders/s, p50 (see below)",
-        unit: "ms",
-        higher_is_better: false,
-        subjects: &[
-            "orderflow",
-            "kafka streams",
-            "orderflow analytics",
-            "orderflow at-least-once",
-            "kafka streams at-least-once",
-        ],
-    },
-    Spec {
-        id: "P6-1k-p99",
-        title: "end to end at 1k orders/s, p99 (see below)",
-        unit: "ms",
-        higher_is_better: false,
-        subjects: &[
-            "orderflow",
-            "kafka streams",
-            "orderflow analytics",
-            "orderflow at-least-once",
-            "kafka streams at-least-once",
-        ],
-    },
-    Spec {
-        id: "P6-1k-max",
-        title: "end to end at 1k orders/s, max (see below)",
-        unit: "ms",
-        higher_is_better: false,
-        subjects: &[
-            "orderflow",
-            "kafka streams",
-            "orderflow analytics",
-            "orderflow at-least-once",
-            "kafka streams at-least-once",
-        ],
-    },
-    Spec {
-        id: "P6-5k-p50",
-        title: "end to end at 5k orders/s, p50 (see below)",
-        unit: "ms",
-        higher_is_better: false,
-        subjects: &[
-            "orderflow",
-            "kafka streams",
-            "orderflow analytics",
-            "orderflow at-least-once",
-            "kafka streams at-least-once",
-        ],
-    },
-    Spec {
-        id: "P6-5k-p99",
-        title: "end to end at 5k orders/s, p99 (see below)",
-        unit: "ms",
-        higher_is_better: false,
-        subjects: &[
-            "orderflow",
-            "kafka streams",
-            "orderflow analytics",
-            "orderflow at-least-once",
-            "kafka streams at-least-once",
-        ],
-    },
-    Spec {
-        id: "P6-5k-max",
-        title: "end to end at 5k orders/s, max (see below)",
-        unit: "ms",
-        higher_is_better: false,
-        subjects: &[
-            "orderflow",
-            "kafka streams",
-            "orderflow analytics",
-            "orderflow at-least-once",
-            "kafka streams at-least-once",
-        ],
-    },
-    Spec {
-        id: "P7",
-        title: "restart after N decisions: start to ready (analytics: caught up)",
-        unit: "s",
-        higher_is_better: false,
-        subjects: &[
-            "inventory-service",
-            "inventory-service (1 s window)",
-            "analytics-service",
-        ],
-    },
-    Spec {
-        id: "P8",
-        title: "peak RSS of the restarted services (inventory: its idempotency window)",
-        unit: "MiB",
-        higher_is_better: false,
-        subjects: &[
-            "inventory-service",
-            "inventory-service (1 s window)",
-            "analytics-service",
-        ],
-    },
-];
+        id: id.to_string(),
+        title: title.to_string(),
+        unit,
+        higher_is_better,
+        subjects,
+    }
+}
 
 /// Medians, ratios and targets from the raw samples.
 pub fn summarize(s: &Samples, http_rate: u64) -> Vec<Bench> {
-    SPECS
-        .iter()
+    specs()
+        .into_iter()
         .map(|spec| {
             let subjects: BTreeMap<String, Figure> = spec
                 .subjects
                 .iter()
                 .filter_map(|sub| {
-                    s.get(&(spec.id.to_string(), sub.to_string()))
+                    s.get(&(spec.id.clone(), sub.to_string()))
                         .map(|v| (sub.to_string(), Figure::of(v.clone())))
                 })
                 .collect();
@@ -281,7 +201,7 @@ pub fn summarize(s: &Samples, http_rate: u64) -> Vec<Bench> {
                 })
                 .collect();
             let r = |k: &str| ratios.get(k).copied();
-            let (target, met) = match spec.id {
+            let (target, met) = match spec.id.as_str() {
                 "P1" => (
                     ">= 1.0x kcat, >= 1.0x kafka-producer-perf-test and >= 50x python (events/s)"
                         .to_string(),
@@ -335,8 +255,8 @@ pub fn summarize(s: &Samples, http_rate: u64) -> Vec<Bench> {
                 _ => (String::new(), None),
             };
             Bench {
-                id: spec.id.into(),
-                title: spec.title.into(),
+                id: spec.id,
+                title: spec.title,
                 unit: spec.unit.into(),
                 higher_is_better: spec.higher_is_better,
                 subjects,

@@ -4,12 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::ensure;
-
 use super::{push, report_secs, Samples};
-use crate::probes::caught_up_now;
 use crate::procs::{Service, ServiceKind};
-use crate::wait;
 
 /// P7 and P8: inventory-service and analytics-service restarted over the N decisions.
 pub(super) async fn restarts(
@@ -34,24 +30,10 @@ pub(super) async fn restarts(
         push(s, "P8", subject, peak_rss_mib(inventory.pid()));
         inventory.stop(Duration::from_secs(20)).await?;
     }
-    let t = Instant::now();
-    let analytics = Service::start(ServiceKind::Analytics, b, &[], logs).await?;
-    let metrics = wait::until(
-        "analytics-service to catch up after its restart",
-        Duration::from_secs(1800),
-        Duration::from_millis(50),
-        || caught_up_now(kafka, &analytics.url),
-    )
-    .await?;
-    let secs = t.elapsed().as_secs_f64();
-    ensure!(
-        metrics["orders_total"].as_u64() == Some(n),
-        "analytics counted {} orders after its restart, not {n}",
-        metrics["orders_total"]
-    );
-    report_secs(s, "P7", "analytics-service", 2 * n, secs);
-    push(s, "P8", "analytics-service", peak_rss_mib(analytics.pid()));
-    analytics.stop(Duration::from_secs(20)).await?;
+    let what = "analytics-service to catch up after its restart";
+    let step = super::ours::caught_up(b, kafka, logs, n, what).await?;
+    report_secs(s, "P7", "analytics-service", 2 * n, step.secs);
+    push(s, "P8", "analytics-service", step.rss_mib);
     Ok(())
 }
 
