@@ -277,7 +277,7 @@ fn all_at_least(bounds: &[(Option<f64>, f64)]) -> Option<bool> {
         .map(|met| met.iter().all(|m| *m))
 }
 
-fn num(v: f64) -> String {
+pub(super) fn num(v: f64) -> String {
     if v.is_nan() {
         "n/a".into()
     } else if v.abs() >= 100.0 {
@@ -287,7 +287,7 @@ fn num(v: f64) -> String {
     }
 }
 
-fn ratio_text(x: f64) -> String {
+pub(super) fn ratio_text(x: f64) -> String {
     if x.abs() < 0.1 {
         format!("{x:.4}x")
     } else {
@@ -319,7 +319,7 @@ pub fn markdown(r: &Results) -> String {
         benches_table(&mut s, r);
     }
     if let Some(w) = &r.sweep {
-        sweep_markdown(&mut s, w);
+        super::sweep::markdown(&mut s, w);
     }
     if let Some(e) = &r.streams_equal {
         streams_note(&mut s, e);
@@ -408,41 +408,6 @@ fn streams_note(s: &mut String, e: &super::StreamsEquality) {
         e.restocks_refused,
         e.minutes,
         e.failure_rate
-    );
-}
-
-/// The N sweep's table and its verdict.
-fn sweep_markdown(s: &mut String, w: &super::Sweep) {
-    let _ = writeln!(
-        s,
-        "\n## N sweep: orderflow alone, one sample per N\n\n\
-         | N | P1 events/s | P2 events/s | P3 records/s | peak RSS MiB (order, inventory, analytics) \
-         | P7 restart s (inventory 24 h, 1 s window, analytics) | P8 RSS MiB (same) |\n\
-         |---:|---:|---:|---:|---|---|---|"
-    );
-    let three = |v: &[f64; 3]| v.map(num).join(", ");
-    for r in &w.rows {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            r.n,
-            num(r.produce),
-            num(r.decide),
-            num(r.replay),
-            three(&r.rss_mib),
-            three(&r.restart_secs),
-            three(&r.restart_rss_mib)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nHighest / lowest rate over the sizes: P1 {}, P2 {}, P3 {}; target: each <= {} (cost \
-         per event flat within 15%): {}.",
-        ratio_text(w.spread[0]),
-        ratio_text(w.spread[1]),
-        ratio_text(w.spread[2]),
-        super::FLAT_WITHIN,
-        if w.flat { "met" } else { "**not met**" }
     );
 }
 

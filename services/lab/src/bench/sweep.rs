@@ -5,11 +5,13 @@
 //! decisions). One sample per N, after the runs. The aim: the cost per event of P1-P3 flat
 //! within 15% ([`FLAT_WITHIN`]) from the smallest N to the largest.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
 
 use super::ours;
+use super::report::{num, ratio_text};
 use super::restarts::restarts;
 use super::{say, seed_catalogue, Samples};
 use crate::procs::Broker;
@@ -114,6 +116,41 @@ async fn one(n: u64, dir: &Path) -> anyhow::Result<SweepRow> {
     ));
     drop(broker);
     Ok(row)
+}
+
+/// The N sweep's table and its verdict.
+pub(super) fn markdown(s: &mut String, w: &Sweep) {
+    let _ = writeln!(
+        s,
+        "\n## N sweep: orderflow alone, one sample per N\n\n\
+         | N | P1 events/s | P2 events/s | P3 records/s | peak RSS MiB (order, inventory, analytics) \
+         | P7 restart s (inventory 24 h, 1 s window, analytics) | P8 RSS MiB (same) |\n\
+         |---:|---:|---:|---:|---|---|---|"
+    );
+    let three = |v: &[f64; 3]| v.map(num).join(", ");
+    for r in &w.rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.n,
+            num(r.produce),
+            num(r.decide),
+            num(r.replay),
+            three(&r.rss_mib),
+            three(&r.restart_secs),
+            three(&r.restart_rss_mib)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nHighest / lowest rate over the sizes: P1 {}, P2 {}, P3 {}; target: each <= {} (cost \
+         per event flat within 15%): {}.",
+        ratio_text(w.spread[0]),
+        ratio_text(w.spread[1]),
+        ratio_text(w.spread[2]),
+        FLAT_WITHIN,
+        if w.flat { "met" } else { "**not met**" }
+    );
 }
 
 #[cfg(test)]
