@@ -59,6 +59,18 @@ pub async fn caught_up_now(kafka: &KafkaConfig, analytics_url: &str) -> Option<V
     all.then_some(metrics)
 }
 
+/// `Some(())` once `group` has committed the end of every partition of `topics` (and they
+/// have partitions): it has consumed everything written so far.
+pub async fn committed_to_end(
+    kafka: &KafkaConfig,
+    group: &'static str,
+    topics: &'static [&'static str],
+) -> Option<()> {
+    let lags = lag_of(kafka, group, topics).await.ok()?;
+    let all = lags.iter().all(|l| l.committed == Some(l.high_watermark));
+    (all && !lags.is_empty()).then_some(())
+}
+
 /// Wait until analytics has consumed both topics up to their current ends, and return its
 /// metrics then.
 pub async fn analytics_caught_up(
@@ -66,11 +78,25 @@ pub async fn analytics_caught_up(
     analytics_url: &str,
     timeout: Duration,
 ) -> anyhow::Result<Value> {
-    wait::until(
-        "analytics to catch up with orders and inventory-events",
+    let what = "analytics to catch up with orders and inventory-events";
+    analytics_caught_up_as(
+        kafka,
+        analytics_url,
+        what,
         timeout,
         Duration::from_millis(200),
-        || caught_up_now(kafka, analytics_url),
     )
     .await
+}
+
+/// [`analytics_caught_up`], saying `what` it waits for, asking `every` so often (a
+/// benchmark's clock wants it often).
+pub async fn analytics_caught_up_as(
+    kafka: &KafkaConfig,
+    analytics_url: &str,
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+) -> anyhow::Result<Value> {
+    wait::until(what, timeout, every, || caught_up_now(kafka, analytics_url)).await
 }

@@ -36,7 +36,7 @@ use tokio::time::MissedTickBehavior;
 use super::peers::killable;
 use super::streams::java;
 use super::{push, say, Options, Samples, Tools, STREAMS_DECISIONS};
-use crate::probes::lag_of;
+use crate::probes::committed_to_end;
 use crate::procs::{get_json, Broker, Service, ServiceKind};
 use crate::wait;
 
@@ -137,11 +137,7 @@ async fn one_guarantee(
         "the Kafka Streams peer to decide the orders before P6",
         Duration::from_secs(300),
         Duration::from_millis(100),
-        || async {
-            let lags = lag_of(&kafka, STREAMS_APP, &[TOPIC_ORDERS]).await.ok()?;
-            (!lags.is_empty() && lags.iter().all(|l| l.committed == Some(l.high_watermark)))
-                .then_some(())
-        },
+        || committed_to_end(&kafka, STREAMS_APP, &[TOPIC_ORDERS]),
     )
     .await?;
     let watch = Watch::start(&kafka, STREAMS_DECISIONS, load.t0)?;

@@ -11,7 +11,7 @@ use orderflow_runtime::KafkaConfig;
 use serde_json::json;
 
 use super::peak_rss_mib;
-use crate::probes::{caught_up_now, lag_of};
+use crate::probes::{analytics_caught_up_as, committed_to_end};
 use crate::procs::{orderflowctl, Service, ServiceKind};
 use crate::wait;
 
@@ -57,12 +57,7 @@ pub(super) async fn decide(b: &str, kafka: &KafkaConfig, logs: &Path) -> anyhow:
         "inventory-service to decide every order",
         Duration::from_secs(1800),
         Duration::from_millis(50),
-        || async {
-            let lags = lag_of(kafka, GROUP_INVENTORY, &[TOPIC_ORDERS]).await.ok()?;
-            lags.iter()
-                .all(|l| l.committed == Some(l.high_watermark))
-                .then_some(())
-        },
+        || committed_to_end(kafka, GROUP_INVENTORY, &[TOPIC_ORDERS]),
     )
     .await?;
     let secs = t.elapsed().as_secs_f64();
@@ -98,13 +93,8 @@ pub(super) async fn caught_up(
 ) -> anyhow::Result<Step> {
     let t = Instant::now();
     let analytics = Service::start(ServiceKind::Analytics, b, &[], logs).await?;
-    let metrics = wait::until(
-        what,
-        Duration::from_secs(1800),
-        Duration::from_millis(50),
-        || caught_up_now(kafka, &analytics.url),
-    )
-    .await?;
+    let (timeout, every) = (Duration::from_secs(1800), Duration::from_millis(50));
+    let metrics = analytics_caught_up_as(kafka, &analytics.url, what, timeout, every).await?;
     let secs = t.elapsed().as_secs_f64();
     ensure!(
         metrics["orders_total"].as_u64() == Some(n),
