@@ -39,9 +39,15 @@
 //! pin it days back).
 //!
 //! ## Writing (a flush per batch and partition)
-//! The ledger keeps which items changed since its last flush (`dirty`). After a batch's
-//! decisions of `p` are acknowledged (their offsets are then known), the batch writes one
-//! `ItemStock` per dirty item, then the checkpoint, both with the batch's next offsets.
+//! The ledger keeps which items changed since its last flush (`dirty`). When a batch has
+//! decided its orders of `p`, it takes its flush ([`PartitionLedger::take_flush`]: the dirty
+//! items' state and the next `orders` offset after the batch); after the batch's decisions
+//! of `p` are acknowledged (their offsets are then known) it writes one `ItemStock` per
+//! dirty item, then the checkpoint, both at the offset after the batch's last decision of
+//! `p` ([`Flush::records`]). Without transactions the next batch may be decided, and its
+//! decisions written, before these records are: they are then decisions the ledger does not
+//! reflect yet, as after a crash between the two writes, and the rebuild rule below counts
+//! them (the property test `ledger::tests` runs both ways).
 //!
 //! - **Transactions.** The ledger records are part of `p`'s transaction, with the decisions,
 //!   the DLQ entries and the group's offset: a `read_committed` reader sees all of them or
@@ -152,6 +158,70 @@ pub enum RestockOutcome {
     Decided(RestockDecision),
     /// Decided before (a redelivery, or the same restock id re-sent): nothing to do.
     Duplicate,
+}
+
+/// A flush of one partition's ledger, taken when its batch was decided
+/// ([`PartitionLedger::take_flush`]): the changed items' state and the partition's position
+/// on `orders` after the batch; [`Flush::records`] adds the position on `inventory-events`
+/// once the batch's decisions are acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flush {
+    items: Vec<FlushItem>,
+    orders_offset: i64,
+    decided: u64,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FlushItem {
+    item: String,
+    initial: Option<u64>,
+    reserved: u64,
+    restocked: u64,
+}
+
+impl Flush {
+    /// The records to write to `inventory-ledger` partition `p`: an `ItemStock` per changed
+    /// item, then the checkpoint (last: see the module docs), all at `events_offset`, the
+    /// next `inventory-events` offset after every decision they count.
+    pub fn records(&self, p: i32, events_offset: i64) -> Vec<LedgerRecord> {
+        let mut out: Vec<LedgerRecord> = self
+            .items
+            .iter()
+            .map(|i| {
+                LedgerRecord::ItemStock(ItemStock {
+                    schema_version: SCHEMA_VERSION,
+                    item: i.item.clone(),
+                    initial: i.initial,
+                    reserved: i.reserved,
+                    restocked: i.restocked,
+                    orders_offset: self.orders_offset,
+                    events_offset,
+                    updated_at: self.updated_at,
+                })
+            })
+            .collect();
+        out.push(LedgerRecord::LedgerCheckpoint(LedgerCheckpoint {
+            schema_version: SCHEMA_VERSION,
+            partition: p,
+            orders_offset: self.orders_offset,
+            events_offset,
+            decided: self.decided,
+            items: self
+                .items
+                .iter()
+                .map(|i| {
+                    let totals = ItemTotals {
+                        reserved: i.reserved,
+                        restocked: i.restocked,
+                    };
+                    (i.item.clone(), totals)
+                })
+                .collect(),
+            updated_at: self.updated_at,
+        }));
+        out
+    }
 }
 
 /// Reserved stock, decided orders and the positions they reflect, for the items of one
@@ -322,45 +392,39 @@ impl PartitionLedger {
 
     /// What the next flush writes to `inventory-ledger` partition `p`: an `ItemStock` per
     /// changed item (with its `initial` from `stock`), then the checkpoint (last: see the
-    /// module docs). Once the broker acknowledged them, [`PartitionLedger::flushed`].
+    /// module docs), at the positions the ledger has now. Once the broker acknowledged them,
+    /// [`PartitionLedger::flushed`].
     pub fn flush_records(&self, p: i32, stock: &Stock, now: DateTime<Utc>) -> Vec<LedgerRecord> {
-        let updated_at = orderflow_events::truncate_ms(now);
-        let mut out: Vec<LedgerRecord> = self
-            .dirty
-            .iter()
-            .map(|item| {
-                LedgerRecord::ItemStock(ItemStock {
-                    schema_version: SCHEMA_VERSION,
+        self.pending(stock, now).records(p, self.next_event)
+    }
+
+    /// The next flush, taken now: the ledger's state after the decisions made so far, whose
+    /// `inventory-events` offsets are not known yet ([`Flush::records`] gets them). The
+    /// ledger counts it as written from now on (nothing dirty, a checkpoint), so the
+    /// decisions that follow are the next flush's: a flush that then fails ends the session,
+    /// which drops the ledger and rebuilds it.
+    pub fn take_flush(&mut self, stock: &Stock, now: DateTime<Utc>) -> Flush {
+        let flush = self.pending(stock, now);
+        self.flushed();
+        flush
+    }
+
+    fn pending(&self, stock: &Stock, now: DateTime<Utc>) -> Flush {
+        Flush {
+            items: self
+                .dirty
+                .iter()
+                .map(|item| FlushItem {
                     item: item.clone(),
                     initial: stock.initial(item),
                     reserved: self.reserved(item),
                     restocked: self.restocked(item),
-                    orders_offset: self.next_order,
-                    events_offset: self.next_event,
-                    updated_at,
-                })
-            })
-            .collect();
-        out.push(LedgerRecord::LedgerCheckpoint(LedgerCheckpoint {
-            schema_version: SCHEMA_VERSION,
-            partition: p,
-            orders_offset: self.next_order,
-            events_offset: self.next_event,
-            decided: self.decided,
-            items: self
-                .dirty
-                .iter()
-                .map(|item| {
-                    let totals = ItemTotals {
-                        reserved: self.reserved(item),
-                        restocked: self.restocked(item),
-                    };
-                    (item.clone(), totals)
                 })
                 .collect(),
-            updated_at,
-        }));
-        out
+            orders_offset: self.next_order,
+            decided: self.decided,
+            updated_at: orderflow_events::truncate_ms(now),
+        }
     }
 
     /// The records of [`PartitionLedger::flush_records`] are in `inventory-ledger`.

@@ -121,22 +121,44 @@ fn outcome(r: &InventoryRecord) -> (uuid::Uuid, String) {
     }
 }
 
+/// How [`run`] runs: see there.
+#[derive(Clone, Copy, Default)]
+struct How {
+    crash: Option<(usize, usize, usize)>,
+    lose_one: bool,
+    pipelined: bool,
+}
+
 /// Decide `orders[from..to]` in batches of `batch`, as the worker does: decisions, their
-/// acknowledgement, the flush. `crash`: stop in the batch holding that index, after the
-/// first `dcut` of its decisions landed and (all of them landed) the first `lcut` ledger
-/// records: a SIGKILL in idempotent mode; with transactions only the whole batch or
-/// nothing lands, a special case. `lose_one`: the flush instead loses one item record and
-/// still lands its checkpoint (a delivery timeout, then librdkafka's epoch bump), and the
-/// session ends there. Returns the `orders` offset the group has committed.
+/// acknowledgement, the flush taken when the batch was decided. `pipelined` (the worker
+/// without transactions): batch k+1 is decided and its decisions land before batch k's
+/// ledger records are written. `crash`: stop in the batch holding that index, after the
+/// first `dcut` of its decisions landed and (all of them landed) the first `lcut` records of
+/// the flush written next (its own; pipelined, the batch before's): a SIGKILL in idempotent
+/// mode; with transactions only the whole batch or nothing lands, a special case.
+/// `lose_one`: that flush instead loses one item record and still lands its checkpoint (a
+/// delivery timeout, then librdkafka's epoch bump), and the session ends there. Returns the
+/// `orders` offset the group has committed (a batch is committed after its flush).
 fn run(
     l: &mut PartitionLedger,
     stock: &Stock,
     logs: &mut Logs,
     orders: &[OrdersRecord],
     (from, batch): (usize, usize),
-    crash: Option<(usize, usize, usize)>,
-    lose_one: bool,
+    How {
+        crash,
+        lose_one,
+        pipelined,
+    }: How,
 ) -> usize {
+    /// A batch whose decisions landed and whose flush is still to be written.
+    struct Decided {
+        flush: Flush,
+        events_end: i64,
+        next: usize,
+    }
+    let mut committed = from;
+    let mut waiting: Option<Decided> = None;
     let mut start = from;
     while start < orders.len() {
         let end = (start + batch).min(orders.len());
@@ -146,26 +168,44 @@ fn run(
                 sent.push((d, i as i64));
             }
         }
+        let flush = l.take_flush(stock, Utc::now());
         let dying = crash.filter(|(at, _, _)| (start..end).contains(at));
         let landed = dying.map_or(sent.len(), |(_, dcut, _)| dcut.min(sent.len()));
         let all = landed == sent.len();
         logs.events.extend(sent.into_iter().take(landed));
         if !all {
-            return start;
+            return committed;
         }
-        l.written(logs.events.len() as i64);
-        let mut records = l.flush_records(0, stock, Utc::now());
-        let mut lcut = dying.map_or(records.len(), |(_, _, lcut)| lcut.min(records.len()));
-        if let (Some((_, _, i)), true, n @ 2..) = (dying, lose_one, records.len()) {
-            records.remove(i % (n - 1)); // an item record, never the checkpoint
-            lcut = records.len();
+        let this = Decided {
+            flush,
+            events_end: logs.events.len() as i64,
+            next: end,
+        };
+        let to_write = match pipelined {
+            true => waiting.replace(this),
+            false => Some(this),
+        };
+        if let Some(w) = to_write {
+            l.written(w.events_end);
+            let mut records = w.flush.records(0, l.next_event());
+            let mut lcut = dying.map_or(records.len(), |(_, _, lcut)| lcut.min(records.len()));
+            if let (Some((_, _, i)), true, n @ 2..) = (dying, lose_one, records.len()) {
+                records.remove(i % (n - 1)); // an item record, never the checkpoint
+                lcut = records.len();
+            }
+            logs.ledger.extend(records.into_iter().take(lcut));
+            if dying.is_some() {
+                return committed; // killed before the offsets were committed
+            }
+            committed = w.next;
+        } else if dying.is_some() {
+            return committed;
         }
-        logs.ledger.extend(records.into_iter().take(lcut));
-        if dying.is_some() {
-            return start; // killed before the offsets were committed
-        }
-        l.flushed();
         start = end;
+    }
+    if let Some(w) = waiting {
+        l.written(w.events_end);
+        logs.ledger.extend(w.flush.records(0, l.next_event()));
     }
     orders.len()
 }
@@ -182,7 +222,8 @@ fn compacted(ledger: &[LedgerRecord]) -> Vec<LedgerRecord> {
 
 proptest! {
     /// A stream of orders and restocks (some re-sent upstream under the same id) decided in
-    /// batches, killed at a random point between any two writes, the ledger rebuilt from
+    /// batches, one at a time or pipelined (a batch's decisions land before the batch
+    /// before's ledger records), killed at a random point between any two writes, the ledger rebuilt from
     /// the compacted `inventory-ledger` and the tail of `inventory-events`, and the stream
     /// taken up again from the committed offset or earlier (a redelivery): the same
     /// decisions as a run without the crash, each order decided once, no oversell. Without
@@ -197,6 +238,7 @@ proptest! {
         batch in 1usize..9,
         crash in (0usize..120, 0usize..9, 0usize..5),
         rewind in 0usize..20,
+        pipelined in any::<bool>(),
     ) {
         let items = ["a", "b", "c"];
         let stock = Stock::parse(&format!("a={limit},b={limit},c={limit}")).unwrap();
@@ -212,11 +254,11 @@ proptest! {
         }
 
         let (mut straight, mut straight_logs) = (PartitionLedger::default(), Logs::default());
-        run(&mut straight, &stock, &mut straight_logs, &orders, (0, batch), None, false);
+        run(&mut straight, &stock, &mut straight_logs, &orders, (0, batch), How::default());
 
         let mut logs = Logs::default();
         let mut first = PartitionLedger::default();
-        let committed = run(&mut first, &stock, &mut logs, &orders, (0, batch), Some(crash), lose_one);
+        let committed = run(&mut first, &stock, &mut logs, &orders, (0, batch), How { crash: Some(crash), lose_one, pipelined });
         let mut rebuild = Rebuild::new(&stock, window::DEFAULT_WINDOW, Utc::now());
         for r in compacted(&logs.ledger) {
             rebuild.ledger_record(&r);
@@ -226,7 +268,7 @@ proptest! {
             rebuild.record(d, e as i64, Some(*o));
         }
         let mut rebuilt = rebuild.finish(0);
-        run(&mut rebuilt, &stock, &mut logs, &orders, (committed.saturating_sub(rewind), batch), None, false);
+        run(&mut rebuilt, &stock, &mut logs, &orders, (committed.saturating_sub(rewind), batch), How { pipelined, ..How::default() });
         // What the ledger says after one more crash right now equals the live state too.
         let mut again = Rebuild::new(&stock, window::DEFAULT_WINDOW, Utc::now());
         for r in compacted(&logs.ledger) {
