@@ -13,9 +13,10 @@
 //!   only what has already arrived (the lowest latency; a backlog's batches are full either
 //!   way)
 //! - `TRANSACTIONS` [true]: commit each batch's decisions, DLQ entries and offsets in one
-//!   Kafka transaction per partition (see `worker`); `false` sends them with the idempotent
-//!   producer and commits the offsets once they are acknowledged, the ledger making a
-//!   redelivered order a no-op (README "Guarantees" compares the two)
+//!   Kafka transaction per partition (see `worker`), one batch at a time; `false` sends them
+//!   with the idempotent producer and commits the offsets once they are acknowledged, the
+//!   ledger making a redelivered order a no-op, and decides the next batches meanwhile (up to
+//!   3 in flight; README "Guarantees" compares the two)
 //! - `TRANSACTIONAL_ID_PREFIX` [orderflow-inventory]: with `TRANSACTIONS=true`, the decisions
 //!   of `orders` partition `p` are written by a transactional producer with id
 //!   `<prefix>-<p>`, whichever replica owns `p`; two installations sharing one Kafka cluster
@@ -82,9 +83,10 @@ pub struct Args {
     pub batch_wait_ms: u64,
 
     /// `true`: each batch's decisions, DLQ entries and offsets in one Kafka transaction per
-    /// partition. `false`: the idempotent producer, offsets committed once the decisions are
-    /// acknowledged, the ledger making a redelivered order a no-op (README "Guarantees"
-    /// compares the two).
+    /// partition, one batch at a time. `false`: the idempotent producer, offsets committed
+    /// once the decisions are acknowledged, the ledger making a redelivered order a no-op;
+    /// the next batches are decided meanwhile (up to 3 in flight). README "Guarantees"
+    /// compares the two.
     #[arg(long, env = "TRANSACTIONS", default_value = "true", value_parser = switch, action = clap::ArgAction::Set)]
     pub transactions: bool,
 

@@ -1,13 +1,14 @@
 //! A batch: orders (and restock requests) taken from the consumer (up to `BATCH_MAX`, or what
-//! arrives within `BATCH_WAIT_MS`), decided in order against their partition's ledger, every decision and DLQ entry
-//! sent without waiting for the others; once the broker acknowledged all of them the
-//! ledger records are written ([`super::flush`]), and only then is the batch committed.
+//! arrives within `BATCH_WAIT_MS`), decided in order against their partition's ledger, every
+//! decision and DLQ entry sent without waiting for the others; the rest of the batch (the
+//! acknowledgements, the ledger records, the commit) is its tail ([`super::tail`]), in flight
+//! while the next batch is taken from the consumer.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::future::join_all;
 use orderflow_events::{
     decision_partition, decode_orders_record, encode, record_key, DecisionStatus, Event,
     InventoryRecord, OrdersRecord, RestockStatus, HEADER_ORDERS_OFFSET, TOPIC_INVENTORY_EVENTS,
@@ -22,14 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::changelog::sync_ledgers;
 use super::commit::Committer;
-use super::flush::{flush_ledgers, ledger_mut};
+use super::flush::ledger_mut;
+use super::flush::take_flushes;
 use super::rebalance::{InventoryContext, Shared};
-use super::{bounded, Ctx, InventoryError};
+use super::tail::{InFlight, Sent, Tail, MAX_IN_FLIGHT};
+use super::{Ctx, InventoryError};
 use crate::logs;
 use crate::metrics::{ItemLabels, StatusLabels};
-
-/// The most a batch waits for its acknowledgements: `message.timeout.ms` and a margin.
-const DELIVERY_BOUND: Duration = Duration::from_secs(75);
 
 /// What a batch did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -53,9 +53,26 @@ pub struct BatchSummary {
 /// tick rebuilds what was just assigned, so `/readyz` and `/stock` are current.
 pub(super) struct Deciding<'a> {
     pub(super) ctx: Ctx<'a>,
-    pub(super) shared: &'a Shared,
+    pub(super) shared: Arc<Shared>,
     pub(super) committer: Committer,
+    pub(super) consumer: Arc<StreamConsumer<InventoryContext>>,
     pub(super) token: &'a CancellationToken,
+    /// The tail of the last batch (which waits for those before it), while it may still be
+    /// running.
+    pub(super) in_flight: Option<InFlight>,
+}
+
+impl Deciding<'_> {
+    /// Wait until every batch decided is committed (its tail, and so those before it, ended);
+    /// a tail's failure is the session's.
+    pub(super) async fn settle(&mut self) -> Result<(), InventoryError> {
+        match self.in_flight.take() {
+            None => Ok(()),
+            Some(tail) => tail
+                .await
+                .map_err(|e| InventoryError::Join(e.to_string()))?,
+        }
+    }
 }
 
 impl Handler<InventoryContext> for Deciding<'_> {
@@ -73,6 +90,10 @@ impl Handler<InventoryContext> for Deciding<'_> {
             metrics,
             ..
         } = self.ctx;
+        if self.committer.one_batch_at_a_time() {
+            self.settle().await?;
+        }
+        // Without transactions, taken while the tails of the last batches are in flight.
         let batch = collect(
             consumer,
             first.detach(),
@@ -80,44 +101,33 @@ impl Handler<InventoryContext> for Deciding<'_> {
             settings.batch_wait,
         )
         .await;
+        if self.shared.has_stale() || self.shared.tail.in_flight() >= MAX_IN_FLIGHT {
+            self.settle().await?; // a ledger is rebuilt only once nothing is in flight
+        }
         metrics.consumed.inc_by(batch.len() as u64);
-        sync_ledgers(self.ctx, self.shared, &mut self.committer, &batch).await?;
+        sync_ledgers(self.ctx, &self.shared, &mut self.committer, &batch).await?;
         self.shared.publish(health);
         let started = Instant::now(); // batch time without any ledger rebuild (logged apart)
-        let summary = decide_batch(&batch, self.ctx, &self.committer, self.token).await?;
-        let acknowledged = started.elapsed();
-        flush_ledgers(self.ctx, &self.committer, &summary.next).await?;
-        let flushed = started.elapsed();
-        let committed = self.committer.commit(consumer, &summary.next).await?;
-        metrics
-            .batch_seconds
-            .observe(started.elapsed().as_secs_f64());
-        metrics.set_stock(&settings.stock, ledgers);
-        tracing::info!(
-            orders = summary.orders,
-            reserved = summary.reserved,
-            failed = summary.failed,
-            restocks = summary.restocks,
-            duplicates = summary.duplicates,
-            dlq = summary.dlq,
-            not_owned = summary.not_owned,
-            next_offsets = ?summary.next,
-            offsets = %logs::offset_ranges(batch.iter().map(|m| (m.partition(), m.offset()))),
-            committed,
-            ms = started.elapsed().as_millis() as u64,
-            // where the batch's time went: deciding until every decision was acknowledged,
-            // then the ledger records, then the commit (the transactions, or the offsets)
-            acked_ms = acknowledged.as_millis() as u64,
-            ledger_ms = (flushed - acknowledged).as_millis() as u64,
-            commit_ms = (started.elapsed() - flushed).as_millis() as u64,
-            "batch decided"
-        );
-        self.shared.publish(health);
+        let sent = decide_and_send(&batch, self.ctx, &self.committer, self.token).await?;
+        let tail = Tail {
+            ledgers: ledgers.clone(),
+            stock: settings.stock.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+            shared: self.shared.clone(),
+            committer: self.committer.clone(),
+            consumer: self.consumer.clone(),
+            started,
+            offsets: logs::offset_ranges(batch.iter().map(|m| (m.partition(), m.offset()))),
+        };
+        let before = self.in_flight.take();
+        self.in_flight = Some(tail.spawn(before, sent));
         Ok(())
     }
 
     async fn tick(&mut self, _: &StreamConsumer<InventoryContext>) -> Result<(), InventoryError> {
-        sync_ledgers(self.ctx, self.shared, &mut self.committer, &[]).await?;
+        self.settle().await?;
+        sync_ledgers(self.ctx, &self.shared, &mut self.committer, &[]).await?;
         self.ctx
             .metrics
             .set_stock(&self.ctx.settings.stock, self.ctx.ledgers);
@@ -161,18 +171,17 @@ pub(super) fn status_label(s: DecisionStatus) -> &'static str {
     }
 }
 
-/// Decide every order of the batch, send each decision (and each DLQ entry) through the
-/// [`Committer`]'s producer of its partition, and wait until the broker acknowledged all
-/// of them, which tells each partition's ledger where its decisions end on
-/// `inventory-events`; the ledger flush and [`Committer::commit`] follow. On cancellation
-/// (SIGTERM) it stops taking further orders of the batch; those decided so far are still
-/// committed.
-async fn decide_batch(
+/// Decide every order of the batch and send each decision (and each DLQ entry) through the
+/// [`Committer`]'s producer of its partition, without waiting for the broker: the
+/// acknowledgements, the ledger flush and [`Committer::commit`] are the batch's tail. On
+/// cancellation (SIGTERM) it stops taking further orders of the batch; those decided so far
+/// are still committed.
+async fn decide_and_send(
     batch: &[OwnedMessage],
     ctx: Ctx<'_>,
     committer: &Committer,
     token: &CancellationToken,
-) -> Result<BatchSummary, InventoryError> {
+) -> Result<Sent, InventoryError> {
     let Ctx {
         settings,
         ledgers,
@@ -209,12 +218,14 @@ async fn decide_batch(
                     .map_err(|e| InventoryError::Delivery(e.to_string()))?;
                 sends.extend(sent);
                 s.dlq += 1;
-                ledger_mut(ctx, p, |l| l.pass(m.offset()))?;
+                ledger_mut(ledgers, p, |l| l.pass(m.offset()))?;
                 continue;
             }
         };
         let stock = &settings.stock;
-        match ledger_mut(ctx, p, |l| l.apply(stock, &record, m.offset(), Utc::now()))? {
+        match ledger_mut(ledgers, p, |l| {
+            l.apply(stock, &record, m.offset(), Utc::now())
+        })? {
             None => {
                 s.duplicates += 1;
                 metrics.duplicates.inc();
@@ -267,35 +278,13 @@ async fn decide_batch(
             }
         }
     }
-    // Each send times out after `message.timeout.ms` (60 s, runtime::kafka) by itself.
-    let (parts, futures): (Vec<i32>, Vec<DeliveryFuture>) = decisions.into_iter().unzip();
-    let (decided, others) = bounded(
-        "the acknowledgements of a batch",
-        DELIVERY_BOUND,
-        futures::future::join(join_all(futures), join_all(sends)),
-    )
-    .await?;
-    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-    for (p, r) in parts.into_iter().zip(decided) {
-        if let Ok(Ok(delivery)) = &r {
-            let end = ends.entry(p).or_default();
-            *end = (*end).max(delivery.offset + 1);
-        }
-        if let Some(e) = kafka::delivery_error(r) {
-            metrics.produce_failures.inc();
-            return Err(InventoryError::Delivery(e));
-        }
-    }
-    for r in others {
-        if let Some(e) = kafka::delivery_error(r) {
-            metrics.produce_failures.inc();
-            return Err(InventoryError::Delivery(e));
-        }
-    }
-    for (p, end) in ends {
-        ledger_mut(ctx, p, |l| l.written(end))?;
-    }
-    Ok(s)
+    let flushes = take_flushes(ledgers, &settings.stock, s.next.keys().copied())?;
+    Ok(Sent {
+        summary: s,
+        decisions,
+        others: sends,
+        flushes,
+    })
 }
 
 /// Hand decision `event` (about `item`, with record timestamp `ts`) of the record at

@@ -15,7 +15,7 @@ use orderflow_runtime::KafkaConfig;
 use rdkafka::message::{Message, OwnedMessage};
 
 use super::commit::Committer;
-use super::flush::flush_ledgers;
+use super::flush::{flush_ledgers, take_flushes};
 use super::rebalance::Shared;
 use super::restore::restore;
 use super::{Ctx, InventoryError};
@@ -114,7 +114,8 @@ pub(super) async fn sync_ledgers(
         for &p in seed.keys() {
             committer.begin(p).await?;
         }
-        flush_ledgers(ctx, committer, &seed).await?;
+        let flushes = take_flushes(ledgers, &settings.stock, seed.keys().copied())?;
+        flush_ledgers(ledgers, ctx.metrics, committer, &flushes).await?;
         committer.commit_ledger_only(&seed).await?;
         tracing::info!(partitions = ?seed.keys().collect::<Vec<_>>(), "ledger flushed after the rebuild (catalogue items or a first checkpoint)");
     }

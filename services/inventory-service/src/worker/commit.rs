@@ -29,7 +29,9 @@ const ABORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// those that have one.
 const CALL_BOUND: Duration = Duration::from_secs(10);
 
-/// The writer of a session's decisions and the way it commits a batch.
+/// The writer of a session's decisions and the way it commits a batch (cloned into each
+/// batch's tail: the producers are handles on the same clients).
+#[derive(Clone)]
 pub(super) enum Committer {
     /// At-least-once: decisions go through the session's idempotent producer, then the
     /// consumer commits the batch's next offsets.
@@ -47,6 +49,12 @@ impl Committer {
             true => Self::Transactions(BTreeMap::new()),
             false => Self::Offsets(producer.clone()),
         }
+    }
+
+    /// Whether the loop must wait for a batch's commit before it takes the next one: with
+    /// transactions, a partition's producer has one transaction open at a time.
+    pub(super) fn one_batch_at_a_time(&self) -> bool {
+        matches!(self, Self::Transactions(_))
     }
 
     /// Prepare taking over `orders` partition `p`, before its ledger is rebuilt: with

@@ -1,6 +1,7 @@
-//! Writing the ledger: after a batch's decisions of a partition are acknowledged, its
-//! changed items and then its checkpoint go to the same partition of `inventory-ledger`,
-//! through the partition's producer (with transactions: inside its open transaction). The
+//! Writing the ledger: a batch's flush of a partition is taken when the batch is decided;
+//! after its decisions are acknowledged, its changed items and then its checkpoint go to the
+//! same partition of `inventory-ledger`, through the partition's producer (with
+//! transactions: inside its open transaction). The
 //! write order and why a crash between any two writes is harmless: [`crate::ledger`].
 
 use std::collections::BTreeMap;
@@ -13,41 +14,42 @@ use orderflow_runtime::kafka;
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 
 use super::commit::Committer;
-use super::{bounded, Ctx, InventoryError};
-use crate::ledger::PartitionLedger;
+use super::{bounded, InventoryError, Ledgers};
+use crate::ledger::{Flush, PartitionLedger, Stock};
+use crate::metrics::InventoryMetrics;
 
 /// The most a flush waits for its acknowledgements: `message.timeout.ms` and a margin.
 const FLUSH_BOUND: Duration = Duration::from_secs(75);
 
 /// Run `f` on the ledger of `orders` partition `p`.
 pub(super) fn ledger_mut<T>(
-    ctx: Ctx<'_>,
+    ledgers: &Ledgers,
     p: i32,
     f: impl FnOnce(&mut PartitionLedger) -> T,
 ) -> Result<T, InventoryError> {
-    let mut l = ctx
-        .ledgers
+    let mut l = ledgers
         .write()
         .map_err(|_| InventoryError::Join("ledger lock poisoned".into()))?;
     Ok(f(l.get_mut(&p).ok_or(InventoryError::NoLedger(p))?))
 }
 
-/// Write the ledger records of every partition of the batch (`next`: its partitions) and
-/// wait for their acknowledgements; only then are the ledgers marked flushed. A failure
-/// ends the session before the batch is committed.
+/// Write `flushes`, the ledger records of every partition of a batch, taken when the batch
+/// was decided ([`PartitionLedger::take_flush`]), at the partition's `inventory-events`
+/// position now that its decisions are acknowledged, and wait for their acknowledgements. A
+/// failure ends the session before the batch is committed.
 pub(super) async fn flush_ledgers(
-    ctx: Ctx<'_>,
+    ledgers: &Ledgers,
+    metrics: &InventoryMetrics,
     committer: &Committer,
-    next: &BTreeMap<i32, i64>,
+    flushes: &BTreeMap<i32, Flush>,
 ) -> Result<(), InventoryError> {
-    let now = Utc::now();
     let mut sends: Vec<DeliveryFuture> = Vec::new();
-    for &p in next.keys() {
-        let records = ledger_mut(ctx, p, |l| l.flush_records(p, &ctx.settings.stock, now))?;
+    for (&p, flush) in flushes {
+        let events_offset = ledger_mut(ledgers, p, |l| l.next_event())?;
         let producer = committer.producer(p)?;
-        for r in &records {
+        for r in &flush.records(p, events_offset) {
             sends.push(send(producer, p, r).inspect_err(|_| {
-                ctx.metrics.produce_failures.inc();
+                metrics.produce_failures.inc();
             })?);
         }
     }
@@ -59,14 +61,24 @@ pub(super) async fn flush_ledgers(
     .await?;
     for r in acks {
         if let Some(e) = kafka::delivery_error(r) {
-            ctx.metrics.produce_failures.inc();
+            metrics.produce_failures.inc();
             return Err(InventoryError::Delivery(format!("ledger: {e}")));
         }
     }
-    for &p in next.keys() {
-        ledger_mut(ctx, p, PartitionLedger::flushed)?;
-    }
     Ok(())
+}
+
+/// Take the next flush of each of `partitions` ([`PartitionLedger::take_flush`]).
+pub(super) fn take_flushes(
+    ledgers: &Ledgers,
+    stock: &Stock,
+    partitions: impl IntoIterator<Item = i32>,
+) -> Result<BTreeMap<i32, Flush>, InventoryError> {
+    let now = Utc::now();
+    partitions
+        .into_iter()
+        .map(|p| Ok((p, ledger_mut(ledgers, p, |l| l.take_flush(stock, now))?)))
+        .collect()
 }
 
 fn send(

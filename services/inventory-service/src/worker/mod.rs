@@ -13,11 +13,14 @@
 //! partition (see [`crate::ledger`] for the keys, the write order and the rebuild rule). A
 //! revoked partition's ledger is dropped at once.
 //!
-//! Orders are taken in batches (up to `BATCH_MAX`, or what arrives within 20 ms). A batch is
-//! decided in order, all its decisions are sent without waiting for each other; once the
-//! broker acknowledged every one of them (which gives their offsets), each partition's
+//! Orders are taken in batches (up to `BATCH_MAX`, or what arrives within `BATCH_WAIT_MS`). A
+//! batch is decided in order, all its decisions are sent without waiting for each other; once
+//! the broker acknowledged every one of them (which gives their offsets), each partition's
 //! ledger records are written (the changed items, then the checkpoint), and once those are
-//! acknowledged too the batch's next offsets are committed. Two ways to commit, chosen by
+//! acknowledged too the batch's next offsets are committed. That tail of a batch (its
+//! acknowledgements, ledger records and commit) is a task of its own, after the tail of the
+//! batch before (`tail`): without transactions the loop decides the next batches meanwhile,
+//! with transactions it waits for the tail first. Two ways to commit, chosen by
 //! `TRANSACTIONS` (the two variants of `commit::Committer`):
 //!
 //! - **Transactions (default).** Every owned partition `p` has its own transactional
@@ -35,15 +38,20 @@
 //!   rust-rdkafka's at_least_once example). A crash between any two of these steps
 //!   redelivers orders already decided; the rebuilt ledger knows the `orders` offset they
 //!   were decided up to (the ledger's and the decisions' headers) and skips them, so an
-//!   order is never decided twice.
+//!   order is never decided twice. The next batches' decisions may be written before a
+//!   batch's ledger records (pipelined, up to 3 batches in flight): the same as a crash
+//!   between the two, for the rebuild.
 //!
 //! Any Kafka failure mid-run (a transaction that cannot commit, the broker gone, a changelog
 //! read that stalls) ends the session: open transactions are aborted, the consumer leaves,
 //! ledgers are dropped, and [`supervise::sessions`] starts again from the committed offsets
 //! after a backoff while `/readyz` reports the reason. Rebalance callbacks only run inside
-//! `recv()`, i.e. between batches, so a batch is always decided and committed under one
-//! assignment; orders fetched before a revoke that arrives while a batch is being collected
-//! are left to the partition's next owner (not decided, not committed).
+//! `recv()`, i.e. while a batch is being collected, and a revoke first waits until every
+//! tail in flight has ended (`rebalance::TailGate`), so a batch is always decided and
+//! committed under one assignment, and a partition's next owner never reads a changelog to
+//! which this replica still has records on their way; orders fetched before a revoke that
+//! arrives while a batch is being collected are left to the partition's next owner (not
+//! decided, not committed).
 //!
 //! ## Modules
 //! - `rebalance`: ownership as the rebalance callbacks tell it, readiness, leaving the
@@ -52,7 +60,9 @@
 //! - `restore`: reading a ledger back from `inventory-ledger` and the tail of
 //!   `inventory-events`;
 //! - `flush`: writing a batch's ledger records;
-//! - `batch`: the session's loop: collect, decide, send, commit;
+//! - `batch`: the session's loop: collect, decide, send;
+//! - `tail`: a batch's acknowledgements, ledger records and commit, in flight while the next
+//!   batch is collected;
 //! - `commit`: the `commit::Committer`, one variant per way to commit.
 
 use std::collections::BTreeMap;
@@ -80,6 +90,7 @@ mod commit;
 mod flush;
 mod rebalance;
 mod restore;
+mod tail;
 
 pub use batch::BatchSummary;
 pub use restore::{restore, Restored};
@@ -210,12 +221,14 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
     check_partitions(kafka).await?;
 
     let shared = Arc::new(Shared::default());
-    let consumer: StreamConsumer<InventoryContext> = kafka
-        .consumer(GROUP_INVENTORY, "inventory-service")
-        .create_with_context(InventoryContext {
-            shared: shared.clone(),
-            ledgers: ledgers.clone(),
-        })?;
+    let consumer: Arc<StreamConsumer<InventoryContext>> = Arc::new(
+        kafka
+            .consumer(GROUP_INVENTORY, "inventory-service")
+            .create_with_context(InventoryContext {
+                shared: shared.clone(),
+                ledgers: ledgers.clone(),
+            })?,
+    );
     consumer.subscribe(&[TOPIC_ORDERS])?;
     // The session's producer (the decisions' without TRANSACTIONS, the probe's always)
     // lives as long as the session: one that failed for good (e.g. an idempotent producer
@@ -234,9 +247,11 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
     );
     let mut deciding = Deciding {
         ctx,
-        shared: &shared,
+        shared: shared.clone(),
         committer: Committer::new(settings, &producer),
+        consumer: consumer.clone(),
         token,
+        in_flight: None,
     };
     shared.publish(health);
     let tick = Tick::Idle(IDLE_TICK);
@@ -249,10 +264,26 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
         &mut deciding,
     )
     .await;
+    // The last batch's tail ends (committed, or failed) before anything is closed.
+    let settled = deciding.settle().await;
+    let outcome = match (outcome, settled) {
+        (Ok(()), settled) => settled,
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(tail)) => {
+            tracing::warn!(error = %tail, "the last batch failed too");
+            Err(e)
+        }
+    };
 
     shared.set_stopping();
     shared.publish(health);
-    deciding.committer.close().await;
+    let Deciding {
+        committer,
+        consumer: loop_handle,
+        ..
+    } = deciding;
+    drop(loop_handle); // the consumer closes where close_consumer drops the last handle
+    committer.close().await;
     let _ = tokio::task::spawn_blocking(move || close_consumer(consumer, CLOSE_TIMEOUT)).await;
     if let Ok(mut l) = ledgers.write() {
         l.clear();
