@@ -23,8 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::changelog::sync_ledgers;
 use super::commit::Committer;
-use super::flush::ledger_mut;
-use super::flush::take_flushes;
+use super::flush::{ledger_mut, take_flushes};
 use super::rebalance::{InventoryContext, Shared};
 use super::tail::{InFlight, Sent, Tail, MAX_IN_FLIGHT};
 use super::{Ctx, InventoryError};
