@@ -57,45 +57,28 @@ fn ratios_and_targets() {
         ("orderflow/kafka streams at-least-once".to_string(), 2.0), // same guarantee
     ]);
     assert_eq!(p6, Some((&expect, Some(true)))); // 8 ms < 10, below the peer's 16
-    let p6_alone = Results {
-        events: 10,
-        runs: 1,
-        cores: 2,
-        cpu: "cpu".into(),
-        broker: "b".into(),
-        started: "t".into(),
-        benches: b
-            .iter()
+    let p6_alone = results(
+        b.iter()
             .filter(|b| b.id.starts_with("P6"))
             .cloned()
             .collect(),
-        streams_equal: None,
-        sweep: None,
-    };
+        None,
+    );
     assert!(
         markdown(&p6_alone).contains("\n\nP6 alone, 1 run(s) (median, min-max), 2 cores"),
         "{}",
         markdown(&p6_alone)
     );
-    let md = markdown(&Results {
-        events: 10,
-        runs: 1,
-        cores: 2,
-        cpu: "cpu".into(),
-        broker: "b".into(),
-        started: "t".into(),
-        benches: b,
-        streams_equal: None,
-        sweep: Some(crate::bench::Sweep::of(vec![crate::bench::SweepRow {
-            n: 1000,
-            produce: 10.0,
-            decide: 5.0,
-            replay: 20.0,
-            rss_mib: [1.0, 2.0, 3.0],
-            restart_secs: [0.5, 0.25, 0.125],
-            restart_rss_mib: [4.0, 5.0, 6.0],
-        }])),
-    });
+    let sweep = crate::bench::Sweep::of(vec![crate::bench::SweepRow {
+        n: 1000,
+        produce: 10.0,
+        decide: 5.0,
+        replay: 20.0,
+        rss_mib: [1.0, 2.0, 3.0],
+        restart_secs: [0.5, 0.25, 0.125],
+        restart_rss_mib: [4.0, 5.0, 6.0],
+    }]);
+    let md = markdown(&results(b, Some(sweep)));
     assert!(
         md.contains("| 1000 | 10.00 | 5.00 | 20.00 | 1.00, 2.00, 3.00 | 0.50, 0.25, 0.12 | 4.00, 5.00, 6.00 |"),
         "{md}"
@@ -116,4 +99,19 @@ fn ratios_and_targets() {
         md.contains("| kcat pipe | 100000 | 100000-100000 | events/s | 0.80x |"),
         "{md}"
     );
+}
+
+/// Results of one run of `benches` (and `sweep`) on a 2-core machine, N = 10.
+fn results(benches: Vec<Bench>, sweep: Option<crate::bench::Sweep>) -> Results {
+    Results {
+        events: 10,
+        runs: 1,
+        cores: 2,
+        cpu: "cpu".into(),
+        broker: "b".into(),
+        started: "t".into(),
+        benches,
+        streams_equal: None,
+        sweep,
+    }
 }
