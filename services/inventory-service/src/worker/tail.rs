@@ -90,8 +90,10 @@ impl Tail {
     pub(super) fn spawn(self, before: Option<InFlight>, sent: Sent) -> InFlight {
         let gate = self.shared.tail.clone();
         gate.start();
+        // made here, not in the task: a task dropped before it first runs drops it too
+        let done = Done(gate);
         tokio::spawn(async move {
-            let _done = Done(gate);
+            let _done = done;
             if let Some(before) = before {
                 before
                     .await
