@@ -393,8 +393,10 @@ impl PartitionLedger {
     /// What the next flush writes to `inventory-ledger` partition `p`: an `ItemStock` per
     /// changed item (with its `initial` from `stock`), then the checkpoint (last: see the
     /// module docs), at the positions the ledger has now. Once the broker acknowledged them,
-    /// [`PartitionLedger::flushed`].
-    pub fn flush_records(&self, p: i32, stock: &Stock, now: DateTime<Utc>) -> Vec<LedgerRecord> {
+    /// [`PartitionLedger::flushed`]. The tests' view of a flush: the worker takes one when a
+    /// batch is decided ([`PartitionLedger::take_flush`]).
+    #[cfg(test)]
+    fn flush_records(&self, p: i32, stock: &Stock, now: DateTime<Utc>) -> Vec<LedgerRecord> {
         self.pending(stock, now).records(p, self.next_event)
     }
 
@@ -427,8 +429,8 @@ impl PartitionLedger {
         }
     }
 
-    /// The records of [`PartitionLedger::flush_records`] are in `inventory-ledger`.
-    pub fn flushed(&mut self) {
+    /// The next flush is counted as written (see [`PartitionLedger::take_flush`]).
+    fn flushed(&mut self) {
         self.dirty.clear();
         self.checkpointed = true;
     }
