@@ -274,10 +274,14 @@ start_node() {
   local nd=$1 java=$2 cds
   node_alive "$nd" && return 0
   : > "$nd/server.log"
+  # the JVM's temporary files (lz4-java's and other native libraries, unpacked at start and
+  # deleted only at a clean exit) under the node's directory, not in /tmp: a node killed by a
+  # fault test or a stopped run leaves them with the rest of its state
+  mkdir -p "$nd/tmp"
   if [ -n "${KAFKA_CDS_RECORD:-}" ]; then cds="-XX:ArchiveClassesAtExit=$KAFKA_CDS_RECORD"; else cds=$(cds_opts "$java" server); fi
   # shellcheck disable=SC2086  # lists of options
   "$java" ${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m} -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 $cds \
-      -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+      -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true -Djava.io.tmpdir="$nd/tmp" \
       -Dkafka.logs.dir="$nd" -Dlog4j2.configurationFile="$HERE/kafka/log4j2-server.properties" \
       -cp "$KHOME/libs/*" kafka.Kafka "$nd/server.properties" \
       < /dev/null > "$nd/stdout.log" 2>&1 &

@@ -253,5 +253,7 @@ async fn lag_seconds_are_now_minus_the_committed_records_timestamp() -> anyhow::
         svc.stop(Duration::from_secs(30)).await?,
         "SIGTERM exits cleanly"
     );
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -199,6 +199,7 @@ async fn replay_with_lag_completes_once_across_a_controller_crash() -> anyhow::R
     analytics.shutdown().await;
     inventory.shutdown().await;
     drop(order);
+    env.passed();
     Ok(())
 }
 
@@ -384,6 +385,7 @@ async fn refusals_queueing_deletion_and_timeouts_restore_the_deployments() -> an
 
     ctl2.stop(Duration::from_secs(10)).await?;
     ctl.stop(Duration::from_secs(10)).await?;
+    env.passed();
     Ok(())
 }
 
@@ -619,5 +621,6 @@ async fn a_replay_past_deleted_history_says_so_in_the_status_and_a_warning_event
     );
 
     ctl.stop(Duration::from_secs(10)).await?;
+    env.passed();
     Ok(())
 }

@@ -348,5 +348,6 @@ async fn a_dry_run_plans_like_kafka_and_the_executed_replay_reports_when_it_caug
     analytics.shutdown().await;
     inventory.shutdown().await;
     drop(order);
+    env.passed();
     Ok(())
 }

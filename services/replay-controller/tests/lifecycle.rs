@@ -208,6 +208,8 @@ async fn the_controller_applies_its_crd_over_an_older_one_with_the_charts_rbac(
     let got = crd_value(&crds).await.unwrap_or_default();
     assert!(within(&want["spec"], &got["spec"]), "{}", got["spec"]);
     ctl.stop(Duration::from_secs(10)).await?;
+    drop(cp);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -316,5 +318,6 @@ async fn finished_requests_need_no_controller_and_drain_waits_for_the_rest() -> 
     )
     .await?;
     wait_gone(&c, ns, "held").await?;
+    env.passed();
     Ok(())
 }

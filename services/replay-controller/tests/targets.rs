@@ -316,5 +316,6 @@ async fn new_targets_end_where_kafkas_tool_says_and_an_undo_restores_the_offsets
     assert_eq!(committed(&kafka).await?, vec![(0, 5), (1, 6), (2, 7)]);
 
     ctl.stop(Duration::from_secs(10)).await?;
+    env.passed();
     Ok(())
 }

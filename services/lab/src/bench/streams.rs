@@ -177,7 +177,9 @@ pub async fn prove_equal(
     Ok(eq)
 }
 
-/// `java -jar <peers> <mode>` against `bootstrap`, its state under `dir`.
+/// `java -jar <peers> <mode>` against `bootstrap`, its state under `dir`, and its temporary
+/// files too (RocksDB's native library, unpacked at each start and deleted only at a clean
+/// exit: a peer stopped by a signal would leave one in /tmp each time).
 pub(super) fn java(
     tools: &Tools,
     mode: &str,
@@ -186,8 +188,13 @@ pub(super) fn java(
     dir: &Path,
     exactly_once: bool,
 ) -> Command {
+    let tmp = dir.join("jvm-tmp");
+    // a directory that cannot be made shows as the JVM's own error when it starts
+    let _ = std::fs::create_dir_all(&tmp);
     let mut c = Command::new(&tools.java);
-    c.args(["-Xmx512m", "-jar"])
+    c.arg("-Xmx512m")
+        .arg(format!("-Djava.io.tmpdir={}", tmp.display()))
+        .arg("-jar")
         .arg(&tools.streams_jar)
         .args([mode, "--bootstrap", bootstrap, "--application-id", app_id])
         .args(["--timeout-s", "600", "--state-dir"])

@@ -234,12 +234,15 @@ impl Shop {
         .await
     }
 
+    /// The test passed: stop the stand-ins and processes, then what `Env::passed` does.
     pub async fn shutdown(self) {
         for s in [self.live, self.copy] {
             if let Ok(s) = Arc::try_unwrap(s) {
                 s.shutdown().await;
             }
         }
+        drop(self._procs);
+        self.env.passed();
     }
 }
 
