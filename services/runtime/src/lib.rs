@@ -22,5 +22,9 @@ pub use telemetry::LogArgs;
 /// Every binary that links this crate allocates with mimalloc. With glibc's malloc, librdkafka's
 /// threads and the tokio workers contended on the arena locks: a profile of a 1M-record
 /// `POST /orders/bulk` spent about 15% in `_int_malloc` and lock waits (see `make bench`, P1).
+///
+/// The `system-alloc` feature leaves the system allocator in place, for heap profilers that
+/// hook `malloc` (heaptrack, valgrind): `scripts/heap-profile.sh`.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
