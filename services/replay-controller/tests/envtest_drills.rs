@@ -1,4 +1,4 @@
-//! Drills against the real kube-apiserver v1.33 + etcd and a real broker (as envtest.rs):
+//! Drills against the real kube-apiserver v1.33 + etcd and a real broker (as envtest/main.rs):
 //! `resetTo: none` holds inventory down (its stand-in process stops), orders pile up, then
 //! inventory is restored and drains them slowly (THROTTLE_MS). A maxDrainSeconds smaller
 //! than the drain fails the drill, a generous one passes it; the verdict is in the status,

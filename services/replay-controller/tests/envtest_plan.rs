@@ -1,5 +1,5 @@
 //! Plan, then execute, then follow the replay (issue 19), on the real kube-apiserver and
-//! broker of envtest.rs (stand-in kubelets run the analytics and inventory processes):
+//! broker of envtest/main.rs (stand-in kubelets run the analytics and inventory processes):
 //! - a dry run leaves the replicas and the committed offsets as they were; its plan is the one
 //!   Kafka's own `kafka-consumer-groups --reset-offsets --to-earliest --dry-run` prints, and
 //!   its estimate comes from the consume rate measured while analytics consumed;

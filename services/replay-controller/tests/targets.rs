@@ -1,5 +1,5 @@
 //! The reset targets beyond earliest / latest / a timestamp, and undo, against a real
-//! kube-apiserver v1.33 + etcd (scripts/envtest) and Apache Kafka 4.3.1 (see envtest.rs for
+//! kube-apiserver v1.33 + etcd (scripts/envtest) and Apache Kafka 4.3.1 (see envtest/main.rs for
 //! the bed): the CRD's CEL rules refuse invalid combinations (kubectl apply); toOffsets,
 //! shiftBy and byDuration requests end on the offsets Kafka's own tool plans for the same
 //! group (`kafka-consumer-groups --reset-offsets --from-file / --shift-by / --by-duration

@@ -1,4 +1,4 @@
-//! Helpers shared by the controller's envtest integration tests (envtest.rs, kill_phases.rs):
+//! Helpers shared by the controller's envtest integration tests (envtest/main.rs, kill_phases/main.rs):
 //! a real kube-apiserver + etcd with the generated CRD applied, a local Apache Kafka, Deployments,
 //! ReplayRequests, the controller process, and reads of Events and Kafka offsets.
 // Each test binary uses a different subset of these helpers.

@@ -144,7 +144,7 @@ async fn shadow_then_promote_equals_an_in_place_replay_and_the_live_api_never_st
 }
 
 /// The controller SIGKILLed in each shadow step, held there by refusing the status write
-/// that leaves it (kill_phases.rs explains the technique): the restarted controller resumes,
+/// that leaves it (kill_phases/main.rs explains the technique): the restarted controller resumes,
 /// and nothing is made twice. Held points, in order:
 /// - entering ShadowCatchingUp refused: the shadow group is reset (recorded) and the copy
 ///   created; the restart finds its own copy and neither resets nor creates again;
