@@ -44,10 +44,19 @@ impl DecodeError {
 
 /// Serialize an event to its JSON record value.
 pub fn encode(event: &Event) -> Vec<u8> {
+    // One allocation for an event of usual size (orders 216 bytes on average in the bench,
+    // decisions about 300) instead of a buffer grown from empty four or five times.
+    let mut out = Vec::with_capacity(ENCODE_CAPACITY);
     // Serializing these plain structs cannot fail: no maps with non-string keys, no
     // fallible Serialize impls. Fall back to an empty object rather than panic.
-    serde_json::to_vec(event).unwrap_or_else(|_| b"{}".to_vec())
+    match serde_json::to_writer(&mut out, event) {
+        Ok(()) => out,
+        Err(_) => b"{}".to_vec(),
+    }
 }
+
+/// The first buffer [`encode`] writes into.
+const ENCODE_CAPACITY: usize = 384;
 
 /// Parse and validate a record value. A well-formed event takes the fast path
 /// ([`crate::fast`]); anything else the general one, whose error names what is wrong.

@@ -363,11 +363,18 @@ impl PartitionLedger {
     fn count(&mut self, d: &InventoryDecision, stocked: bool, now: DateTime<Utc>) {
         self.window.insert(d.order_id, d.ts, now);
         self.decided += 1;
-        let reserved = self.reserved.entry(d.item.clone()).or_default();
-        if d.status == DecisionStatus::Reserved {
-            *reserved += u64::from(d.qty);
+        // the item's name is copied only the first time it is seen (a map entry, a dirty mark)
+        let qty = match d.status {
+            DecisionStatus::Reserved => u64::from(d.qty),
+            DecisionStatus::Failed => 0,
+        };
+        match self.reserved.get_mut(&d.item) {
+            Some(r) => *r += qty,
+            None => {
+                self.reserved.insert(d.item.clone(), qty);
+            }
         }
-        if stocked {
+        if stocked && !self.dirty.contains(&d.item) {
             self.dirty.insert(d.item.clone());
         }
     }

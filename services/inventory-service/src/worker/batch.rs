@@ -299,18 +299,17 @@ fn send(
     event: &Event,
 ) -> Result<DeliveryFuture, InventoryError> {
     let metrics = ctx.metrics;
-    let key = record_key(item).to_vec();
     let payload = encode(event);
-    let offset = offset.to_string();
+    let mut digits = itoa::Buffer::new();
     let headers = OwnedHeaders::new().insert(Header {
         key: HEADER_ORDERS_OFFSET,
-        value: Some(&offset),
+        value: Some(digits.format(offset)),
     });
     // Record timestamp = the order's event time (a restock's request time), like the
     // record itself, so an offset reset to a timestamp cuts both topics at the same point.
     let record = FutureRecord::to(TOPIC_INVENTORY_EVENTS)
         .partition(decision_partition(p))
-        .key(&key)
+        .key(record_key(item))
         .payload(&payload)
         .headers(headers)
         .timestamp(ts);

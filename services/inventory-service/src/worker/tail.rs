@@ -24,7 +24,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use orderflow_runtime::{kafka, Health};
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::DeliveryFuture;
@@ -152,16 +151,24 @@ async fn acknowledge(
     ledgers: &Ledgers,
     metrics: &InventoryMetrics,
 ) -> Result<(), InventoryError> {
-    // Each send times out after `message.timeout.ms` (60 s, runtime::kafka) by itself.
-    let (parts, futures): (Vec<i32>, Vec<DeliveryFuture>) = decisions.into_iter().unzip();
-    let (decided, others) = bounded(
-        "the acknowledgements of a batch",
-        DELIVERY_BOUND,
-        futures::future::join(join_all(futures), join_all(others)),
-    )
-    .await?;
+    // Each send times out after `message.timeout.ms` (60 s, runtime::kafka) by itself. Every
+    // record is in flight already, so the futures are awaited one after the other: the batch
+    // waits as long as for all at once, without a task allocated per record (join_all's) and
+    // woken only by the record it waits for.
+    let all = async move {
+        let mut decided = Vec::with_capacity(decisions.len());
+        for (p, f) in decisions {
+            decided.push((p, f.await));
+        }
+        let mut rest = Vec::with_capacity(others.len());
+        for f in others {
+            rest.push(f.await);
+        }
+        (decided, rest)
+    };
+    let (decided, others) = bounded("the acknowledgements of a batch", DELIVERY_BOUND, all).await?;
     let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-    for (p, r) in parts.into_iter().zip(decided) {
+    for (p, r) in decided {
         if let Ok(Ok(delivery)) = &r {
             let end = ends.entry(p).or_default();
             *end = (*end).max(delivery.offset + 1);
