@@ -59,7 +59,14 @@ async fn bench_smoke_measures_every_benchmark() -> anyhow::Result<()> {
         ("P4-rps", vec!["flask", "orderflow"]),
         (
             "P5",
-            vec!["analytics-service", "inventory-service", "order-service"],
+            vec![
+                "analytics-service",
+                "analytics-service (memory settings)",
+                "inventory-service",
+                "inventory-service (memory settings)",
+                "order-service",
+                "order-service (memory settings)",
+            ],
         ),
         ("P6-1k-p50", e2e.clone()),
         ("P6-1k-p99", e2e.clone()),

@@ -10,9 +10,9 @@ use orderflow_events::{GROUP_INVENTORY, TOPIC_ORDERS};
 use orderflow_runtime::KafkaConfig;
 use serde_json::json;
 
-use super::peak_rss_mib;
+use super::{peak_rss_mib, seed_catalogue};
 use crate::probes::{analytics_caught_up_as, committed_to_end};
-use crate::procs::{orderflowctl, Service, ServiceKind};
+use crate::procs::{orderflowctl, Broker, Service, ServiceKind};
 use crate::wait;
 
 /// Seconds and peak RSS (MiB) of one measured step.
@@ -21,9 +21,49 @@ pub(super) struct Step {
     pub rss_mib: f64,
 }
 
+/// Settings of a service's environment (name, value): none, or [`MEMORY_SETTINGS`].
+pub(super) type Env<'a> = &'a [(&'a str, String)];
+
+/// The documented settings for memory (README, "P5 with settings for memory"): 1 MiB of
+/// records fetched ahead, a 1 s idempotency window, and mimalloc giving freed pages back at
+/// once.
+pub(super) fn memory_settings() -> Vec<(&'static str, String)> {
+    vec![
+        ("KAFKA_FETCH_QUEUE_KB", "1024".into()),
+        ("IDEMPOTENCY_WINDOW_MS", "1000".into()),
+        ("MIMALLOC_PURGE_DELAY", "0".into()),
+    ]
+}
+
+/// The P5 subjects measured with [`memory_settings`], in the order of P1-P3's services.
+pub(super) const MEMORY_SUBJECTS: [&str; 3] = [
+    "order-service (memory settings)",
+    "inventory-service (memory settings)",
+    "analytics-service (memory settings)",
+];
+
+/// P1, P2 and P3 at `n` on a broker of their own under `dir`, each service started with
+/// `env`: the broker (still running, for what is measured after them) and the three steps.
+pub(super) async fn p1_to_p3(
+    n: u64,
+    dir: &Path,
+    env: Env<'_>,
+) -> anyhow::Result<(Broker, [Step; 3])> {
+    let logs = dir.join("logs");
+    let broker = Broker::start_local(&dir.join("broker"))?;
+    let kafka = broker.kafka();
+    let b = broker.bootstrap.clone();
+    orderflow_runtime::topics::ensure_topics(&kafka).await?;
+    seed_catalogue(&b, &logs).await?;
+    let p1 = produce(&b, &logs, n, env).await?;
+    let p2 = decide(&b, &kafka, &logs, env).await?;
+    let p3 = replay(&b, &kafka, &logs, n, env).await?;
+    Ok((broker, [p1, p2, p3]))
+}
+
 /// P1: order-service publishes `n` OrderPlaced through `POST /orders/bulk`.
-pub(super) async fn produce(b: &str, logs: &Path, n: u64) -> anyhow::Result<Step> {
-    let order = Service::start(ServiceKind::Order, b, &[], logs).await?;
+pub(super) async fn produce(b: &str, logs: &Path, n: u64, env: Env<'_>) -> anyhow::Result<Step> {
+    let order = Service::start(ServiceKind::Order, b, env, logs).await?;
     let t = Instant::now();
     let (status, body) = order
         .post_json(
@@ -44,15 +84,16 @@ pub(super) async fn produce(b: &str, logs: &Path, n: u64) -> anyhow::Result<Step
 
 /// P2: inventory-service decides every order on `orders`, from its start until its group's
 /// committed offsets are at the ends.
-pub(super) async fn decide(b: &str, kafka: &KafkaConfig, logs: &Path) -> anyhow::Result<Step> {
+pub(super) async fn decide(
+    b: &str,
+    kafka: &KafkaConfig,
+    logs: &Path,
+    env: Env<'_>,
+) -> anyhow::Result<Step> {
     let t = Instant::now();
-    let inventory = Service::start(
-        ServiceKind::Inventory,
-        b,
-        &[("THROTTLE_MS", "0".into())],
-        logs,
-    )
-    .await?;
+    let mut all = vec![("THROTTLE_MS", "0".to_string())];
+    all.extend_from_slice(env);
+    let inventory = Service::start(ServiceKind::Inventory, b, &all, logs).await?;
     wait::until(
         "inventory-service to decide every order",
         Duration::from_secs(1800),
@@ -73,13 +114,14 @@ pub(super) async fn replay(
     kafka: &KafkaConfig,
     logs: &Path,
     n: u64,
+    env: Env<'_>,
 ) -> anyhow::Result<Step> {
     let bb = b.to_string();
     let reset =
         tokio::task::spawn_blocking(move || orderflowctl(&bb, &crate::demo::REPLAY_RESET_ARGS))
             .await??;
     ensure!(reset.0 == 0, "orderflowctl reset: {}", reset.2);
-    caught_up(b, kafka, logs, n, "analytics-service to rebuild").await
+    caught_up(b, kafka, logs, n, "analytics-service to rebuild", env).await
 }
 
 /// analytics-service from its start until it has consumed both topics to their ends, where
@@ -90,9 +132,10 @@ pub(super) async fn caught_up(
     logs: &Path,
     n: u64,
     what: &str,
+    env: Env<'_>,
 ) -> anyhow::Result<Step> {
     let t = Instant::now();
-    let analytics = Service::start(ServiceKind::Analytics, b, &[], logs).await?;
+    let analytics = Service::start(ServiceKind::Analytics, b, env, logs).await?;
     let (timeout, every) = (Duration::from_secs(1800), Duration::from_millis(50));
     let metrics = analytics_caught_up_as(kafka, &analytics.url, what, timeout, every).await?;
     let secs = t.elapsed().as_secs_f64();

@@ -31,7 +31,7 @@ pub(super) async fn restarts(
         inventory.stop(Duration::from_secs(20)).await?;
     }
     let what = "analytics-service to catch up after its restart";
-    let step = super::ours::caught_up(b, kafka, logs, n, what).await?;
+    let step = super::ours::caught_up(b, kafka, logs, n, what, &[]).await?;
     report_secs(s, "P7", "analytics-service", 2 * n, step.secs);
     push(s, "P8", "analytics-service", step.rss_mib);
     Ok(())

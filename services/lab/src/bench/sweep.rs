@@ -13,8 +13,7 @@ use serde::Serialize;
 use super::ours;
 use super::report::{num, ratio_text};
 use super::restarts::restarts;
-use super::{say, seed_catalogue, Samples};
-use crate::procs::Broker;
+use super::{say, Samples};
 
 /// The largest ratio of the costs per event (highest / lowest events/s) still "flat".
 pub const FLAT_WITHIN: f64 = 1.15;
@@ -80,15 +79,8 @@ pub(super) async fn run(sizes: &[u64], dir: &Path) -> anyhow::Result<Sweep> {
 }
 
 async fn one(n: u64, dir: &Path) -> anyhow::Result<SweepRow> {
-    let logs = dir.join("logs");
-    let broker = Broker::start_local(&dir.join("broker"))?;
-    let kafka = broker.kafka();
-    let b = broker.bootstrap.clone();
-    orderflow_runtime::topics::ensure_topics(&kafka).await?;
-    seed_catalogue(&b, &logs).await?;
-    let p1 = ours::produce(&b, &logs, n).await?;
-    let p2 = ours::decide(&b, &kafka, &logs).await?;
-    let p3 = ours::replay(&b, &kafka, &logs, n).await?;
+    let (broker, [p1, p2, p3]) = ours::p1_to_p3(n, dir, &[]).await?;
+    let (logs, kafka, b) = (dir.join("logs"), broker.kafka(), broker.bootstrap.clone());
     let mut s = Samples::new();
     restarts(&b, &kafka, &logs, n, &mut s).await?;
     let get = |id: &str, subject: &str| {
