@@ -361,25 +361,21 @@ async fn handle(
     producer: &FutureProducer,
     metrics: &AnalyticsMetrics,
 ) -> Result<(), AnalyticsError> {
-    let already = shared
-        .state
-        .read()
-        .ok()
-        .and_then(|s| s.next_offset(m.topic(), m.partition()))
-        .unwrap_or(0);
-    if m.offset() < already {
-        // Redelivered after a rebalance: already counted.
-        return Ok(());
-    }
     let started = Instant::now();
-    match decode_on(m.topic(), m.payload().unwrap_or_default()) {
-        Ok(event) => {
-            if let Ok(mut s) = shared.state.write() {
-                s.apply(m.topic(), m.partition(), m.offset(), &event);
-                metrics.observe(m.topic(), &s);
-            }
-            metrics.applied(started.elapsed());
+    let decoded = decode_on(m.topic(), m.payload().unwrap_or_default());
+    // one exclusive lock per record: the redelivery check and the apply together
+    if let Ok(mut s) = shared.state.write() {
+        if m.offset() < s.next_offset(m.topic(), m.partition()).unwrap_or(0) {
+            // Redelivered after a rebalance: already counted.
+            return Ok(());
         }
+        if let Ok(event) = &decoded {
+            s.apply(m.topic(), m.partition(), m.offset(), event);
+            metrics.observe(m.topic(), &s);
+        }
+    }
+    match decoded {
+        Ok(_) => metrics.applied(started.elapsed()),
         Err(err) => {
             // A bad order is reported by inventory (it decides orders); analytics reports
             // the bad records of inventory-events, and steps over both.

@@ -43,15 +43,24 @@ impl Health {
         }
     }
 
-    pub fn set_ready(&self, detail: impl Into<String>) {
-        self.set(true, detail.into());
+    pub fn set_ready(&self, detail: impl AsRef<str>) {
+        self.set(true, detail.as_ref());
     }
 
-    pub fn set_not_ready(&self, reason: impl Into<String>) {
-        self.set(false, reason.into());
+    pub fn set_not_ready(&self, reason: impl AsRef<str>) {
+        self.set(false, reason.as_ref());
     }
 
-    fn set(&self, ready: bool, detail: String) {
+    /// Called once per record by analytics: an unchanged state costs a shared lock and a
+    /// comparison, no allocation and no exclusive lock.
+    fn set(&self, ready: bool, detail: &str) {
+        if self
+            .state
+            .read()
+            .is_ok_and(|s| s.0 == ready && s.1 == detail)
+        {
+            return;
+        }
         if let Ok(mut s) = self.state.write() {
             if s.0 != ready || s.1 != detail {
                 if ready {
@@ -59,7 +68,7 @@ impl Health {
                 } else {
                     tracing::warn!(reason = %detail, "not ready");
                 }
-                *s = (ready, detail);
+                *s = (ready, detail.to_string());
             }
         }
     }
