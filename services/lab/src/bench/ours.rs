@@ -21,7 +21,7 @@ pub(super) struct Step {
     pub rss_mib: f64,
 }
 
-/// Settings of a service's environment (name, value): none, or [`MEMORY_SETTINGS`].
+/// Settings of a service's environment (name, value): none, or [`memory_settings`].
 pub(super) type Env<'a> = &'a [(&'a str, String)];
 
 /// The documented settings for memory (README, "P5 with settings for memory"): 1 MiB of
