@@ -110,7 +110,7 @@ fn specs() -> Vec<Spec> {
         spec("P4-p50", "POST /orders p50 at the fixed rate", "ms", false, &["orderflow", "flask"]),
         spec("P4-p99", "POST /orders p99 at the fixed rate", "ms", false, &["orderflow", "flask"]),
         spec("P4-rps", "POST /orders at full speed", "req/s", true, &["orderflow", "flask"]),
-        spec("P5", "peak RSS during P1-P3 (at the defaults; and with the memory settings KAFKA_FETCH_QUEUE_KB=1024 IDEMPOTENCY_WINDOW_MS=1000 MIMALLOC_PURGE_DELAY=0)", "MiB", false, &[
+        spec("P5", &format!("peak RSS during P1-P3 (at the defaults; and with the memory settings {})", memory_settings_text()), "MiB", false, &[
             "order-service",
             "inventory-service",
             "analytics-service",
@@ -161,6 +161,15 @@ fn specs() -> Vec<Spec> {
         ),
     ]);
     v
+}
+
+/// The memory settings as `NAME=value` words, from the list the runs start the services with.
+fn memory_settings_text() -> String {
+    super::ours::memory_settings()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn spec(

@@ -52,6 +52,9 @@ fn ratios_and_targets() {
     assert_eq!(b[4].met, None); // P4 not measured
                                 // inventory 70 MiB at the defaults; the target judges the memory settings' peaks
     assert_eq!(b[6].met, Some(true));
+    assert!(b[6].title.ends_with(
+        "with the memory settings KAFKA_FETCH_QUEUE_KB=1024 IDEMPOTENCY_WINDOW_MS=1000 MIMALLOC_PURGE_DELAY=0)"
+    ));
     let mut defaults_only = Samples::new();
     push(&mut defaults_only, "P5", "order-service", 30.0);
     assert_eq!(summarize(&defaults_only, 2000)[6].met, None);
