@@ -14,7 +14,9 @@ runs its own tests in parallel, as under cargo). The doc tests run last, through
 
 Output: each lane's lines live with its name in front; LOG gets cargo's own lines per binary
 ("Running ...", "test result: ..."), for scripts/test-summary.sh; a binary that exits non-zero
-before its "test result:" line (it crashed) gets one, counting one failed test. Exit status 1
+before its "test result:" line (it crashed) gets one, counting one failed test. A failed
+binary's leftover scratch directories get a "test-lanes: kept DIR" line each, which
+scripts/test-failures.py lists at the end. Exit status 1
 if any binary or the doc tests failed.
 
 Usage: scripts/test-lanes.py LOG      (CARGO: cargo)
@@ -23,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -60,6 +63,18 @@ def build(cargo):
     return tests
 
 
+def kept_dirs(pid):
+    """The scratch directories test process `pid` left (testkit's test_dir names them
+    orderflow-test-NAME-PID; a passing test removes its own), for scripts/test-failures.py."""
+    tmp = tempfile.gettempdir()
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return []
+    return sorted(os.path.join(tmp, n) for n in names
+                  if n.startswith("orderflow-test-") and n.endswith(f"-{pid}"))
+
+
 class Lane(threading.Thread):
     def __init__(self, name, tests, out, lock):
         super().__init__()
@@ -87,6 +102,10 @@ class Lane(threading.Thread):
                 self.say(line)
             if p.wait() != 0:
                 self.failed.append(f"{pkg} {src} (exit {p.returncode})")
+                for d in kept_dirs(p.pid):
+                    line = f"test-lanes: kept {d}\n"
+                    self.lines.append(line)
+                    self.say(line)
                 if not counted:
                     # it died before its summary: one failure, not silence
                     line = (f"test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; "

@@ -3,6 +3,8 @@
 # "test result:" lines in the given logs. A log whose step failed (its name listed in FAILED,
 # space-separated) without printing any "test result:" line (the bed, an image or a build broke
 # before the tests ran) counts as one failed test, so a broken step never looks green.
+# Above it, each failed test and why (scripts/test-failures.py), where a reader of the log's
+# end sees them.
 # Usage: FAILED="e2e" scripts/test-summary.sh NAME=LOG ...
 set -uo pipefail
 p=0 f=0 s=0
@@ -16,4 +18,7 @@ for arg in "$@"; do
     f=$((f + 1))
   fi
 done
+logs=()
+for arg in "$@"; do logs+=("${arg#*=}"); done
+python3 "$(dirname "$0")/test-failures.py" "${logs[@]}" || true
 echo "summary: $p passed, $f failed, $s skipped"
