@@ -7,62 +7,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::{
-    create_topic, ctl, kafka_tool, produce, text, tool_plan, tool_rows, ts, wait_for, Broker,
-    PER_PARTITION, T,
+    committed, create_topic, ctl, kafka_tool, member_that_committed, produce, text, tool_plan,
+    tool_rows, ts, wait_for, Broker, PER_PARTITION, T,
 };
-use orderflow_events::CommitMark;
-use orderflow_runtime::KafkaConfig;
 use orderflowctl::{GroupError, OffsetChange, ResetTo};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
-
-/// A group member (subscribe) that consumed every record and committed `upto` on each
-/// partition (as if it had processed the records below it).
-fn member_that_committed(
-    kafka: &KafkaConfig,
-    group: &str,
-    topic: &str,
-    partitions: i32,
-    upto: i64,
-) -> BaseConsumer {
-    let consumer: BaseConsumer = kafka.consumer(group, "orderflowctl-test").create().unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut seen = 0;
-    wait_for(
-        "the member to consume every record",
-        Duration::from_secs(20),
-        || {
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                assert_eq!(m.topic(), topic);
-                seen += 1;
-            }
-            (seen == i64::from(partitions) * PER_PARTITION).then_some(())
-        },
-    );
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Offset(upto))
-            .unwrap();
-    }
-    // A commit can be refused during a rebalance; retry until it is accepted.
-    wait_for("the member's commit", Duration::from_secs(10), || {
-        consumer.poll(Duration::from_millis(50));
-        consumer.commit(&tpl, CommitMode::Sync).ok()
-    });
-    drop(tpl);
-    consumer
-}
-
-/// `(partition, offset)` of the group's committed offsets, and whether every partition
-/// carries the reset marker.
-fn committed(kafka: &KafkaConfig, group: &str, topic: &str) -> (Vec<(i32, Option<i64>)>, bool) {
-    let c = orderflowctl::committed_offsets(kafka, group, &[topic], T).unwrap();
-    let marked = c
-        .iter()
-        .all(|c| matches!(c.mark(), Some(CommitMark::Reset { .. })));
-    (c.iter().map(|c| (c.partition, c.offset)).collect(), marked)
-}
 
 fn all_at(partitions: i32, offset: i64) -> Vec<(i32, Option<i64>)> {
     (0..partitions).map(|p| (p, Some(offset))).collect()

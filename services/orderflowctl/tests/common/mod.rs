@@ -14,14 +14,21 @@ use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
+use orderflow_events::CommitMark;
 use orderflow_runtime::KafkaConfig;
 use orderflowctl::ResetTo;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-pub const T: Duration = Duration::from_secs(5);
+/// The bound on each Kafka request of a test (the library's `timeout`, the CLI's
+/// `--request-timeout-ms`): not a timing target. The CLI's default, 5 s, was too short on a
+/// loaded CI machine (two test lanes, each starting brokers and JVM tools): a fresh group's
+/// coordinator still answered NotCoordinator after it.
+pub const T: Duration = Duration::from_secs(30);
 pub const PER_PARTITION: i64 = 10;
 
 pub struct Broker {
@@ -162,6 +169,7 @@ pub fn produce(kafka: &KafkaConfig, topic: &str, partitions: i32, base_ms: i64) 
 
 pub fn ctl(bootstrap: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_orderflowctl"))
+        .arg(format!("--request-timeout-ms={}", T.as_millis()))
         .args(args)
         .env("KAFKA_BOOTSTRAP", bootstrap)
         .stdin(Stdio::null())
@@ -255,4 +263,51 @@ pub fn delete_records(kafka: &KafkaConfig, topic: &str, cuts: &[(i32, i64)]) -> 
     drop(done);
     drop(tpl);
     lows
+}
+
+/// A group member (subscribe) that consumed every record and committed `upto` on each
+/// partition (as if it had processed the records below it).
+pub fn member_that_committed(
+    kafka: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    upto: i64,
+) -> BaseConsumer {
+    let consumer: BaseConsumer = kafka.consumer(group, "orderflowctl-test").create().unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut seen = 0;
+    wait_for(
+        "the member to consume every record",
+        Duration::from_secs(20),
+        || {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                assert_eq!(m.topic(), topic);
+                seen += 1;
+            }
+            (seen == i64::from(partitions) * PER_PARTITION).then_some(())
+        },
+    );
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Offset(upto))
+            .unwrap();
+    }
+    // A commit can be refused during a rebalance; retry until it is accepted.
+    wait_for("the member's commit", Duration::from_secs(10), || {
+        consumer.poll(Duration::from_millis(50));
+        consumer.commit(&tpl, CommitMode::Sync).ok()
+    });
+    drop(tpl);
+    consumer
+}
+
+/// `(partition, offset)` of the group's committed offsets, and whether every partition
+/// carries the reset marker.
+pub fn committed(kafka: &KafkaConfig, group: &str, topic: &str) -> (Vec<(i32, Option<i64>)>, bool) {
+    let c = orderflowctl::committed_offsets(kafka, group, &[topic], T).unwrap();
+    let marked = c
+        .iter()
+        .all(|c| matches!(c.mark(), Some(CommitMark::Reset { .. })));
+    (c.iter().map(|c| (c.partition, c.offset)).collect(), marked)
 }
