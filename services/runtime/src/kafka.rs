@@ -86,6 +86,13 @@ pub struct KafkaArgs {
     /// expire: analytics before a replay).
     #[arg(long, env = "GROUP_INSTANCE_ID")]
     pub group_instance_id: Option<String>,
+
+    /// librdkafka's `debug` contexts for every client, e.g. `cgrp` (group membership,
+    /// assignments, committed-offset fetches) or `cgrp,fetch,eos`: what to turn on when a
+    /// consumer holds partitions but reads nothing. Its lines are logged at DEBUG with target
+    /// `librdkafka`, so `RUST_LOG` must let them through too (`info,librdkafka=debug`).
+    #[arg(long, env = "KAFKA_DEBUG")]
+    pub kafka_debug: Option<String>,
 }
 
 impl KafkaArgs {
@@ -133,6 +140,7 @@ impl From<&KafkaArgs> for KafkaConfig {
             (&args.kafka_sasl_username, "sasl.username"),
             (&args.kafka_sasl_password, "sasl.password"),
             (&args.kafka_ssl_ca_location, "ssl.ca.location"),
+            (&args.kafka_debug, "debug"),
         ] {
             if let Some(v) = value {
                 cfg.extra.push((prop.to_string(), v.clone()));
@@ -388,6 +396,22 @@ mod tests {
                 );
             }
             assert_eq!(cfg.producer("p").get("queued.max.messages.kbytes"), None);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn kafka_debug_reaches_every_client() -> Result<(), ConfigError> {
+        let none = KafkaConfig::from(&args(&[])?);
+        let set = KafkaConfig::from(&args(&[("KAFKA_DEBUG", "cgrp,fetch")])?);
+        assert_eq!(none.consumer("g", "c").get("debug"), None);
+        for c in [
+            set.consumer("g", "c"),
+            set.reader("r"),
+            set.producer("p"),
+            set.client(),
+        ] {
+            assert_eq!(c.get("debug"), Some("cgrp,fetch"));
         }
         Ok(())
     }
