@@ -6,9 +6,11 @@
 //! oversold, and counted once by analytics, which reads live across any aborted
 //! transaction. Every consumer is a dynamic group member.
 
+mod load;
+
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orderflow_events::{Event, DEFAULT_ITEMS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
@@ -21,6 +23,8 @@ use orderflow_testkit::procs::test_dir;
 use orderflow_testkit::{topics, wait, Broker, Service, ServiceKind};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
+
+use load::{accepted, accepted_once_on_orders, post_orders, ready_status, Tally};
 
 /// Stock small enough to run out during a test, so an oversell would show.
 fn small_stock(per_item: u64) -> (HashMap<String, u64>, String) {
@@ -100,102 +104,11 @@ async fn stop_all<const N: usize>(
     Ok(())
 }
 
-/// What the clients posting orders saw.
-#[derive(Default)]
-struct Tally {
-    accepted: Mutex<Vec<String>>,
-    unavailable: AtomicU64,
-    other: AtomicU64,
-}
-
-/// `clients` tasks posting single orders to `url` until `stop`.
-fn post_orders(
-    url: String,
-    clients: usize,
-    stop: Arc<AtomicBool>,
-    tally: Arc<Tally>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..clients)
-        .map(|c| {
-            let (url, stop, tally) = (url.clone(), stop.clone(), tally.clone());
-            tokio::spawn(async move {
-                let http = reqwest::Client::new();
-                let mut i = 0usize;
-                while !stop.load(Ordering::SeqCst) {
-                    i += 1;
-                    let item = DEFAULT_ITEMS[(c + i) % DEFAULT_ITEMS.len()];
-                    let body =
-                        json!({"item": item, "qty": 1 + (i % 3), "user_id": format!("client-{c}")});
-                    let r = http
-                        .post(format!("{url}/orders"))
-                        .json(&body)
-                        .timeout(Duration::from_secs(30))
-                        .send()
-                        .await;
-                    match r {
-                        Ok(r) if r.status().as_u16() == 202 => {
-                            let v: serde_json::Value = r.json().await.unwrap_or_default();
-                            if let Some(id) = v["order_id"].as_str() {
-                                if let Ok(mut a) = tally.accepted.lock() {
-                                    a.push(id.to_string());
-                                }
-                            }
-                        }
-                        Ok(r) if r.status().as_u16() == 503 => {
-                            tally.unavailable.fetch_add(1, Ordering::SeqCst);
-                        }
-                        _ => {
-                            tally.other.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                }
-            })
-        })
-        .collect()
-}
-
-fn accepted(tally: &Tally) -> usize {
-    tally.accepted.lock().map(|a| a.len()).unwrap_or(0)
-}
-
-async fn ready_status(svc: &Service) -> u16 {
-    svc.get("/readyz").await.map(|(s, _)| s).unwrap_or(0)
-}
-
-/// Every order answered 202 is on `orders` exactly once; returns how many records `orders`
-/// holds (at least the accepted ones: a request answered 503 may still have reached Kafka,
-/// as the outcome of a timed-out send is unknown to the client).
-///
-/// A request answered 503 because its send timed out *in flight* ("possibly persisted", in
-/// librdkafka's words) during a leader change has been seen written twice: the same record
-/// (same `event_id`) at consecutive offsets, once in about ten three-node runs. That is
-/// allowed here for unaccepted orders only, and counted in the returned total; inventory
-/// decides such an order once, by its id (checked by `check_topics_and_analytics`).
-fn accepted_once_on_orders(kafka: &KafkaConfig, tally: &Tally) -> anyhow::Result<usize> {
-    let ids: Vec<String> = tally.accepted.lock().map(|a| a.clone()).unwrap_or_default();
-    let on_orders = topics::read_all(kafka, TOPIC_ORDERS)?;
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for r in &on_orders {
-        if let Some(Event::OrderPlaced(o)) = &r.event {
-            *seen.entry(o.order_id.to_string()).or_default() += 1;
-        }
-    }
-    let missing = ids.iter().filter(|id| !seen.contains_key(*id)).count();
-    let doubled = ids.iter().filter(|id| seen.get(*id) > Some(&1)).count();
-    assert_eq!(missing, 0, "accepted orders missing from {TOPIC_ORDERS}");
-    assert_eq!(
-        doubled, 0,
-        "accepted orders on {TOPIC_ORDERS} more than once"
-    );
-    let unaccepted_twice = seen.values().filter(|n| **n > 1).count();
-    if unaccepted_twice > 0 {
-        println!("{unaccepted_twice} order(s) answered 503 are on {TOPIC_ORDERS} twice");
-    }
-    let unique: HashSet<&String> = ids.iter().collect();
-    assert_eq!(unique.len(), ids.len(), "order ids are unique");
-    assert!(on_orders.len() >= ids.len());
-    Ok(on_orders.len())
-}
+/// How long the clients may take to get 1000 orders accepted, before and after a fault.
+/// A bound, not a timing target: one order is one `acks=all` round trip, and with three
+/// replicas on a loaded CI machine (two test lanes, each starting JVMs) 4 clients were seen
+/// getting 902 orders accepted in 60 s.
+const LOAD_DEADLINE_SECS: u64 = 240;
 
 /// inventory's environment for a commit mode.
 fn mode(transactions: bool) -> (&'static str, String) {
@@ -232,10 +145,18 @@ async fn broker_killed_under_load(transactions: bool) -> anyhow::Result<()> {
     // re-sent a record an earlier attempt had already written: an *accepted* order was on
     // `orders` twice (once in about 20 runs). README "Guarantees" states the condition.
     let mut order = Service::start(ServiceKind::Order, &broker.bootstrap, &[], &logs).await?;
+    // librdkafka's group debug lines: in 1 of about 5 runs with transactions, inventory
+    // rejoined after the restart, rebuilt its ledgers, said ready and then read nothing
+    // (2026-12-07, not explained yet); a failed run keeps this log.
     let mut inventory = Service::start(
         ServiceKind::Inventory,
         &broker.bootstrap,
-        &[("INITIAL_STOCK", stock_env), mode(transactions)],
+        &[
+            ("INITIAL_STOCK", stock_env),
+            mode(transactions),
+            ("KAFKA_DEBUG", "cgrp".to_string()),
+            ("RUST_LOG", "info,librdkafka=debug".to_string()),
+        ],
         &logs,
     )
     .await?;
@@ -252,7 +173,7 @@ async fn broker_killed_under_load(transactions: bool) -> anyhow::Result<()> {
     let clients = post_orders(order.url.clone(), 4, stop.clone(), tally.clone());
     wait::until(
         "1000 orders accepted",
-        Duration::from_secs(60),
+        Duration::from_secs(LOAD_DEADLINE_SECS),
         Duration::from_millis(20),
         || async { (accepted(&tally) >= 1000).then_some(()) },
     )
@@ -292,7 +213,7 @@ async fn broker_killed_under_load(transactions: bool) -> anyhow::Result<()> {
     let target = accepted(&tally) + 1000;
     wait::until(
         "1000 more orders accepted after the restart",
-        Duration::from_secs(90),
+        Duration::from_secs(LOAD_DEADLINE_SECS),
         Duration::from_millis(20),
         || async { (accepted(&tally) >= target).then_some(()) },
     )
@@ -451,7 +372,7 @@ async fn leader_killed_in_a_three_node_cluster(transactions: bool) -> anyhow::Re
     let clients = post_orders(order.url.clone(), 4, stop.clone(), tally.clone());
     wait::until(
         "1000 orders accepted",
-        Duration::from_secs(60),
+        Duration::from_secs(LOAD_DEADLINE_SECS),
         Duration::from_millis(20),
         || async { (accepted(&tally) >= 1000).then_some(()) },
     )
@@ -477,7 +398,7 @@ async fn leader_killed_in_a_three_node_cluster(transactions: bool) -> anyhow::Re
     let target = accepted(&tally) + 1000;
     wait::until(
         "1000 more orders accepted after the kill",
-        Duration::from_secs(90),
+        Duration::from_secs(LOAD_DEADLINE_SECS),
         Duration::from_millis(20),
         || async { (accepted(&tally) >= target).then_some(()) },
     )
