@@ -16,6 +16,7 @@ use orderflow_testkit::wait;
 use serde_json::Value;
 
 use crate::checks::{bulk, counted, identical, oracle_of_topics, s, topics, wait_rr, Log};
+use crate::release::{teardown, Release};
 use crate::report::{lag_svg, report_markdown, Report, Stage};
 
 /// What to run.
@@ -49,54 +50,6 @@ impl Default for Options {
 pub struct Outcome {
     pub get_rr: String,
     pub describe_rr: String,
-}
-
-/// Uninstalls the release and deletes its namespace when dropped (also on failure).
-struct Release<'a> {
-    bed: &'a Bed,
-    keep: bool,
-}
-
-impl Drop for Release<'_> {
-    fn drop(&mut self) {
-        if !self.keep {
-            teardown(self.bed);
-        }
-    }
-}
-
-/// Remove the release and its namespace, also after a failed step (the flow's last step does the
-/// same as users would, checked). The ReplayRequests go first, while the controller runs and
-/// removes their finalizer (orderflow.io/restore-deployments); left over from an earlier run of
-/// an older chart without a controller, their finalizer is removed here (test cleanup only).
-fn teardown(bed: &Bed) {
-    if bed
-        .kubectl_ns(&["delete", "rr", "--all", "--wait=true", "--timeout=60s"])
-        .is_err()
-    {
-        let names = bed
-            .kubectl_ns(&["get", "rr", "-o", "name"])
-            .unwrap_or_default();
-        for rr in names.lines() {
-            let _ = bed.kubectl_ns(&[
-                "patch",
-                rr,
-                "--type=merge",
-                "-p",
-                r#"{"metadata":{"finalizers":null}}"#,
-            ]);
-        }
-    }
-    let _ = bed.helm(&[
-        "uninstall",
-        "orderflow",
-        "-n",
-        &bed.namespace,
-        "--wait",
-        "--timeout",
-        "2m",
-    ]);
-    let _ = bed.delete_namespace();
 }
 
 pub async fn run(opts: &Options) -> anyhow::Result<Outcome> {

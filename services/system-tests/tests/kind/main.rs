@@ -13,6 +13,7 @@
 
 mod checks;
 mod flow;
+mod release;
 mod report;
 mod shadow;
 
