@@ -9,8 +9,7 @@
 mod load;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use orderflow_events::{Event, DEFAULT_ITEMS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
@@ -24,7 +23,7 @@ use orderflow_testkit::{topics, wait, Broker, Service, ServiceKind};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
 
-use load::{accepted, accepted_once_on_orders, post_orders, ready_status, Tally};
+use load::{accepted, accepted_once_on_orders, ready_status, Load, Tally};
 
 /// Stock small enough to run out during a test, so an oversell would show.
 fn small_stock(per_item: u64) -> (HashMap<String, u64>, String) {
@@ -86,6 +85,24 @@ async fn check_topics_and_analytics(
     Ok(())
 }
 
+/// After a fault and its load: every service still running, every accepted order on
+/// `orders` once, inventory caught up, the topics and analytics (the last service) agreeing.
+/// Returns how many records `orders` holds.
+async fn verify_after_fault(
+    kafka: &KafkaConfig,
+    tally: &Tally,
+    mut services: [&mut Service; 3],
+    stock: &HashMap<String, u64>,
+) -> anyhow::Result<usize> {
+    for svc in services.iter_mut() {
+        svc.check_running()?;
+    }
+    let on_orders = accepted_once_on_orders(kafka, tally)?;
+    inventory_drained(kafka, Some(on_orders as i64)).await?;
+    check_topics_and_analytics(kafka, services[2], stock, on_orders).await?;
+    Ok(on_orders)
+}
+
 /// SIGTERM every service (each must exit 0), then stop the broker and remove `dir`.
 async fn stop_all<const N: usize>(
     services: [Service; N],
@@ -103,12 +120,6 @@ async fn stop_all<const N: usize>(
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
-
-/// How long the clients may take to get 1000 orders accepted, before and after a fault.
-/// A bound, not a timing target: one order is one `acks=all` round trip, and with three
-/// replicas on a loaded CI machine (two test lanes, each starting JVMs) 4 clients were seen
-/// getting 902 orders accepted in 60 s.
-const LOAD_DEADLINE_SECS: u64 = 240;
 
 /// inventory's environment for a commit mode.
 fn mode(transactions: bool) -> (&'static str, String) {
@@ -168,16 +179,9 @@ async fn broker_killed_under_load(transactions: bool) -> anyhow::Result<()> {
     )
     .await?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
-    let clients = post_orders(order.url.clone(), 4, stop.clone(), tally.clone());
-    wait::until(
-        "1000 orders accepted",
-        Duration::from_secs(LOAD_DEADLINE_SECS),
-        Duration::from_millis(20),
-        || async { (accepted(&tally) >= 1000).then_some(()) },
-    )
-    .await?;
+    let load = Load::start(order.url.clone(), 4);
+    load.accept(1000, "1000 orders accepted").await?;
+    let tally = load.tally.clone();
 
     // A crash, not a shutdown: nothing is flushed, no client is told. Kafka acknowledges
     // (acks=all) only what it has written to its log, which survives the process.
@@ -210,25 +214,16 @@ async fn broker_killed_under_load(transactions: bool) -> anyhow::Result<()> {
         svc.wait_ready(Duration::from_secs(90)).await?;
     }
     let recovered = up_at.elapsed();
-    let target = accepted(&tally) + 1000;
-    wait::until(
-        "1000 more orders accepted after the restart",
-        Duration::from_secs(LOAD_DEADLINE_SECS),
-        Duration::from_millis(20),
-        || async { (accepted(&tally) >= target).then_some(()) },
+    load.accept(1000, "1000 more orders accepted after the restart")
+        .await?;
+    load.stop().await?;
+    let on_orders = verify_after_fault(
+        &kafka,
+        &tally,
+        [&mut order, &mut inventory, &mut analytics],
+        &stock,
     )
     .await?;
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        c.await?;
-    }
-    for svc in [&mut order, &mut inventory, &mut analytics] {
-        svc.check_running()?;
-    }
-
-    let on_orders = accepted_once_on_orders(&kafka, &tally)?;
-    inventory_drained(&kafka, Some(on_orders as i64)).await?;
-    check_topics_and_analytics(&kafka, &analytics, &stock, on_orders).await?;
     println!(
         "broker kill (transactions {transactions}): {} accepted ({} before the kill), {} \
          answered 503, {} other; broker down {:.1} s; all ready {:.1} s after it came back; \
@@ -367,16 +362,9 @@ async fn leader_killed_in_a_three_node_cluster(transactions: bool) -> anyhow::Re
         assert_eq!((replicas, isr), (3, 3), "{topic}/0 replicated on all nodes");
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
-    let clients = post_orders(order.url.clone(), 4, stop.clone(), tally.clone());
-    wait::until(
-        "1000 orders accepted",
-        Duration::from_secs(LOAD_DEADLINE_SECS),
-        Duration::from_millis(20),
-        || async { (accepted(&tally) >= 1000).then_some(()) },
-    )
-    .await?;
+    let load = Load::start(order.url.clone(), 4);
+    load.accept(1000, "1000 orders accepted").await?;
+    let tally = load.tally.clone();
 
     let (leader, _, _) = partition_state(&kafka, TOPIC_ORDERS, 0)?;
     let node = usize::try_from(leader)?;
@@ -395,25 +383,16 @@ async fn leader_killed_in_a_three_node_cluster(transactions: bool) -> anyhow::Re
     )
     .await?;
     let leaderless = killed_at.elapsed();
-    let target = accepted(&tally) + 1000;
-    wait::until(
-        "1000 more orders accepted after the kill",
-        Duration::from_secs(LOAD_DEADLINE_SECS),
-        Duration::from_millis(20),
-        || async { (accepted(&tally) >= target).then_some(()) },
+    load.accept(1000, "1000 more orders accepted after the kill")
+        .await?;
+    load.stop().await?;
+    let on_orders = verify_after_fault(
+        &kafka,
+        &tally,
+        [&mut order, &mut inventory, &mut analytics],
+        &stock,
     )
     .await?;
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        c.await?;
-    }
-    for svc in [&mut order, &mut inventory, &mut analytics] {
-        svc.check_running()?;
-    }
-
-    let on_orders = accepted_once_on_orders(&kafka, &tally)?;
-    inventory_drained(&kafka, Some(on_orders as i64)).await?;
-    check_topics_and_analytics(&kafka, &analytics, &stock, on_orders).await?;
     println!(
         "three nodes (transactions {transactions}): node {node}, leader of orders/0, killed; \
          orders/0 had no leader for {:.1} s (then node {}); {} requests answered 503 after \
