@@ -342,11 +342,7 @@ async fn leader_killed_in_a_three_node_cluster(transactions: bool) -> anyhow::Re
     let kafka = broker.kafka();
     let logs = dir.join("logs");
     let (stock, stock_env) = small_stock(300);
-    // order-service's default PUBLISH_TIMEOUT_MS (15 s, its producer's message.timeout.ms),
-    // longer than a leader election here (6-11 s). With 3 s, records timed out while
-    // orders/0 had no leader; librdkafka's idempotent producer then bumped its epoch and
-    // re-sent a record an earlier attempt had already written: an *accepted* order was on
-    // `orders` twice (once in about 20 runs). README "Guarantees" states the condition.
+    // order-service's default PUBLISH_TIMEOUT_MS, as in broker_killed_under_load (why there)
     let mut order = Service::start(ServiceKind::Order, &broker.bootstrap, &[], &logs).await?;
     let mut inventory = Service::start(
         ServiceKind::Inventory,
