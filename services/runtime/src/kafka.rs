@@ -407,7 +407,7 @@ mod tests {
         assert_eq!(none.consumer("g", "c").get("debug"), None);
         for c in [
             set.consumer("g", "c"),
-            set.reader("r"),
+            set.reader("inventory-rebuild"),
             set.producer("p"),
             set.client(),
         ] {
