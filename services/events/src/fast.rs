@@ -7,9 +7,9 @@
 //! straight into the struct of its type, the `type` key stepped over. A record as
 //! [`crate::encode`] writes it begins with its `type` (`{"type":"OrderPlaced",...`), so that
 //! prefix names the struct and the record is read once; any other record is read twice,
-//! once for `type` and `schema_version` only (every other value skipped), then into the
-//! struct. Either way the struct's `schema_version` must be this crate's, and a second
-//! `type` key refuses the record here (the general path says what it makes of it).
+//! once for `type` only (every other value skipped), then into the struct. Either way the
+//! struct's `schema_version` must be this crate's, and a second `type` key refuses the
+//! record here (the general path says what it makes of it).
 //!
 //! Anything this path does not accept (bad JSON, a missing or duplicate field, a wrong type,
 //! an unknown `type` or version) returns `None`, and the caller takes the general path, so a
@@ -27,12 +27,11 @@ use serde::Deserialize;
 use crate::model::Event;
 use crate::SCHEMA_VERSION;
 
-/// The envelope alone; every other field is skipped unread.
+/// The envelope's `type` alone; every other field is skipped unread.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(borrow, rename = "type")]
     type_name: Cow<'a, str>,
-    schema_version: u64,
 }
 
 /// `bytes` as an event of the type its `type` names, not yet validated; `None` when anything
@@ -42,9 +41,6 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Event> {
         Some(type_name) => crate::codec::event_of(type_name, Record(bytes)).ok()??,
         None => {
             let envelope: Envelope = serde_json::from_slice(bytes).ok()?;
-            if envelope.schema_version != u64::from(SCHEMA_VERSION) {
-                return None;
-            }
             crate::codec::event_of(&envelope.type_name, Record(bytes)).ok()??
         }
     };
