@@ -41,7 +41,6 @@ def failures(path):
     except OSError:
         return out, kept
     for line in lines:
-        line = re.sub(r"^\[\w+\] ", "", line)  # test-lanes' lane prefix
         if m := RUNNING.match(line):
             src = m.group(1)
         elif m := FAILED_LINE.match(line):

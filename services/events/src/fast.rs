@@ -37,13 +37,11 @@ struct Envelope<'a> {
 /// `bytes` as an event of the type its `type` names, not yet validated; `None` when anything
 /// is off (the general path then says what).
 pub(crate) fn decode(bytes: &[u8]) -> Option<Event> {
-    let event = match leading_type(bytes) {
-        Some(type_name) => crate::codec::event_of(type_name, Record(bytes)).ok()??,
-        None => {
-            let envelope: Envelope = serde_json::from_slice(bytes).ok()?;
-            crate::codec::event_of(&envelope.type_name, Record(bytes)).ok()??
-        }
+    let type_name = match leading_type(bytes) {
+        Some(name) => Cow::Borrowed(name),
+        None => serde_json::from_slice::<Envelope>(bytes).ok()?.type_name,
     };
+    let event = crate::codec::event_of(&type_name, Record(bytes)).ok()??;
     (schema_version(&event) == SCHEMA_VERSION).then_some(event)
 }
 
