@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bulk;
+pub mod bulk_producer;
 pub mod catalogue;
 pub mod config;
 pub mod publisher;

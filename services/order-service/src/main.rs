@@ -23,8 +23,8 @@ async fn main() -> anyhow::Result<()> {
     let metrics = AppMetrics::register(&mut registry);
     let health = Health::new();
 
-    let publisher = KafkaPublisher::new(&kafka, args.publish_timeout_ms, args.bulk_window)
-        .context("creating the Kafka producer")?;
+    let publisher = KafkaPublisher::new(&kafka, args.publish_settings())
+        .context("creating the Kafka producers")?;
     let publisher = Arc::new(publisher);
     // HTTP is served at once (`/healthz`, and `/readyz` saying why it is not ready); in the
     // background the service waits for Kafka as long as it takes and creates the topics

@@ -4,9 +4,8 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::stream::{FuturesUnordered, StreamExt};
 use orderflow_events::{
     encode, record_key, Event, OrderPlaced, StockRestockRequested, TOPIC_ORDERS,
 };
@@ -19,6 +18,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::bulk::BulkPlan;
+use crate::bulk_producer::BulkProducer;
 
 #[derive(Debug, Error)]
 pub enum PublishError {
@@ -84,18 +84,30 @@ pub trait Publisher: Send + Sync + 'static {
 
 pub struct KafkaPublisher {
     producer: FutureProducer,
-    bulk_window: usize,
+    /// `POST /orders/bulk`'s own producer, tuned for throughput.
+    bulk: BulkProducer,
+}
+
+/// How [`KafkaPublisher`] publishes.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishSettings {
+    /// How long a record waits at most for its acknowledgement (`PUBLISH_TIMEOUT_MS`).
+    pub timeout_ms: u64,
+    /// Most records of a bulk run in flight at once (`BULK_WINDOW`, at least 1).
+    pub bulk_window: usize,
+    /// The bulk producer's `linger.ms` (`BULK_LINGER_MS`).
+    pub bulk_linger_ms: u32,
 }
 
 impl KafkaPublisher {
-    /// The producer of `orders`: a record waits at most `timeout_ms` for its
-    /// acknowledgement (`PUBLISH_TIMEOUT_MS`), a bulk run keeps at most `bulk_window` records
-    /// in flight (`BULK_WINDOW`, at least 1).
-    pub fn new(
-        kafka: &KafkaConfig,
-        timeout_ms: u64,
-        bulk_window: usize,
-    ) -> Result<Self, KafkaError> {
+    /// The producers of `orders`: one for single records (the service's `KAFKA_LINGER_MS`),
+    /// one for bulk runs ([`BulkProducer`]).
+    pub fn new(kafka: &KafkaConfig, settings: PublishSettings) -> Result<Self, KafkaError> {
+        let PublishSettings {
+            timeout_ms,
+            bulk_window,
+            bulk_linger_ms,
+        } = settings;
         // The partitioner is librdkafka's default, named here because inventory relies on it:
         // CRC-32 of the key (the item) modulo the partition count,
         // orderflow_events::item_partition, is where it writes an item's ledger record
@@ -105,20 +117,15 @@ impl KafkaPublisher {
             .set("message.timeout.ms", timeout_ms.to_string())
             .set("partitioner", "consistent_random")
             .create()?;
-        Ok(Self {
-            producer,
-            bulk_window: bulk_window.max(1),
-        })
+        let bulk = BulkProducer::new(kafka, timeout_ms, bulk_linger_ms, bulk_window)?;
+        Ok(Self { producer, bulk })
     }
 
     pub fn flush(&self) {
         if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
             tracing::warn!(error = %e, "flush on shutdown failed");
         }
-    }
-
-    fn enqueue(&self, order: &OrderPlaced) -> Result<DeliveryFuture, KafkaError> {
-        self.enqueue_event(&Event::OrderPlaced(order.clone()))
+        self.bulk.flush();
     }
 
     /// Hand `event` to the producer, keyed by its item, with its event time as timestamp.
@@ -164,43 +171,8 @@ impl Publisher for KafkaPublisher {
             .await
     }
 
-    async fn publish_bulk(&self, mut plan: BulkPlan) -> Result<BulkOutcome, PublishError> {
-        let start = Instant::now();
-        let count = plan.count();
-        let mut inflight = FuturesUnordered::new();
-        let (mut acked, mut failed, mut first_error) = (0u64, 0u64, None::<String>);
-        let mut tally = |err: Option<String>| match err {
-            None => acked += 1,
-            Some(e) => {
-                failed += 1;
-                first_error.get_or_insert(e);
-            }
-        };
-        for i in 0..count {
-            match self.enqueue(&plan.order(i)) {
-                Ok(f) => inflight.push(f),
-                Err(e) => tally(Some(e.to_string())),
-            }
-            while inflight.len() >= self.bulk_window {
-                if let Some(r) = inflight.next().await {
-                    tally(delivery_error(r));
-                }
-            }
-            if i % 10_000 == 0 {
-                tokio::task::yield_now().await;
-            }
-        }
-        while let Some(r) = inflight.next().await {
-            tally(delivery_error(r));
-        }
-        if failed > 0 {
-            return Err(PublishError::Partial {
-                attempted: count,
-                failed,
-                first_error: first_error.unwrap_or_default(),
-            });
-        }
-        Ok(BulkOutcome::new(acked, start.elapsed()))
+    async fn publish_bulk(&self, plan: BulkPlan) -> Result<BulkOutcome, PublishError> {
+        self.bulk.publish(plan).await
     }
 }
 

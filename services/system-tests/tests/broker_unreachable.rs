@@ -2,6 +2,7 @@
 //! they are not ready, an order is refused with a JSON 503 in bounded time; then the broker
 //! comes up on the address they were given and they become ready by themselves, create the
 //! topics (3 partitions, not a broker's auto-created default), and an order goes through.
+//! A bulk run whose broker went away is refused with the count of records Kafka did not take.
 
 use std::time::{Duration, Instant};
 
@@ -134,6 +135,73 @@ async fn services_started_before_kafka_wait_for_it_and_recover() -> anyhow::Resu
             "{name} exits 0 on SIGTERM"
         );
     }
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A bulk run whose broker went away after order-service was ready: a JSON 503, in bounded
+/// time, that says how many of its records Kafka did not acknowledge and why, with the
+/// service still up; once the broker is back, a bulk run goes through whole, and `orders`
+/// holds its records and none of the refused run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bulk_run_without_its_broker_says_how_many_records_failed() -> anyhow::Result<()> {
+    const TIMEOUT_MS: u64 = 5000;
+    let dir = test_dir("bulk-no-broker");
+    let logs = dir.join("logs");
+    let broker = Broker::start_local(&dir.join("broker"))?;
+    let kafka = broker.kafka();
+    // order-service takes items an inventory knows: one inventory start writes the catalogue
+    let inventory = Service::start(ServiceKind::Inventory, &broker.bootstrap, &[], &logs).await?;
+    inventory.stop(Duration::from_secs(20)).await?;
+    let timeout = [("PUBLISH_TIMEOUT_MS", TIMEOUT_MS.to_string())];
+    let mut order = Service::start(ServiceKind::Order, &broker.bootstrap, &timeout, &logs).await?;
+
+    broker.stop()?;
+    let started = Instant::now();
+    let (status, body) = order
+        .post_json(
+            "/orders/bulk",
+            &json!({"count": 50}),
+            Duration::from_secs(60),
+        )
+        .await?;
+    let took = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("50 of 50 records were not acknowledged by Kafka")
+            && error.contains("Message timed out"),
+        "{body}"
+    );
+    assert!(
+        took < Duration::from_millis(TIMEOUT_MS + 5000),
+        "POST /orders/bulk took {took:?} with PUBLISH_TIMEOUT_MS={TIMEOUT_MS}"
+    );
+    order.check_running()?;
+
+    broker.start_again()?;
+    order.wait_ready(Duration::from_secs(60)).await?;
+    let (status, body) = order
+        .post_json(
+            "/orders/bulk",
+            &json!({"count": 50}),
+            Duration::from_secs(60),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["published"], 50, "{body}");
+    let orders = topics::read_all(&kafka, TOPIC_ORDERS)?;
+    assert_eq!(
+        orders.len(),
+        50,
+        "only the accepted run's records on {TOPIC_ORDERS}"
+    );
+
+    assert!(
+        order.stop(Duration::from_secs(20)).await?,
+        "order-service exits 0 on SIGTERM"
+    );
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
