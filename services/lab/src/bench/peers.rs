@@ -15,6 +15,23 @@ use super::{push, say, Options, Samples, Tools, FLASK_ORDERS};
 use crate::procs::{free_port, repo_root};
 use crate::wait;
 
+/// kcat producing `file` (`item<TAB>json` lines, [`write_orders_file`]) to `topic` as
+/// orderflow's producers do (lz4, acks=all, idempotence: runtime::kafka); returns the wall
+/// seconds.
+pub(super) async fn kcat_produce(
+    tools: &Tools,
+    bootstrap: &str,
+    topic: &str,
+    file: &Path,
+    what: &str,
+) -> anyhow::Result<f64> {
+    let mut cmd = Command::new(&tools.kcat);
+    cmd.args(["-P", "-b", bootstrap, "-t", topic, "-K", "\\t", "-z", "lz4"])
+        .args(["-X", "acks=all", "-X", "enable.idempotence=true", "-l"])
+        .arg(file);
+    Ok(timed(&cmd, what).await?.0)
+}
+
 /// kcat consuming `topics` from the beginning to their end, one process per topic, all at
 /// once; returns the wall seconds. The records are counted as they arrive (one line each:
 /// JSON has no raw newline), and fewer than `expect` is an error.
