@@ -59,6 +59,8 @@ pub(super) struct Deciding<'a> {
     /// The tail of the last batch (which waits for those before it), while it may still be
     /// running.
     pub(super) in_flight: Option<InFlight>,
+    /// When the idle tick last did all of its work (`None`: not yet).
+    pub(super) last_full_tick: Option<Instant>,
 }
 
 impl Deciding<'_> {
@@ -125,6 +127,14 @@ impl Handler<InventoryContext> for Deciding<'_> {
     }
 
     async fn tick(&mut self, _: &StreamConsumer<InventoryContext>) -> Result<(), InventoryError> {
+        // A partition to take over: now. Otherwise the whole tick every FULL_TICK.
+        let due = self
+            .last_full_tick
+            .is_none_or(|t| t.elapsed() >= super::FULL_TICK);
+        if !due && !self.shared.has_stale() {
+            return Ok(());
+        }
+        self.last_full_tick = Some(Instant::now());
         self.settle().await?;
         sync_ledgers(self.ctx, &self.shared, &mut self.committer, &[]).await?;
         self.ctx
