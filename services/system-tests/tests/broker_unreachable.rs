@@ -140,6 +140,14 @@ async fn services_started_before_kafka_wait_for_it_and_recover() -> anyhow::Resu
     Ok(())
 }
 
+/// `POST /orders/bulk` of `count` orders.
+async fn bulk(order: &Service, count: u64) -> anyhow::Result<(u16, Value)> {
+    let body = json!({ "count": count });
+    order
+        .post_json("/orders/bulk", &body, Duration::from_secs(60))
+        .await
+}
+
 /// A bulk run whose broker went away after order-service was ready: a JSON 503, in bounded
 /// time, that says how many of its records Kafka did not acknowledge and why, with the
 /// service still up; once the broker is back, a bulk run goes through whole, and `orders`
@@ -159,13 +167,7 @@ async fn a_bulk_run_without_its_broker_says_how_many_records_failed() -> anyhow:
 
     broker.stop()?;
     let started = Instant::now();
-    let (status, body) = order
-        .post_json(
-            "/orders/bulk",
-            &json!({"count": 50}),
-            Duration::from_secs(60),
-        )
-        .await?;
+    let (status, body) = bulk(&order, 50).await?;
     let took = started.elapsed();
     assert_eq!(status, 503, "{body}");
     let error = body["error"].as_str().unwrap_or_default();
@@ -182,13 +184,7 @@ async fn a_bulk_run_without_its_broker_says_how_many_records_failed() -> anyhow:
 
     broker.start_again()?;
     order.wait_ready(Duration::from_secs(60)).await?;
-    let (status, body) = order
-        .post_json(
-            "/orders/bulk",
-            &json!({"count": 50}),
-            Duration::from_secs(60),
-        )
-        .await?;
+    let (status, body) = bulk(&order, 50).await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["published"], 50, "{body}");
     let orders = topics::read_all(&kafka, TOPIC_ORDERS)?;
