@@ -51,7 +51,7 @@ pub mod snapshot;
 
 pub use codec::{
     decode, decode_decision, decode_inventory_record, decode_on, decode_order,
-    decode_orders_record, encode, DecodeError,
+    decode_orders_record, encode, encode_into, DecodeError,
 };
 pub use ledger::{
     decode_ledger, ItemStock, ItemTotals, LedgerCheckpoint, LedgerRecord, LEDGER_CHECKPOINT_KEY,

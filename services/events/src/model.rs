@@ -1,4 +1,4 @@
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
@@ -159,7 +159,7 @@ pub(crate) mod rfc3339_ms {
     use super::*;
 
     pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, true))
+        s.serialize_str(crate::codec::write::Rfc3339Ms::new(ts).as_str())
     }
 
     /// Parsed from the string as it lies in the record (no copy of it first).
