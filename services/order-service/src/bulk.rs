@@ -7,11 +7,16 @@ use orderflow_events::OrderPlaced;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+/// How many users a bulk run's orders come from.
+const USERS: usize = 500;
+
 /// A plan for `count` orders; [`BulkPlan::order`] makes the i-th one on demand so that a
 /// million-order run never holds a million orders in memory.
 pub struct BulkPlan {
     count: u64,
     items: Vec<String>,
+    /// `user-0` to `user-499`, made once rather than formatted for each order
+    users: Vec<String>,
     start: DateTime<Utc>,
     step_ms: f64,
     rng: StdRng,
@@ -34,6 +39,7 @@ impl BulkPlan {
         Self {
             count,
             items,
+            users: (0..USERS).map(|u| format!("user-{u}")).collect(),
             start: now - Duration::milliseconds(spread_ms),
             step_ms,
             rng: StdRng::seed_from_u64(seed),
@@ -48,7 +54,7 @@ impl BulkPlan {
     pub fn order(&mut self, i: u64) -> OrderPlaced {
         let item = &self.items[self.rng.random_range(0..self.items.len())];
         let qty = self.rng.random_range(1..=3);
-        let user = format!("user-{}", self.rng.random_range(0..500));
+        let user = self.users[self.rng.random_range(0..USERS)].clone();
         let ts = self.start + Duration::milliseconds((i as f64 * self.step_ms) as i64);
         OrderPlaced::new(item.as_str(), qty, user, ts)
     }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use orderflow_events::{encode, record_key, Event, TOPIC_ORDERS};
+use orderflow_events::{encode_into, record_key, Event, TOPIC_ORDERS};
 use orderflow_runtime::KafkaConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
@@ -150,9 +150,11 @@ impl BulkProducer {
         let count = plan.count();
         let run = Arc::new(RunTally::default());
         let mut sent = 0u64;
+        // librdkafka copies each payload: one buffer serves the whole run
+        let mut payload = Vec::with_capacity(512);
         for i in 0..count {
             let event = Event::OrderPlaced(plan.order(i));
-            let payload = encode(&event);
+            encode_into(&event, &mut payload);
             let mut record = BaseRecord::with_opaque_to(TOPIC_ORDERS, run.clone())
                 .key(record_key(event.item()))
                 .payload(&payload)
