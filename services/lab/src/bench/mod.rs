@@ -247,7 +247,12 @@ pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
         None
     } else {
         let dir = opts.out_dir.join("sweep");
-        Some(sweep::run(&opts.sweep, &dir).await.context("the N sweep")?)
+        let warm_up = (tools, orders_file.as_path());
+        Some(
+            sweep::run(&opts.sweep, &dir, warm_up)
+                .await
+                .context("the N sweep")?,
+        )
     };
     let results = Results {
         events: opts.events,
@@ -408,7 +413,7 @@ async fn one_run(
     // P5 once more with the documented memory settings, P1-P3 on a broker of their own (only
     // the peaks are reported: the speed of P1-P3 is measured at the defaults)
     let memory = ours::memory_settings();
-    let (broker, steps) = ours::p1_to_p3(n, &dir.join("memory"), &memory).await?;
+    let (broker, steps) = ours::p1_to_p3(n, &dir.join("memory"), &memory, None).await?;
     for (subject, step) in ours::MEMORY_SUBJECTS.iter().zip(&steps) {
         push(s, "P5", subject, step.rss_mib);
     }

@@ -42,18 +42,30 @@ pub(super) const MEMORY_SUBJECTS: [&str; 3] = [
     "analytics-service (memory settings)",
 ];
 
-/// P1, P2 and P3 at `n` on a broker of their own under `dir`, each service started with
-/// `env`: the broker (still running, for what is measured after them) and the three steps.
+/// How a fresh broker is warmed up before it is measured: kcat produces the orders of this
+/// file (the runs' N) into [`super::WARMUP_ORDERS`], unmeasured.
+pub(super) type WarmUp<'a> = (&'a super::Tools, &'a Path);
+
+/// P1, P2 and P3 at `n` on a broker of their own under `dir` (warmed up first by `warm_up`),
+/// each service started with `env`: the broker (still running, for what is measured after
+/// them) and the three steps.
 pub(super) async fn p1_to_p3(
     n: u64,
     dir: &Path,
     env: Env<'_>,
+    warm_up: Option<WarmUp<'_>>,
 ) -> anyhow::Result<(Broker, [Step; 3])> {
     let logs = dir.join("logs");
     let broker = Broker::start_local(&dir.join("broker"))?;
     let kafka = broker.kafka();
     let b = broker.bootstrap.clone();
     orderflow_runtime::topics::ensure_topics(&kafka).await?;
+    if let Some((tools, orders)) = warm_up {
+        let topic = super::WARMUP_ORDERS;
+        orderflow_runtime::topics::ensure_named_topics(&kafka, &[topic]).await?;
+        let what = "kcat -P (warm-up, unmeasured)";
+        super::peers::kcat_produce(tools, &b, topic, orders, what).await?;
+    }
     seed_catalogue(&b, &logs).await?;
     let p1 = produce(&b, &logs, n, env).await?;
     let p2 = decide(&b, &kafka, &logs, env).await?;

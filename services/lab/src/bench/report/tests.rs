@@ -101,7 +101,10 @@ fn ratios_and_targets() {
         "{md}"
     );
     assert!(
-        md.contains("P1 1.00x, P2 1.00x, P3 1.00x; target: each <= 1.15"),
+        md.contains(
+            "rate from start P1 1.00x, P2 1.00x, P3 1.00x; marginal rate P1 n/a, P2 n/a, P3 n/a. \
+             Target: each marginal <= 1.15"
+        ),
         "{md}"
     );
     assert!(
