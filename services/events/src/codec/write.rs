@@ -68,22 +68,28 @@ pub(super) fn event(event: &Event, out: &mut Vec<u8>) -> bool {
     }
 }
 
+/// The fields an order and its decision share, `schema_version` to `user_id`.
+type Parts<'a> = (u32, &'a Uuid, &'a Uuid, &'a str, u32, &'a str);
+
+/// [`Parts`] of an [`OrderPlaced`] or an [`InventoryDecision`] (the same field names).
+macro_rules! parts {
+    ($e:expr) => {
+        (
+            $e.schema_version,
+            &$e.event_id,
+            &$e.order_id,
+            $e.item.as_str(),
+            $e.qty,
+            $e.user_id.as_str(),
+        )
+    };
+}
+
 fn order(o: &OrderPlaced, out: &mut Vec<u8>) -> bool {
     let Rfc3339Ms::Short(ts) = Rfc3339Ms::new(&o.ts) else {
         return false;
     };
-    out.clear();
-    out.extend_from_slice(b"{\"type\":\"OrderPlaced\",\"schema_version\":");
-    number(out, o.schema_version);
-    common(
-        out,
-        &o.event_id,
-        &o.order_id,
-        &o.item,
-        o.qty,
-        &o.user_id,
-        &ts,
-    );
+    head(out, "OrderPlaced", parts!(o), &ts);
     out.push(b'}');
     true
 }
@@ -94,57 +100,68 @@ fn decision(type_name: &str, d: &InventoryDecision, out: &mut Vec<u8>) -> bool {
     else {
         return false;
     };
-    out.clear();
-    out.extend_from_slice(b"{\"type\":\"");
-    out.extend_from_slice(type_name.as_bytes());
-    out.extend_from_slice(b"\",\"schema_version\":");
-    number(out, d.schema_version);
-    common(
-        out,
-        &d.event_id,
-        &d.order_id,
-        &d.item,
-        d.qty,
-        &d.user_id,
-        &ts,
-    );
-    out.extend_from_slice(match d.status {
-        DecisionStatus::Reserved => b",\"status\":\"reserved\"",
-        DecisionStatus::Failed => b",\"status\":\"failed\"",
-    });
+    head(out, type_name, parts!(d), &ts);
+    let status = match d.status {
+        DecisionStatus::Reserved => "reserved",
+        DecisionStatus::Failed => "failed",
+    };
+    field(out, "status", Value::Text(status));
     if let Some(reason) = &d.reason {
-        out.extend_from_slice(b",\"reason\":");
-        string(out, reason);
+        field(out, "reason", Value::Text(reason));
     }
-    out.extend_from_slice(b",\"decided_at\":\"");
-    out.extend_from_slice(&decided_at);
-    out.extend_from_slice(b"\"}");
+    field(out, "decided_at", Value::Time(&decided_at));
+    out.push(b'}');
     true
 }
 
-/// The fields an order and its decision share, from `event_id` to `ts`.
-fn common(
-    out: &mut Vec<u8>,
-    event_id: &Uuid,
-    order_id: &Uuid,
-    item: &str,
-    qty: u32,
-    user_id: &str,
-    ts: &[u8; 24],
-) {
-    out.extend_from_slice(b",\"event_id\":\"");
-    uuid(out, event_id);
-    out.extend_from_slice(b"\",\"order_id\":\"");
-    uuid(out, order_id);
-    out.extend_from_slice(b"\",\"item\":");
-    string(out, item);
-    out.extend_from_slice(b",\"qty\":");
-    number(out, qty);
-    out.extend_from_slice(b",\"user_id\":");
-    string(out, user_id);
-    out.extend_from_slice(b",\"ts\":\"");
-    out.extend_from_slice(ts);
-    out.push(b'"');
+/// `out` cleared, then an order's or a decision's object from `{"type":` to its `ts`.
+fn head(out: &mut Vec<u8>, type_name: &str, parts: Parts<'_>, ts: &[u8; 24]) {
+    let (version, event_id, order_id, item, qty, user_id) = parts;
+    out.clear();
+    out.extend_from_slice(b"{\"type\":");
+    string(out, type_name);
+    let fields = [
+        ("schema_version", Value::Number(version)),
+        ("event_id", Value::Id(event_id)),
+        ("order_id", Value::Id(order_id)),
+        ("item", Value::Text(item)),
+        ("qty", Value::Number(qty)),
+        ("user_id", Value::Text(user_id)),
+        ("ts", Value::Time(ts)),
+    ];
+    for (key, value) in fields {
+        field(out, key, value);
+    }
+}
+
+/// A field's value, as serde_json writes it.
+enum Value<'a> {
+    Number(u32),
+    Id(&'a Uuid),
+    Text(&'a str),
+    Time(&'a [u8; 24]),
+}
+
+/// `,"key":value` (`key` needs no escaping).
+#[inline(always)]
+fn field(out: &mut Vec<u8>, key: &str, value: Value<'_>) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    match value {
+        Value::Number(n) => number(out, n),
+        Value::Text(s) => string(out, s),
+        Value::Id(id) => {
+            out.push(b'"');
+            uuid(out, id);
+            out.push(b'"');
+        }
+        Value::Time(t) => {
+            out.push(b'"');
+            out.extend_from_slice(t);
+            out.push(b'"');
+        }
+    }
 }
 
 fn uuid(out: &mut Vec<u8>, id: &Uuid) {
