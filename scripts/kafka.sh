@@ -174,15 +174,30 @@ record_cds() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-free_port() { # a port nobody listens on: the kernel's pick when python3 is here, else a random one
-  local p
-  if p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null); then
-    echo "$p"; return 0
-  fi
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    port_open "$p" || { echo "$p"; return 0; }
+# free_port: a port nobody listens on now, drawn at random below the kernel's range for the
+# source ports of outgoing connections (ip_local_port_range), so that no client's connection
+# takes it in the seconds before the JVM binds it. (The kernel's own pick, bind to port 0,
+# comes from that range.) A port another starter draws in between is still possible: start
+# then tries a new cluster on other ports.
+free_port() {
+  local low p tries=0
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null) || low=32768
+  [[ "$low" =~ ^[0-9]+$ ]] && [ "$low" -gt 11000 ] || low=61000
+  while [ $((tries += 1)) -le 200 ]; do
+    p=$((10000 + (RANDOM * 32768 + RANDOM) % (low - 10000)))
+    port_free "$p" && { echo "$p"; return 0; }
   done
+  die "no free port found below $low"
+}
+
+# port_free PORT: nothing is bound to 127.0.0.1:PORT (python3 binds it and lets go; without
+# python3, nothing answers there)
+port_free() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1])))' "$1" 2>/dev/null
+  elif port_open "$1"; then
+    return 1
+  fi
 }
 
 node_dir() { echo "$1/node-$2"; }
@@ -286,21 +301,45 @@ start_node() {
       -cp "$KHOME/libs/*" kafka.Kafka "$nd/server.properties" \
       < /dev/null > "$nd/stdout.log" 2>&1 &
   echo $! > "$nd/pid"
+  # not this shell's job: a node stopped by this run (a start tried again) is not reported
+  disown $!
 }
 
 start() {
-  local dir=${1:-$PWD/target/kafka} java n i
+  local dir=${1:-$PWD/target/kafka} java attempt rc
   dir=$(mkdir -p "$dir" && cd "$dir" && pwd)
   install
   java=$(need_java)
   [ -n "${KAFKA_CDS_RECORD:-}" ] || record_cds "$java"
-  [ -f "$dir/cluster.env" ] || create_cluster "$dir" "$java"
+  for attempt in 1 2 3; do
+    if [ -f "$dir/cluster.env" ]; then
+      start_nodes_of "$dir" "$java" && break
+      die "$(cat "$dir/start.err")"
+    fi
+    create_cluster "$dir" "$java"
+    rc=0; start_nodes_of "$dir" "$java" || rc=$?
+    [ "$rc" = 0 ] && break
+    # a new cluster whose port was taken between its draw and the bind: new ports
+    [ "$rc" = 2 ] && [ "$attempt" -lt 3 ] || die "$(cat "$dir/start.err")"
+    say "$(head -n 1 "$dir/start.err"); a new cluster on other ports"
+    stop_nodes KILL "$dir"/node-*
+    rm -rf "$dir"/node-* "$dir/cluster.env" "$dir/start.err"
+  done
+  rm -f "$dir/start.err"
+  echo "BOOTSTRAP=$(bootstrap_of "$dir")"
+}
+
+# start_nodes_of DIR JAVA: start DIR's nodes and wait until each has started. On failure
+# the reason is in DIR/start.err; exit status 2 when a node's port was taken.
+start_nodes_of() {
+  local dir=$1 java=$2 n i
   n=$(nodes_of "$dir")
   for i in $(seq 1 "$n"); do
     local nd port
     nd=$(node_dir "$dir" "$i"); port=$(client_port "$dir" "$i")
     if ! node_alive "$nd" && port_open "$port"; then
-      die "port $port on 127.0.0.1 is already taken; stop what listens there, or use another DIR"
+      echo "port $port on 127.0.0.1 is already taken; stop what listens there, or use another DIR" > "$dir/start.err"
+      return 2
     fi
     start_node "$nd" "$java"
   done
@@ -311,12 +350,18 @@ start() {
     local nd port
     nd=$(node_dir "$dir" "$i"); port=$(client_port "$dir" "$i")
     until grep -q "Kafka Server started" "$nd/server.log" 2>/dev/null && port_open "$port"; do
-      node_alive "$nd" || die "node $i exited at start; see $nd/server.log and $nd/stdout.log: $(tail -n 5 "$nd/stdout.log" 2>/dev/null)"
-      [ "$SECONDS" -lt "$deadline" ] || die "node $i did not start within ${KAFKA_START_TIMEOUT:-120}s; see $nd/server.log"
+      if ! node_alive "$nd"; then
+        echo "node $i exited at start; see $nd/server.log and $nd/stdout.log: $(tail -n 5 "$nd/stdout.log" 2>/dev/null)" > "$dir/start.err"
+        grep -q "Address already in use" "$nd/server.log" "$nd/stdout.log" 2>/dev/null && return 2
+        return 1
+      fi
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "node $i did not start within ${KAFKA_START_TIMEOUT:-120}s; see $nd/server.log" > "$dir/start.err"
+        return 1
+      fi
       sleep 0.1
     done
   done
-  echo "BOOTSTRAP=$(bootstrap_of "$dir")"
 }
 
 stop_nodes() { # stop_nodes SIGNAL NODE_DIR...: signal them all, wait, SIGKILL the late ones

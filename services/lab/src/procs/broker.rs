@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use orderflow_runtime::KafkaConfig;
 
-use super::{free_port, repo_root, run_checked};
+use super::{repo_root, run_checked};
 
 /// The local Apache Kafka (scripts/kafka.sh: KRaft nodes on 127.0.0.1, each broker and
 /// controller), or an external one named by `KAFKA_BOOTSTRAP`.
@@ -31,9 +31,10 @@ impl Broker {
         }
     }
 
-    /// Start a fresh one-node Kafka (data under `state_dir`, wiped first) on a free port.
+    /// Start a fresh one-node Kafka (data under `state_dir`, wiped first) on a free port
+    /// (kafka.sh draws it, and draws again should another process take it first).
     pub fn start_local(state_dir: &Path) -> anyhow::Result<Self> {
-        Self::start_local_on(state_dir, free_port()?)
+        Self::start_nodes(state_dir, 1, None)
     }
 
     /// Start a fresh one-node Kafka (data under `state_dir`, wiped first) on

@@ -26,9 +26,39 @@ pub fn repo_root() -> PathBuf {
         .join("../..")
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// A free TCP port on 127.0.0.1 (bound then released), for a process started next: drawn
+/// at random below the kernel's range for the source ports of outgoing connections
+/// (`ip_local_port_range`, where the kernel's own pick, port 0, comes from too), so that no
+/// client's connection takes it before that process binds it.
 pub fn free_port() -> anyhow::Result<u16> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if low > FIRST_PORT + 1_000 {
+        for _ in 0..200 {
+            let p = FIRST_PORT + (random() % u64::from(low - FIRST_PORT)) as u32;
+            if let Ok(port) = u16::try_from(p) {
+                if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                    return Ok(port);
+                }
+            }
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The lowest port [`free_port`] draws.
+const FIRST_PORT: u32 = 10_000;
+
+/// A random number (std's per-process random hash keys, hashing a counter).
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(DRAWS.fetch_add(1, Ordering::Relaxed));
+    h.finish()
 }
 
 /// Run `cmd` to completion (stdin closed) and return its stdout; when it fails, the error
@@ -87,4 +117,29 @@ pub fn orderflowctl(bootstrap: &str, args: &[&str]) -> anyhow::Result<(i32, Stri
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).trim().to_string(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_free_and_below_the_range_of_source_ports() {
+        let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32_768);
+        let ports: Vec<u16> = (0..20).map(|_| free_port().unwrap()).collect();
+        for &p in &ports {
+            assert!(TcpListener::bind(("127.0.0.1", p)).is_ok(), "{p} is taken");
+            if low > FIRST_PORT + 1_000 {
+                assert!(
+                    (FIRST_PORT..low).contains(&u32::from(p)),
+                    "{p} not below {low}"
+                );
+            }
+        }
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert!(distinct.len() > 10, "not random: {ports:?}");
+    }
 }

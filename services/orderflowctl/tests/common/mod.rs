@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::pin::pin;
 use std::process::{Command, Output, Stdio};
@@ -43,11 +42,6 @@ pub fn script() -> PathBuf {
 
 impl Broker {
     pub fn start(name: &str) -> Broker {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -58,15 +52,16 @@ impl Broker {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         // The guard exists before the start, so a half-started broker is stopped too.
-        let broker = Broker {
+        let mut broker = Broker {
             dir,
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap: String::new(),
         };
+        // kafka.sh draws the port (and draws again should another process take it first)
         let out = Command::new("bash")
             .arg(script())
             .arg("start")
             .arg(&broker.dir)
-            .env("KAFKA_PORT", port.to_string())
+            .env_remove("KAFKA_PORT")
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -76,10 +71,11 @@ impl Broker {
             "kafka.sh start failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(
-            stdout.contains(&format!("BOOTSTRAP={}", broker.bootstrap)),
-            "{stdout}"
-        );
+        broker.bootstrap = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("BOOTSTRAP="))
+            .unwrap_or_else(|| panic!("kafka.sh printed no BOOTSTRAP=: {stdout}"))
+            .to_string();
         broker
     }
 
