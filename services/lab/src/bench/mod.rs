@@ -312,14 +312,7 @@ async fn one_run(
     // producer went first paid for it (order-service's bulk of 1M orders: 4.1-4.9 s on a
     // fresh broker, 2.5-3.0 s after kcat -P had produced the same records; kcat 1.5-3.1 s
     // first, 1.1-1.7 s second).
-    kcat_produce(
-        tools,
-        &b,
-        WARMUP_ORDERS,
-        orders_file,
-        "kcat -P (warm-up, unmeasured)",
-    )
-    .await?;
+    ours::warm(&kafka, &b, (tools, orders_file)).await?;
 
     // P1 produce
     seed_catalogue(&b, &logs).await?;

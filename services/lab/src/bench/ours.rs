@@ -60,17 +60,27 @@ pub(super) async fn p1_to_p3(
     let kafka = broker.kafka();
     let b = broker.bootstrap.clone();
     orderflow_runtime::topics::ensure_topics(&kafka).await?;
-    if let Some((tools, orders)) = warm_up {
-        let topic = super::WARMUP_ORDERS;
-        orderflow_runtime::topics::ensure_named_topics(&kafka, &[topic]).await?;
-        let what = "kcat -P (warm-up, unmeasured)";
-        super::peers::kcat_produce(tools, &b, topic, orders, what).await?;
+    if let Some(w) = warm_up {
+        warm(&kafka, &b, w).await?;
     }
     seed_catalogue(&b, &logs).await?;
     let p1 = produce(&b, &logs, n, env).await?;
     let p2 = decide(&b, &kafka, &logs, env).await?;
     let p3 = replay(&b, &kafka, &logs, n, env).await?;
     Ok((broker, [p1, p2, p3]))
+}
+
+/// Warm a fresh broker up (see [`WarmUp`]).
+pub(super) async fn warm(
+    kafka: &KafkaConfig,
+    b: &str,
+    (tools, orders): WarmUp<'_>,
+) -> anyhow::Result<()> {
+    let topic = super::WARMUP_ORDERS;
+    orderflow_runtime::topics::ensure_named_topics(kafka, &[topic]).await?;
+    let what = "kcat -P (warm-up, unmeasured)";
+    super::peers::kcat_produce(tools, b, topic, orders, what).await?;
+    Ok(())
 }
 
 /// P1: order-service publishes `n` OrderPlaced through `POST /orders/bulk`.

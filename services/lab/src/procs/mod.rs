@@ -31,10 +31,7 @@ pub fn repo_root() -> PathBuf {
 /// (`ip_local_port_range`, where the kernel's own pick, port 0, comes from too), so that no
 /// client's connection takes it before that process binds it.
 pub fn free_port() -> anyhow::Result<u16> {
-    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32_768);
+    let low = source_ports_start();
     if low > FIRST_PORT + 1_000 {
         for _ in 0..200 {
             let p = FIRST_PORT + (random() % u64::from(low - FIRST_PORT)) as u32;
@@ -50,6 +47,14 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 /// The lowest port [`free_port`] draws.
 const FIRST_PORT: u32 = 10_000;
+
+/// The first port of the kernel's range for the source ports of outgoing connections.
+fn source_ports_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
 
 /// A random number (std's per-process random hash keys, hashing a counter).
 fn random() -> u64 {
@@ -125,10 +130,7 @@ mod tests {
 
     #[test]
     fn free_ports_are_free_and_below_the_range_of_source_ports() {
-        let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|r| r.split_whitespace().next()?.parse().ok())
-            .unwrap_or(32_768);
+        let low = source_ports_start();
         let ports: Vec<u16> = (0..20).map(|_| free_port().unwrap()).collect();
         for &p in &ports {
             assert!(TcpListener::bind(("127.0.0.1", p)).is_ok(), "{p} is taken");
