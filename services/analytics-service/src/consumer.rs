@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use orderflow_events::{decode_on, CommitMark, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_runtime::dlq::{Dlq, Rejected};
+use orderflow_runtime::fetch_watch::{self, WatchedContext};
 use orderflow_runtime::session::{self, ClientFailed, Handler, Tick};
 use orderflow_runtime::{supervise, topics, Health, KafkaConfig};
-use rdkafka::consumer::{CommitMode, Consumer, DefaultConsumerContext, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -228,7 +229,10 @@ async fn session(
         *s = state;
     }
 
-    let consumer: StreamConsumer = kafka.consumer(&names.group, "analytics-service").create()?;
+    // assigned partitions that do not start fetching end the session (the runtime's fetch_watch)
+    let consumer: StreamConsumer<WatchedContext> =
+        fetch_watch::watched(kafka.consumer(&names.group, "analytics-service"))
+            .create_with_context(WatchedContext::default())?;
     // The DLQ's producer lives as long as the session, like the consumer: a client that
     // failed for good is replaced with the session. It writes the snapshots too.
     let producer: FutureProducer = kafka.producer("analytics-service").create()?;
@@ -297,7 +301,10 @@ struct Counting<'a> {
 impl Counting<'_> {
     /// Write the snapshot (a failure ends the session: nothing is committed past it), then
     /// commit. Returns whether the commit worked.
-    async fn save(&mut self, consumer: &StreamConsumer) -> Result<bool, AnalyticsError> {
+    async fn save(
+        &mut self,
+        consumer: &StreamConsumer<WatchedContext>,
+    ) -> Result<bool, AnalyticsError> {
         let started = Instant::now();
         let flush = self
             .shared
@@ -323,12 +330,12 @@ impl Counting<'_> {
     }
 }
 
-impl Handler<DefaultConsumerContext> for Counting<'_> {
+impl Handler<WatchedContext> for Counting<'_> {
     type Error = AnalyticsError;
 
     async fn message(
         &mut self,
-        consumer: &StreamConsumer,
+        consumer: &StreamConsumer<WatchedContext>,
         m: BorrowedMessage<'_>,
     ) -> Result<(), AnalyticsError> {
         if let Err(e) = handle(&m, self.shared, self.dlq, self.producer, self.metrics).await {
@@ -341,7 +348,10 @@ impl Handler<DefaultConsumerContext> for Counting<'_> {
         Ok(())
     }
 
-    async fn tick(&mut self, consumer: &StreamConsumer) -> Result<(), AnalyticsError> {
+    async fn tick(
+        &mut self,
+        consumer: &StreamConsumer<WatchedContext>,
+    ) -> Result<(), AnalyticsError> {
         self.dirty |= skip_to_positions(consumer, self.shared);
         if self.dirty {
             self.dirty = !self.save(consumer).await?;
@@ -401,7 +411,7 @@ async fn handle(
 /// records the consumer never delivers: the transaction markers after inventory's
 /// decisions (and aborted decisions). Without this a caught-up group would keep a lag of
 /// one marker per partition. Returns whether anything moved.
-fn skip_to_positions(consumer: &StreamConsumer, shared: &Shared) -> bool {
+fn skip_to_positions(consumer: &StreamConsumer<WatchedContext>, shared: &Shared) -> bool {
     let Ok(positions) = consumer.position() else {
         return false;
     };
@@ -425,7 +435,7 @@ fn skip_to_positions(consumer: &StreamConsumer, shared: &Shared) -> bool {
 
 /// Commit every applied position synchronously; returns whether it worked.
 fn commit(
-    consumer: &StreamConsumer,
+    consumer: &StreamConsumer<WatchedContext>,
     shared: &Shared,
     bases: &Bases,
     run: &str,

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod dlq;
+pub mod fetch_watch;
 pub mod http;
 pub mod kafka;
 pub mod read;

@@ -5,7 +5,8 @@
 //! 2. the service opens its group consumer and a producer;
 //! 3. [`consume`]: a probe keeps `/readyz` honest while the loop hands each record to the
 //!    service's [`Handler`], and a tick between them, until the token is cancelled (`Ok`),
-//!    the handler fails, or a client fails for good ([`ClientFailed`]);
+//!    the handler fails, or a client fails for good ([`ClientFailed`]: a fatal error, or
+//!    an assigned partition that never starts fetching, [`crate::fetch_watch`]);
 //! 4. the service finishes (commits, aborts, leaves the group) as its outcome requires.
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use thiserror::Error;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::fetch_watch::{Watched, STALL_AFTER};
 use crate::{kafka, topics, Health, KafkaConfig};
 
 /// How long the loop waits after a consume error before it receives again. Short: librdkafka
@@ -94,7 +96,7 @@ pub async fn consume<C, H>(
     handler: &mut H,
 ) -> Result<(), H::Error>
 where
-    C: ConsumerContext + 'static,
+    C: ConsumerContext + Watched + 'static,
     H: Handler<C>,
 {
     let probe_token = token.child_token();
@@ -117,7 +119,7 @@ async fn run_loop<C, H>(
     handler: &mut H,
 ) -> Result<(), H::Error>
 where
-    C: ConsumerContext + 'static,
+    C: ConsumerContext + Watched + 'static,
     H: Handler<C>,
 {
     let mut errors = ErrorLog::default();
@@ -141,7 +143,10 @@ where
         tokio::select! {
             biased;
             _ = token.cancelled() => return Ok(()),
-            _ = ticked => handler.tick(consumer).await?,
+            _ = ticked => {
+                stalled(consumer)?;
+                handler.tick(consumer).await?
+            }
             m = consumer.recv() => match m {
                 Ok(m) => handler.message(consumer, m).await?,
                 Err(e) => {
@@ -151,6 +156,7 @@ where
                         tracing::warn!(error = %text, repeated, "consume error");
                     }
                     handler.consume_error(&e);
+                    stalled(consumer)?;
                     tokio::select! {
                         _ = token.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(ERROR_PAUSE) => {}
@@ -159,6 +165,19 @@ where
             },
         }
         failed(consumer, producer)?;
+    }
+}
+
+/// [`ClientFailed`] when an assigned partition has not started fetching for
+/// [`STALL_AFTER`] ([`crate::fetch_watch`]): new clients, a new assignment.
+fn stalled<C: ConsumerContext + Watched>(consumer: &StreamConsumer<C>) -> Result<(), ClientFailed> {
+    match consumer
+        .context()
+        .fetch_watch()
+        .stalled(Instant::now(), STALL_AFTER)
+    {
+        Some(why) => Err(ClientFailed(why)),
+        None => Ok(()),
     }
 }
 

@@ -73,6 +73,7 @@ use orderflow_events::{
     GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_INVENTORY_LEDGER, TOPIC_ORDERS,
 };
 use orderflow_runtime::dlq::Dlq;
+use orderflow_runtime::fetch_watch::{self, FetchWatch};
 use orderflow_runtime::session::{self, ClientFailed, Tick};
 use orderflow_runtime::{supervise, topics, Health, KafkaConfig};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -229,11 +230,11 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
 
     let shared = Arc::new(Shared::default());
     let consumer: Arc<StreamConsumer<InventoryContext>> = Arc::new(
-        kafka
-            .consumer(GROUP_INVENTORY, "inventory-service")
+        fetch_watch::watched(kafka.consumer(GROUP_INVENTORY, "inventory-service"))
             .create_with_context(InventoryContext {
                 shared: shared.clone(),
                 ledgers: ledgers.clone(),
+                watch: FetchWatch::default(),
             })?,
     );
     consumer.subscribe(&[TOPIC_ORDERS])?;

@@ -10,9 +10,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use orderflow_events::TOPIC_ORDERS;
+use orderflow_runtime::fetch_watch::{FetchWatch, Watched};
 use orderflow_runtime::Health;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Statistics};
 
 use super::Ledgers;
 use crate::ready::{self, Snapshot};
@@ -135,9 +136,22 @@ impl Shared {
 pub(super) struct InventoryContext {
     pub(super) shared: Arc<Shared>,
     pub(super) ledgers: Ledgers,
+    /// Assigned partitions that do not start fetching end the session (see the runtime's
+    /// `fetch_watch`).
+    pub(super) watch: FetchWatch,
 }
 
-impl ClientContext for InventoryContext {}
+impl ClientContext for InventoryContext {
+    fn stats(&self, statistics: Statistics) {
+        self.watch.observe_stats(&statistics);
+    }
+}
+
+impl Watched for InventoryContext {
+    fn fetch_watch(&self) -> &FetchWatch {
+        &self.watch
+    }
+}
 
 impl ConsumerContext for InventoryContext {
     /// A revoke first lets the batches in flight finish (see [`TailGate`]). This runs inside
