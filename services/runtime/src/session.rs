@@ -34,6 +34,11 @@ pub const ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// How often the same consume error is logged while it repeats.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
 
+/// How often the loop asks the [`crate::fetch_watch`] whether an assigned partition stalled:
+/// at the end of any pass (a record, a tick or an error), at most this often, so a stall is
+/// caught under steady traffic on the other partitions as well as when idle.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
 /// A Kafka client failed for good (librdkafka's fatal error: a consumer fenced as a static
 /// member, an idempotent producer whose sequence a restarted broker no longer knows). The
 /// session ends; the next one opens new clients, so the service recovers.
@@ -123,6 +128,7 @@ where
     H: Handler<C>,
 {
     let mut errors = ErrorLog::default();
+    let mut watched = Instant::now();
     let mut every = match tick {
         Tick::Every(d) => {
             let mut i = tokio::time::interval(d);
@@ -143,10 +149,7 @@ where
         tokio::select! {
             biased;
             _ = token.cancelled() => return Ok(()),
-            _ = ticked => {
-                stalled(consumer)?;
-                handler.tick(consumer).await?
-            }
+            _ = ticked => handler.tick(consumer).await?,
             m = consumer.recv() => match m {
                 Ok(m) => handler.message(consumer, m).await?,
                 Err(e) => {
@@ -156,7 +159,6 @@ where
                         tracing::warn!(error = %text, repeated, "consume error");
                     }
                     handler.consume_error(&e);
-                    stalled(consumer)?;
                     tokio::select! {
                         _ = token.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(ERROR_PAUSE) => {}
@@ -165,17 +167,21 @@ where
             },
         }
         failed(consumer, producer)?;
+        let now = Instant::now();
+        if now.duration_since(watched) >= WATCH_EVERY {
+            watched = now;
+            stalled(consumer, now)?;
+        }
     }
 }
 
 /// [`ClientFailed`] when an assigned partition has not started fetching for
 /// [`STALL_AFTER`] ([`crate::fetch_watch`]): new clients, a new assignment.
-fn stalled<C: ConsumerContext + Watched>(consumer: &StreamConsumer<C>) -> Result<(), ClientFailed> {
-    match consumer
-        .context()
-        .fetch_watch()
-        .stalled(Instant::now(), STALL_AFTER)
-    {
+fn stalled<C: ConsumerContext + Watched>(
+    consumer: &StreamConsumer<C>,
+    now: Instant,
+) -> Result<(), ClientFailed> {
+    match consumer.context().fetch_watch().stalled(now, STALL_AFTER) {
         Some(why) => Err(ClientFailed(why)),
         None => Ok(()),
     }

@@ -1,4 +1,5 @@
-//! Faults while orders flow: the broker killed under load, the leader of an `orders`
+//! Faults while orders flow: the broker killed under load (briefly, and for longer than
+//! the fetch watch's `STALL_AFTER`), the leader of an `orders`
 //! partition killed in a three-node cluster, and inventory replicas joining, killed and
 //! leaving mid-stream; each with inventory in both commit modes (idempotent, and Kafka
 //! transactions). Checked against the records on the topics, as a `read_committed`
@@ -13,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use orderflow_events::{Event, DEFAULT_ITEMS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
+use orderflow_runtime::fetch_watch::STALL_AFTER;
 use orderflow_runtime::KafkaConfig;
 use orderflow_testkit::oracle::{expected_metrics, inventory_violations};
 use orderflow_testkit::probes::{
@@ -133,19 +135,32 @@ fn session() -> (&'static str, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_killed_under_load_loses_and_doubles_nothing() -> anyhow::Result<()> {
-    broker_killed_under_load(false).await
+    broker_killed_under_load(false, Duration::ZERO).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_killed_under_load_with_transactions() -> anyhow::Result<()> {
-    broker_killed_under_load(true).await
+    broker_killed_under_load(true, Duration::ZERO).await
 }
 
+/// The broker stays down for longer than the fetch watch gives a partition to start
+/// fetching: an outage is not a stall, so neither consumer ends its session while the broker
+/// is gone (a partition fetching from a broker that is gone is still fetching), and all
+/// recover as after a short outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_down_longer_than_the_fetch_watch_with_transactions() -> anyhow::Result<()> {
+    broker_killed_under_load(true, STALL_AFTER + Duration::from_secs(10)).await
+}
+
+/// What the fetch watch says when it ends a session (`fetch_watch::FetchWatch::stalled`).
+const STALL_SAID: &str = "have not started fetching";
+
 /// The broker is SIGKILLed while order-service is publishing and inventory and analytics are
-/// consuming, and started again on its data. The services stay up, say not ready while it is
-/// gone, recover by themselves, and nothing accepted is lost or doubled.
-async fn broker_killed_under_load(transactions: bool) -> anyhow::Result<()> {
-    let dir = test_dir(&format!("broker-kill-{transactions}"));
+/// consuming, kept down for at least `hold`, and started again on its data. The services stay
+/// up, say not ready while it is gone, recover by themselves, and nothing accepted is lost or
+/// doubled.
+async fn broker_killed_under_load(transactions: bool, hold: Duration) -> anyhow::Result<()> {
+    let dir = test_dir(&format!("broker-kill-{transactions}-{}s", hold.as_secs()));
     let broker = Broker::start_local(&dir.join("broker"))?;
     let kafka = broker.kafka();
     let logs = dir.join("logs");
@@ -207,6 +222,19 @@ async fn broker_killed_under_load(transactions: bool) -> anyhow::Result<()> {
         || async { (tally.unavailable.load(Ordering::SeqCst) > 0).then_some(()) },
     )
     .await?;
+    // the outage's length is the fault itself, not a wait for something to happen
+    tokio::time::sleep(hold.saturating_sub(down_at.elapsed())).await;
+    for svc in [&inventory, &analytics] {
+        let log = std::fs::read_to_string(&svc.log)?;
+        assert!(
+            !log.contains(STALL_SAID),
+            "{} took the outage for a stall: {}",
+            svc.kind.binary(),
+            log.lines()
+                .find(|l| l.contains(STALL_SAID))
+                .unwrap_or_default()
+        );
+    }
     let outage = down_at.elapsed();
     broker.start_again()?;
     let up_at = Instant::now();
