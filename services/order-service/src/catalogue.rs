@@ -260,7 +260,7 @@ fn follow_once(
     catalogue: &SharedCatalogue,
     token: &CancellationToken,
 ) -> Result<(), rdkafka::error::KafkaError> {
-    let reader: BaseConsumer = kafka.reader("order-service-catalogue").create()?;
+    let reader: BaseConsumer = kafka.follower("order-service-catalogue").create()?;
     let mut tpl = TopicPartitionList::new();
     let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
     for p in 0..PARTITIONS {
