@@ -11,6 +11,8 @@
 #                                       KAFKA_STOP_TIMEOUT seconds; the data stays in DIR
 #   scripts/kafka.sh kill DIR N         SIGKILL node N (fault tests); `start DIR` brings it back
 #   scripts/kafka.sh bootstrap [DIR]    print BOOTSTRAP=... of DIR's cluster
+#   scripts/kafka.sh free-port          print a free port drawn as the nodes' are (for a test's
+#                                       own listeners, e.g. a service's HTTP_ADDR)
 #   scripts/kafka.sh tool NAME ARGS...  one of Kafka's command-line tools, named as in Kafka's
 #                                       bin/ (kafka-topics, kafka-consumer-groups, kafka-configs,
 #                                       kafka-delete-records, kafka-producer-perf-test, ...)
@@ -447,6 +449,7 @@ case "${1:-}" in
   stop) stop "${2:-}" "${3:-}" ;;
   kill) kill_node "${2:-}" "${3:-}" ;;
   bootstrap) dir=${2:-$PWD/target/kafka}; [ -f "$dir/cluster.env" ] || die "no cluster in $dir"; echo "BOOTSTRAP=$(bootstrap_of "$dir")" ;;
+  free-port) free_port ;;
   tool) shift; tool "$@" ;;
   java) echo "JAVA=$(need_java)" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;

@@ -11,12 +11,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 N=${1:-200000}; shift || true
 [ $# -gt 0 ] || set -- RUST_LOG=info
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# ports drawn below the kernel's range for outgoing source ports (see scripts/kafka.sh)
+free_port() { "$ROOT/scripts/kafka.sh" free-port; }
 for settings in "$@"; do
   work=$(mktemp -d /tmp/orderflow-measure.XXXXXX)
-  port=$(free_port); http=$(free_port); ihttp=$(free_port)
-  KAFKA_PORT=$port "$ROOT/scripts/kafka.sh" start "$work/kafka" >/dev/null
-  export KAFKA_BOOTSTRAP=127.0.0.1:$port
+  http=$(free_port); ihttp=$(free_port)
+  "$ROOT/scripts/kafka.sh" start "$work/kafka" >/dev/null
+  eval "$("$ROOT/scripts/kafka.sh" bootstrap "$work/kafka")"
+  export KAFKA_BOOTSTRAP=$BOOTSTRAP
   # order-service takes only items an inventory knows (its catalogue, inventory-ledger): one
   # inventory start on the empty topics writes it
   HTTP_ADDR=127.0.0.1:$ihttp "$BIN/inventory-service" >"$work/seed.log" 2>&1 & spid=$!
