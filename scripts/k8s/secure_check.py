@@ -8,11 +8,11 @@
    listener expects, and its ACLs are exactly what the code uses, nothing more: Read, Write,
    Describe on each topic the services name (services/events: TOPIC_*; also every KafkaTopic in
    deploy/topics.yaml), Read and Describe on each consumer group (GROUP_*), Describe only on the
-   group.id of each client that never joins a group (KafkaConfig::reader("x") -> "x-reader", in
-   services/ outside the test harness; analytics' reader ids derive from its group,
-   services/analytics-service/src/group.rs, resolved with the default group); literal names, no
-   cluster ACLs, no All/Create/Alter/Delete/IdempotentWrite. With the chart's
-   inventory.transactions.enabled (the default), also Write and Describe on the transactionalId
+   group.id of each client that never joins a group (KafkaConfig::reader("x") and
+   ::follower("x") -> "x-reader", in services/ outside the test harness; analytics' reader ids
+   derive from its group, services/analytics-service/src/group.rs, resolved with the default
+   group); literal names, no cluster ACLs, no All/Create/Alter/Delete/IdempotentWrite. With the
+   chart's inventory.transactions.enabled (the default), also Write and Describe on the transactionalId
    prefix inventory uses (`<release>-inventory`, release `orderflow` as docs/kubernetes.md
    installs it, or inventory.transactions.idPrefix). For each shadow-capable group (a chart
    template passes it as CONSUMER_GROUP), the prefix `<group>-shadow-` of a shadow replay's names:
@@ -118,12 +118,12 @@ default_group = re.search(r'pub const GROUP_ANALYTICS: &str = "([^"]+)";', event
 for rs in sources:
     text = rs.read_text()
     consts = crate_consts[rs.parts[1]]
-    for method in re.findall(r'\.reader\(\s*&\w+\.(\w+)\(\)\s*\)', text):
+    for method in re.findall(r'\.(?:reader|follower)\(\s*&\w+\.(\w+)\(\)\s*\)', text):
         if method in own_names and default_group:
             readers.add(f"{default_group.group(1)}-{own_names[method]}-reader")
         else:
             check(False, f"{rs}: reader(&_.{method}()): cannot resolve the client id (update this check)")
-    for arg in re.findall(r'\.reader\(\s*("[^"]+"|\w+)\s*\)', text):
+    for arg in re.findall(r'\.(?:reader|follower)\(\s*("[^"]+"|\w+)\s*\)', text):
         if arg.startswith('"'):
             readers.add(arg.strip('"') + "-reader")
         elif arg in consts:
