@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use orderflow_events::{TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_runtime::KafkaConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerGroupMetadata, StreamConsumer};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -32,10 +32,6 @@ const ABORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The bound ([`bounded`]) of a call that has no timeout of its own, and the margin added to
 /// those that have one.
 const CALL_BOUND: Duration = Duration::from_secs(10);
-
-/// The batch's next offsets on their way into its transactions (one task per partition),
-/// started by [`Committer::hand_over`] and awaited by [`Committer::commit`].
-pub(super) type HandOver = Vec<(i32, tokio::task::JoinHandle<Result<(), InventoryError>>)>;
 
 /// The writer of a session's decisions and the way it commits a batch (cloned into each
 /// batch's tail: the producers are handles on the same clients).
@@ -135,74 +131,25 @@ impl Committer {
         }
     }
 
-    /// With transactions, start handing the batch's next offsets (`next`, per partition) to
-    /// each partition's open transaction (`send_offsets_to_transaction`: the coordinator's
-    /// AddOffsetsToTxn, the group's TxnOffsetCommit) while its records are still on their way:
-    /// the offsets count only with the transaction's commit, like its records, so the order of
-    /// the two does not matter, and the commit then waits for less. Nothing to do without.
-    pub(super) fn hand_over(
-        &self,
-        consumer: &StreamConsumer<InventoryContext>,
-        next: &BTreeMap<i32, i64>,
-    ) -> Result<HandOver, InventoryError> {
-        let Self::Transactions(writers) = self else {
-            return Ok(Vec::new());
-        };
-        let group = Arc::new(
-            consumer
-                .group_metadata()
-                .ok_or_else(|| InventoryError::Txn {
-                    partition: -1,
-                    error: "the consumer has no group metadata".into(),
-                })?,
-        );
-        Ok(next
-            .iter()
-            .map(|(&p, &offset)| {
-                let writer = writers.get(&p).cloned();
-                let group = group.clone();
-                let task = tokio::task::spawn_blocking(move || -> Result<(), InventoryError> {
-                    let w = writer.ok_or(InventoryError::NoLedger(p))?;
-                    let mut tpl = TopicPartitionList::new();
-                    tpl.add_partition_offset(TOPIC_ORDERS, p, Offset::Offset(offset))?;
-                    w.send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
-                        .map_err(|e| InventoryError::Txn {
-                            partition: p,
-                            error: format!("handing over the offsets: {e}"),
-                        })
-                });
-                (p, task)
-            })
-            .collect())
-    }
-
-    /// Wait until what [`Committer::hand_over`] started has ended, whatever its outcome (a
-    /// batch that failed before its commit: the session then aborts its transactions).
-    pub(super) async fn settle(handed: HandOver) {
-        let all = join_all(handed.into_iter().map(|(_, task)| task));
-        if bounded("the offsets' hand-over", TXN_TIMEOUT + CALL_BOUND, all)
-            .await
-            .is_err()
-        {
-            tracing::warn!("a hand-over of offsets did not end; aborting anyway");
-        }
-    }
-
     /// Commit a batch whose decisions the broker all acknowledged, `next` being its next
-    /// offset per partition and `handed` what [`Committer::hand_over`] started for it.
-    /// Returns whether the offsets were committed: without transactions a refused commit is
-    /// harmless (the orders come again and are skipped as duplicates); a transaction that
-    /// cannot commit is an error.
+    /// offset per partition. Returns whether the offsets were committed: without
+    /// transactions a refused commit is harmless (the orders come again and are skipped as
+    /// duplicates); a transaction that cannot commit is an error.
     pub(super) async fn commit(
         &self,
         consumer: &StreamConsumer<InventoryContext>,
         next: &BTreeMap<i32, i64>,
-        handed: HandOver,
     ) -> Result<bool, InventoryError> {
         match self {
             Self::Offsets(_) => Ok(commit_offsets(consumer, next)),
             Self::Transactions(writers) => {
-                commit_transactions(writers, handed).await?;
+                let group = consumer
+                    .group_metadata()
+                    .ok_or_else(|| InventoryError::Txn {
+                        partition: -1,
+                        error: "the consumer has no group metadata".into(),
+                    })?;
+                commit_transactions(writers, next, group).await?;
                 Ok(true)
             }
         }
@@ -325,37 +272,34 @@ fn commit_offsets(consumer: &StreamConsumer<InventoryContext>, next: &BTreeMap<i
     }
 }
 
-/// Commit the open transaction of every partition of the batch once its next `orders`
-/// offset is handed over (`handed`, the partitions in parallel). A transaction that fails,
-/// or whose offsets could not be handed over, is aborted and reported: its orders stay
-/// uncommitted and are decided again by the next session.
+/// Commit the open transaction of every partition of the batch, each with its next
+/// `orders` offset (the partitions in parallel). A transaction that fails is aborted and
+/// reported: its orders stay uncommitted and are decided again by the next session.
 async fn commit_transactions(
     writers: &BTreeMap<i32, FutureProducer>,
-    handed: HandOver,
+    next: &BTreeMap<i32, i64>,
+    group: ConsumerGroupMetadata,
 ) -> Result<(), InventoryError> {
-    let commits = handed.into_iter().map(|(p, offsets)| {
+    let group = Arc::new(group);
+    let commits = next.iter().map(|(&p, &offset)| {
         let writer = writers.get(&p).cloned();
-        async move {
-            let handed = offsets
-                .await
-                .map_err(|e| InventoryError::Join(e.to_string()))
-                .and_then(|r| r);
-            tokio::task::spawn_blocking(move || -> Result<(), InventoryError> {
-                let w = writer.ok_or(InventoryError::NoLedger(p))?;
-                let done = handed.and_then(|()| {
-                    w.commit_transaction(TXN_TIMEOUT)
-                        .map_err(|e| InventoryError::Txn {
-                            partition: p,
-                            error: e.to_string(),
-                        })
-                });
-                if done.is_err() {
-                    let _ = w.abort_transaction(ABORT_TIMEOUT);
+        let group = group.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), InventoryError> {
+            let w = writer.ok_or(InventoryError::NoLedger(p))?;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(TOPIC_ORDERS, p, Offset::Offset(offset))?;
+            let done = w
+                .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
+                .and_then(|()| w.commit_transaction(TXN_TIMEOUT));
+            drop(tpl);
+            done.map_err(|e| {
+                let _ = w.abort_transaction(ABORT_TIMEOUT);
+                InventoryError::Txn {
+                    partition: p,
+                    error: e.to_string(),
                 }
-                done
             })
-            .await
-        }
+        })
     });
     let mut first_error = None;
     let limit = TXN_TIMEOUT * 2 + ABORT_TIMEOUT + CALL_BOUND;

@@ -1,9 +1,7 @@
 //! A batch's tail: once its decisions are sent ([`super::batch`]), wait until the broker
 //! acknowledged every one of them (which tells each partition's ledger where its decisions
 //! end on `inventory-events`), write the ledger records taken when the batch was decided
-//! ([`super::flush`]), then commit the batch ([`Committer::commit`]); with transactions the
-//! batch's next offsets are handed to its transactions from the start, alongside
-//! ([`Committer::hand_over`]). Each tail is a task of
+//! ([`super::flush`]), then commit the batch ([`Committer::commit`]). Each tail is a task of
 //! its own, which first waits for the tail of the batch before it: the batches' ledger
 //! records and commits keep their order, whatever overlaps.
 //!
@@ -113,21 +111,9 @@ impl Tail {
         } = sent;
         acknowledge(decisions, others, &self.ledgers, &self.metrics).await?;
         let acknowledged = self.started.elapsed();
-        // with transactions the offsets go to the transactions while the ledger records are
-        // written (Committer::hand_over)
-        let handed = self.committer.hand_over(&self.consumer, &summary.next)?;
-        if let Err(e) = flush_ledgers(&self.ledgers, &self.metrics, &self.committer, &flushes).await
-        {
-            // the session ends and aborts the transactions: not while a hand-over is still
-            // a transactional call in progress
-            Committer::settle(handed).await;
-            return Err(e);
-        }
+        flush_ledgers(&self.ledgers, &self.metrics, &self.committer, &flushes).await?;
         let flushed = self.started.elapsed();
-        let committed = self
-            .committer
-            .commit(&self.consumer, &summary.next, handed)
-            .await?;
+        let committed = self.committer.commit(&self.consumer, &summary.next).await?;
         let took = self.started.elapsed();
         self.metrics.batch_seconds.observe(took.as_secs_f64());
         self.metrics.set_stock(&self.stock, &self.ledgers);
