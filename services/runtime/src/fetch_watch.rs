@@ -33,6 +33,9 @@ pub const STATS_EVERY: Duration = Duration::from_secs(2);
 /// transaction timeout, so this is generous.
 pub const STALL_AFTER: Duration = Duration::from_secs(30);
 
+/// The words of every stall [`FetchWatch::stalled`] reports (tests look for them in logs).
+pub const STALLED: &str = "have not started fetching";
+
 /// `config` with the statistics a [`FetchWatch`] reads turned on.
 pub fn watched(mut config: ClientConfig) -> ClientConfig {
     config.set(
@@ -109,8 +112,8 @@ impl FetchWatch {
         }
         late.sort();
         Some(format!(
-            "assigned partitions {} have not started fetching in {} s (their committed offsets \
-             were never answered)",
+            "assigned partitions {} {STALLED} in {} s (their committed offsets were never \
+             answered)",
             late.join(", "),
             after.as_secs()
         ))

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use orderflow_events::{Event, DEFAULT_ITEMS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
-use orderflow_runtime::fetch_watch::STALL_AFTER;
+use orderflow_runtime::fetch_watch::{STALLED, STALL_AFTER};
 use orderflow_runtime::KafkaConfig;
 use orderflow_testkit::oracle::{expected_metrics, inventory_violations};
 use orderflow_testkit::probes::{
@@ -154,9 +154,6 @@ async fn broker_down_longer_than_the_fetch_watch_with_transactions() -> anyhow::
     broker_killed_under_load(true, STALL_AFTER + Duration::from_secs(10)).await
 }
 
-/// What the fetch watch says when it ends a session (`fetch_watch::FetchWatch::stalled`).
-const STALL_SAID: &str = "have not started fetching";
-
 /// The broker is SIGKILLed while order-service is publishing and inventory and analytics are
 /// consuming, kept down for at least `hold`, and started again on its data. The services stay
 /// up, say not ready while it is gone, recover by themselves, and nothing accepted is lost or
@@ -229,11 +226,11 @@ async fn broker_killed_under_load(transactions: bool, hold: Duration) -> anyhow:
     for svc in [&inventory, &analytics] {
         let log = std::fs::read_to_string(&svc.log)?;
         assert!(
-            !log.contains(STALL_SAID),
+            !log.contains(STALLED),
             "{} took the outage for a stall: {}",
             svc.kind.binary(),
             log.lines()
-                .find(|l| l.contains(STALL_SAID))
+                .find(|l| l.contains(STALLED))
                 .unwrap_or_default()
         );
     }
