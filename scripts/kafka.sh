@@ -290,6 +290,8 @@ node_alive() { local p; p=$(cat "$1/pid" 2>/dev/null) && kill -0 "$p" 2>/dev/nul
 start_node() {
   local nd=$1 java=$2 cds
   node_alive "$nd" && return 0
+  # the previous life's log is kept beside the new one (a fault test's restart, a crash)
+  if [ -s "$nd/server.log" ]; then mv -f "$nd/server.log" "$nd/server.log.1"; fi
   : > "$nd/server.log"
   # the JVM's temporary files (lz4-java's and other native libraries, unpacked at start and
   # deleted only at a clean exit) under the node's directory, not in /tmp: a node killed by a
