@@ -101,22 +101,36 @@ impl FetchWatch {
     /// The partitions assigned and not fetching for longer than `after` at `now`, said in
     /// a sentence; `None` when there are none.
     pub fn stalled(&self, now: Instant, after: Duration) -> Option<String> {
-        let idle = self.idle_since.lock().ok()?;
-        let mut late: Vec<String> = idle
+        let late: Vec<String> = self
+            .stalled_partitions(now, after)
             .iter()
-            .filter(|(_, since)| now.saturating_duration_since(**since) > after)
-            .map(|((topic, p), _)| format!("{topic} [{p}]"))
+            .map(|(topic, p)| format!("{topic} [{p}]"))
             .collect();
         if late.is_empty() {
             return None;
         }
-        late.sort();
         Some(format!(
             "assigned partitions {} {STALLED} in {} s (their committed offsets were never \
              answered)",
             late.join(", "),
             after.as_secs()
         ))
+    }
+
+    /// The (topic, partition) assigned and not fetching for longer than `after` at `now`,
+    /// sorted: what [`FetchWatch::stalled`] names, for a service that acts on them (inventory
+    /// suspects a transaction left open on their committed offsets).
+    pub fn stalled_partitions(&self, now: Instant, after: Duration) -> Vec<(String, i32)> {
+        let Ok(idle) = self.idle_since.lock() else {
+            return Vec::new();
+        };
+        let mut late: Vec<(String, i32)> = idle
+            .iter()
+            .filter(|(_, since)| now.saturating_duration_since(**since) > after)
+            .map(|(key, _)| key.clone())
+            .collect();
+        late.sort();
+        late
     }
 }
 
@@ -173,6 +187,10 @@ mod tests {
             t0 + Duration::from_secs(20),
         );
         let why = w.stalled(t0 + Duration::from_secs(31), limit);
+        assert_eq!(
+            w.stalled_partitions(t0 + Duration::from_secs(31), limit),
+            [("orders".to_string(), 1)]
+        );
         assert_eq!(
             why.as_deref(),
             Some(
