@@ -106,7 +106,14 @@ impl Handler<InventoryContext> for Deciding<'_> {
             self.settle().await?; // a ledger is rebuilt only once nothing is in flight
         }
         metrics.consumed.inc_by(batch.len() as u64);
-        sync_ledgers(self.ctx, &self.shared, &mut self.committer, &batch).await?;
+        sync_ledgers(
+            self.ctx,
+            &self.shared,
+            &self.consumer,
+            &mut self.committer,
+            &batch,
+        )
+        .await?;
         self.shared.publish(health);
         let started = Instant::now(); // batch time without any ledger rebuild (logged apart)
         let sent = decide_and_send(&batch, self.ctx, &self.committer, self.token).await?;
@@ -136,7 +143,14 @@ impl Handler<InventoryContext> for Deciding<'_> {
         }
         self.last_full_tick = Some(Instant::now());
         self.settle().await?;
-        sync_ledgers(self.ctx, &self.shared, &mut self.committer, &[]).await?;
+        sync_ledgers(
+            self.ctx,
+            &self.shared,
+            &self.consumer,
+            &mut self.committer,
+            &[],
+        )
+        .await?;
         self.ctx
             .metrics
             .set_stock(&self.ctx.settings.stock, self.ctx.ledgers);

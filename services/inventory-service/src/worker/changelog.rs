@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use orderflow_runtime::dlq::Dlq;
 use orderflow_runtime::KafkaConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 
 use super::commit::Committer;
 use super::flush::{flush_ledgers, take_flushes};
-use super::rebalance::Shared;
+use super::rebalance::{InventoryContext, Shared};
 use super::restore::restore;
 use super::{Ctx, InventoryError};
 use crate::ledger::{PartitionLedger, Stock};
@@ -66,6 +67,7 @@ async fn rebuild(
 pub(super) async fn sync_ledgers(
     ctx: Ctx<'_>,
     shared: &Shared,
+    consumer: &StreamConsumer<InventoryContext>,
     committer: &mut Committer,
     batch: &[OwnedMessage],
 ) -> Result<(), InventoryError> {
@@ -74,6 +76,7 @@ pub(super) async fn sync_ledgers(
         settings,
         ledgers,
         dlq,
+        suspects,
         ..
     } = ctx;
     let (assigned, stale) = match shared.ownership.lock() {
@@ -92,7 +95,10 @@ pub(super) async fn sync_ledgers(
     // The partitions are taken over in parallel, each changelog by its own reader.
     let preparing: &Committer = committer;
     let taken = join_all(todo.iter().map(|p| async move {
-        let writer = preparing.prepare(kafka, settings, *p).await?;
+        let group = consumer.group_metadata();
+        let writer = preparing
+            .prepare(kafka, settings, *p, group, suspects)
+            .await?;
         let ledger = rebuild(kafka, *p, &settings.stock, settings.idempotency_window, dlq).await?;
         Ok::<_, InventoryError>((*p, writer, ledger))
     }))

@@ -15,6 +15,7 @@ use rdkafka::consumer::{CommitMode, Consumer, ConsumerGroupMetadata, StreamConsu
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::hanging::{self, Suspects, HANGING_ABORTED, HANGING_FOUND};
 use super::rebalance::InventoryContext;
 use super::{bounded, InventoryError};
 use crate::config::Settings;
@@ -64,15 +65,27 @@ impl Committer {
     /// Prepare taking over `orders` partition `p`, before its ledger is rebuilt: with
     /// transactions, open its producer ([`open_writer`]), which [`Committer::adopt`] then
     /// keeps. Nothing to do without.
+    /// With transactions, a transaction of `p`'s producer that Kafka left open
+    /// ([`hanging`]) is aborted then: `group` is the consumer's (for the offsets), and a
+    /// `p` in `suspects` is aborted for its offsets even when its changelog shows nothing.
     pub(super) async fn prepare(
         &self,
         kafka: &KafkaConfig,
         settings: &Settings,
         p: i32,
+        group: Option<ConsumerGroupMetadata>,
+        suspects: &Suspects,
     ) -> Result<Option<FutureProducer>, InventoryError> {
         match self {
             Self::Offsets(_) => Ok(None),
-            Self::Transactions(_) => open_writer(kafka, settings, p).await.map(Some),
+            Self::Transactions(_) => {
+                let suspect = suspects.lock().is_ok_and(|s| s.contains(&p));
+                let w = open_writer(kafka, settings, p, group, suspect).await?;
+                if let Ok(mut s) = suspects.lock() {
+                    s.remove(&p);
+                }
+                Ok(Some(w))
+            }
         }
     }
 
@@ -207,10 +220,14 @@ impl Committer {
 /// Open the transactional producer of `orders` partition `p`. `init_transactions` aborts
 /// the transaction a previous owner of `p` left open and fences that producer off; until it
 /// returns, nothing of `p` is read or decided.
+/// Then a transaction of `p`'s producer that Kafka left open is aborted
+/// ([`end_hanging`]).
 async fn open_writer(
     kafka: &KafkaConfig,
     settings: &Settings,
     p: i32,
+    group: Option<ConsumerGroupMetadata>,
+    suspect: bool,
 ) -> Result<FutureProducer, InventoryError> {
     let config = kafka.transactional_producer(
         &format!("inventory-service-p{p}"),
@@ -237,13 +254,63 @@ async fn open_writer(
             })?;
         Ok(w)
     });
-    bounded(
+    let w = bounded(
         "starting a transactional producer",
         TXN_TIMEOUT + CALL_BOUND,
         opened,
     )
     .await?
-    .map_err(|e| InventoryError::Join(e.to_string()))?
+    .map_err(|e| InventoryError::Join(e.to_string()))??;
+    let (k, writer) = (kafka.clone(), w.clone());
+    let ended = tokio::task::spawn_blocking(move || end_hanging(&k, &writer, p, group, suspect));
+    bounded(
+        "aborting a transaction Kafka left open",
+        TXN_TIMEOUT * 2 + CALL_BOUND,
+        ended,
+    )
+    .await?
+    .map_err(|e| InventoryError::Join(e.to_string()))??;
+    Ok(w)
+}
+
+/// After `init_transactions` of `p`'s producer `w`: find what of it hangs and abort it
+/// (see [`hanging`]). Blocking.
+fn end_hanging(
+    kafka: &KafkaConfig,
+    w: &FutureProducer,
+    p: i32,
+    group: Option<ConsumerGroupMetadata>,
+    suspect: bool,
+) -> Result<(), InventoryError> {
+    let Some(topics) = hanging::plan(hanging::open_on(kafka, p)?, suspect) else {
+        return Ok(());
+    };
+    let group = group.ok_or_else(|| InventoryError::Txn {
+        partition: p,
+        error: "the consumer has no group metadata".into(),
+    })?;
+    tracing::warn!(
+        partition = p,
+        ?topics,
+        offsets_suspected = suspect,
+        "a transaction of this partition's producer {HANGING_FOUND} (completed without all \
+         its markers); aborting it, and its orders are decided again"
+    );
+    hanging::abort_hanging(w, p, &topics, &group, TXN_TIMEOUT)?;
+    let still = hanging::open_on(kafka, p)?;
+    if still.events || still.ledger {
+        tracing::error!(
+            partition = p,
+            events = still.events,
+            ledger = still.ledger,
+            "a transaction of another producer is open on this partition's changelog, and \
+             read_committed readers stop at it: find it with `kafka-transactions.sh \
+             find-hanging --broker-id <its leader>`, end it with `kafka-transactions.sh abort`"
+        );
+    } else {
+        tracing::info!(partition = p, "{HANGING_ABORTED}");
+    }
+    Ok(())
 }
 
 /// Commit the batch's next offsets (synchronously: one round trip per batch). Returns

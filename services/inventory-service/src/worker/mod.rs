@@ -63,7 +63,9 @@
 //! - `batch`: the session's loop: collect, decide, send;
 //! - `tail`: a batch's acknowledgements, ledger records and commit, in flight while the next
 //!   batch is collected;
-//! - `commit`: the `commit::Committer`, one variant per way to commit.
+//! - `commit`: the `commit::Committer`, one variant per way to commit;
+//! - `hanging`: a transaction of a partition's own producer that Kafka left open, aborted
+//!   when the partition is taken over.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -89,15 +91,18 @@ mod batch;
 mod changelog;
 mod commit;
 mod flush;
+mod hanging;
 mod rebalance;
 mod restore;
 mod tail;
 
 pub use batch::BatchSummary;
+pub use hanging::{HANGING_ABORTED, HANGING_FOUND, HEAL_KEY};
 pub use restore::{restore, Restored};
 
 use batch::Deciding;
 use commit::Committer;
+use hanging::Suspects;
 use rebalance::{close_consumer, InventoryContext, Shared, CLOSE_TIMEOUT};
 
 #[derive(Debug, Error)]
@@ -189,6 +194,7 @@ pub async fn run(
     dlq: Dlq,
     token: CancellationToken,
 ) -> Result<(), InventoryError> {
+    let suspects = Suspects::default();
     let ctx = Ctx {
         kafka: &kafka,
         settings: &settings,
@@ -196,6 +202,7 @@ pub async fn run(
         health: &health,
         metrics: &metrics,
         dlq: &dlq,
+        suspects: &suspects,
     };
     supervise::sessions(&health, &token, InventoryError::is_fatal, || {
         session(ctx, &token)
@@ -212,6 +219,8 @@ struct Ctx<'a> {
     health: &'a Health,
     metrics: &'a InventoryMetrics,
     dlq: &'a Dlq,
+    /// Carried from a session that stalled to the next ([`hanging`]).
+    suspects: &'a Suspects,
 }
 
 /// Connect, join the group and decide batches until cancelled (`Ok`) or a Kafka failure.
@@ -273,6 +282,19 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
         &mut deciding,
     )
     .await;
+    // Partitions whose committed offsets never came: suspects for the next take-over.
+    let stalled = consumer
+        .context()
+        .watch
+        .stalled_partitions(std::time::Instant::now(), fetch_watch::STALL_AFTER);
+    if let Ok(mut s) = ctx.suspects.lock() {
+        s.extend(
+            stalled
+                .iter()
+                .filter(|(topic, _)| topic == TOPIC_ORDERS)
+                .map(|(_, p)| *p),
+        );
+    }
     // The last batch's tail ends (committed, or failed) before anything is closed.
     let settled = deciding.settle().await;
     let outcome = match (outcome, settled) {
