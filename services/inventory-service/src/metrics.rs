@@ -42,6 +42,9 @@ pub struct InventoryMetrics {
     /// Order ids held for duplicate detection (the idempotency windows of the owned
     /// partitions): bounded by one window of orders.
     pub window_ids: Gauge,
+    /// Transactions of this replica's producers that Kafka had left open for good, aborted
+    /// at a take-over (`worker::hanging`).
+    pub hanging_aborted: Counter,
     shown: Arc<Mutex<BTreeSet<String>>>,
 }
 
@@ -57,6 +60,7 @@ impl InventoryMetrics {
             restocks: Family::default(),
             restocked_units: Family::default(),
             window_ids: Gauge::default(),
+            hanging_aborted: Counter::default(),
             shown: Arc::default(),
         };
         registry.register(
@@ -103,6 +107,11 @@ impl InventoryMetrics {
             "orderflow_inventory_idempotency_window_ids",
             "Order ids held for duplicate detection: those of the owned partitions' orders within IDEMPOTENCY_WINDOW_MS",
             m.window_ids.clone(),
+        );
+        registry.register(
+            "orderflow_inventory_hanging_transactions_aborted",
+            "Transactions of this replica's producers that Kafka had completed without all their markers (left open for good), aborted when their partition was taken over",
+            m.hanging_aborted.clone(),
         );
         m
     }

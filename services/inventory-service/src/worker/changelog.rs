@@ -97,7 +97,7 @@ pub(super) async fn sync_ledgers(
     let taken = join_all(todo.iter().map(|p| async move {
         let group = consumer.group_metadata();
         let writer = preparing
-            .prepare(kafka, settings, *p, group, suspects)
+            .prepare(kafka, settings, *p, group, suspects, ctx.metrics)
             .await?;
         let ledger = rebuild(kafka, *p, &settings.stock, settings.idempotency_window, dlq).await?;
         Ok::<_, InventoryError>((*p, writer, ledger))

@@ -19,6 +19,7 @@ use super::hanging::{self, Suspects, HANGING_ABORTED, HANGING_FOUND};
 use super::rebalance::InventoryContext;
 use super::{bounded, InventoryError};
 use crate::config::Settings;
+use crate::metrics::InventoryMetrics;
 
 /// How long a transaction's offset hand-over, commit or the producer's start may take.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,12 +76,16 @@ impl Committer {
         p: i32,
         group: Option<ConsumerGroupMetadata>,
         suspects: &Suspects,
+        metrics: &InventoryMetrics,
     ) -> Result<Option<FutureProducer>, InventoryError> {
         match self {
             Self::Offsets(_) => Ok(None),
             Self::Transactions(_) => {
                 let suspect = suspects.lock().is_ok_and(|s| s.contains(&p));
-                let w = open_writer(kafka, settings, p, group, suspect).await?;
+                let (w, aborted) = open_writer(kafka, settings, p, group, suspect).await?;
+                if aborted {
+                    metrics.hanging_aborted.inc();
+                }
                 if let Ok(mut s) = suspects.lock() {
                     s.remove(&p);
                 }
@@ -221,14 +226,14 @@ impl Committer {
 /// the transaction a previous owner of `p` left open and fences that producer off; until it
 /// returns, nothing of `p` is read or decided.
 /// Then a transaction of `p`'s producer that Kafka left open is aborted
-/// ([`end_hanging`]).
+/// ([`end_hanging`]); the `bool` says whether one was.
 async fn open_writer(
     kafka: &KafkaConfig,
     settings: &Settings,
     p: i32,
     group: Option<ConsumerGroupMetadata>,
     suspect: bool,
-) -> Result<FutureProducer, InventoryError> {
+) -> Result<(FutureProducer, bool), InventoryError> {
     let config = kafka.transactional_producer(
         &format!("inventory-service-p{p}"),
         &settings.transactional_id(p),
@@ -263,27 +268,27 @@ async fn open_writer(
     .map_err(|e| InventoryError::Join(e.to_string()))??;
     let (k, writer) = (kafka.clone(), w.clone());
     let ended = tokio::task::spawn_blocking(move || end_hanging(&k, &writer, p, group, suspect));
-    bounded(
+    let aborted = bounded(
         "aborting a transaction Kafka left open",
         TXN_TIMEOUT * 2 + CALL_BOUND,
         ended,
     )
     .await?
     .map_err(|e| InventoryError::Join(e.to_string()))??;
-    Ok(w)
+    Ok((w, aborted))
 }
 
 /// After `init_transactions` of `p`'s producer `w`: find what of it hangs and abort it
-/// (see [`hanging`]). Blocking.
+/// (see [`hanging`]); whether there was any. Blocking.
 fn end_hanging(
     kafka: &KafkaConfig,
     w: &FutureProducer,
     p: i32,
     group: Option<ConsumerGroupMetadata>,
     suspect: bool,
-) -> Result<(), InventoryError> {
+) -> Result<bool, InventoryError> {
     let Some(topics) = hanging::plan(hanging::open_on(kafka, p)?, suspect) else {
-        return Ok(());
+        return Ok(false);
     };
     let group = group.ok_or_else(|| InventoryError::Txn {
         partition: p,
@@ -310,7 +315,7 @@ fn end_hanging(
     } else {
         tracing::info!(partition = p, "{HANGING_ABORTED}");
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Commit the batch's next offsets (synchronously: one round trip per batch). Returns

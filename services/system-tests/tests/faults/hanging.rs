@@ -106,6 +106,16 @@ async fn a_transaction_kafka_left_open_is_aborted_by_the_next_owner() -> anyhow:
             "{topic}: the hanging records are still in the log (aborted)"
         );
     }
+    assert_eq!(
+        inventory
+            .metric(
+                "orderflow_inventory_hanging_transactions_aborted_total",
+                &[]
+            )
+            .await?,
+        1.0,
+        "one hanging transaction aborted"
+    );
     let log = std::fs::read_to_string(&inventory.log)?;
     assert!(
         log.contains(HANGING_FOUND) && log.contains(HANGING_ABORTED),
