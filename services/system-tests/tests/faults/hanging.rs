@@ -13,7 +13,7 @@ use orderflow_events::{
 use orderflow_runtime::topics::topic_config;
 use orderflow_runtime::KafkaConfig;
 use orderflow_testkit::procs::test_dir;
-use orderflow_testkit::{topics, wait, Broker, Service, ServiceKind};
+use orderflow_testkit::{topics, wait, Broker};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -21,7 +21,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::load::{accepted, Load};
-use super::{mode, partition_state, small_stock, stop_all, verify_after_fault};
+use super::{partition_state, small_stock, start_services, stop_all, verify_after_fault};
 
 /// The key of the records the previous owner leaves in its hanging transaction.
 const LEFT_OPEN: &str = "left-open-by-kafka";
@@ -46,17 +46,7 @@ async fn a_transaction_kafka_left_open_is_aborted_by_the_next_owner() -> anyhow:
 
     leave_open(&kafka, &broker).await?;
     broker.start_again()?;
-    wait::until(
-        "node 3 to lead inventory-events/0 again",
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || async {
-            partition_state(&kafka, TOPIC_INVENTORY_EVENTS, 0)
-                .ok()
-                .filter(|(leader, _, _)| *leader >= 0)
-        },
-    )
-    .await?;
+    events_0_led(&kafka, true).await?;
     for topic in [TOPIC_INVENTORY_EVENTS, TOPIC_INVENTORY_LEDGER] {
         let (_, hw, lso) = open_on_0(&kafka, topic)?;
         assert!(
@@ -67,16 +57,8 @@ async fn a_transaction_kafka_left_open_is_aborted_by_the_next_owner() -> anyhow:
 
     let logs = dir.join("logs");
     let (stock, stock_env) = small_stock(20);
-    let mut order = Service::start(ServiceKind::Order, &broker.bootstrap, &[], &logs).await?;
-    let mut inventory = Service::start(
-        ServiceKind::Inventory,
-        &broker.bootstrap,
-        &[("INITIAL_STOCK", stock_env), mode(true)],
-        &logs,
-    )
-    .await?;
-    let mut analytics =
-        Service::start(ServiceKind::Analytics, &broker.bootstrap, &[], &logs).await?;
+    let [mut order, mut inventory, mut analytics] =
+        start_services(&broker.bootstrap, &logs, stock_env, true, &[], &[]).await?;
     let load = Load::start(order.url.clone(), 4);
     load.accept(300, "300 orders accepted").await?;
     let tally = load.tally.clone();
@@ -157,6 +139,26 @@ fn left_open(r: &topics::Record) -> bool {
     r.key.as_deref() == Some(LEFT_OPEN.as_bytes())
 }
 
+/// Wait until `inventory-events` partition 0 has a leader (`led`) or none.
+async fn events_0_led(kafka: &KafkaConfig, led: bool) -> anyhow::Result<()> {
+    let what = match led {
+        true => "inventory-events/0 to have a leader again",
+        false => "inventory-events/0 to have no leader",
+    };
+    wait::until(
+        what,
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            partition_state(kafka, TOPIC_INVENTORY_EVENTS, 0)
+                .ok()
+                .filter(|(leader, _, _)| (*leader >= 0) == led)
+        },
+    )
+    .await
+    .map(drop)
+}
+
 /// Partition 0 of `topic`: (0, high watermark, last stable offset).
 fn open_on_0(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<(i32, i64, i64)> {
     topics::open_transactions(kafka, topic)?
@@ -203,17 +205,7 @@ async fn leave_open(kafka: &KafkaConfig, broker: &Broker) -> anyhow::Result<()> 
     producer.send_offsets_to_transaction(&offsets, &group, timeout)?;
 
     broker.kill_node(CHANGELOG_NODE)?;
-    wait::until(
-        "inventory-events/0 to have no leader",
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || async {
-            partition_state(kafka, TOPIC_INVENTORY_EVENTS, 0)
-                .ok()
-                .filter(|(leader, _, _)| *leader < 0)
-        },
-    )
-    .await?;
+    events_0_led(kafka, false).await?;
     producer.commit_transaction(timeout)?;
     wait::until(
         "the coordinator to complete the commit",

@@ -125,6 +125,24 @@ async fn stop_all<const N: usize>(
     Ok(())
 }
 
+/// order-service, inventory (`INITIAL_STOCK` `stock_env`, the commit mode, and
+/// `inventory_env`) and analytics (`analytics_env`) against `bootstrap`, logging under `logs`.
+async fn start_services(
+    bootstrap: &str,
+    logs: &std::path::Path,
+    stock_env: String,
+    transactions: bool,
+    inventory_env: &[(&str, String)],
+    analytics_env: &[(&str, String)],
+) -> anyhow::Result<[Service; 3]> {
+    let order = Service::start(ServiceKind::Order, bootstrap, &[], logs).await?;
+    let mut env = vec![("INITIAL_STOCK", stock_env), mode(transactions)];
+    env.extend(inventory_env.iter().cloned());
+    let inventory = Service::start(ServiceKind::Inventory, bootstrap, &env, logs).await?;
+    let analytics = Service::start(ServiceKind::Analytics, bootstrap, analytics_env, logs).await?;
+    Ok([order, inventory, analytics])
+}
+
 /// inventory's environment for a commit mode.
 fn mode(transactions: bool) -> (&'static str, String) {
     ("TRANSACTIONS", transactions.to_string())
@@ -375,16 +393,8 @@ async fn leader_killed_in_a_three_node_cluster(transactions: bool) -> anyhow::Re
     let logs = dir.join("logs");
     let (stock, stock_env) = small_stock(300);
     // order-service's default PUBLISH_TIMEOUT_MS, as in broker_killed_under_load (why there)
-    let mut order = Service::start(ServiceKind::Order, &broker.bootstrap, &[], &logs).await?;
-    let mut inventory = Service::start(
-        ServiceKind::Inventory,
-        &broker.bootstrap,
-        &[("INITIAL_STOCK", stock_env), mode(transactions)],
-        &logs,
-    )
-    .await?;
-    let mut analytics =
-        Service::start(ServiceKind::Analytics, &broker.bootstrap, &[], &logs).await?;
+    let [mut order, mut inventory, mut analytics] =
+        start_services(&broker.bootstrap, &logs, stock_env, transactions, &[], &[]).await?;
     for topic in [TOPIC_ORDERS, TOPIC_INVENTORY_EVENTS] {
         let (_, replicas, isr) = partition_state(&kafka, topic, 0)?;
         assert_eq!((replicas, isr), (3, 3), "{topic}/0 replicated on all nodes");
