@@ -65,10 +65,9 @@ impl Committer {
 
     /// Prepare taking over `orders` partition `p`, before its ledger is rebuilt: with
     /// transactions, open its producer ([`open_writer`]), which [`Committer::adopt`] then
-    /// keeps. Nothing to do without.
-    /// With transactions, a transaction of `p`'s producer that Kafka left open
-    /// ([`hanging`]) is aborted then: `group` is the consumer's (for the offsets), and a
-    /// `p` in `suspects` is aborted for its offsets even when its changelog shows nothing.
+    /// keeps, and abort a transaction of that producer that Kafka left open ([`hanging`]):
+    /// `group` is the consumer's (for the offsets), and a `p` in `suspects` is aborted for
+    /// its offsets even when its changelog shows nothing open. Nothing to do without.
     pub(super) async fn prepare(
         &self,
         kafka: &KafkaConfig,
@@ -224,9 +223,8 @@ impl Committer {
 
 /// Open the transactional producer of `orders` partition `p`. `init_transactions` aborts
 /// the transaction a previous owner of `p` left open and fences that producer off; until it
-/// returns, nothing of `p` is read or decided.
-/// Then a transaction of `p`'s producer that Kafka left open is aborted
-/// ([`end_hanging`]); the `bool` says whether one was.
+/// returns, nothing of `p` is read or decided. Then a transaction of `p`'s producer that
+/// Kafka left open is aborted ([`end_hanging`]); the `bool` says whether one was.
 async fn open_writer(
     kafka: &KafkaConfig,
     settings: &Settings,
@@ -269,7 +267,7 @@ async fn open_writer(
     let (k, writer) = (kafka.clone(), w.clone());
     let ended = tokio::task::spawn_blocking(move || end_hanging(&k, &writer, p, group, suspect));
     let aborted = bounded(
-        "aborting a transaction Kafka left open",
+        "checking for a transaction Kafka left open (and aborting it)",
         TXN_TIMEOUT * 2 + CALL_BOUND,
         ended,
     )
