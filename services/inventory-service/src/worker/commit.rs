@@ -285,7 +285,8 @@ fn end_hanging(
     group: Option<ConsumerGroupMetadata>,
     suspect: bool,
 ) -> Result<bool, InventoryError> {
-    let Some(topics) = hanging::plan(hanging::open_on(kafka, p)?, suspect) else {
+    let watermarks = hanging::Watermarks::new(kafka)?;
+    let Some(topics) = hanging::plan(watermarks.open_on(p)?, suspect) else {
         return Ok(false);
     };
     let group = group.ok_or_else(|| InventoryError::Txn {
@@ -300,7 +301,7 @@ fn end_hanging(
          its markers); aborting it, and its orders are decided again"
     );
     hanging::abort_hanging(w, p, &topics, &group, TXN_TIMEOUT)?;
-    let still = hanging::open_on(kafka, p)?;
+    let still = watermarks.open_after_abort(p)?;
     if still.events || still.ledger {
         tracing::error!(
             partition = p,

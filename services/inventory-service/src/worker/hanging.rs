@@ -37,7 +37,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use orderflow_events::{
@@ -68,6 +68,12 @@ pub(super) type Suspects = Mutex<BTreeSet<i32>>;
 /// How long each watermark query may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long an abort's markers may take to show in the last stable offsets.
+const MARKERS_WAIT: Duration = Duration::from_secs(10);
+
+/// How often they are looked for meanwhile.
+const MARKERS_POLL: Duration = Duration::from_millis(20);
+
 /// The changelog partitions of one `orders` partition on which a transaction is open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Open {
@@ -88,25 +94,56 @@ pub(super) fn plan(open: Open, suspect: bool) -> Option<Vec<&'static str>> {
     (suspect || !topics.is_empty()).then_some(topics)
 }
 
-/// Whether a transaction is open on `inventory-events` and `inventory-ledger` for `orders`
-/// partition `p`: the high watermark (a `read_uncommitted` reader's) above the last stable
-/// offset (a `read_committed` reader's).
-pub(super) fn open_on(kafka: &KafkaConfig, p: i32) -> Result<Open, InventoryError> {
-    // the rebuild's client id (and so its reader group's ACLs, deploy/secure/): this is part
-    // of a take-over
-    let committed: BaseConsumer = kafka.reader("inventory-rebuild").create()?;
-    let mut cfg = kafka.reader("inventory-rebuild");
-    cfg.set("isolation.level", "read_uncommitted");
-    let uncommitted: BaseConsumer = cfg.create()?;
-    let open = |topic: &str, partition: i32| -> Result<bool, InventoryError> {
-        let (_, hw) = uncommitted.fetch_watermarks(topic, partition, QUERY_TIMEOUT)?;
-        let (_, lso) = committed.fetch_watermarks(topic, partition, QUERY_TIMEOUT)?;
-        Ok(hw > lso)
-    };
-    Ok(Open {
-        events: open(TOPIC_INVENTORY_EVENTS, decision_partition(p))?,
-        ledger: open(TOPIC_INVENTORY_LEDGER, ledger_partition(p))?,
-    })
+/// The two readers that tell whether a transaction is open on a partition.
+pub(super) struct Watermarks {
+    committed: BaseConsumer,
+    uncommitted: BaseConsumer,
+}
+
+impl Watermarks {
+    pub(super) fn new(kafka: &KafkaConfig) -> Result<Self, InventoryError> {
+        // the rebuild's client id (and so its reader group's ACLs, deploy/secure/): this is
+        // part of a take-over
+        let mut cfg = kafka.reader("inventory-rebuild");
+        cfg.set("isolation.level", "read_uncommitted");
+        Ok(Self {
+            committed: kafka.reader("inventory-rebuild").create()?,
+            uncommitted: cfg.create()?,
+        })
+    }
+
+    /// Whether a transaction is open on `inventory-events` and `inventory-ledger` for
+    /// `orders` partition `p`: the high watermark (a `read_uncommitted` reader's) above the
+    /// last stable offset (a `read_committed` reader's).
+    pub(super) fn open_on(&self, p: i32) -> Result<Open, InventoryError> {
+        let open = |topic: &str, partition: i32| -> Result<bool, InventoryError> {
+            let (_, hw) = self
+                .uncommitted
+                .fetch_watermarks(topic, partition, QUERY_TIMEOUT)?;
+            let (_, lso) = self
+                .committed
+                .fetch_watermarks(topic, partition, QUERY_TIMEOUT)?;
+            Ok(hw > lso)
+        };
+        Ok(Open {
+            events: open(TOPIC_INVENTORY_EVENTS, decision_partition(p))?,
+            ledger: open(TOPIC_INVENTORY_LEDGER, ledger_partition(p))?,
+        })
+    }
+
+    /// [`Watermarks::open_on`] after an abort: the coordinator answers the abort once it
+    /// has logged it, and writes the markers after, so what is still open is asked again
+    /// (every [`MARKERS_POLL`]) until nothing is or [`MARKERS_WAIT`] has passed.
+    pub(super) fn open_after_abort(&self, p: i32) -> Result<Open, InventoryError> {
+        let deadline = Instant::now() + MARKERS_WAIT;
+        loop {
+            let open = self.open_on(p)?;
+            if open == Open::default() || Instant::now() >= deadline {
+                return Ok(open);
+            }
+            std::thread::sleep(MARKERS_POLL);
+        }
+    }
 }
 
 /// With `w` (partition `p`'s transactional producer, just initialised): open a transaction
