@@ -45,6 +45,12 @@ pub struct InventoryMetrics {
     /// Transactions of this replica's producers that Kafka had left open for good, aborted
     /// at a take-over (`worker::hanging`).
     pub hanging_aborted: Counter,
+    /// Batches of a partition whose ledger records were sent with their decisions
+    /// (`worker::ahead`).
+    pub ledger_ahead: Counter,
+    /// Ledger records sent with their decisions at an end the acknowledgements did not
+    /// confirm, and written again (`worker::ahead`).
+    pub ledger_rewritten: Counter,
     shown: Arc<Mutex<BTreeSet<String>>>,
 }
 
@@ -61,6 +67,8 @@ impl InventoryMetrics {
             restocked_units: Family::default(),
             window_ids: Gauge::default(),
             hanging_aborted: Counter::default(),
+            ledger_ahead: Counter::default(),
+            ledger_rewritten: Counter::default(),
             shown: Arc::default(),
         };
         registry.register(
@@ -112,6 +120,16 @@ impl InventoryMetrics {
             "orderflow_inventory_hanging_transactions_aborted",
             "Transactions of this replica's producers that Kafka had completed without all their markers (left open for good), aborted when their partition was taken over",
             m.hanging_aborted.clone(),
+        );
+        registry.register(
+            "orderflow_inventory_ledger_sent_ahead",
+            "Batches of a partition whose ledger records were sent with the decisions (transactions), at the end of inventory-events that the partition's last commit made known",
+            m.ledger_ahead.clone(),
+        );
+        registry.register(
+            "orderflow_inventory_ledger_rewritten",
+            "Batches of a partition whose ledger records, sent with the decisions (transactions), named an end of inventory-events that the acknowledgements did not confirm, and were written again in the same transaction",
+            m.ledger_rewritten.clone(),
         );
         m
     }

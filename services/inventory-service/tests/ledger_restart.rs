@@ -10,7 +10,8 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::future::join_all;
 use orderflow_events::{
-    encode, record_key, Event, OrderPlaced, DEFAULT_ITEMS, TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS,
+    decode_ledger, encode, record_key, Event, LedgerRecord, OrderPlaced, DEFAULT_ITEMS,
+    TOPIC_INVENTORY_EVENTS, TOPIC_INVENTORY_LEDGER, TOPIC_ORDERS,
 };
 use orderflow_runtime::{kafka, KafkaConfig};
 use orderflow_testkit::oracle::inventory_violations;
@@ -146,6 +147,41 @@ async fn kill_after_decisions(kafka: &KafkaConfig, svc: Inventory, n: i64) -> an
     Ok(())
 }
 
+/// Every checkpoint on `inventory-ledger` (each one, not only the latest) names the end of
+/// the decisions it counts: its partition's order decisions below its `events_offset` are
+/// exactly its `decided`. Returns how many were checked.
+fn checkpoints_name_their_decisions_end(kafka: &KafkaConfig) -> anyhow::Result<usize> {
+    let decisions = topics::read_all(kafka, TOPIC_INVENTORY_EVENTS)?;
+    let mut checked = 0;
+    for r in topics::read_all(kafka, TOPIC_INVENTORY_LEDGER)? {
+        let Ok(LedgerRecord::LedgerCheckpoint(c)) = decode_ledger(r.key.as_deref(), &r.raw) else {
+            continue;
+        };
+        let below = decisions
+            .iter()
+            .filter(|d| d.partition == r.partition && d.offset < c.events_offset)
+            .filter(|d| {
+                matches!(
+                    d.event,
+                    Some(Event::InventoryReserved(_) | Event::InventoryFailed(_))
+                )
+            })
+            .count() as u64;
+        anyhow::ensure!(
+            below == c.decided,
+            "the checkpoint at inventory-ledger/{}@{} counts {} decisions below \
+             inventory-events offset {}, where there are {below}",
+            r.partition,
+            r.offset,
+            c.decided,
+            c.events_offset
+        );
+        checked += 1;
+    }
+    anyhow::ensure!(checked > 0, "no checkpoint on inventory-ledger");
+    Ok(checked)
+}
+
 fn out_dir(mode: &str) -> PathBuf {
     std::env::temp_dir().join(format!(
         "orderflow-inventory-ledger-restart-{mode}-{}",
@@ -252,6 +288,24 @@ async fn killed_mid_stream(transactions: bool) -> anyhow::Result<()> {
         "decisions at the last kill: {at_last_kill}; duplicates skipped by the last run: {skipped} \
          ({REPEATED} repeated upstream, the rest redelivered after the kill)"
     );
+
+    let checked = checkpoints_name_their_decisions_end(&kafka)?;
+    if transactions {
+        // after each partition's first commit its ledger records go with its decisions, at
+        // the end that commit made known; none had to be written again
+        let ahead = svc
+            .metric("orderflow_inventory_ledger_sent_ahead_total")
+            .await?;
+        let rewritten = svc
+            .metric("orderflow_inventory_ledger_rewritten_total")
+            .await?;
+        assert!(
+            ahead > 0.0,
+            "no ledger records were sent with their decisions"
+        );
+        assert_eq!(rewritten, 0.0, "ledger records written again");
+        eprintln!("{checked} checkpoints checked; the last run sent {ahead} flushes ahead");
+    }
 
     let status = svc.stop().await?;
     assert!(status.success(), "SIGTERM should exit 0, got {status}");

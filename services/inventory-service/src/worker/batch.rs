@@ -1,8 +1,9 @@
 //! A batch: orders (and restock requests) taken from the consumer (up to `BATCH_MAX`, or what
 //! arrives within `BATCH_WAIT_MS`), decided in order against their partition's ledger, every
-//! decision and DLQ entry sent without waiting for the others; the rest of the batch (the
-//! acknowledgements, the ledger records, the commit) is its tail ([`super::tail`]), in flight
-//! while the next batch is taken from the consumer.
+//! decision and DLQ entry sent without waiting for the others (with transactions, the ledger
+//! records too once the last commit made their position known: [`super::ahead`]); the rest
+//! of the batch (the acknowledgements, the ledger records, the commit) is its tail
+//! ([`super::tail`]), in flight while the next batch is taken from the consumer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders, OwnedMess
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
+use super::ahead::{send_ahead, LogEnds};
 use super::changelog::sync_ledgers;
 use super::commit::Committer;
 use super::flush::{ledger_mut, take_flushes};
@@ -116,7 +118,14 @@ impl Handler<InventoryContext> for Deciding<'_> {
         .await?;
         self.shared.publish(health);
         let started = Instant::now(); // batch time without any ledger rebuild (logged apart)
-        let sent = decide_and_send(&batch, self.ctx, &self.committer, self.token).await?;
+        let sent = decide_and_send(
+            &batch,
+            self.ctx,
+            &self.committer,
+            &self.shared.log_ends,
+            self.token,
+        )
+        .await?;
         let tail = Tail {
             ledgers: ledgers.clone(),
             stock: settings.stock.clone(),
@@ -203,6 +212,7 @@ async fn decide_and_send(
     batch: &[OwnedMessage],
     ctx: Ctx<'_>,
     committer: &Committer,
+    log_ends: &LogEnds,
     token: &CancellationToken,
 ) -> Result<Sent, InventoryError> {
     let Ctx {
@@ -302,11 +312,14 @@ async fn decide_and_send(
         }
     }
     let flushes = take_flushes(ledgers, &settings.stock, s.next.keys().copied())?;
+    let ahead = send_ahead(committer, log_ends, ledgers, metrics, &decisions, &flushes)?;
+    sends.extend(ahead.sends);
     Ok(Sent {
         summary: s,
         decisions,
         others: sends,
         flushes,
+        ahead: ahead.ends,
     })
 }
 

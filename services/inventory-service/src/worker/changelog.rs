@@ -108,6 +108,7 @@ pub(super) async fn sync_ledgers(
     for t in taken {
         let (p, writer, ledger) = t?;
         committer.adopt(p, writer);
+        shared.log_ends.forget(p);
         if ledger.needs_flush() {
             seed.insert(p, ledger.next_order());
         }

@@ -12,6 +12,7 @@ use futures::future::join_all;
 use orderflow_events::{TOPIC_INVENTORY_EVENTS, TOPIC_ORDERS};
 use orderflow_runtime::KafkaConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerGroupMetadata, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -60,6 +61,13 @@ impl Committer {
     /// Whether the loop must wait for a batch's commit before it takes the next one: with
     /// transactions, a partition's producer has one transaction open at a time.
     pub(super) fn one_batch_at_a_time(&self) -> bool {
+        self.transactional()
+    }
+
+    /// Whether a batch's records become visible only with its commit (transactions), so its
+    /// ledger records may name an end of `inventory-events` known before the
+    /// acknowledgements ([`super::ahead`]).
+    pub(super) fn transactional(&self) -> bool {
         matches!(self, Self::Transactions(_))
     }
 
@@ -148,10 +156,57 @@ impl Committer {
         }
     }
 
-    /// Commit a batch whose decisions the broker all acknowledged, `next` being its next
-    /// offset per partition. Returns whether the offsets were committed: without
-    /// transactions a refused commit is harmless (the orders come again and are skipped as
-    /// duplicates); a transaction that cannot commit is an error.
+    /// With transactions, the consumer's group metadata, which [`Committer::hand_over`]
+    /// hands with the offsets; `None` without.
+    pub(super) fn group(
+        &self,
+        consumer: &StreamConsumer<InventoryContext>,
+    ) -> Result<Option<Arc<ConsumerGroupMetadata>>, InventoryError> {
+        match self {
+            Self::Offsets(_) => Ok(None),
+            Self::Transactions(_) => match consumer.group_metadata() {
+                Some(g) => Ok(Some(Arc::new(g))),
+                None => Err(InventoryError::Txn {
+                    partition: -1,
+                    error: "the consumer has no group metadata".into(),
+                }),
+            },
+        }
+    }
+
+    /// With transactions, hand `orders` partition `p`'s next `offset` to its transaction
+    /// (`send_offsets_to_transaction`: the transaction coordinator, then the group's), into
+    /// `handing`, which [`HandOver::wait`] waits for before the commit: the tail starts it
+    /// while the batch's records are still being acknowledged. Nothing to do without.
+    pub(super) fn hand_over(
+        &self,
+        group: &Arc<ConsumerGroupMetadata>,
+        p: i32,
+        offset: i64,
+        handing: &mut HandOver,
+    ) -> Result<(), InventoryError> {
+        let Self::Transactions(writers) = self else {
+            return Ok(());
+        };
+        let w = writers
+            .get(&p)
+            .cloned()
+            .ok_or(InventoryError::NoLedger(p))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(TOPIC_ORDERS, p, Offset::Offset(offset))?;
+        let group = group.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            w.send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
+        });
+        handing.0.insert(p, job);
+        Ok(())
+    }
+
+    /// Commit a batch whose records the broker all acknowledged, `next` being its next
+    /// offset per partition (with transactions, handed over already: `handed`). Returns
+    /// whether the offsets were committed: without transactions a refused commit is harmless
+    /// (the orders come again and are skipped as duplicates); a transaction that cannot
+    /// commit is an error.
     pub(super) async fn commit(
         &self,
         consumer: &StreamConsumer<InventoryContext>,
@@ -160,13 +215,7 @@ impl Committer {
         match self {
             Self::Offsets(_) => Ok(commit_offsets(consumer, next)),
             Self::Transactions(writers) => {
-                let group = consumer
-                    .group_metadata()
-                    .ok_or_else(|| InventoryError::Txn {
-                        partition: -1,
-                        error: "the consumer has no group metadata".into(),
-                    })?;
-                commit_transactions(writers, next, group).await?;
+                commit_transactions(writers, next).await?;
                 Ok(true)
             }
         }
@@ -343,27 +392,49 @@ fn commit_offsets(consumer: &StreamConsumer<InventoryContext>, next: &BTreeMap<i
     }
 }
 
-/// Commit the open transaction of every partition of the batch, each with its next
-/// `orders` offset (the partitions in parallel). A transaction that fails is aborted and
-/// reported: its orders stay uncommitted and are decided again by the next session.
+/// The offsets of a batch on their way into its transactions ([`Committer::hand_over`]),
+/// per `orders` partition.
+#[derive(Default)]
+pub(super) struct HandOver(BTreeMap<i32, tokio::task::JoinHandle<Result<(), KafkaError>>>);
+
+impl HandOver {
+    /// Whether `p`'s offsets are on their way.
+    pub(super) fn has(&self, p: i32) -> bool {
+        self.0.contains_key(&p)
+    }
+
+    /// Wait until every partition's offsets are in its transaction. A refusal ends the
+    /// session, which aborts the transactions: their orders are decided again.
+    pub(super) async fn wait(self) -> Result<(), InventoryError> {
+        let all = join_all(
+            self.0
+                .into_iter()
+                .map(|(p, job)| async move { (p, job.await) }),
+        );
+        let limit = TXN_TIMEOUT + CALL_BOUND;
+        for (p, r) in bounded("handing the batch's offsets over", limit, all).await? {
+            r.map_err(|e| InventoryError::Join(e.to_string()))?
+                .map_err(|e| InventoryError::Txn {
+                    partition: p,
+                    error: format!("handing the offsets over: {e}"),
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// Commit the open transaction of every partition of `next` (the partitions in parallel),
+/// their offsets handed over already. A transaction that fails is aborted and reported: its
+/// orders stay uncommitted and are decided again by the next session.
 async fn commit_transactions(
     writers: &BTreeMap<i32, FutureProducer>,
     next: &BTreeMap<i32, i64>,
-    group: ConsumerGroupMetadata,
 ) -> Result<(), InventoryError> {
-    let group = Arc::new(group);
-    let commits = next.iter().map(|(&p, &offset)| {
+    let commits = next.keys().map(|&p| {
         let writer = writers.get(&p).cloned();
-        let group = group.clone();
         tokio::task::spawn_blocking(move || -> Result<(), InventoryError> {
             let w = writer.ok_or(InventoryError::NoLedger(p))?;
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(TOPIC_ORDERS, p, Offset::Offset(offset))?;
-            let done = w
-                .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
-                .and_then(|()| w.commit_transaction(TXN_TIMEOUT));
-            drop(tpl);
-            done.map_err(|e| {
+            w.commit_transaction(TXN_TIMEOUT).map_err(|e| {
                 let _ = w.abort_transaction(ABORT_TIMEOUT);
                 InventoryError::Txn {
                     partition: p,
@@ -373,7 +444,7 @@ async fn commit_transactions(
         })
     });
     let mut first_error = None;
-    let limit = TXN_TIMEOUT * 2 + ABORT_TIMEOUT + CALL_BOUND;
+    let limit = TXN_TIMEOUT + ABORT_TIMEOUT + CALL_BOUND;
     for r in bounded("the batch's transaction commits", limit, join_all(commits)).await? {
         let r = r.map_err(|e| InventoryError::Join(e.to_string()))?;
         if let Err(e) = r {

@@ -33,25 +33,20 @@ pub(super) fn ledger_mut<T>(
     Ok(f(l.get_mut(&p).ok_or(InventoryError::NoLedger(p))?))
 }
 
-/// Write `flushes`, the ledger records of every partition of a batch, taken when the batch
-/// was decided ([`PartitionLedger::take_flush`]), at the partition's `inventory-events`
-/// position now that its decisions are acknowledged, and wait for their acknowledgements. A
-/// failure ends the session before the batch is committed.
-pub(super) async fn flush_ledgers(
+/// Write `flushes`, the ledger records of partitions of a batch, taken when the batch was
+/// decided ([`PartitionLedger::take_flush`]), at the partition's `inventory-events` position
+/// now that its decisions are acknowledged, and wait for their acknowledgements. A failure
+/// ends the session before the batch is committed.
+pub(super) async fn flush_ledgers<'f>(
     ledgers: &Ledgers,
     metrics: &InventoryMetrics,
     committer: &Committer,
-    flushes: &BTreeMap<i32, Flush>,
+    flushes: impl IntoIterator<Item = (&'f i32, &'f Flush)>,
 ) -> Result<(), InventoryError> {
     let mut sends: Vec<DeliveryFuture> = Vec::new();
     for (&p, flush) in flushes {
         let events_offset = ledger_mut(ledgers, p, |l| l.next_event())?;
-        let producer = committer.producer(p)?;
-        for r in &flush.records(p, events_offset) {
-            sends.push(send(producer, p, r).inspect_err(|_| {
-                metrics.produce_failures.inc();
-            })?);
-        }
+        sends.extend(send_records(committer, metrics, p, flush, events_offset)?);
     }
     let acks = bounded(
         "the ledger's acknowledgements",
@@ -78,6 +73,27 @@ pub(super) fn take_flushes(
     partitions
         .into_iter()
         .map(|p| Ok((p, ledger_mut(ledgers, p, |l| l.take_flush(stock, now))?)))
+        .collect()
+}
+
+/// Hand `flush`'s records, at `events_offset`, to the producer of partition `p`, without
+/// waiting for the broker.
+pub(super) fn send_records(
+    committer: &Committer,
+    metrics: &InventoryMetrics,
+    p: i32,
+    flush: &Flush,
+    events_offset: i64,
+) -> Result<Vec<DeliveryFuture>, InventoryError> {
+    let producer = committer.producer(p)?;
+    flush
+        .records(p, events_offset)
+        .iter()
+        .map(|r| {
+            send(producer, p, r).inspect_err(|_| {
+                metrics.produce_failures.inc();
+            })
+        })
         .collect()
 }
 

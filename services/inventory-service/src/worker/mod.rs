@@ -63,6 +63,8 @@
 //! - `batch`: the session's loop: collect, decide, send;
 //! - `tail`: a batch's acknowledgements, ledger records and commit, in flight while the next
 //!   batch is collected;
+//! - `ahead`: with transactions, a batch's ledger records sent with its decisions, at the
+//!   end the last commit makes known;
 //! - `commit`: the `commit::Committer`, one variant per way to commit;
 //! - `hanging`: a transaction of a partition's own producer that Kafka left open, aborted
 //!   when the partition is taken over.
@@ -87,6 +89,7 @@ use crate::config::Settings;
 use crate::ledger::PartitionLedger;
 use crate::metrics::InventoryMetrics;
 
+mod ahead;
 mod batch;
 mod changelog;
 mod commit;

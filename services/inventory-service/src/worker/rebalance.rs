@@ -15,6 +15,7 @@ use orderflow_runtime::Health;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::{ClientContext, Statistics};
 
+use super::ahead::LogEnds;
 use super::Ledgers;
 use crate::ready::{self, Snapshot};
 
@@ -87,6 +88,8 @@ const TAIL_WAIT: Duration = Duration::from_secs(240);
 pub(super) struct Shared {
     pub(super) ownership: Mutex<Ownership>,
     pub(super) tail: Arc<TailGate>,
+    /// With transactions: where each partition's next decision lands (`ahead`).
+    pub(super) log_ends: LogEnds,
     kafka_error: Mutex<Option<String>>,
     stopping: AtomicBool,
 }

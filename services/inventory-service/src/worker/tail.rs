@@ -14,13 +14,17 @@
 //!   its decisions per partition).
 //! - **With transactions** a partition's producer has one transaction open at a time, so the
 //!   loop waits for the tail before it takes the next batch: one batch at a time, as before.
+//!   The batch's offsets are handed to its transactions ([`Committer::hand_over`]) while its
+//!   records are acknowledged, and its ledger records were sent with its decisions when the
+//!   last commit made their end known ([`super::ahead`]); the tail then writes only the
+//!   records of the partitions whose end was not known, or not confirmed.
 //!
 //! A revoke waits until no tail is in flight ([`super::rebalance::TailGate`]), and a
 //! partition's ledger is rebuilt only once every tail has ended ([`Deciding::settle`]).
 //!
 //! [`Deciding::settle`]: super::batch::Deciding::settle
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,8 +33,9 @@ use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::DeliveryFuture;
 use tokio::task::JoinHandle;
 
+use super::ahead;
 use super::batch::BatchSummary;
-use super::commit::Committer;
+use super::commit::{Committer, HandOver};
 use super::flush::{flush_ledgers, ledger_mut};
 use super::rebalance::{InventoryContext, Shared, TailGate};
 use super::{bounded, InventoryError, Ledgers};
@@ -56,6 +61,9 @@ pub(super) struct Sent {
     pub(super) others: Vec<DeliveryFuture>,
     /// The ledger records of each partition of the batch, as of its end.
     pub(super) flushes: BTreeMap<i32, Flush>,
+    /// The partitions whose ledger records were sent with the decisions (in `others`), and
+    /// the end of `inventory-events` they name ([`super::ahead`]).
+    pub(super) ahead: BTreeMap<i32, i64>,
 }
 
 /// What the tail of a batch works with: its own handles on what the session shares.
@@ -108,12 +116,60 @@ impl Tail {
             decisions,
             others,
             flushes,
+            ahead,
         } = sent;
-        acknowledge(decisions, others, &self.ledgers, &self.metrics).await?;
-        let acknowledged = self.started.elapsed();
-        flush_ledgers(&self.ledgers, &self.metrics, &self.committer, &flushes).await?;
-        let flushed = self.started.elapsed();
+        let decided: BTreeSet<i32> = decisions.iter().map(|(p, _)| *p).collect();
+        // With transactions, a partition's offsets join its transaction once its first
+        // decision is acknowledged: the broker then has the partition in the transaction, so
+        // the previous commit's markers are written and the coordinator takes the offsets
+        // without a CONCURRENT_TRANSACTIONS refusal (which librdkafka retries only after
+        // retry.backoff.ms). The others' once every record is acknowledged.
+        let group = self.committer.group(&self.consumer)?;
+        let mut handing = HandOver::default();
+        let mut refused = None;
+        let written = async {
+            let first_of = |p: i32| {
+                if let (Some(g), Some(&o)) = (&group, summary.next.get(&p)) {
+                    if let Err(e) = self.committer.hand_over(g, p, o, &mut handing) {
+                        refused.get_or_insert(e);
+                    }
+                }
+            };
+            acknowledge(decisions, others, &self.ledgers, &self.metrics, first_of).await?;
+            let acknowledged = self.started.elapsed();
+            let confirmed = ahead::confirmed(&ahead, |p| {
+                ledger_mut(&self.ledgers, p, |l| l.next_event()).ok()
+            });
+            let missed = ahead.len() - confirmed.len();
+            if missed > 0 {
+                self.metrics.ledger_rewritten.inc_by(missed as u64);
+                tracing::warn!(sent_ahead = ?ahead, confirmed = ?confirmed, "ledger records sent with the decisions named another end of inventory-events than the acknowledgements; writing them again");
+            }
+            let late = flushes.iter().filter(|(p, _)| !confirmed.contains(p));
+            flush_ledgers(&self.ledgers, &self.metrics, &self.committer, late).await?;
+            Ok::<_, InventoryError>((acknowledged, self.started.elapsed()))
+        }
+        .await;
+        if let (Ok(_), Some(g)) = (&written, &group) {
+            for (&p, &o) in &summary.next {
+                if !handing.has(p) {
+                    self.committer.hand_over(g, p, o, &mut handing)?;
+                }
+            }
+        }
+        // every hand-over begun is waited for, whatever else failed
+        let handed = handing.wait().await;
+        let (acknowledged, flushed) = written?;
+        refused.map_or(Ok(()), Err)?;
+        handed?;
         let committed = self.committer.commit(&self.consumer, &summary.next).await?;
+        if self.committer.transactional() {
+            for &p in &decided {
+                if let Ok(end) = ledger_mut(&self.ledgers, p, |l| l.next_event()) {
+                    self.shared.log_ends.committed(p, end);
+                }
+            }
+        }
         let took = self.started.elapsed();
         self.metrics.batch_seconds.observe(took.as_secs_f64());
         self.metrics.set_stock(&self.stock, &self.ledgers);
@@ -142,23 +198,30 @@ impl Tail {
     }
 }
 
-/// Wait until the broker acknowledged every decision and DLQ entry of the batch, and tell
-/// each partition's ledger where its decisions end on `inventory-events`. Any refusal fails
-/// the batch: it is not committed, and its orders are decided again by the next session.
+/// Wait until the broker acknowledged every decision and DLQ entry of the batch (and ledger
+/// record sent ahead), calling `first_of(p)` once the first decision of partition `p` is
+/// answered, and tell each partition's ledger where its decisions end on
+/// `inventory-events`. Any refusal fails the batch: it is not committed, and its orders are
+/// decided again by the next session.
 async fn acknowledge(
     decisions: Vec<(i32, DeliveryFuture)>,
     others: Vec<DeliveryFuture>,
     ledgers: &Ledgers,
     metrics: &InventoryMetrics,
+    mut first_of: impl FnMut(i32),
 ) -> Result<(), InventoryError> {
     // Each send times out after `message.timeout.ms` (60 s, runtime::kafka) by itself. Every
     // record is in flight already, so the futures are awaited one after the other: the batch
     // waits as long as for all at once, without a task allocated per record (join_all's) and
     // woken only by the record it waits for.
     let all = async move {
+        let mut answered = BTreeSet::new();
         let mut decided = Vec::with_capacity(decisions.len());
         for (p, f) in decisions {
             decided.push((p, f.await));
+            if answered.insert(p) {
+                first_of(p);
+            }
         }
         let mut rest = Vec::with_capacity(others.len());
         for f in others {
