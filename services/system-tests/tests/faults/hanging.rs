@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use inventory_service::worker::{HANGING_ABORTED, HANGING_FOUND};
+use inventory_service::worker::{HANGING_ABORTED, HANGING_FOUND, HEAL_KEY};
 use orderflow_events::{
     GROUP_INVENTORY, TOPIC_INVENTORY_EVENTS, TOPIC_INVENTORY_LEDGER, TOPIC_ORDERS,
 };
@@ -86,6 +86,12 @@ async fn a_transaction_kafka_left_open_is_aborted_by_the_next_owner() -> anyhow:
         assert!(
             all.iter().any(left_open),
             "{topic}: the hanging records are still in the log (aborted)"
+        );
+        // inventory's own record, which carried the abort to the open partition
+        let heal = |r: &topics::Record| r.key.as_deref() == Some(HEAL_KEY.as_bytes());
+        assert!(
+            all.iter().any(heal) && !committed.iter().any(heal),
+            "{topic}: inventory wrote its {HEAL_KEY} record there, and aborted it"
         );
     }
     assert_eq!(
