@@ -58,7 +58,7 @@ async fn a_transaction_kafka_left_open_is_aborted_by_the_next_owner() -> anyhow:
     let logs = dir.join("logs");
     let (stock, stock_env) = small_stock(20);
     let [mut order, mut inventory, mut analytics] =
-        start_services(&broker.bootstrap, &logs, stock_env, true, &[], &[]).await?;
+        start_services(&broker.bootstrap, &logs, stock_env, true, [&[], &[], &[]]).await?;
     let load = Load::start(order.url.clone(), 4);
     load.accept(300, "300 orders accepted").await?;
     let tally = load.tally.clone();
