@@ -137,6 +137,10 @@ impl BulkProducer {
             .set("message.timeout.ms", timeout_ms.to_string())
             .set("partitioner", "consistent_random")
             .set("linger.ms", linger_ms.to_string())
+            .set(
+                "max.in.flight.requests.per.connection",
+                crate::publisher::MAX_IN_FLIGHT,
+            )
             .create_with_context(TallyContext)?;
         Ok(Self {
             producer,

@@ -99,6 +99,16 @@ pub struct PublishSettings {
     pub bulk_linger_ms: u32,
 }
 
+/// Produce requests in flight per broker connection, for both producers of `orders`: one, so
+/// that an accepted order is written once. With more, librdkafka 2.12.1 can write a record
+/// twice when a partition's leader dies: a later request of the partition is refused for a
+/// skipped sequence (the one before it was refused by the old leader), librdkafka then bumps
+/// the producer's epoch and sends again, with new sequence numbers, a record whose first send
+/// the dead leader had written (librdkafka issue 4953, open; seen in this project's
+/// three-node fault test, README "Guarantees"). With one request in flight no later request
+/// can overtake a failed one.
+pub(crate) const MAX_IN_FLIGHT: &str = "1";
+
 impl KafkaPublisher {
     /// The producers of `orders`: one for single records (the service's `KAFKA_LINGER_MS`),
     /// one for bulk runs ([`BulkProducer`]).
@@ -116,6 +126,7 @@ impl KafkaPublisher {
             .producer("order-service")
             .set("message.timeout.ms", timeout_ms.to_string())
             .set("partitioner", "consistent_random")
+            .set("max.in.flight.requests.per.connection", MAX_IN_FLIGHT)
             .create()?;
         let bulk = BulkProducer::new(kafka, timeout_ms, bulk_linger_ms, bulk_window)?;
         Ok(Self { producer, bulk })

@@ -392,9 +392,10 @@ async fn leader_killed_in_a_three_node_cluster(transactions: bool) -> anyhow::Re
     let logs = dir.join("logs");
     let (stock, stock_env) = small_stock(300);
     // order-service's default PUBLISH_TIMEOUT_MS, as in broker_killed_under_load (why there).
-    // Its producer's idempotence (eos) debug lines: in one CI run (2026-12-07) an accepted
-    // order was on orders twice, the dead leader's copy (epoch 0) and a copy sent after an
-    // epoch bump (epoch 1, sequence 0), and nothing said why; a failed run keeps this log.
+    // Its producer's idempotence (eos) debug lines, kept by a failed run: they named why an
+    // accepted order was on orders twice in two CI runs (2026-12-07), an epoch bump after a
+    // skipped sequence (librdkafka issue 4953), which order-service now avoids with one
+    // request in flight (publisher::MAX_IN_FLIGHT).
     let debug = [
         ("KAFKA_DEBUG", "eos".to_string()),
         ("RUST_LOG", "info,librdkafka=debug".to_string()),
