@@ -203,7 +203,7 @@ impl Committer {
     }
 
     /// Commit a batch whose records the broker all acknowledged, `next` being its next
-    /// offset per partition (with transactions, handed over already: `handed`). Returns
+    /// offset per partition (with transactions, handed over already: [`HandOver`]). Returns
     /// whether the offsets were committed: without transactions a refused commit is harmless
     /// (the orders come again and are skipped as duplicates); a transaction that cannot
     /// commit is an error.
@@ -215,7 +215,7 @@ impl Committer {
         match self {
             Self::Offsets(_) => Ok(commit_offsets(consumer, next)),
             Self::Transactions(writers) => {
-                commit_transactions(writers, next).await?;
+                commit_transactions(writers, next, "the batch's transaction commits").await?;
                 Ok(true)
             }
         }
@@ -231,24 +231,7 @@ impl Committer {
         let Self::Transactions(writers) = self else {
             return Ok(());
         };
-        let commits = next.keys().map(|&p| {
-            let writer = writers.get(&p).cloned();
-            tokio::task::spawn_blocking(move || -> Result<(), InventoryError> {
-                let w = writer.ok_or(InventoryError::NoLedger(p))?;
-                w.commit_transaction(TXN_TIMEOUT).map_err(|e| {
-                    let _ = w.abort_transaction(ABORT_TIMEOUT);
-                    InventoryError::Txn {
-                        partition: p,
-                        error: e.to_string(),
-                    }
-                })
-            })
-        });
-        let limit = TXN_TIMEOUT + ABORT_TIMEOUT + CALL_BOUND;
-        for r in bounded("the ledger's transaction commits", limit, join_all(commits)).await? {
-            r.map_err(|e| InventoryError::Join(e.to_string()))??;
-        }
-        Ok(())
+        commit_transactions(writers, next, "the ledger's transaction commits").await
     }
 
     /// End of the session. On an error a transaction may be open: abort it now rather than
@@ -423,12 +406,14 @@ impl HandOver {
     }
 }
 
-/// Commit the open transaction of every partition of `next` (the partitions in parallel),
-/// their offsets handed over already. A transaction that fails is aborted and reported: its
-/// orders stay uncommitted and are decided again by the next session.
+/// Commit the open transaction of every partition of `next` (the partitions in parallel):
+/// a batch's, its offsets handed over already, or a rebuild's ledger records; `what` names
+/// them in the bound's error. A transaction that fails is aborted and reported: its orders
+/// stay uncommitted and are decided again by the next session.
 async fn commit_transactions(
     writers: &BTreeMap<i32, FutureProducer>,
     next: &BTreeMap<i32, i64>,
+    what: &'static str,
 ) -> Result<(), InventoryError> {
     let commits = next.keys().map(|&p| {
         let writer = writers.get(&p).cloned();
@@ -445,7 +430,7 @@ async fn commit_transactions(
     });
     let mut first_error = None;
     let limit = TXN_TIMEOUT + ABORT_TIMEOUT + CALL_BOUND;
-    for r in bounded("the batch's transaction commits", limit, join_all(commits)).await? {
+    for r in bounded(what, limit, join_all(commits)).await? {
         let r = r.map_err(|e| InventoryError::Join(e.to_string()))?;
         if let Err(e) = r {
             first_error.get_or_insert(e);

@@ -153,7 +153,9 @@ impl Tail {
         if let (Ok(_), Some(g)) = (&written, &group) {
             for (&p, &o) in &summary.next {
                 if !handing.has(p) {
-                    self.committer.hand_over(g, p, o, &mut handing)?;
+                    if let Err(e) = self.committer.hand_over(g, p, o, &mut handing) {
+                        refused.get_or_insert(e);
+                    }
                 }
             }
         }
