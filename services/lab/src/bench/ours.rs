@@ -25,12 +25,13 @@ pub(super) struct Step {
 pub(super) type Env<'a> = &'a [(&'a str, String)];
 
 /// The documented settings for memory (README, "P5 with settings for memory"): 1 MiB of
-/// records fetched ahead, a 1 s idempotency window, and mimalloc giving freed pages back at
-/// once.
+/// records fetched ahead, a 1 s idempotency window, inventory's batches of 5000 orders at
+/// most, and mimalloc giving freed pages back at once.
 pub(super) fn memory_settings() -> Vec<(&'static str, String)> {
     vec![
         ("KAFKA_FETCH_QUEUE_KB", "1024".into()),
         ("IDEMPOTENCY_WINDOW_MS", "1000".into()),
+        ("BATCH_MAX", "5000".into()),
         ("MIMALLOC_PURGE_DELAY", "0".into()),
     ]
 }

@@ -53,7 +53,7 @@ fn ratios_and_targets() {
                                 // inventory 70 MiB at the defaults; the target judges the memory settings' peaks
     assert_eq!(b[6].met, Some(true));
     assert!(b[6].title.ends_with(
-        "with the memory settings KAFKA_FETCH_QUEUE_KB=1024 IDEMPOTENCY_WINDOW_MS=1000 MIMALLOC_PURGE_DELAY=0)"
+        "with the memory settings KAFKA_FETCH_QUEUE_KB=1024 IDEMPOTENCY_WINDOW_MS=1000 BATCH_MAX=5000 MIMALLOC_PURGE_DELAY=0)"
     ));
     let mut defaults_only = Samples::new();
     push(&mut defaults_only, "P5", "order-service", 30.0);
