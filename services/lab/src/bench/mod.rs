@@ -106,6 +106,8 @@ pub struct Options {
     /// The sizes of the N sweep (orderflow's P1-P3, P7, P8 per N, after the runs; empty:
     /// none).
     pub sweep: Vec<u64>,
+    /// Samples per N of the sweep (their median is reported).
+    pub sweep_runs: usize,
     /// The N sweep alone.
     pub sweep_only: bool,
     /// Orders of the proof that the Kafka Streams peers decide and count like orderflow.
@@ -124,6 +126,7 @@ impl Options {
             e2e_seconds: 10,
             e2e_only: false,
             sweep: vec![100_000, 1_000_000, 3_000_000],
+            sweep_runs: 3,
             sweep_only: false,
             proof_events: 10_000,
             out_dir,
@@ -142,6 +145,7 @@ impl Options {
             e2e_seconds: 1,
             e2e_only: false,
             sweep: vec![1_000, 2_000],
+            sweep_runs: 1,
             sweep_only: false,
             proof_events: 2_000,
             out_dir,
@@ -249,7 +253,7 @@ pub async fn run(opts: &Options, tools: &Tools) -> anyhow::Result<Results> {
         let dir = opts.out_dir.join("sweep");
         let warm_up = (tools, orders_file.as_path());
         Some(
-            sweep::run(&opts.sweep, &dir, warm_up)
+            sweep::run(&opts.sweep, opts.sweep_runs, &dir, warm_up)
                 .await
                 .context("the N sweep")?,
         )

@@ -2,7 +2,10 @@
 //! `Options::sweep` (`make bench`: 100k, 1M, 3M), on a fresh broker, orderflow alone: P1
 //! (order-service publishes N), P2 (inventory-service decides them), P3 (analytics-service
 //! replays the 2N records), the peak RSS of each, then P7 and P8 (each restarted over the N
-//! decisions). One sample per N, after the runs. Each broker first takes the runs' orders
+//! decisions). After the runs, `Options::sweep_runs` samples per N (`make bench`: 3), in
+//! rounds over every size in turn so that a slow spell of the machine falls on all sizes
+//! alike; each figure of a row is the median of its samples ([`SweepRow::median`]), and the
+//! marginal rates are taken between those medians. Each broker first takes the runs' orders
 //! from kcat, unmeasured, as in the runs: a fresh JVM serves its first million records much
 //! slower, and that is the broker's warm-up, not orderflow's cost.
 //!
@@ -46,6 +49,26 @@ pub struct SweepRow {
 }
 
 impl SweepRow {
+    /// Each figure the median of the samples' (of one N; the upper one of an even count);
+    /// `None` without samples.
+    pub fn median(samples: &[SweepRow]) -> Option<SweepRow> {
+        let first = samples.first()?;
+        let med = |f: &dyn Fn(&SweepRow) -> f64| {
+            let mut v: Vec<f64> = samples.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        Some(SweepRow {
+            n: first.n,
+            produce: med(&|r| r.produce),
+            decide: med(&|r| r.decide),
+            replay: med(&|r| r.replay),
+            rss_mib: std::array::from_fn(|i| med(&|r| r.rss_mib[i])),
+            restart_secs: std::array::from_fn(|i| med(&|r| r.restart_secs[i])),
+            restart_rss_mib: std::array::from_fn(|i| med(&|r| r.restart_rss_mib[i])),
+        })
+    }
+
     /// P1, P2, P3: the events (records for P3) and the seconds they took.
     fn work(&self) -> [(f64, f64); 3] {
         let n = self.n as f64;
@@ -66,11 +89,13 @@ pub struct Sweep {
     pub marginal_spread: [f64; 3],
     /// Every marginal spread within [`FLAT_WITHIN`] (and at least two marginal rates).
     pub flat: bool,
+    /// Samples per N behind each row (their median).
+    pub samples: usize,
 }
 
 impl Sweep {
-    /// `rows` in increasing N.
-    pub fn of(rows: Vec<SweepRow>) -> Self {
+    /// `rows` in increasing N, each from `samples` samples.
+    pub fn of(rows: Vec<SweepRow>, samples: usize) -> Self {
         let marginal: Vec<[f64; 3]> = rows
             .windows(2)
             .map(|w| {
@@ -89,6 +114,7 @@ impl Sweep {
             marginal,
             marginal_spread,
             flat,
+            samples,
         }
     }
 }
@@ -105,17 +131,28 @@ fn spread_of(rates: impl Iterator<Item = f64>) -> f64 {
     max / min
 }
 
-/// Run the sweep over `sizes` (sorted here) in `dir`, each broker warmed up by `warm_up`.
-pub(super) async fn run(sizes: &[u64], dir: &Path, warm_up: WarmUp<'_>) -> anyhow::Result<Sweep> {
+/// Run the sweep over `sizes` (sorted here), `runs` rounds, in `dir`, each broker warmed up
+/// by `warm_up`.
+pub(super) async fn run(
+    sizes: &[u64],
+    runs: usize,
+    dir: &Path,
+    warm_up: WarmUp<'_>,
+) -> anyhow::Result<Sweep> {
     let mut sizes = sizes.to_vec();
     sizes.sort_unstable();
     sizes.dedup();
-    let mut rows = Vec::new();
-    for n in sizes {
-        say(&format!("==> N sweep: {n} events"));
-        rows.push(one(n, &dir.join(format!("sweep-{n}")), warm_up).await?);
+    let runs = runs.max(1);
+    let mut samples: Vec<Vec<SweepRow>> = vec![Vec::new(); sizes.len()];
+    for round in 1..=runs {
+        for (&n, got) in sizes.iter().zip(&mut samples) {
+            say(&format!("==> N sweep: {n} events (sample {round}/{runs})"));
+            let sample_dir = dir.join(format!("sweep-{n}-{round}"));
+            got.push(one(n, &sample_dir, warm_up).await?);
+        }
     }
-    Ok(Sweep::of(rows))
+    let rows = samples.iter().filter_map(|s| SweepRow::median(s)).collect();
+    Ok(Sweep::of(rows, runs))
 }
 
 async fn one(n: u64, dir: &Path, warm_up: WarmUp<'_>) -> anyhow::Result<SweepRow> {
@@ -154,10 +191,15 @@ async fn one(n: u64, dir: &Path, warm_up: WarmUp<'_>) -> anyhow::Result<SweepRow
 pub(super) fn markdown(s: &mut String, w: &Sweep) {
     let _ = writeln!(
         s,
-        "\n## N sweep: orderflow alone, one sample per N\n\n\
+        "\n## N sweep: orderflow alone, {}\n\n\
          | N | P1 events/s | P2 events/s | P3 records/s | peak RSS MiB (order, inventory, analytics) \
          | P7 restart s (inventory 24 h, 1 s window, analytics) | P8 RSS MiB (same) |\n\
-         |---:|---:|---:|---:|---|---|---|"
+         |---:|---:|---:|---:|---|---|---|",
+        if w.samples > 1 {
+            format!("the median of {} samples per N", w.samples)
+        } else {
+            "one sample per N".to_string()
+        }
     );
     let three = |v: &[f64; 3]| v.map(num).join(", ");
     for r in &w.rows {
@@ -241,11 +283,14 @@ mod tests {
     #[test]
     fn a_start_of_the_same_length_at_every_n_cancels_in_the_marginal_rates() {
         let per_event = [1e-5, 2e-5, 5e-6];
-        let s = Sweep::of(vec![
-            timed(100_000, 1.0, per_event),
-            timed(1_000_000, 1.0, per_event),
-            timed(3_000_000, 1.0, per_event),
-        ]);
+        let s = Sweep::of(
+            vec![
+                timed(100_000, 1.0, per_event),
+                timed(1_000_000, 1.0, per_event),
+                timed(3_000_000, 1.0, per_event),
+            ],
+            1,
+        );
         // from start, 100k pays its 1 s start over 1 s of events: half the rate of 3M's
         assert!(s.spread[0] > 1.8, "{s:?}");
         assert_eq!(s.marginal.len(), 2);
@@ -258,25 +303,45 @@ mod tests {
 
     #[test]
     fn a_cost_per_event_that_grows_is_not_flat() {
-        let s = Sweep::of(vec![
-            timed(100_000, 1.0, [1e-5; 3]),
-            timed(1_000_000, 1.0, [1e-5; 3]),
-            // from 1M to 3M each further order took 25% longer to decide
-            row(3_000_000, 3e6 / 36.0, 3e6 / 36.0, 6e6 / 71.0),
-        ]);
+        let s = Sweep::of(
+            vec![
+                timed(100_000, 1.0, [1e-5; 3]),
+                timed(1_000_000, 1.0, [1e-5; 3]),
+                // from 1M to 3M each further order took 25% longer to decide
+                row(3_000_000, 3e6 / 36.0, 3e6 / 36.0, 6e6 / 71.0),
+            ],
+            1,
+        );
         assert!(!s.flat, "{s:?}");
         assert!(s.marginal_spread[0] > 1.2, "{s:?}");
     }
 
     #[test]
     fn fewer_than_three_sizes_judge_nothing() {
-        let two = Sweep::of(vec![
-            row(100, 100.0, 50.0, 200.0),
-            row(1000, 100.0, 50.0, 200.0),
-        ]);
+        let two = Sweep::of(
+            vec![row(100, 100.0, 50.0, 200.0), row(1000, 100.0, 50.0, 200.0)],
+            1,
+        );
         assert_eq!(two.marginal.len(), 1);
         assert!(!two.flat);
-        assert!(!Sweep::of(vec![]).flat);
-        assert!(Sweep::of(vec![]).spread[0].is_nan());
+        assert!(!Sweep::of(vec![], 1).flat);
+        assert!(Sweep::of(vec![], 1).spread[0].is_nan());
+    }
+
+    #[test]
+    fn a_row_is_the_median_of_its_samples_figure_by_figure() {
+        let mut slow = row(1000, 100.0, 10.0, 400.0);
+        slow.rss_mib = [30.0, 90.0, 50.0];
+        let mut fast = row(1000, 300.0, 30.0, 200.0);
+        fast.rss_mib = [10.0, 70.0, 70.0];
+        let mut mid = row(1000, 200.0, 50.0, 300.0);
+        mid.rss_mib = [20.0, 80.0, 60.0];
+        let m = SweepRow::median(&[slow, fast, mid]).unwrap();
+        assert_eq!(
+            (m.n, m.produce, m.decide, m.replay),
+            (1000, 200.0, 30.0, 300.0)
+        );
+        assert_eq!(m.rss_mib, [20.0, 80.0, 60.0]);
+        assert_eq!(SweepRow::median(&[]), None);
     }
 }

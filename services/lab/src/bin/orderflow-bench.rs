@@ -33,6 +33,10 @@ struct Args {
     /// --smoke).
     #[arg(long, value_delimiter = ',', conflicts_with = "no_sweep")]
     sweep: Option<Vec<u64>>,
+    /// Samples per N of the sweep, rounds over every size in turn; each figure is their
+    /// median (default 3; 1 with --smoke).
+    #[arg(long)]
+    sweep_runs: Option<usize>,
     /// No N sweep.
     #[arg(long)]
     no_sweep: bool,
@@ -76,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(sizes) = a.sweep {
         opts.sweep = sizes;
     }
+    opts.sweep_runs = a.sweep_runs.unwrap_or(opts.sweep_runs).max(1);
     if a.no_sweep {
         opts.sweep.clear();
     }

@@ -86,16 +86,23 @@ fn ratios_and_targets() {
         "{}",
         markdown(&p6_alone)
     );
-    let sweep = crate::bench::Sweep::of(vec![crate::bench::SweepRow {
-        n: 1000,
-        produce: 10.0,
-        decide: 5.0,
-        replay: 20.0,
-        rss_mib: [1.0, 2.0, 3.0],
-        restart_secs: [0.5, 0.25, 0.125],
-        restart_rss_mib: [4.0, 5.0, 6.0],
-    }]);
+    let sweep = crate::bench::Sweep::of(
+        vec![crate::bench::SweepRow {
+            n: 1000,
+            produce: 10.0,
+            decide: 5.0,
+            replay: 20.0,
+            rss_mib: [1.0, 2.0, 3.0],
+            restart_secs: [0.5, 0.25, 0.125],
+            restart_rss_mib: [4.0, 5.0, 6.0],
+        }],
+        3,
+    );
     let md = markdown(&results(b, Some(sweep)));
+    assert!(
+        md.contains("## N sweep: orderflow alone, the median of 3 samples per N"),
+        "{md}"
+    );
     assert!(
         md.contains("| 1000 | 10.00 | 5.00 | 20.00 | 1.00, 2.00, 3.00 | 0.50, 0.25, 0.12 | 4.00, 5.00, 6.00 |"),
         "{md}"
