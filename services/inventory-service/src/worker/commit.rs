@@ -16,7 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::hanging::{self, Suspects, HANGING_ABORTED, HANGING_FOUND};
+use super::hanging::{self, Suspects, Watermarks, HANGING_ABORTED, HANGING_FOUND};
 use super::rebalance::InventoryContext;
 use super::{bounded, InventoryError};
 use crate::config::Settings;
@@ -75,21 +75,27 @@ impl Committer {
     /// transactions, open its producer ([`open_writer`]), which [`Committer::adopt`] then
     /// keeps, and abort a transaction of that producer that Kafka left open ([`hanging`]):
     /// `group` is the consumer's (for the offsets), and a `p` in `suspects` is aborted for
-    /// its offsets even when its changelog shows nothing open. Nothing to do without.
+    /// its offsets even when its changelog shows nothing open; `watermarks` are the
+    /// session's readers for that (made here when there are none). Nothing to do without.
     pub(super) async fn prepare(
         &self,
         kafka: &KafkaConfig,
         settings: &Settings,
         p: i32,
         group: Option<ConsumerGroupMetadata>,
-        suspects: &Suspects,
+        (suspects, watermarks): (&Suspects, Option<&Arc<Watermarks>>),
         metrics: &InventoryMetrics,
     ) -> Result<Option<FutureProducer>, InventoryError> {
         match self {
             Self::Offsets(_) => Ok(None),
             Self::Transactions(_) => {
                 let suspect = suspects.lock().is_ok_and(|s| s.contains(&p));
-                let (w, aborted) = open_writer(kafka, settings, p, group, suspect).await?;
+                let watermarks = match watermarks {
+                    Some(w) => w.clone(),
+                    None => Arc::new(Watermarks::new(kafka)?),
+                };
+                let opened = open_writer(kafka, settings, p, group, suspect, watermarks);
+                let (w, aborted) = opened.await?;
                 if aborted {
                     metrics.hanging_aborted.inc();
                 }
@@ -263,6 +269,7 @@ async fn open_writer(
     p: i32,
     group: Option<ConsumerGroupMetadata>,
     suspect: bool,
+    watermarks: Arc<Watermarks>,
 ) -> Result<(FutureProducer, bool), InventoryError> {
     let config = kafka.transactional_producer(
         &format!("inventory-service-p{p}"),
@@ -296,8 +303,9 @@ async fn open_writer(
     )
     .await?
     .map_err(|e| InventoryError::Join(e.to_string()))??;
-    let (k, writer) = (kafka.clone(), w.clone());
-    let ended = tokio::task::spawn_blocking(move || end_hanging(&k, &writer, p, group, suspect));
+    let writer = w.clone();
+    let ended =
+        tokio::task::spawn_blocking(move || end_hanging(&watermarks, &writer, p, group, suspect));
     let aborted = bounded(
         "checking for a transaction Kafka left open (and aborting it)",
         TXN_TIMEOUT * 2 + CALL_BOUND,
@@ -311,13 +319,12 @@ async fn open_writer(
 /// After `init_transactions` of `p`'s producer `w`: find what of it hangs and abort it
 /// (see [`hanging`]); whether there was any. Blocking.
 fn end_hanging(
-    kafka: &KafkaConfig,
+    watermarks: &Watermarks,
     w: &FutureProducer,
     p: i32,
     group: Option<ConsumerGroupMetadata>,
     suspect: bool,
 ) -> Result<bool, InventoryError> {
-    let watermarks = hanging::Watermarks::new(kafka)?;
     let Some(topics) = hanging::plan(watermarks.open_on(p)?, suspect) else {
         return Ok(false);
     };

@@ -94,7 +94,9 @@ pub(super) fn plan(open: Open, suspect: bool) -> Option<Vec<&'static str>> {
     (suspect || !topics.is_empty()).then_some(topics)
 }
 
-/// The two readers that tell whether a transaction is open on a partition.
+/// The two readers that tell whether a transaction is open on a partition: one pair per
+/// session, made with it and shared by its take-overs (a pair made per take-over cost a
+/// restart 0.2-0.3 s: the new clients' connections).
 pub(super) struct Watermarks {
     committed: BaseConsumer,
     uncommitted: BaseConsumer,
