@@ -23,7 +23,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::ours::{self, WarmUp};
-use super::report::{num, ratio_text};
+use super::report::{num, ratio_text, Figure};
 use super::restarts::restarts;
 use super::{say, Samples};
 
@@ -49,15 +49,11 @@ pub struct SweepRow {
 }
 
 impl SweepRow {
-    /// Each figure the median of the samples' (of one N; the upper one of an even count);
+    /// Each figure the median of the samples' (of one N), as the runs' ([`Figure::of`]);
     /// `None` without samples.
     pub fn median(samples: &[SweepRow]) -> Option<SweepRow> {
         let first = samples.first()?;
-        let med = |f: &dyn Fn(&SweepRow) -> f64| {
-            let mut v: Vec<f64> = samples.iter().map(f).collect();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
+        let med = |f: &dyn Fn(&SweepRow) -> f64| Figure::of(samples.iter().map(f).collect()).median;
         Some(SweepRow {
             n: first.n,
             produce: med(&|r| r.produce),
