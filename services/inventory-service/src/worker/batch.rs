@@ -26,7 +26,6 @@ use super::ahead::{send_ahead, LogEnds};
 use super::changelog::sync_ledgers;
 use super::commit::Committer;
 use super::flush::{ledger_mut, take_flushes};
-use super::hanging::Watermarks;
 use super::rebalance::{InventoryContext, Shared};
 use super::tail::{InFlight, Sent, Tail, MAX_IN_FLIGHT};
 use super::{Ctx, InventoryError};
@@ -58,9 +57,6 @@ pub(super) struct Deciding<'a> {
     pub(super) shared: Arc<Shared>,
     pub(super) committer: Committer,
     pub(super) consumer: Arc<StreamConsumer<InventoryContext>>,
-    /// With transactions, the session's readers of the changelogs' watermarks, which a
-    /// take-over asks whether a transaction hangs ([`super::hanging`]).
-    pub(super) watermarks: Option<Arc<Watermarks>>,
     pub(super) token: &'a CancellationToken,
     /// The tail of the last batch (which waits for those before it), while it may still be
     /// running.
@@ -117,7 +113,6 @@ impl Handler<InventoryContext> for Deciding<'_> {
             &self.shared,
             &self.consumer,
             &mut self.committer,
-            self.watermarks.as_ref(),
             &batch,
         )
         .await?;
@@ -162,7 +157,6 @@ impl Handler<InventoryContext> for Deciding<'_> {
             &self.shared,
             &self.consumer,
             &mut self.committer,
-            self.watermarks.as_ref(),
             &[],
         )
         .await?;

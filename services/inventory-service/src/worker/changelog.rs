@@ -7,7 +7,6 @@
 //! catalogue lists every configured item of it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -18,7 +17,6 @@ use rdkafka::message::{Message, OwnedMessage};
 
 use super::commit::Committer;
 use super::flush::{flush_ledgers, take_flushes};
-use super::hanging::Watermarks;
 use super::rebalance::{InventoryContext, Shared};
 use super::restore::restore;
 use super::{Ctx, InventoryError};
@@ -71,7 +69,6 @@ pub(super) async fn sync_ledgers(
     shared: &Shared,
     consumer: &StreamConsumer<InventoryContext>,
     committer: &mut Committer,
-    watermarks: Option<&Arc<Watermarks>>,
     batch: &[OwnedMessage],
 ) -> Result<(), InventoryError> {
     let Ctx {
@@ -100,14 +97,7 @@ pub(super) async fn sync_ledgers(
     let taken = join_all(todo.iter().map(|p| async move {
         let group = consumer.group_metadata();
         let writer = preparing
-            .prepare(
-                kafka,
-                settings,
-                *p,
-                group,
-                (suspects, watermarks),
-                ctx.metrics,
-            )
+            .prepare(kafka, settings, *p, group, suspects, ctx.metrics)
             .await?;
         let ledger = rebuild(kafka, *p, &settings.stock, settings.idempotency_window, dlq).await?;
         Ok::<_, InventoryError>((*p, writer, ledger))

@@ -45,17 +45,24 @@ pub(super) enum Committer {
     Offsets(FutureProducer),
     /// One transactional producer per owned `orders` partition (`transactional.id`
     /// `<TRANSACTIONAL_ID_PREFIX>-<p>`), whose transaction carries the partition's decisions,
-    /// DLQ entries and next offset.
-    Transactions(BTreeMap<i32, FutureProducer>),
+    /// DLQ entries and next offset; and the session's readers that a take-over asks whether
+    /// a transaction of that producer hangs ([`hanging`]), made with the committer so that
+    /// their connections are up by the first take-over (two new clients per take-over added
+    /// 0.2-0.3 s to a restart).
+    Transactions(BTreeMap<i32, FutureProducer>, Arc<Watermarks>),
 }
 
 impl Committer {
     /// The committer `settings` ask for; `producer` is the session's idempotent producer.
-    pub(super) fn new(settings: &Settings, producer: &FutureProducer) -> Self {
-        match settings.transactions {
-            true => Self::Transactions(BTreeMap::new()),
+    pub(super) fn new(
+        kafka: &KafkaConfig,
+        settings: &Settings,
+        producer: &FutureProducer,
+    ) -> Result<Self, InventoryError> {
+        Ok(match settings.transactions {
+            true => Self::Transactions(BTreeMap::new(), Arc::new(Watermarks::new(kafka)?)),
             false => Self::Offsets(producer.clone()),
-        }
+        })
     }
 
     /// Whether the loop must wait for a batch's commit before it takes the next one: with
@@ -68,32 +75,28 @@ impl Committer {
     /// ledger records may name an end of `inventory-events` known before the
     /// acknowledgements ([`super::ahead`]).
     pub(super) fn transactional(&self) -> bool {
-        matches!(self, Self::Transactions(_))
+        matches!(self, Self::Transactions(..))
     }
 
     /// Prepare taking over `orders` partition `p`, before its ledger is rebuilt: with
     /// transactions, open its producer ([`open_writer`]), which [`Committer::adopt`] then
     /// keeps, and abort a transaction of that producer that Kafka left open ([`hanging`]):
     /// `group` is the consumer's (for the offsets), and a `p` in `suspects` is aborted for
-    /// its offsets even when its changelog shows nothing open; `watermarks` are the
-    /// session's readers for that (made here when there are none). Nothing to do without.
+    /// its offsets even when its changelog shows nothing open. Nothing to do without.
     pub(super) async fn prepare(
         &self,
         kafka: &KafkaConfig,
         settings: &Settings,
         p: i32,
         group: Option<ConsumerGroupMetadata>,
-        (suspects, watermarks): (&Suspects, Option<&Arc<Watermarks>>),
+        suspects: &Suspects,
         metrics: &InventoryMetrics,
     ) -> Result<Option<FutureProducer>, InventoryError> {
         match self {
             Self::Offsets(_) => Ok(None),
-            Self::Transactions(_) => {
+            Self::Transactions(_, watermarks) => {
                 let suspect = suspects.lock().is_ok_and(|s| s.contains(&p));
-                let watermarks = match watermarks {
-                    Some(w) => w.clone(),
-                    None => Arc::new(Watermarks::new(kafka)?),
-                };
+                let watermarks = watermarks.clone();
                 let opened = open_writer(kafka, settings, p, group, suspect, watermarks);
                 let (w, aborted) = opened.await?;
                 if aborted {
@@ -109,14 +112,14 @@ impl Committer {
 
     /// Keep what [`Committer::prepare`] opened for `p`.
     pub(super) fn adopt(&mut self, p: i32, writer: Option<FutureProducer>) {
-        if let (Self::Transactions(writers), Some(w)) = (self, writer) {
+        if let (Self::Transactions(writers, _), Some(w)) = (self, writer) {
             writers.insert(p, w);
         }
     }
 
     /// Drop the producers of partitions no longer `assigned`.
     pub(super) async fn release_unassigned(&mut self, assigned: &BTreeSet<i32>) {
-        let Self::Transactions(writers) = self else {
+        let Self::Transactions(writers, _) = self else {
             return;
         };
         let gone: Vec<i32> = writers
@@ -138,7 +141,7 @@ impl Committer {
     pub(super) fn producer(&self, p: i32) -> Result<&FutureProducer, InventoryError> {
         match self {
             Self::Offsets(producer) => Ok(producer),
-            Self::Transactions(writers) => writers.get(&p).ok_or(InventoryError::NoLedger(p)),
+            Self::Transactions(writers, _) => writers.get(&p).ok_or(InventoryError::NoLedger(p)),
         }
     }
 
@@ -148,7 +151,7 @@ impl Committer {
     pub(super) async fn begin(&self, p: i32) -> Result<(), InventoryError> {
         match self {
             Self::Offsets(_) => Ok(()),
-            Self::Transactions(_) => {
+            Self::Transactions(..) => {
                 let w = self.producer(p)?.clone();
                 let begun = tokio::task::spawn_blocking(move || w.begin_transaction());
                 bounded("beginning a transaction", CALL_BOUND, begun)
@@ -170,7 +173,7 @@ impl Committer {
     ) -> Result<Option<Arc<ConsumerGroupMetadata>>, InventoryError> {
         match self {
             Self::Offsets(_) => Ok(None),
-            Self::Transactions(_) => match consumer.group_metadata() {
+            Self::Transactions(..) => match consumer.group_metadata() {
                 Some(g) => Ok(Some(Arc::new(g))),
                 None => Err(InventoryError::Txn {
                     partition: -1,
@@ -191,7 +194,7 @@ impl Committer {
         offset: i64,
         handing: &mut HandOver,
     ) -> Result<(), InventoryError> {
-        let Self::Transactions(writers) = self else {
+        let Self::Transactions(writers, _) = self else {
             return Ok(());
         };
         let w = writers
@@ -220,7 +223,7 @@ impl Committer {
     ) -> Result<bool, InventoryError> {
         match self {
             Self::Offsets(_) => Ok(commit_offsets(consumer, next)),
-            Self::Transactions(writers) => {
+            Self::Transactions(writers, _) => {
                 commit_transactions(writers, next, "the batch's transaction commits").await?;
                 Ok(true)
             }
@@ -234,7 +237,7 @@ impl Committer {
         &self,
         next: &BTreeMap<i32, i64>,
     ) -> Result<(), InventoryError> {
-        let Self::Transactions(writers) = self else {
+        let Self::Transactions(writers, _) = self else {
             return Ok(());
         };
         commit_transactions(writers, next, "the ledger's transaction commits").await
@@ -244,7 +247,7 @@ impl Committer {
     /// leave it to the partition's next owner (who would abort it anyway when it opens its
     /// producer).
     pub(super) async fn close(self) {
-        let Self::Transactions(writers) = self else {
+        let Self::Transactions(writers, _) = self else {
             return;
         };
         let aborts = writers.into_values().map(|w| {

@@ -268,14 +268,8 @@ async fn session(ctx: Ctx<'_>, token: &CancellationToken) -> Result<(), Inventor
     let mut deciding = Deciding {
         ctx,
         shared: shared.clone(),
-        committer: Committer::new(settings, &producer),
+        committer: Committer::new(kafka, settings, &producer)?,
         consumer: consumer.clone(),
-        // made with the session, so that their connections are up by the first take-over
-        // (two new clients per take-over added 0.2-0.3 s to a restart)
-        watermarks: match settings.transactions {
-            true => Some(Arc::new(hanging::Watermarks::new(kafka)?)),
-            false => None,
-        },
         token,
         in_flight: None,
         last_full_tick: None,
