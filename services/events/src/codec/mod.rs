@@ -70,10 +70,11 @@ pub fn encode_into(event: &Event, out: &mut Vec<u8>) {
 /// The first buffer [`encode`] writes into.
 const ENCODE_CAPACITY: usize = 384;
 
-/// Parse and validate a record value. A well-formed event takes the fast path
-/// ([`crate::fast`]); anything else the general one, whose error names what is wrong.
+/// Parse and validate a record value. An order or decision as [`encode`] writes it is read
+/// by hand ([`read`]); another well-formed event takes the fast path ([`crate::fast`]);
+/// anything else the general one, whose error names what is wrong.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
-    if let Some(event) = crate::fast::decode(bytes) {
+    if let Some(event) = read::event(bytes).or_else(|| crate::fast::decode(bytes)) {
         if validate(&event).is_ok() {
             return Ok(event);
         }
@@ -302,6 +303,7 @@ pub(crate) fn tagged_fields(bytes: &[u8]) -> Result<(String, Value), DecodeError
     Ok((type_name, Value::Object(fields)))
 }
 
+mod read;
 pub(crate) mod write;
 
 #[cfg(test)]
