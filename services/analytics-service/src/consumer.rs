@@ -372,16 +372,17 @@ async fn handle(
     metrics: &AnalyticsMetrics,
 ) -> Result<(), AnalyticsError> {
     let started = Instant::now();
-    let decoded = decode_on(m.topic(), m.payload().unwrap_or_default());
+    let topic = m.topic(); // once: each call measures and checks the name's C string
+    let decoded = decode_on(topic, m.payload().unwrap_or_default());
     // one exclusive lock per record: the redelivery check and the apply together
     if let Ok(mut s) = shared.state.write() {
-        if m.offset() < s.next_offset(m.topic(), m.partition()).unwrap_or(0) {
+        if m.offset() < s.next_offset(topic, m.partition()).unwrap_or(0) {
             // Redelivered after a rebalance: already counted.
             return Ok(());
         }
         if let Ok(event) = &decoded {
-            s.apply(m.topic(), m.partition(), m.offset(), event);
-            metrics.observe(m.topic(), &s);
+            s.apply(topic, m.partition(), m.offset(), event);
+            metrics.observe(topic, &s);
         }
     }
     match decoded {
