@@ -71,10 +71,11 @@ e2e: build kafka-install k8s-tools browser-tools
 bench: build kafka-install bench-tools
 	$(BIN)/orderflow-bench --out target/bench $(BENCH_ARGS)
 
-# A longer run of the event decoder's property tests (make test runs 256 cases each).
+# A longer run of the event codec's property tests (make test runs 256 cases each): the
+# general and fast decoders, and the hand-written reader and writer against serde.
 FUZZ_CASES ?= 100000
 fuzz:
-	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --locked -p orderflow-events --lib codec::tests
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --locked -p orderflow-events --lib codec::
 
 # kcat (apt), the Python peer's venv (pip), oha (cargo install) and the Kafka Streams peers (mvn), once, into the cache.
 bench-tools:
