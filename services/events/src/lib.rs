@@ -5,6 +5,13 @@
 //! RFC 3339 with milliseconds). Inventory decisions add `status`, `reason` (failures only)
 //! and `decided_at`.
 //!
+//! ## Encoding
+//! The bytes are serde_json's for these types ([`encode`], [`decode`]). The two events of
+//! every order, `OrderPlaced` and its decision, are written and read by hand on the hot
+//! paths (a million per bulk run, each read again by a replay), in exactly serde's layout;
+//! property tests hold the hand-written writer and reader to serde over any strings,
+//! quantities and times, and a record in any other layout is read by serde.
+//!
 //! ## Keys and partitions
 //! Records on `orders` are keyed by **item**. Kafka sends every record with the same key to
 //! the same partition and a consumer group gives each partition to exactly one member, so
