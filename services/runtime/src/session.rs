@@ -40,9 +40,10 @@ const ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
 /// when idle.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// In a run of records, the loop looks for a fatal error and a stall after every this many
-/// (after any other pass at once): each look reads the clock and asks librdkafka twice, which
-/// was a measured share of analytics' replay at a record per pass.
+/// In a run of passes that brought records (a record for analytics, a batch for inventory),
+/// the loop looks for a fatal error and a stall after every this many (after a tick or an
+/// error at once): each look reads the clock and asks librdkafka twice, which was a measured
+/// share of analytics' replay at a record per pass.
 const CHECK_EVERY_RECORDS: u32 = 64;
 
 /// A Kafka client failed for good (librdkafka's fatal error: a consumer fenced as a static
