@@ -144,7 +144,7 @@ impl<'a> Reader<'a> {
         }
         let n = digits
             .iter()
-            .try_fold(0u64, |n, d| Some(n * 10 + u64::from(d - b'0')))?;
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
         self.0 = rest;
         u32::try_from(n).ok()
     }
