@@ -35,16 +35,16 @@ pub const ERROR_PAUSE: Duration = Duration::from_millis(10);
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// How often the loop asks the [`crate::fetch_watch`] whether an assigned partition stalled:
-/// at the end of a pass (a tick, an error, or every [`CHECK_EVERY_RECORDS`]-th record), at most
-/// this often, so a stall is caught under steady traffic on the other partitions as well as
-/// when idle.
+/// at the end of a pass (a tick, an error, or every [`CHECK_EVERY_PASSES`]-th with records),
+/// at most this often, so a stall is caught under steady traffic on the other partitions as
+/// well as when idle.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// In a run of passes that brought records (a record for analytics, a batch for inventory),
 /// the loop looks for a fatal error and a stall after every this many (after a tick or an
 /// error at once): each look reads the clock and asks librdkafka twice, which was a measured
 /// share of analytics' replay at a record per pass.
-const CHECK_EVERY_RECORDS: u32 = 64;
+const CHECK_EVERY_PASSES: u32 = 64;
 
 /// A Kafka client failed for good (librdkafka's fatal error: a consumer fenced as a static
 /// member, an idempotent producer whose sequence a restarted broker no longer knows). The
@@ -144,7 +144,7 @@ where
         }
         Tick::Idle(_) => None,
     };
-    let mut records_unchecked = 0u32;
+    let mut passes_unchecked = 0u32;
     loop {
         let ticked = async {
             match (every.as_mut(), tick) {
@@ -161,8 +161,8 @@ where
             m = consumer.recv() => match m {
                 Ok(m) => {
                     handler.message(consumer, m).await?;
-                    records_unchecked += 1;
-                    if records_unchecked < CHECK_EVERY_RECORDS {
+                    passes_unchecked += 1;
+                    if passes_unchecked < CHECK_EVERY_PASSES {
                         continue;
                     }
                 }
@@ -180,7 +180,7 @@ where
                 }
             },
         }
-        records_unchecked = 0;
+        passes_unchecked = 0;
         failed(consumer, producer)?;
         let now = Instant::now();
         if now.duration_since(watched) >= WATCH_EVERY {
